@@ -1,0 +1,557 @@
+"""The ``touchpoint`` command line: thin commands that parse, call and echo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+from sqlite_utils import Database
+
+from monitor import __version__, pipeline, store
+from monitor.collectors import COLLECTORS
+from monitor.config import (
+    ENV_CONFIG,
+    ENV_DB,
+    STREAMS,
+    ConfigError,
+    Settings,
+    default_config_path,
+    load_settings,
+    template_text,
+)
+from monitor.logs import setup_logging
+from monitor.models import KINDS, Post, RunResult, StreamKey, parse_iso, utcnow
+
+logger = logging.getLogger(__name__)
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+DEMO_TOKEN_ENV = "TOUCHPOINT_DEMO_X_TOKEN"
+
+
+@dataclass
+class AppContext:
+    """What the group's options resolve to, shared by every command."""
+
+    config_path: Path
+    db_override: Path | None
+
+    def settings(self) -> Settings:
+        try:
+            return load_settings(self.config_path)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    def db_path(self) -> Path:
+        if self.db_override is not None:
+            return self.db_override
+        return self.settings().db_path
+
+    def open(self, path: Path | None = None) -> Database:
+        try:
+            return store.open_db(path or self.db_path())
+        except store.StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Config file (default: ${ENV_CONFIG} or ./touchpoint.toml).",
+)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=ENV_DB,
+    help=f"SQLite database, overriding the config's [store] path (also ${ENV_DB}).",
+)
+@click.option("-v", "--verbose", count=True, help="-v logs each run, -vv logs at DEBUG.")
+@click.version_option(__version__, prog_name="touchpoint")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, verbose: int) -> None:
+    """touchpoint: watch a brand's social touchpoints and keep it honest.
+
+    Engage and inspire, don't sell; answer people promptly; stay consistent on every channel.
+
+    \b
+    Example:
+        touchpoint init && touchpoint check-config && touchpoint collect
+    """
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    setup_logging(levels.get(verbose, logging.DEBUG))
+    ctx.obj = AppContext(config_path=config_path or default_config_path(), db_override=db_path)
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite the file if it exists.")
+@pass_app
+def init(app: AppContext, path: Path | None, force: bool) -> None:
+    """Write a starter config file, every key documented.
+
+    \b
+    Example:
+        touchpoint init touchpoint.toml
+    """
+    target = path or app.config_path
+    if target.exists() and not force:
+        raise click.ClickException(f"{target} already exists. Fix: pass --force to overwrite it")
+    target.write_text(template_text(), encoding="utf-8")
+    click.echo(
+        f"wrote {target}: edit the brand and its accounts, export the tokens it names, "
+        "then run `touchpoint check-config`"
+    )
+
+
+@cli.command("check-config")
+@pass_app
+def check_config(app: AppContext) -> None:
+    """Validate the config file and the secrets it names; exit 1 with the fix if wrong.
+
+    \b
+    Example:
+        touchpoint --config touchpoint.toml check-config
+    """
+    settings = app.settings()
+    try:
+        settings.check_secrets()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    brands = ", ".join(b.name for b in settings.brands)
+    click.echo(
+        f"{settings.source}: ok. Brands: {brands}; platforms: "
+        f"{', '.join(settings.platforms_in_use())}; database: {settings.db_path}"
+    )
+    warning = store.sqlite_version_warning()
+    if warning:
+        click.echo(f"note: {warning}; do not run a backfill while the daemon writes", err=True)
+
+
+def _selection_options(func: Any) -> Any:
+    func = click.option("--stream", type=click.Choice(STREAMS), help="Only this stream.")(func)
+    func = click.option("--platform", help="Only this platform (e.g. x).")(func)
+    return click.option("--brand", help="Only this brand (its name in the config).")(func)
+
+
+@cli.command()
+@_selection_options
+@pass_app
+def collect(app: AppContext, brand: str | None, platform: str | None, stream: str | None) -> None:
+    """Collect every configured stream once: brand posts, mentions and keyword hits.
+
+    Incremental: each stream goes on from its stored cursor, so running it again stores nothing
+    twice. Exits 1 when a stream failed (the others still ran).
+
+    \b
+    Example:
+        touchpoint collect --brand acme --platform x
+    """
+    settings = app.settings()
+    _check_selection(settings, brand, platform)
+    db = app.open(app.db_override or settings.db_path)
+    results = pipeline.collect(db, settings, pipeline.Selection(brand, platform, stream))
+    _report(results)
+
+
+def _check_selection(settings: Settings, brand: str | None, platform: str | None) -> None:
+    try:
+        if brand is not None:
+            settings.brand(brand)
+        settings.check_secrets()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if platform is not None and platform not in settings.platforms_in_use():
+        raise click.ClickException(
+            f"no brand has an account on {platform!r}. Fix: use one of: "
+            f"{', '.join(settings.platforms_in_use())}"
+        )
+
+
+def _report(results: Sequence[RunResult]) -> None:
+    for r in results:
+        if r.outcome in ("ok", "deferred", "skipped"):
+            note = f" ({r.error})" if r.error else ""
+            click.echo(
+                f"{r.key}: {r.outcome}, {r.items_new} new, {r.items_updated} updated, "
+                f"{r.pages} pages{note}"
+            )
+    failed = pipeline.failures(results)
+    by_error: dict[str, list[str]] = {}
+    for r in failed:
+        by_error.setdefault(r.error or "unknown error", []).append(str(r.key))
+    for error, keys in by_error.items():
+        click.echo(f"error: {', '.join(keys)}: {error}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--since", required=True, type=click.DateTime(), help="Start (UTC), e.g. 2026-11-01.")
+@click.option("--until", type=click.DateTime(), help="End (UTC); default now.")
+@_selection_options
+@pass_app
+def backfill(
+    app: AppContext,
+    since: datetime,
+    until: datetime | None,
+    brand: str | None,
+    platform: str | None,
+    stream: str | None,
+) -> None:
+    """Collect history between --since and --until, page by page, resumable.
+
+    Killed half-way, the same command goes on where it stopped. X reaches back 7 days for keyword
+    search and 3,200 posts for a timeline; older items cannot be had.
+
+    \b
+    Example:
+        touchpoint backfill --since 2026-11-01 --until 2026-11-08 --platform x
+    """
+    start = since.replace(tzinfo=UTC)
+    end = until.replace(tzinfo=UTC) if until else utcnow()
+    if end <= start:
+        raise click.ClickException("--until must be after --since")
+    settings = app.settings()
+    _check_selection(settings, brand, platform)
+    db = app.open(app.db_override or settings.db_path)
+    for name in settings.platforms_in_use():
+        if platform in (None, name):
+            for note in COLLECTORS[name].backfill_reach(start, utcnow()):
+                click.echo(f"note: {note}", err=True)
+    with _progress(start, end) as on_page:
+        results = pipeline.collect(
+            db,
+            settings,
+            pipeline.Selection(brand, platform, stream),
+            backfill=(start, end),
+            on_page=on_page,
+        )
+    _report(results)
+
+
+@contextmanager
+def _progress(start: datetime, end: datetime) -> Iterator[pipeline.ProgressHook]:
+    """Show one progress bar per stream: how far back in the window the walk has come."""
+    total = int((end - start).total_seconds()) or 1
+    bars: dict[StreamKey, Any] = {}
+
+    def on_page(result: RunResult, posts: Sequence[Post]) -> None:
+        bar = bars.get(result.key)
+        if bar is None:
+            for other in bars.values():
+                other.render_finish()
+            bar = click.progressbar(length=total, label=str(result.key), file=sys.stderr)
+            bar.__enter__()
+            bars[result.key] = bar
+        if posts:
+            oldest = min(parse_iso(p.created_at) for p in posts)
+            covered = min(total, max(0, int((end - oldest).total_seconds())))
+            bar.update(covered - bar.pos)
+
+    try:
+        yield on_page
+    finally:
+        for bar in bars.values():
+            bar.update(total - bar.pos)
+            bar.__exit__(None, None, None)
+
+
+@cli.command()
+@pass_app
+def status(app: AppContext) -> None:
+    """Show each stream: last run, outcome, new items, cursor age, failures, last error.
+
+    \b
+    Example:
+        touchpoint status
+    """
+    db = app.open()
+    click.echo(render_status(store.get_stream_status(db), utcnow()))
+
+
+def render_status(rows: Sequence[store.StreamStatus], now: datetime) -> str:
+    """Render the stream status table as text."""
+    if not rows:
+        return "no stream has run yet: run `touchpoint collect`"
+    header = ("STREAM", "LAST RUN", "OUTCOME", "NEW", "CURSOR AGE", "FAILS", "LAST ERROR")
+    lines = [header]
+    for r in rows:
+        lines.append(
+            (
+                str(r.key),
+                _age(r.last_run_at, now) + " ago" if r.last_run_at else "never",
+                r.outcome or "-",
+                str(r.items_new),
+                _age(r.cursor_updated_at, now),
+                str(r.consecutive_failures),
+                (r.last_error or "-")[:70],
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)) + "  " + line[-1]
+        for line in lines
+    )
+
+
+def _age(stamp: str | None, now: datetime) -> str:
+    if not stamp:
+        return "-"
+    seconds = max(0, int((now - parse_iso(stamp)).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+EXPORT_COLUMNS = [
+    "id",
+    "platform",
+    "native_id",
+    "brand",
+    "author_id",
+    "author_handle",
+    "is_brand",
+    "kind",
+    "text",
+    "url",
+    "lang",
+    "created_at",
+    "in_reply_to_id",
+    "conversation_id",
+    "metrics",
+    "collected_at",
+    "updated_at",
+]
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl"]),
+    default="csv",
+    show_default=True,
+    help="CSV with a header, or one JSON object per line.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.File("w", encoding="utf-8"),
+    default="-",
+    help="File to write (default: standard output).",
+)
+@click.option("--brand", help="Only this brand.")
+@click.option("--platform", help="Only this platform.")
+@click.option(
+    "--kind", type=click.Choice(KINDS), help="Only posts, replies, mentions or keyword hits."
+)
+@click.option("--since", type=click.DateTime(), help="Only items created at or after (UTC).")
+@click.option("--raw", is_flag=True, help="Include the raw API JSON of each item.")
+@pass_app
+def export(
+    app: AppContext,
+    fmt: str,
+    output: TextIO,
+    brand: str | None,
+    platform: str | None,
+    kind: str | None,
+    since: datetime | None,
+    raw: bool,
+) -> None:
+    """Export collected posts as CSV or JSON lines, oldest first.
+
+    \b
+    Example:
+        touchpoint export --format jsonl --kind mention -o mentions.jsonl
+    """
+    db = app.open()
+    rows = store.iter_posts(
+        db,
+        brand=brand,
+        platform=platform,
+        kind=kind,
+        since=since.replace(tzinfo=UTC) if since else None,
+    )
+    columns = EXPORT_COLUMNS + (["raw"] if raw else [])
+    count = write_rows(rows, columns, fmt, output)
+    click.echo(f"exported {count} posts", err=True)
+
+
+def write_rows(rows: Iterator[dict[str, Any]], columns: list[str], fmt: str, output: TextIO) -> int:
+    """Write post rows as CSV or JSON lines; return how many were written."""
+    count = 0
+    writer = (
+        csv.DictWriter(output, fieldnames=columns, extrasaction="ignore") if fmt == "csv" else None
+    )
+    if writer is not None:
+        writer.writeheader()
+    for row in rows:
+        count += 1
+        row = {c: row.get(c) for c in columns}
+        if writer is not None:
+            writer.writerow(row)
+            continue
+        for column in ("metrics", "raw"):
+            if isinstance(row.get(column), str):
+                row[column] = json.loads(row[column])
+        row["is_brand"] = bool(row["is_brand"])
+        output.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return count
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the config and database (default: a new temporary folder).",
+)
+@click.option(
+    "--seed", type=int, default=7, show_default=True, help="Seed of the simulated traffic."
+)
+@click.option(
+    "--days",
+    type=click.FloatRange(0.1, 7),
+    default=1.0,
+    show_default=True,
+    help="Days of simulated traffic.",
+)
+def demo(directory: Path | None, seed: int, days: float) -> None:
+    """Run touchpoint end to end against a local sandbox: no API key, no network.
+
+    Starts the sandbox X server on 127.0.0.1, writes a config for it, collects a simulated day of
+    brand posts, mentions and replies into a SQLite file, and shows the status.
+
+    \b
+    Example:
+        touchpoint demo --dir ./touchpoint-demo
+    """
+    from monitor.sandbox.x import XSandbox  # only the demo needs the sandbox
+
+    folder = directory or Path(tempfile.mkdtemp(prefix="touchpoint-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    end = utcnow().replace(microsecond=0)
+    os.environ[DEMO_TOKEN_ENV] = "demo-token"
+    with XSandbox(
+        seed=seed,
+        brand_handle="acme",
+        keywords=("acme",),
+        bearer_token="demo-token",
+        start=end - timedelta(days=days),
+        end=end,
+    ) as sandbox:
+        config_path = folder / "touchpoint.toml"
+        config_path.write_text(demo_config(sandbox.url), encoding="utf-8")
+        settings = load_settings(config_path)
+        db = store.open_db(settings.db_path)
+        started = time.monotonic()
+        results = pipeline.collect(db, settings)
+        seconds = time.monotonic() - started
+    _report_demo(db, settings, results, seconds)
+
+
+def demo_config(x_api_base: str) -> str:
+    """Return the config the demo writes: one brand on the local X sandbox."""
+    return (
+        "# Written by `touchpoint demo`: one brand watched on a local sandbox X server.\n"
+        '[store]\npath = "touchpoint.db"\n\n'
+        f'[platforms.x]\napi_base = "{x_api_base}"\nbearer_token_env = "{DEMO_TOKEN_ENV}"\n\n'
+        '[[brands]]\nname = "acme"\nkeywords = ["acme"]\n\n[brands.accounts]\nx = "acme"\n'
+    )
+
+
+def _report_demo(
+    db: Database, settings: Settings, results: Sequence[RunResult], seconds: float
+) -> None:
+    for r in results:
+        click.echo(f"collected {r.key}: {r.outcome}, {r.items_new} new ({r.pages} pages)")
+    click.echo(f"collection took {seconds:.1f}s\n")
+    click.echo(render_status(store.get_stream_status(db), utcnow()))
+    counts = store.count_posts(db)
+    summary = ", ".join(f"{n} {kind}" for (_, _, kind), n in sorted(counts.items()))
+    click.echo(f"\nstored: {summary}")
+    click.echo(f"database: {settings.db_path}")
+    click.echo(f"config:   {settings.source}")
+    click.echo(f"try:      touchpoint --config {settings.source} export --kind mention | head")
+    if pipeline.failures(results):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8400,
+    show_default=True,
+    help="Port on 127.0.0.1 (0 picks a free one).",
+)
+@click.option(
+    "--seed", type=int, default=7, show_default=True, help="Seed of the simulated traffic."
+)
+@click.option("--brand-handle", default="acme", show_default=True, help="The brand's X handle.")
+@click.option(
+    "--days",
+    type=click.FloatRange(0.1, 30),
+    default=1.0,
+    show_default=True,
+    help="Days of simulated traffic, ending now.",
+)
+def sandbox(port: int, seed: int, brand_handle: str, days: float) -> None:
+    """Serve the sandbox X API on 127.0.0.1 until interrupted, to try a config against.
+
+    Any bearer token is accepted. Point [platforms.x] api_base at the printed URL.
+
+    \b
+    Example:
+        touchpoint sandbox --port 8400 &
+        X_BEARER_TOKEN=anything touchpoint collect
+    """
+    from monitor.sandbox.x import XSandbox
+
+    end = utcnow().replace(microsecond=0)
+    server = XSandbox(
+        seed=seed,
+        brand_handle=brand_handle,
+        keywords=(brand_handle,),
+        start=end - timedelta(days=days),
+        end=end,
+        port=port,
+    )
+    url = server.start()
+    click.echo(f"sandbox X API at {url} (brand @{brand_handle}); Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    """Entry point for ``python -m monitor``."""
+    cli(prog_name="touchpoint")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

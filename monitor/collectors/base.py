@@ -1,0 +1,172 @@
+"""The collector interface every platform implements, its typed errors and the retry helper.
+
+A collector does two things: ``fetch`` (I/O only: pages of raw API answers, each with the cursor to
+commit once that page is stored) and ``normalize`` (pure: one raw page -> Post records). It never
+touches the store; the pipeline does.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, TypeVar
+
+from monitor.config import Settings
+from monitor.models import Cursor, Post, StreamKey, utcnow
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A reset further away than this is not believed: the stream is deferred this long at most.
+MAX_DEFERRAL = timedelta(minutes=16)
+DEFAULT_DEFERRAL = timedelta(seconds=60)
+
+
+class CollectorError(Exception):
+    """A collection failed; the message is one line, safe to log and store (no secrets)."""
+
+
+class RateLimited(CollectorError):
+    """The platform refused for now; try again at ``retry_at``."""
+
+    def __init__(self, message: str, *, retry_at: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+class AuthError(CollectorError):
+    """The credentials were refused (401/403): retrying will not help until they are fixed."""
+
+
+class TransientError(CollectorError):
+    """A failure worth retrying: 5xx, a timeout, a dropped connection."""
+
+
+class MalformedResponse(TransientError):
+    """The API answered, but not with what its wire format promises."""
+
+
+def clamp_retry_at(reset: datetime | None, *, now: datetime | None = None) -> datetime:
+    """Turn a platform's reset time into a sane one: at least 1 s, at most 16 min from now."""
+    now = now or utcnow()
+    if reset is None:
+        return now + DEFAULT_DEFERRAL
+    return min(max(reset, now + timedelta(seconds=1)), now + MAX_DEFERRAL)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds on retrying one request."""
+
+    max_attempts: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_rate_limit_wait: float = 10.0
+
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter exponential backoff for the given attempt (1-based)."""
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+def call_with_retries(
+    call: Callable[[], T],
+    *,
+    policy: RetryPolicy,
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``call``, retrying transient errors and short rate limits within ``policy``'s bounds."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return call()
+        except RateLimited as exc:
+            wait = (exc.retry_at - utcnow()).total_seconds()
+            if wait > policy.max_rate_limit_wait or attempt >= policy.max_attempts:
+                raise
+            logger.info("%s: rate limited, waiting %.1fs for the reset", what, max(wait, 0))
+            sleep(max(wait, 0) + random.uniform(0, 0.5))
+        except TransientError as exc:
+            if attempt >= policy.max_attempts:
+                raise
+            delay = policy.backoff(attempt)
+            logger.info(
+                "%s: %s (attempt %d of %d), retrying in %.1fs",
+                what,
+                exc,
+                attempt,
+                policy.max_attempts,
+                delay,
+            )
+            sleep(delay)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to collect: one stream of one brand account, incrementally or over a time window."""
+
+    key: StreamKey
+    stream: str
+    handle: str
+    account_id: str
+    query: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    max_pages: int | None = None
+
+    @property
+    def is_backfill(self) -> bool:
+        """True when collecting a fixed time window rather than what is new."""
+        return self.since is not None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One raw API answer, and the cursor that holds once it is stored."""
+
+    raw: dict[str, Any]
+    cursor: Cursor
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Collector(ABC):
+    """A platform's collector. Built-ins are written the way a third party would write one."""
+
+    platform: ClassVar[str]
+    streams: ClassVar[Sequence[str]] = ("posts", "mentions", "keywords")
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings) -> Collector:
+        """Build the collector from the config; secrets come from the environment."""
+
+    @classmethod
+    def backfill_reach(cls, since: datetime, now: datetime) -> list[str]:
+        """Say which parts of a window starting at ``since`` the platform's API cannot reach."""
+        return []
+
+    @abstractmethod
+    def resolve_account(self, handle: str) -> str:
+        """Return the platform id of the account ``handle`` (I/O)."""
+
+    @abstractmethod
+    def keyword_query(self, keywords: Sequence[str]) -> str:
+        """Return the platform search query that finds any of ``keywords``."""
+
+    @abstractmethod
+    def fetch(self, target: Target, cursor: Cursor) -> Iterator[Page]:
+        """Yield pages newer than ``cursor`` (or in the target's window), oldest commit first."""
+
+    @abstractmethod
+    def normalize(self, raw: dict[str, Any], target: Target) -> list[Post]:
+        """Turn one raw page into Post records. Pure: no I/O, no clock."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,388 @@
+"""X (Twitter) API v2 collector on tweepy's ``Client``.
+
+tweepy hard-codes ``https://api.twitter.com`` and sets no timeout, so a requests adapter mounted on
+``client.session`` rewrites the host to ``api_base`` and adds the timeout. Rate limits are handled
+here, never by tweepy's unbounded ``wait_on_rate_limit``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+import tweepy
+from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
+
+from monitor.collectors.base import (
+    AuthError,
+    Collector,
+    CollectorError,
+    MalformedResponse,
+    Page,
+    RateLimited,
+    RetryPolicy,
+    Target,
+    TransientError,
+    call_with_retries,
+    clamp_retry_at,
+)
+from monitor.config import Settings
+from monitor.models import Cursor, Kind, Post, iso, parse_iso
+
+logger = logging.getLogger(__name__)
+
+TWITTER_ORIGIN = "https://api.twitter.com"
+TWEET_FIELDS = [
+    "created_at",
+    "author_id",
+    "conversation_id",
+    "in_reply_to_user_id",
+    "referenced_tweets",
+    "public_metrics",
+    "lang",
+    "entities",
+]
+EXPANSIONS = ["author_id", "in_reply_to_user_id"]
+USER_FIELDS = ["username", "name"]
+SEARCH_WINDOW = timedelta(days=7)
+
+
+class HostAdapter(HTTPAdapter):
+    """Send requests meant for api.twitter.com to ``base`` instead, always with a timeout."""
+
+    def __init__(self, base: str, timeout: tuple[float, float]) -> None:
+        super().__init__()
+        self.base = base.rstrip("/")
+        self.timeout = timeout
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        url = request.url or ""
+        if url.startswith(TWITTER_ORIGIN) and self.base != TWITTER_ORIGIN:
+            request.url = self.base + url[len(TWITTER_ORIGIN) :]
+            proxies = get_environ_proxies(request.url)  # proxies chosen for the original host
+        return super().send(
+            request,
+            stream=stream,
+            timeout=timeout or self.timeout,
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
+        )
+
+
+class XCollector(Collector):
+    """Brand timeline, mentions and recent keyword search through tweepy's v2 ``Client``."""
+
+    platform = "x"
+
+    def __init__(
+        self,
+        *,
+        bearer_token: str,
+        api_base: str = TWITTER_ORIGIN,
+        page_size: int = 100,
+        timeout: tuple[float, float] = (5.0, 20.0),
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.client = tweepy.Client(
+            bearer_token=bearer_token, return_type=dict, wait_on_rate_limit=False
+        )
+        self.client.session.mount(TWITTER_ORIGIN + "/", HostAdapter(api_base, timeout))
+        self.api_base = api_base
+        self.page_size = page_size
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> XCollector:
+        """Build the collector from the config; the token comes from its environment variable."""
+        platform = settings.platforms["x"]
+        collect = settings.collect
+        return cls(
+            bearer_token=settings.secret("x", "bearer_token"),
+            api_base=platform.api_base,
+            page_size=platform.page_size,
+            timeout=(collect.connect_timeout_seconds, collect.read_timeout_seconds),
+            policy=RetryPolicy(
+                max_attempts=collect.max_attempts,
+                max_rate_limit_wait=collect.max_rate_limit_wait_seconds,
+            ),
+        )
+
+    @classmethod
+    def backfill_reach(cls, since: datetime, now: datetime) -> list[str]:
+        """X recent search covers 7 days; a user timeline its newest 3,200 posts."""
+        notes = [
+            "x: a timeline reaches back 3,200 posts and mentions 800; older ones cannot be fetched"
+        ]
+        if since < now - SEARCH_WINDOW:
+            notes.append(
+                f"x: keyword search reaches back 7 days only (to {iso(now - SEARCH_WINDOW)}); "
+                "keyword hits before that cannot be fetched"
+            )
+        return notes
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.client.session.close()
+
+    # -- fetch (I/O) -----------------------------------------------------------------------------
+
+    def resolve_account(self, handle: str) -> str:
+        """Return the user id of ``handle``."""
+        body = self._get("get_user", username=handle, user_fields=USER_FIELDS)
+        data = body.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise CollectorError(f"X has no user @{handle}: {_first_error(body)}")
+        return str(data["id"])
+
+    def keyword_query(self, keywords: Sequence[str]) -> str:
+        """Build a recent-search query matching any keyword, retweets left out."""
+        terms = [f'"{k}"' if " " in k else k for k in keywords]
+        joined = " OR ".join(terms)
+        return f"({joined}) -is:retweet" if len(terms) > 1 else f"{joined} -is:retweet"
+
+    def fetch(self, target: Target, cursor: Cursor) -> Iterator[Page]:
+        """Yield pages newest-first; the cursor moves to the newest id only after the last page."""
+        params = self._stream_params(target)
+        pending = cursor.pending or {}
+        since = pending.get("since_id", cursor.position) if not target.is_backfill else None
+        token: str | None = pending.get("next_token")
+        newest: str | None = pending.get("newest_id")
+        pages = 0
+        while True:
+            call = dict(params)
+            if since:
+                call["since_id"] = since
+            if token:
+                call[_token_param(target)] = token
+            body = self._get(_METHODS[target.stream], **call)
+            meta = _validate_page(body)
+            pages += 1
+            newest = _newer_id(newest, meta.get("newest_id"), body)
+            token = meta.get("next_token") or None
+            if token:
+                walk = {"since_id": since, "newest_id": newest, "next_token": token}
+                page_cursor = Cursor(position=cursor.position, pending=walk)
+            else:
+                page_cursor = Cursor(position=None if target.is_backfill else (newest or since))
+            yield Page(raw=body, cursor=page_cursor, meta=meta)
+            if not token or (target.max_pages is not None and pages >= target.max_pages):
+                return
+
+    def _stream_params(self, target: Target) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "max_results": self.page_size,
+            "tweet_fields": TWEET_FIELDS,
+            "expansions": EXPANSIONS,
+            "user_fields": USER_FIELDS,
+        }
+        stream = target.stream
+        if stream == "keywords":
+            params["query"] = target.query
+        else:
+            params["id"] = target.account_id
+        if stream == "posts":
+            params["exclude"] = ["retweets"]
+        if target.since is not None:
+            params["start_time"] = _search_start(target) if stream == "keywords" else target.since
+        if target.until is not None:
+            params["end_time"] = target.until
+        return params
+
+    def _get(self, method: str, **params: Any) -> dict[str, Any]:
+        what = f"x {method}"
+
+        def once() -> dict[str, Any]:
+            return _translate_errors(lambda: getattr(self.client, method)(**params), self.api_base)
+
+        if self._sleep is None:
+            return call_with_retries(once, policy=self.policy, what=what)
+        return call_with_retries(once, policy=self.policy, what=what, sleep=self._sleep)
+
+    # -- normalize (pure) ------------------------------------------------------------------------
+
+    def normalize(self, raw: dict[str, Any], target: Target) -> list[Post]:
+        """Turn one API v2 page into Posts: retweets are skipped, replies linked to their parent."""
+        users = {u.get("id"): u for u in raw.get("includes", {}).get("users", [])}
+        posts = []
+        for tweet in raw.get("data", []):
+            post = normalize_tweet(tweet, users, target)
+            if post is not None:
+                posts.append(post)
+        return posts
+
+
+_METHODS = {
+    "posts": "get_users_tweets",
+    "mentions": "get_users_mentions",
+    "keywords": "search_recent_tweets",
+}
+
+
+def normalize_tweet(
+    tweet: Mapping[str, Any], users: Mapping[Any, Mapping[str, Any]], target: Target
+) -> Post | None:
+    """Normalize one tweet object; return None for a retweet (not the author's own words)."""
+    refs = {r.get("type"): str(r.get("id")) for r in tweet.get("referenced_tweets") or []}
+    if "retweeted" in refs:
+        return None
+    tweet_id = str(tweet["id"])
+    stream = target.stream
+    author_id = str(tweet.get("author_id") or (target.account_id if stream == "posts" else ""))
+    is_brand = author_id == target.account_id
+    handle = str(users.get(author_id, {}).get("username") or (target.handle if is_brand else ""))
+    if "created_at" not in tweet:
+        raise MalformedResponse(f"tweet {tweet_id} has no created_at")
+    metrics = tweet.get("public_metrics") or {}
+    return Post(
+        platform="x",
+        native_id=tweet_id,
+        brand=target.key.brand,
+        author_id=author_id,
+        author_handle=handle,
+        is_brand=is_brand,
+        kind=_kind(tweet, refs, is_brand=is_brand, target=target),
+        text=str(tweet.get("text", "")),
+        url=f"https://x.com/{handle or 'i/web'}/status/{tweet_id}",
+        created_at=iso(parse_iso(str(tweet["created_at"]))),
+        lang=tweet.get("lang"),
+        in_reply_to_id=f"x:{refs['replied_to']}" if "replied_to" in refs else None,
+        conversation_id=f"x:{tweet['conversation_id']}" if tweet.get("conversation_id") else None,
+        metrics={
+            "likes": int(metrics.get("like_count", 0)),
+            "replies": int(metrics.get("reply_count", 0)),
+            "reposts": int(metrics.get("retweet_count", 0)),
+            "quotes": int(metrics.get("quote_count", 0)),
+        },
+        raw=dict(tweet),
+    )
+
+
+def _kind(
+    tweet: Mapping[str, Any], refs: Mapping[str, str], *, is_brand: bool, target: Target
+) -> Kind:
+    reply_to_user = tweet.get("in_reply_to_user_id")
+    if is_brand:
+        answers_someone = "replied_to" in refs and reply_to_user not in (None, target.account_id)
+        return "reply" if answers_someone else "post"
+    if target.stream != "keywords" or reply_to_user == target.account_id:
+        return "mention"
+    mentioned = re.search(rf"@{re.escape(target.handle)}\b", str(tweet.get("text", "")), re.I)
+    return "mention" if mentioned else "keyword"
+
+
+def _token_param(target: Target) -> str:
+    return "next_token" if target.stream == "keywords" else "pagination_token"
+
+
+def _search_start(target: Target) -> datetime:
+    assert target.since is not None
+    floor = (target.until or datetime.now(UTC)) - SEARCH_WINDOW + timedelta(minutes=1)
+    if target.since < floor:
+        logger.warning(
+            "%s: X recent search reaches back 7 days only; starting at %s, not %s",
+            target.key,
+            iso(floor),
+            iso(target.since),
+        )
+        return floor
+    return target.since
+
+
+def _newer_id(current: str | None, meta_newest: Any, body: Mapping[str, Any]) -> str | None:
+    ids = [int(t["id"]) for t in body.get("data", [])]
+    for candidate in (current, meta_newest):
+        if candidate:
+            ids.append(int(candidate))
+    return str(max(ids)) if ids else None
+
+
+def _validate_page(body: Any) -> dict[str, Any]:
+    """Check a page has the v2 shape before anything of it is stored; return its meta."""
+    if not isinstance(body, dict):
+        raise MalformedResponse(f"expected a JSON object, got {type(body).__name__}")
+    data = body.get("data", [])
+    if "data" not in body and "meta" not in body:
+        if body.get("errors"):
+            raise CollectorError(f"X answered with errors only: {_first_error(body)}")
+        raise MalformedResponse("answer has neither data nor meta")
+    if not isinstance(data, list):
+        raise MalformedResponse("data is not a list")
+    for tweet in data:
+        ok = isinstance(tweet, dict) and isinstance(tweet.get("id"), str)
+        if not ok or not tweet["id"].isdigit() or not isinstance(tweet.get("text"), str):
+            raise MalformedResponse(f"not a tweet object: {json.dumps(tweet)[:80]}")
+    meta = body.get("meta", {})
+    if not isinstance(meta, dict):
+        raise MalformedResponse("meta is not an object")
+    return meta
+
+
+def _first_error(body: Mapping[str, Any]) -> str:
+    errors = body.get("errors") or [{}]
+    first = errors[0] if isinstance(errors, list) and errors else {}
+    if not isinstance(first, dict):
+        return "unknown error"
+    return str(first.get("detail") or first.get("message") or first.get("title") or "unknown error")
+
+
+def _translate_errors(call: Callable[[], Any], api_base: str) -> dict[str, Any]:
+    """Run one tweepy call and map every failure onto the collector's typed errors."""
+    try:
+        body = call()
+    except tweepy.TooManyRequests as exc:
+        reset = datetime.fromtimestamp(exc.reset_time, UTC) if exc.reset_time else None
+        retry_at = clamp_retry_at(reset)
+        note = "" if reset else " (no x-rate-limit-reset header)"
+        raise RateLimited(f"rate limited until {iso(retry_at)}{note}", retry_at=retry_at) from None
+    except (tweepy.Unauthorized, tweepy.Forbidden) as exc:
+        raise AuthError(
+            f"X refused the bearer token (HTTP {exc.response.status_code}). Fix: check the token "
+            "in the environment variable named by platforms.x.bearer_token_env"
+        ) from None
+    except tweepy.TwitterServerError as exc:
+        raise TransientError(f"X server error HTTP {exc.response.status_code}") from None
+    except tweepy.HTTPException as exc:
+        raise CollectorError(
+            f"X answered HTTP {exc.response.status_code}: {_api_message(exc)}"
+        ) from None
+    except requests.exceptions.JSONDecodeError:
+        raise MalformedResponse("X sent a body that is not valid JSON") from None
+    except requests.exceptions.Timeout:
+        raise TransientError(f"no answer from {api_base} in time") from None
+    except requests.exceptions.ConnectionError as exc:
+        raise TransientError(f"cannot reach {api_base} ({_reason(exc)})") from None
+    except ValueError as exc:  # tweepy's int() of a malformed x-rate-limit-reset, for one
+        raise MalformedResponse(f"X sent a malformed answer ({exc})") from None
+    if not isinstance(body, dict):
+        raise MalformedResponse(f"expected a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _api_message(exc: tweepy.HTTPException) -> str:
+    messages = list(getattr(exc, "api_messages", []) or [])
+    return "; ".join(str(m) for m in messages)[:300] or "no detail"
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "timed out", "No route"):
+        if marker in text:
+            return marker.lower()
+    return type(exc).__name__

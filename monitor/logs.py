@@ -1,0 +1,83 @@
+"""Logging that never shows a secret and never lets post text forge a log line.
+
+Only the CLI calls :func:`setup_logging`; every module just uses ``logging.getLogger(__name__)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from typing import TextIO
+
+_secrets: set[str] = set()
+_lock = threading.Lock()
+_AUTH_HEADER = re.compile(
+    r"(?i)((?:authorization|x-api-key)['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+)?[^'\"\s,}]+"
+)
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=%-]{8,}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029\u0085]")
+REDACTED = "[redacted]"
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret value so that it is masked wherever it would be logged or stored."""
+    if len(value) >= 4:
+        with _lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Mask registered secrets and anything that looks like an Authorization header value."""
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    text = _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, text)
+    return _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def neutralize(text: str) -> str:
+    """Escape control characters (newlines, ANSI escapes) so a message stays one log line."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", " ")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def clean(text: str) -> str:
+    """Redact secrets and neutralize control characters: safe for a log line or the store."""
+    return neutralize(redact(text))
+
+
+class SafeFilter(logging.Filter):
+    """Rewrite each record's message through :func:`clean` before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string in a library must not kill logging
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg = clean(message)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def setup_logging(level: int = logging.WARNING, *, stream: TextIO | None = None) -> None:
+    """Send log records to stderr through the safe filter; third-party loggers stay quiet."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_touchpoint", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler._touchpoint = True  # type: ignore[attr-defined]
+    handler.addFilter(SafeFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    # tweepy logs request headers, bearer token included, at DEBUG: the filter masks it, and
+    # unless the user asked for DEBUG these libraries are held at WARNING.
+    for name in ("tweepy", "urllib3", "requests_oauthlib", "oauthlib", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else logging.WARNING)

@@ -1,0 +1,94 @@
+"""Plain records that flow between the steps: Post, Cursor, RunResult, StreamKey."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Kind = Literal["post", "reply", "mention", "keyword"]
+KINDS: tuple[Kind, ...] = ("post", "reply", "mention", "keyword")
+Outcome = Literal["ok", "failed", "deferred", "auth_failed", "skipped"]
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def iso(when: datetime) -> str:
+    """Format a datetime as the store's canonical UTC text: ``2026-11-23T10:15:00Z``."""
+    if when.tzinfo is None:
+        raise ValueError("naive datetime: every time in touchpoint is timezone-aware")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse ISO-8601 text (``Z`` or an offset) into an aware UTC datetime."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class StreamKey:
+    """One collected stream: a brand's posts, mentions or keyword search on one platform."""
+
+    brand: str
+    platform: str
+    stream: str
+    query: str = ""
+
+    def __str__(self) -> str:
+        tail = f" {self.query!r}" if self.query else ""
+        return f"{self.brand}/{self.platform}/{self.stream}{tail}"
+
+
+@dataclass(frozen=True)
+class Post:
+    """A collected item, normalized from any platform into one shape (the ``posts`` table)."""
+
+    platform: str
+    native_id: str
+    brand: str
+    author_id: str
+    author_handle: str
+    is_brand: bool
+    kind: Kind
+    text: str
+    url: str
+    created_at: str
+    lang: str | None = None
+    in_reply_to_id: str | None = None
+    conversation_id: str | None = None
+    metrics: dict[str, int] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """The store key: ``<platform>:<native id>``."""
+        return f"{self.platform}:{self.native_id}"
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a stream stands: ``position``, the newest id stored; ``pending``, a walk under way."""
+
+    position: str | None = None
+    pending: dict[str, Any] | None = None
+
+
+@dataclass
+class RunResult:
+    """What one run of one stream did."""
+
+    key: StreamKey
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcome: Outcome = "ok"
+    items_new: int = 0
+    items_updated: int = 0
+    pages: int = 0
+    error: str | None = None
+    retry_at: datetime | None = None

@@ -1,0 +1,237 @@
+"""One run of a stream: fetch -> normalize -> store (posts and cursor in one transaction).
+
+Classification and alerts hook in here as they arrive. A failure of one stream is recorded in
+``runs`` and never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlite_utils import Database
+
+from monitor import store
+from monitor.collectors import build_collector
+from monitor.collectors.base import (
+    AuthError,
+    Collector,
+    CollectorError,
+    RateLimited,
+    Target,
+)
+from monitor.config import BrandSettings, ConfigError, Settings
+from monitor.logs import clean
+from monitor.models import Post, RunResult, StreamKey, iso, utcnow
+
+logger = logging.getLogger(__name__)
+
+ProgressHook = Callable[[RunResult, Sequence[Post]], None]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which brands, platforms and streams a command covers (None = all)."""
+
+    brand: str | None = None
+    platform: str | None = None
+    stream: str | None = None
+
+
+def run_stream(
+    db: Database,
+    collector: Collector,
+    target: Target,
+    *,
+    on_page: ProgressHook | None = None,
+) -> RunResult:
+    """Collect one stream until its last page (or its page budget), committing page by page."""
+    key = target.key
+    result = RunResult(key=key, started_at=utcnow())
+    clock = time.monotonic()
+    try:
+        for page in collector.fetch(target, store.get_cursor(db, key)):
+            posts = collector.normalize(page.raw, target)
+            new, updated = store.store_page(db, key, posts, page.cursor)
+            result.items_new += new
+            result.items_updated += updated
+            result.pages += 1
+            if on_page is not None:
+                on_page(result, posts)
+    except RateLimited as exc:
+        _fail(result, "deferred", exc)
+        result.retry_at = exc.retry_at
+    except AuthError as exc:
+        _fail(result, "auth_failed", exc)
+    except CollectorError as exc:
+        _fail(result, "failed", exc)
+    except Exception as exc:  # a bug or a store error must not end the other streams' runs
+        logger.exception("%s: unexpected error", key)
+        _fail(result, "failed", exc)
+    result.finished_at = utcnow()
+    store.record_run(db, result)
+    _log_run(result, time.monotonic() - clock)
+    return result
+
+
+def _fail(result: RunResult, outcome: str, exc: Exception) -> None:
+    result.outcome = outcome  # type: ignore[assignment]
+    text = str(exc) or type(exc).__name__
+    result.error = clean(
+        text if isinstance(exc, CollectorError) else f"{type(exc).__name__}: {text}"
+    )
+
+
+def _log_run(result: RunResult, seconds: float) -> None:
+    # failures are recorded in `runs` and reported by the caller: the log line is the narrative
+    logger.info(
+        "run %s: %s, %d new, %d updated, %d pages, %.2fs%s",
+        result.key,
+        result.outcome,
+        result.items_new,
+        result.items_updated,
+        result.pages,
+        seconds,
+        f", error: {result.error}" if result.error else "",
+    )
+
+
+def _skipped(
+    key: StreamKey, outcome: str, error: str, retry_at: datetime | None = None
+) -> RunResult:
+    now = utcnow()
+    return RunResult(
+        key=key,
+        started_at=now,
+        finished_at=now,
+        outcome=outcome,  # type: ignore[arg-type]
+        error=error,
+        retry_at=retry_at,
+    )
+
+
+def iter_targets(
+    settings: Settings, brand: BrandSettings, platform: str, collector: Collector, account_id: str
+) -> Iterator[Target]:
+    """Yield the stream targets of one brand account: posts, mentions and keyword search."""
+    handle = brand.accounts[platform]
+    for stream in collector.streams:
+        query = ""
+        if stream == "keywords":
+            if not brand.keywords:
+                continue
+            query = collector.keyword_query(brand.keywords)
+        key = StreamKey(brand.name, platform, stream, query)
+        yield Target(
+            key=key,
+            stream=stream,
+            handle=handle,
+            account_id=account_id,
+            query=query,
+            max_pages=settings.collect.max_pages,
+        )
+
+
+def resolve_account(db: Database, collector: Collector, platform: str, handle: str) -> str:
+    """Return the account id of a brand handle, asking the platform only the first time."""
+    cached = store.get_account_id(db, platform, handle)
+    if cached:
+        return cached
+    account_id = collector.resolve_account(handle)
+    store.set_account_id(db, platform, handle, account_id)
+    return account_id
+
+
+def collect(
+    db: Database,
+    settings: Settings,
+    selection: Selection = Selection(),
+    *,
+    collectors: dict[str, Collector] | None = None,
+    backfill: tuple[datetime, datetime] | None = None,
+    on_page: ProgressHook | None = None,
+) -> list[RunResult]:
+    """Run every selected stream once; with ``backfill`` walk that window instead of what is new."""
+    results: list[RunResult] = []
+    own = collectors is None
+    built: dict[str, Collector] = collectors if collectors is not None else {}
+    try:
+        for brand in settings.brands:
+            if selection.brand not in (None, brand.name):
+                continue
+            for platform in settings.platforms_in_use():
+                if platform not in brand.accounts or selection.platform not in (None, platform):
+                    continue
+                results.extend(
+                    _collect_account(
+                        db, settings, brand, platform, built, selection, backfill, on_page
+                    )
+                )
+    finally:
+        if own:
+            for collector in built.values():
+                collector.close()
+    return results
+
+
+def _collect_account(
+    db: Database,
+    settings: Settings,
+    brand: BrandSettings,
+    platform: str,
+    built: dict[str, Collector],
+    selection: Selection,
+    backfill: tuple[datetime, datetime] | None,
+    on_page: ProgressHook | None,
+) -> list[RunResult]:
+    account_key = StreamKey(brand.name, platform, "account")
+    try:
+        if platform not in built:
+            built[platform] = build_collector(platform, settings)
+        collector = built[platform]
+        account_id = resolve_account(db, collector, platform, brand.accounts[platform])
+    except (CollectorError, ConfigError) as exc:
+        result = _skipped(account_key, "failed", clean(str(exc)))
+        store.record_run(db, result)
+        logger.info("%s: %s", account_key, result.error)
+        return [result]
+    results = []
+    for target in iter_targets(settings, brand, platform, collector, account_id):
+        if selection.stream not in (None, target.stream):
+            continue
+        if backfill is not None:
+            target = _backfill_target(target, *backfill)
+        else:
+            deferred = store.get_deferral(db, target.key)
+            if deferred is not None and deferred > utcnow():
+                results.append(
+                    _skipped(
+                        target.key,
+                        "skipped",
+                        f"deferred until {iso(deferred)} (rate limit)",
+                        deferred,
+                    )
+                )
+                continue
+        result = run_stream(db, collector, target, on_page=on_page)
+        if backfill is not None and result.outcome == "ok":
+            store.delete_cursor(db, target.key)  # the window is complete: nothing to resume
+        results.append(result)
+    return results
+
+
+def _backfill_target(target: Target, since: datetime, until: datetime) -> Target:
+    key = replace(
+        target.key,
+        stream=f"backfill-{target.key.stream}",
+        query=f"{target.query} [{iso(since)}..{iso(until)}]".strip(),
+    )
+    return replace(target, key=key, since=since, until=until, max_pages=None)
+
+
+def failures(results: Sequence[RunResult]) -> list[RunResult]:
+    """Return the runs that did not succeed (deferrals and skips are not failures)."""
+    return [r for r in results if r.outcome in ("failed", "auth_failed")]

@@ -1,0 +1,520 @@
+"""The store: one ``open_db()``, the schema migrations, and every SQL statement touchpoint runs.
+
+Every write runs in a ``BEGIN IMMEDIATE`` transaction (a deferred one that reads and then writes
+fails at once with SQLITE_BUSY_SNAPSHOT when another process committed in between); posts and the
+cursor that covers them commit together.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlite_utils import Database, Migrations
+
+from monitor.models import Cursor, Post, RunResult, StreamKey, iso, parse_iso, utcnow
+
+logger = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_SECONDS = 30.0
+migrations = Migrations("touchpoint")
+
+
+class StoreError(Exception):
+    """The database cannot be opened or written; the message says why and what to do."""
+
+
+@migrations()
+def m001_create_tables(db: Database) -> None:
+    """Create every table of the data model, with the indexes the alerts and digest query."""
+    db.table("posts").create(
+        {
+            "id": str,
+            "platform": str,
+            "native_id": str,
+            "brand": str,
+            "author_id": str,
+            "author_handle": str,
+            "is_brand": int,
+            "kind": str,
+            "text": str,
+            "url": str,
+            "lang": str,
+            "created_at": str,
+            "in_reply_to_id": str,
+            "conversation_id": str,
+            "metrics": str,
+            "raw": str,
+            "collected_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"platform", "native_id", "brand", "kind", "text", "created_at"},
+    )
+    db.table("posts").create_index(["brand", "platform", "kind", "created_at"])
+    db.table("posts").create_index(["in_reply_to_id"])
+    db.table("posts").create_index(["conversation_id"])
+    db.table("posts").create_index(["collected_at"])
+    db.table("labels").create(
+        {
+            "post_id": str,
+            "label": str,
+            "confidence": float,
+            "probabilities": str,
+            "model_version": str,
+            "labeled_at": str,
+        },
+        pk="post_id",
+        foreign_keys=[("post_id", "posts", "id")],
+    )
+    db.table("cursors").create(
+        {
+            "brand": str,
+            "platform": str,
+            "stream": str,
+            "query": str,
+            "position": str,
+            "pending": str,
+            "updated_at": str,
+        },
+        pk=("brand", "platform", "stream", "query"),
+    )
+    db.table("runs").create(
+        {
+            "id": int,
+            "brand": str,
+            "platform": str,
+            "stream": str,
+            "query": str,
+            "started_at": str,
+            "finished_at": str,
+            "outcome": str,
+            "items_new": int,
+            "items_updated": int,
+            "pages": int,
+            "error": str,
+            "retry_at": str,
+        },
+        pk="id",
+    )
+    db.table("runs").create_index(["brand", "platform", "stream", "query", "id"])
+    db.table("alerts").create(
+        {
+            "id": int,
+            "fingerprint": str,
+            "kind": str,
+            "brand": str,
+            "platform": str,
+            "subject": str,
+            "payload": str,
+            "created_at": str,
+            "state": str,
+            "updated_at": str,
+        },
+        pk="id",
+    )
+    db.table("alerts").create_index(["fingerprint"], unique=True)
+    db.table("alerts").create_index(["state", "brand"])
+    db.table("deliveries").create(
+        {
+            "id": int,
+            "alert_id": int,
+            "channel": str,
+            "attempts": int,
+            "last_error": str,
+            "sent_at": str,
+            "next_attempt_at": str,
+        },
+        pk="id",
+        foreign_keys=[("alert_id", "alerts", "id")],
+    )
+    db.table("deliveries").create_index(["alert_id", "channel"], unique=True)
+    db.table("accounts").create(
+        {"platform": str, "handle": str, "native_id": str, "resolved_at": str},
+        pk=("platform", "handle"),
+    )
+
+
+def open_db(path: Path | str) -> Database:
+    """Open (creating if needed) the SQLite store in WAL mode and apply pending migrations."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS)
+        db = Database(conn)
+        _set_pragmas(conn)
+        if migrations.pending(db):
+            with write_transaction(db):
+                migrations.apply(db)
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"{path}: cannot open the database ({exc}). Fix: check that the path is "
+            "a touchpoint database on a local disk and that its folder is writable"
+        ) from None
+    except OSError as exc:
+        raise StoreError(
+            f"{path}: cannot create its folder ({exc.strerror}). Fix: choose a "
+            "writable [store] path or TOUCHPOINT_DB"
+        ) from None
+    return db
+
+
+def _set_pragmas(conn: sqlite3.Connection) -> None:
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise sqlite3.OperationalError(f"journal_mode stays {mode!r}, WAL is required")
+    # Cursors and the alert outbox drive what is sent and fetched next: a commit that a power loss
+    # could take back would be a duplicate or a gap.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    conn.execute("PRAGMA foreign_keys=ON")
+
+
+@contextmanager
+def write_transaction(db: Database) -> Iterator[sqlite3.Connection]:
+    """Run the block in one ``BEGIN IMMEDIATE`` transaction; commit on success, else roll back."""
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    conn.commit()
+
+
+def sqlite_version_warning() -> str | None:
+    """Say so when this SQLite has the WAL-reset bug (3.7.0 to 3.51.2 without a backport)."""
+    version = tuple(int(p) for p in sqlite3.sqlite_version.split("."))
+    fixed = (
+        version >= (3, 51, 3) or (3, 50, 7) <= version < (3, 51) or (3, 44, 6) <= version < (3, 45)
+    )
+    if fixed:
+        return None
+    return (
+        f"SQLite {sqlite3.sqlite_version} has the WAL-reset bug (fixed in 3.51.3, 3.50.7, "
+        "3.44.6): two processes writing the store at the same instant can corrupt it"
+    )
+
+
+# -- posts ---------------------------------------------------------------------------------------
+
+_POST_COLUMNS = (
+    "id",
+    "platform",
+    "native_id",
+    "brand",
+    "author_id",
+    "author_handle",
+    "is_brand",
+    "kind",
+    "text",
+    "url",
+    "lang",
+    "created_at",
+    "in_reply_to_id",
+    "conversation_id",
+    "metrics",
+    "raw",
+    "collected_at",
+    "updated_at",
+)
+_CHANGED = " OR ".join(
+    f"posts.{c} IS NOT excluded.{c}"
+    for c in ("text", "metrics", "lang", "in_reply_to_id", "conversation_id", "author_handle")
+)
+# A keyword hit later seen as a mention becomes a mention; nothing else changes an item's kind.
+UPSERT_POST_SQL = (
+    f"INSERT INTO posts ({', '.join(_POST_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_POST_COLUMNS))}) "
+    "ON CONFLICT(id) DO UPDATE SET text=excluded.text, metrics=excluded.metrics, "
+    "lang=excluded.lang, in_reply_to_id=excluded.in_reply_to_id, "
+    "conversation_id=excluded.conversation_id, author_handle=excluded.author_handle, "
+    "raw=excluded.raw, updated_at=excluded.updated_at, "
+    "kind=CASE WHEN posts.kind='keyword' THEN excluded.kind ELSE posts.kind END "
+    f"WHERE {_CHANGED} OR (posts.kind='keyword' AND excluded.kind!='keyword')"
+)
+
+
+def _encode_json(value: Any) -> str:
+    """Compact JSON text; orjson, because rows are encoded on the ingest hot path."""
+    return orjson.dumps(value).decode()
+
+
+def _post_row(post: Post, now: str) -> tuple[Any, ...]:
+    return (
+        f"{post.platform}:{post.native_id}",
+        post.platform,
+        post.native_id,
+        post.brand,
+        post.author_id,
+        post.author_handle,
+        int(post.is_brand),
+        post.kind,
+        post.text,
+        post.url,
+        post.lang,
+        post.created_at,
+        post.in_reply_to_id,
+        post.conversation_id,
+        _encode_json(post.metrics),
+        _encode_json(post.raw),
+        now,
+        now,
+    )
+
+
+def _existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            r[0] for r in conn.execute(f"SELECT id FROM posts WHERE id IN ({marks})", chunk)
+        )
+    return found
+
+
+def _upsert(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> tuple[int, int]:
+    stamp = iso(now)
+    # keyed by id: a page may repeat an item, and the last one wins
+    rows = {row[0]: row for row in (_post_row(p, stamp) for p in posts)}
+    if not rows:
+        return 0, 0
+    new = len(rows) - len(_existing_ids(conn, list(rows)))
+    before = conn.total_changes
+    conn.executemany(UPSERT_POST_SQL, rows.values())
+    changed = conn.total_changes - before
+    return new, changed - new
+
+
+def upsert_posts(
+    db: Database, posts: Sequence[Post], *, now: datetime | None = None
+) -> tuple[int, int]:
+    """Insert or update posts in one transaction; return (new, updated) counts."""
+    with write_transaction(db) as conn:
+        return _upsert(conn, posts, now or utcnow())
+
+
+def store_page(
+    db: Database,
+    key: StreamKey,
+    posts: Sequence[Post],
+    cursor: Cursor,
+    *,
+    now: datetime | None = None,
+) -> tuple[int, int]:
+    """Upsert a page of posts and advance the stream's cursor in the same transaction."""
+    now = now or utcnow()
+    with write_transaction(db) as conn:
+        counts = _upsert(conn, posts, now)
+        _set_cursor(conn, key, cursor, now)
+    return counts
+
+
+def iter_posts(
+    db: Database,
+    *,
+    brand: str | None = None,
+    platform: str | None = None,
+    kind: str | None = None,
+    since: datetime | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield stored posts (oldest first) as dicts, filtered by brand, platform, kind and time."""
+    where, params = [], []
+    for column, value in (("brand", brand), ("platform", platform), ("kind", kind)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(iso(since))
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    sql = f"SELECT * FROM posts {clause} ORDER BY created_at, id"
+    cursor = db.conn.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    for row in cursor:
+        yield dict(zip(names, row, strict=True))
+
+
+def count_posts(db: Database) -> dict[tuple[str, str, str], int]:
+    """Return the number of posts per (brand, platform, kind)."""
+    rows = db.conn.execute("SELECT brand, platform, kind, count(*) FROM posts GROUP BY 1, 2, 3")
+    return {(b, p, k): n for b, p, k, n in rows}
+
+
+# -- cursors -------------------------------------------------------------------------------------
+
+
+def get_cursor(db: Database, key: StreamKey) -> Cursor:
+    """Return the committed cursor of a stream (empty when the stream never stored anything)."""
+    row = db.conn.execute(
+        "SELECT position, pending FROM cursors "
+        "WHERE brand=? AND platform=? AND stream=? AND query=?",
+        (key.brand, key.platform, key.stream, key.query),
+    ).fetchone()
+    if row is None:
+        return Cursor()
+    return Cursor(position=row[0], pending=json.loads(row[1]) if row[1] else None)
+
+
+def _set_cursor(conn: sqlite3.Connection, key: StreamKey, cursor: Cursor, now: datetime) -> None:
+    conn.execute(
+        "INSERT INTO cursors (brand, platform, stream, query, position, pending, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(brand, platform, stream, query) DO UPDATE SET "
+        "position=excluded.position, pending=excluded.pending, updated_at=excluded.updated_at",
+        (
+            key.brand,
+            key.platform,
+            key.stream,
+            key.query,
+            cursor.position,
+            json.dumps(cursor.pending, sort_keys=True) if cursor.pending is not None else None,
+            iso(now),
+        ),
+    )
+
+
+def delete_cursor(db: Database, key: StreamKey) -> None:
+    """Forget a stream's cursor (a finished backfill)."""
+    with write_transaction(db) as conn:
+        conn.execute(
+            "DELETE FROM cursors WHERE brand=? AND platform=? AND stream=? AND query=?",
+            (key.brand, key.platform, key.stream, key.query),
+        )
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+def record_run(db: Database, run: RunResult) -> None:
+    """Append one run of one stream to ``runs``."""
+    with write_transaction(db) as conn:
+        conn.execute(
+            "INSERT INTO runs (brand, platform, stream, query, started_at, finished_at, outcome, "
+            "items_new, items_updated, pages, error, retry_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                run.key.brand,
+                run.key.platform,
+                run.key.stream,
+                run.key.query,
+                iso(run.started_at),
+                iso(run.finished_at or utcnow()),
+                run.outcome,
+                run.items_new,
+                run.items_updated,
+                run.pages,
+                run.error,
+                iso(run.retry_at) if run.retry_at else None,
+            ),
+        )
+
+
+def get_deferral(db: Database, key: StreamKey) -> datetime | None:
+    """Return until when the stream's last run deferred it (a rate limit), if it did."""
+    row = db.conn.execute(
+        "SELECT outcome, retry_at FROM runs WHERE brand=? AND platform=? AND stream=? AND query=? "
+        "AND outcome != 'skipped' ORDER BY id DESC LIMIT 1",
+        (key.brand, key.platform, key.stream, key.query),
+    ).fetchone()
+    if row is None or row[0] != "deferred" or not row[1]:
+        return None
+    return parse_iso(row[1])
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """A stream's health as ``touchpoint status`` shows it."""
+
+    key: StreamKey
+    last_run_at: str | None
+    outcome: str | None
+    items_new: int
+    last_success_at: str | None
+    consecutive_failures: int
+    cursor_updated_at: str | None
+    last_error: str | None
+    retry_at: str | None
+
+
+_STATUS_SQL = """
+WITH keys AS (
+  SELECT brand, platform, stream, query FROM runs
+  UNION SELECT brand, platform, stream, query FROM cursors
+),
+last AS (
+  SELECT r.* FROM runs r JOIN (
+    SELECT max(id) AS id FROM runs WHERE outcome != 'skipped'
+    GROUP BY brand, platform, stream, query
+  ) m ON r.id = m.id
+),
+ok AS (
+  SELECT brand, platform, stream, query, max(id) AS id, max(finished_at) AS at FROM runs
+  WHERE outcome = 'ok' GROUP BY 1, 2, 3, 4
+)
+SELECT k.brand, k.platform, k.stream, k.query, last.started_at, last.outcome,
+       coalesce(last.items_new, 0), ok.at,
+       (SELECT count(*) FROM runs f WHERE f.brand = k.brand AND f.platform = k.platform
+          AND f.stream = k.stream AND f.query = k.query AND f.outcome IN ('failed', 'auth_failed')
+          AND f.id > coalesce(ok.id, 0)),
+       c.updated_at,
+       (SELECT e.error FROM runs e WHERE e.brand = k.brand AND e.platform = k.platform
+          AND e.stream = k.stream AND e.query = k.query AND e.error IS NOT NULL
+          ORDER BY e.id DESC LIMIT 1),
+       last.retry_at
+FROM keys k
+LEFT JOIN last ON last.brand = k.brand AND last.platform = k.platform
+  AND last.stream = k.stream AND last.query = k.query
+LEFT JOIN ok ON ok.brand = k.brand AND ok.platform = k.platform
+  AND ok.stream = k.stream AND ok.query = k.query
+LEFT JOIN cursors c ON c.brand = k.brand AND c.platform = k.platform
+  AND c.stream = k.stream AND c.query = k.query
+ORDER BY k.brand, k.platform, k.stream, k.query
+"""
+
+
+def get_stream_status(db: Database) -> list[StreamStatus]:
+    """Return every stream that has run or holds a cursor, with its latest outcome and errors."""
+    return [
+        StreamStatus(StreamKey(r[0], r[1], r[2], r[3]), *r[4:])
+        for r in db.conn.execute(_STATUS_SQL)
+    ]
+
+
+# -- accounts ------------------------------------------------------------------------------------
+
+
+def get_account_id(db: Database, platform: str, handle: str) -> str | None:
+    """Return a handle's platform id resolved earlier, if any."""
+    row = db.conn.execute(
+        "SELECT native_id FROM accounts WHERE platform = ? AND handle = ?",
+        (platform, handle.lower()),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def set_account_id(db: Database, platform: str, handle: str, native_id: str) -> None:
+    """Remember a handle's platform id, so it is resolved only once."""
+    with write_transaction(db) as conn:
+        conn.execute(
+            "INSERT INTO accounts (platform, handle, native_id, resolved_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(platform, handle) DO UPDATE SET native_id = excluded.native_id, "
+            "resolved_at = excluded.resolved_at",
+            (platform, handle.lower(), native_id, iso(utcnow())),
+        )
+
+
+def table_counts(
+    db: Database, tables: Iterable[str] = ("posts", "runs", "cursors")
+) -> dict[str, int]:
+    """Return the row count of each named table."""
+    return {t: int(db.conn.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0]) for t in tables}

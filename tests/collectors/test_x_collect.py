@@ -1,0 +1,197 @@
+"""The X collector driven through the real tweepy client against the sandbox on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlite_utils import Database
+
+from monitor import pipeline, store
+from monitor.cli import cli
+from monitor.config import Settings, load_settings
+from monitor.models import StreamKey
+from monitor.sandbox.x import XSandbox
+from tests.conftest import TOKEN
+
+END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+START = END - timedelta(days=1)
+FAST = "max_attempts = 2\nread_timeout_seconds = 1\nconnect_timeout_seconds = 1\n"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[XSandbox]:
+    with XSandbox(
+        seed=11, brand_handle="acme", keywords=("acme",), start=START, end=END, bearer_token=TOKEN
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(sandbox: XSandbox, write_config: Callable[..., Path]) -> Settings:
+    return load_settings(write_config(sandbox.url, extra="page_size = 10\n", collect=FAST))
+
+
+def expected_ids(sandbox: XSandbox, *kinds: str) -> set[str]:
+    return {f"x:{sandbox.tweet_id(i)}" for i in sandbox.visible() if i.kind in kinds}
+
+
+def stored(db: Database, *kinds: str) -> set[str]:
+    marks = ",".join("?" * len(kinds))
+    return {r[0] for r in db.execute(f"SELECT id FROM posts WHERE kind IN ({marks})", kinds)}
+
+
+def by_stream(results: list[pipeline.RunResult]) -> dict[str, pipeline.RunResult]:
+    return {r.key.stream: r for r in results}
+
+
+def test_x_collect_stores_posts_mentions_and_linked_replies_once(
+    sandbox: XSandbox, settings: Settings, db: Database
+) -> None:
+    results = by_stream(pipeline.collect(db, settings))
+    assert {r.outcome for r in results.values()} == {"ok"}
+    assert stored(db, "post", "reply") == expected_ids(sandbox, "post", "reply")
+    assert stored(db, "mention") == expected_ids(sandbox, "mention")
+    assert stored(db, "keyword") == expected_ids(sandbox, "keyword")
+    # every brand reply points at the mention it answers, and that mention is stored
+    orphans = db.execute(
+        "SELECT count(*) FROM posts r LEFT JOIN posts m ON m.id = r.in_reply_to_id "
+        "WHERE r.kind = 'reply' AND m.id IS NULL"
+    ).fetchone()[0]
+    replies = db.execute("SELECT count(*) FROM posts WHERE kind = 'reply'").fetchone()[0]
+    assert replies > 0 and orphans == 0
+    assert results["posts"].pages >= 3  # page_size 10: pagination to the end
+    total = db.execute("SELECT count(*) FROM posts").fetchone()[0]
+
+    again = pipeline.collect(db, settings)
+    assert [r.items_new for r in again] == [0, 0, 0]
+    assert db.execute("SELECT count(*) FROM posts").fetchone()[0] == total
+    # idle poll: exactly one request per stream
+    assert sum(r.pages for r in again) == 3
+
+
+def test_x_collect_is_incremental_with_since_id(
+    sandbox: XSandbox, settings: Settings, db: Database
+) -> None:
+    sandbox.set_clock(START + timedelta(hours=12))
+    first = by_stream(pipeline.collect(db, settings))
+    before = stored(db, "mention")
+    assert before == expected_ids(sandbox, "mention") and first["mentions"].items_new == len(before)
+    cursor = store.get_cursor(db, StreamKey("acme", "x", "mentions"))
+    assert cursor.position == max(before, key=lambda i: int(i[2:]))[2:]
+
+    sandbox.set_clock(END)
+    seen = len(sandbox.requests)
+    second = by_stream(pipeline.collect(db, settings))
+    assert stored(db, "mention") == expected_ids(sandbox, "mention")
+    assert second["mentions"].items_new == len(expected_ids(sandbox, "mention") - before) > 0
+    mention_calls = [r for r in sandbox.requests[seen:] if r.path.endswith("/mentions")]
+    assert mention_calls[0].query["since_id"] == [cursor.position]
+
+
+def test_x_collect_walk_interrupted_by_429_is_deferred_then_resumed(
+    sandbox: XSandbox, write_config: Callable[..., Path], db: Database
+) -> None:
+    settings = load_settings(
+        write_config(
+            sandbox.url,
+            extra="page_size = 10\n",
+            collect=FAST + "max_pages = 2\nmax_rate_limit_wait_seconds = 0\n",
+        )
+    )
+    select = pipeline.Selection(stream="posts")
+    first = pipeline.collect(db, settings, select)[0]
+    assert (first.outcome, first.pages) == ("ok", 2)
+    key = StreamKey("acme", "x", "posts")
+    walk = store.get_cursor(db, key)
+    assert walk.pending is not None and walk.pending["next_token"]
+    stored_before = stored(db, "post", "reply")
+
+    sandbox.add_fault("429", endpoint="tweets", reset_in=2)
+    limited = pipeline.collect(db, settings, select)[0]
+    assert limited.outcome == "deferred" and limited.retry_at is not None
+    assert store.get_cursor(db, key) == walk and stored(db, "post", "reply") == stored_before
+    skipped = pipeline.collect(db, settings, select)[0]
+    assert skipped.outcome == "skipped" and skipped.pages == 0
+
+    time.sleep(max(0.0, (limited.retry_at - datetime.now(UTC)).total_seconds()) + 0.1)
+    for _ in range(10):  # page budget 2 per run: keep going until the walk is done
+        pipeline.collect(db, settings, select)
+        if store.get_cursor(db, key).pending is None:
+            break
+    assert stored(db, "post", "reply") == expected_ids(sandbox, "post", "reply")
+    assert db.execute("SELECT count(*) = count(DISTINCT id) FROM posts").fetchone()[0] == 1
+
+
+def test_x_collect_short_rate_limit_is_waited_out(
+    sandbox: XSandbox, settings: Settings, db: Database
+) -> None:
+    sandbox.add_fault("429", endpoint="mentions", reset_in=1)
+    result = by_stream(pipeline.collect(db, settings))["mentions"]
+    assert result.outcome == "ok"
+    assert stored(db, "mention") == expected_ids(sandbox, "mention")
+
+
+def test_x_collect_retries_500_then_succeeds(
+    sandbox: XSandbox, settings: Settings, db: Database
+) -> None:
+    sandbox.add_fault("500", endpoint="mentions")
+    result = by_stream(pipeline.collect(db, settings))["mentions"]
+    assert result.outcome == "ok"
+    assert stored(db, "mention") == expected_ids(sandbox, "mention")
+    statuses = [r.status for r in sandbox.requests if r.path.endswith("/mentions")]
+    assert statuses[:2] == [500, 200]
+
+
+@pytest.mark.parametrize("fault", ["malformed", "slow", "503"])
+def test_x_collect_bad_answer_fails_the_run_and_changes_nothing(
+    sandbox: XSandbox, write_config: Callable[..., Path], db: Database, fault: str
+) -> None:
+    # no keyword stream: mentions reach the store only through the mentions stream under test
+    settings = load_settings(
+        write_config(sandbox.url, extra="page_size = 10\n", collect=FAST, keywords="[]")
+    )
+    sandbox.add_fault(fault, endpoint="mentions", times=2, delay=3.0)
+    started = time.monotonic()
+    results = by_stream(pipeline.collect(db, settings))
+    assert time.monotonic() - started < 15
+    failed = results["mentions"]
+    assert failed.outcome == "failed" and failed.error
+    assert stored(db, "mention") == set()
+    assert store.get_cursor(db, StreamKey("acme", "x", "mentions")).position is None
+    assert results["posts"].outcome == "ok"  # the other streams went on
+    (status,) = [s for s in store.get_stream_status(db) if s.key.stream == "mentions"]
+    assert status.consecutive_failures == 1 and status.last_error == failed.error
+
+    healed = by_stream(pipeline.collect(db, settings))["mentions"]
+    assert healed.outcome == "ok"
+    assert stored(db, "mention") == expected_ids(sandbox, "mention")
+
+
+def test_x_collect_expired_token_is_one_auth_failure(
+    sandbox: XSandbox, settings: Settings, db: Database
+) -> None:
+    sandbox.add_fault("expired_token", endpoint="mentions")
+    result = by_stream(pipeline.collect(db, settings))["mentions"]
+    assert result.outcome == "auth_failed"
+    assert len([r for r in sandbox.requests if r.path.endswith("/mentions")]) == 1
+
+
+def test_x_bearer_token_never_reaches_logs_or_store_at_debug(
+    sandbox: XSandbox, write_config: Callable[..., Path]
+) -> None:
+    config = write_config(sandbox.url, extra="page_size = 10\n", collect=FAST)
+    sandbox.add_fault("500", endpoint="mentions")
+    sandbox.add_fault("expired_token", endpoint="search")
+    result = CliRunner().invoke(cli, ["-vv", "--config", str(config), "collect"])
+    output = result.output + result.stderr
+    assert "Making API request" in output  # tweepy's DEBUG lines, headers included, were logged
+    assert "[redacted]" in output
+    assert TOKEN not in output
+    db = store.open_db(load_settings(config).db_path)
+    dump = "\n".join(db.conn.iterdump())
+    assert TOKEN not in dump

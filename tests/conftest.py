@@ -1,0 +1,78 @@
+"""Shared fixtures: an isolated environment, a config writer and a migrated store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from monitor import store
+
+TOKEN_ENV = "TOUCHPOINT_TEST_X_TOKEN"
+TOKEN = "SECRET-BEARER-1234567890"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test sees the user's TOUCHPOINT_* settings or proxies; logging is restored after."""
+    for name in (
+        "TOUCHPOINT_CONFIG",
+        "TOUCHPOINT_DB",
+        "X_BEARER_TOKEN",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    quiet = [
+        logging.getLogger(n)
+        for n in ("tweepy", "urllib3", "requests_oauthlib", "oauthlib", "httpx", "httpcore")
+    ]
+    levels = [q.level for q in quiet]
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for logger, saved in zip(quiet, levels, strict=True):
+        logger.setLevel(saved)
+
+
+def config_text(
+    api_base: str, *, extra: str = "", keywords: str = '["acme"]', collect: str = ""
+) -> str:
+    """A config with brand acme on the X sandbox at ``api_base``."""
+    return (
+        f'[store]\npath = "touchpoint.db"\n\n[collect]\n{collect}\n'
+        f'[platforms.x]\napi_base = "{api_base}"\nbearer_token_env = "{TOKEN_ENV}"\n{extra}\n'
+        f'[[brands]]\nname = "acme"\nkeywords = {keywords}\n\n[brands.accounts]\nx = "acme"\n'
+    )
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a config for the X sandbox at ``api_base`` and return its path."""
+
+    def write(api_base: str, **kwargs: str) -> Path:
+        path = tmp_path / "touchpoint.toml"
+        path.write_text(config_text(api_base, **kwargs), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A migrated store in a temporary file."""
+    database = store.open_db(tmp_path / "store.db")
+    yield database
+    database.conn.close()

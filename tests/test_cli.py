@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from monitor.cli import cli
+from tests.conftest import TOKEN_ENV
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def one_error_line(result: Result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    return lines[0]
+
+
+def test_cli_init_writes_a_config_that_validates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run("init").exit_code == 0
+    assert (tmp_path / "touchpoint.toml").exists()
+    again = run("init")
+    assert again.exit_code == 1 and "--force" in one_error_line(again)
+    missing = run("check-config")
+    assert missing.exit_code == 1
+    assert "export X_BEARER_TOKEN=" in one_error_line(missing)
+    monkeypatch.setenv("X_BEARER_TOKEN", "t0ken-value")
+    ok = run("check-config")
+    assert ok.exit_code == 0 and "ok" in ok.stdout
+
+
+def test_cli_bad_config_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "touchpoint.toml").write_text('[collect]\ninterval_seconds = "5m"\n')
+    result = run("collect")
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "touchpoint.toml: collect.interval_seconds:" in line and "Fix:" in line
+
+
+def test_cli_missing_config_says_run_init() -> None:
+    result = run("status")
+    assert result.exit_code == 1 and "touchpoint init" in one_error_line(result)
+
+
+def test_cli_missing_secret_is_one_clear_line(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config("http://127.0.0.1:9")
+    monkeypatch.delenv(TOKEN_ENV)
+    result = run("collect")
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert TOKEN_ENV in line and "bearer_token_env" in line
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_cli_unreachable_api_is_one_clear_line(write_config: Callable[..., Path]) -> None:
+    write_config(f"http://127.0.0.1:{free_port()}", collect="max_attempts = 2\n")
+    result = run("collect")
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "cannot reach http://127.0.0.1:" in line and "connection refused" in line
+    status = run("status")
+    assert "cannot reach" in status.stdout and "failed" in status.stdout
+
+
+def test_cli_status_and_export_on_an_empty_store(write_config: Callable[..., Path]) -> None:
+    write_config("http://127.0.0.1:9")
+    assert "no stream has run yet" in run("status").stdout
+    exported = run("export", "--format", "jsonl")
+    assert exported.exit_code == 0 and exported.stdout == ""
+
+
+def test_cli_backfill_rejects_an_empty_window(write_config: Callable[..., Path]) -> None:
+    write_config("http://127.0.0.1:9")
+    result = run("backfill", "--since", "2026-11-10", "--until", "2026-11-01")
+    assert result.exit_code == 1 and "--until must be after --since" in one_error_line(result)
+
+
+def test_cli_unknown_brand_names_the_known_ones(write_config: Callable[..., Path]) -> None:
+    write_config("http://127.0.0.1:9")
+    result = run("collect", "--brand", "nope")
+    assert result.exit_code == 1 and "acme" in one_error_line(result)
+
+
+def test_cli_export_writes_jsonl_and_csv(tmp_path: Path, write_config: Callable[..., Path]) -> None:
+    from monitor import store
+    from monitor.models import Post
+
+    write_config("http://127.0.0.1:9")
+    db = store.open_db(tmp_path / "touchpoint.db")
+    store.upsert_posts(
+        db,
+        [
+            Post(
+                platform="x",
+                native_id="5",
+                brand="acme",
+                author_id="1",
+                author_handle="bob",
+                is_brand=False,
+                kind="mention",
+                text='say "hi",\nthere',
+                url="https://x.com/bob/status/5",
+                created_at="2026-11-20T10:00:00Z",
+                metrics={"likes": 2},
+            )
+        ],
+    )
+    lines = run("export", "--format", "jsonl").stdout.splitlines()
+    row = json.loads(lines[0])
+    assert row["id"] == "x:5" and row["metrics"] == {"likes": 2} and row["is_brand"] is False
+    out = tmp_path / "posts.csv"
+    assert run("export", "-o", str(out), "--kind", "mention").exit_code == 0
+    import csv
+
+    with out.open(encoding="utf-8", newline="") as handle:
+        (record,) = list(csv.DictReader(handle))
+    assert record["text"] == 'say "hi",\nthere'
+    assert run("export", "--kind", "post").stdout.count("\n") == 1  # header only

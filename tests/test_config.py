@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.config import ConfigError, load_settings, template_text
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_config_example_is_the_init_template_and_loads() -> None:
+    example = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    assert example == template_text()
+    settings = load_settings(ROOT / "config.example.toml")
+    assert [b.name for b in settings.brands] == ["acme"]
+    assert settings.brands[0].accounts == {"x": "acme"}
+    assert settings.platforms["x"].secret_env == {"bearer_token": "X_BEARER_TOKEN"}
+    assert settings.db_path == ROOT / "touchpoint.db"
+
+
+def test_config_every_documented_key_is_in_the_example() -> None:
+    from monitor.config import CollectSettings
+
+    example = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    for key in CollectSettings.__dataclass_fields__:
+        assert f"\n{key} = " in example
+    for key in (
+        "api_base",
+        "bearer_token_env",
+        "page_size",
+        "interval_seconds",
+        "keywords",
+        "timezone",
+        "name",
+        "path",
+    ):
+        assert f"\n{key} = " in example
+
+
+BAD = [
+    ("brands = 3", "brands", "no brand is configured"),
+    (
+        '[collect]\ninterval_seconds = "5m"\n[[brands]]\nname="a"\naccounts={x="a"}',
+        "collect.interval_seconds",
+        "whole number",
+    ),
+    (
+        '[collect]\nintervall = 5\n[[brands]]\nname="a"\naccounts={x="a"}',
+        "collect.intervall",
+        "unknown key",
+    ),
+    (
+        '[platforms.x]\nbearer_token_env = "AAAA-secret value"\n[[brands]]\nname="a"\n'
+        'accounts={x="a"}',
+        "platforms.x.bearer_token_env",
+        "NAME of an environment variable",
+    ),
+    (
+        '[platforms.x]\napi_base = "ftp://x"\n[[brands]]\nname="a"\naccounts={x="a"}',
+        "platforms.x.api_base",
+        "not an http(s) URL",
+    ),
+    ('[[brands]]\nname="a"\naccounts={myspace="a"}', "brands[0].accounts.myspace", "unknown key"),
+    ('[[brands]]\nname="a"\n', "brands[0].accounts", "no account"),
+    ('[[brands]]\nname="a b"\naccounts={x="a"}', "brands[0].name", "not a valid brand name"),
+    (
+        '[[brands]]\nname="a"\ntimezone="Mars/Base"\naccounts={x="a"}',
+        "brands[0].timezone",
+        "unknown time zone",
+    ),
+    ('[[brands]]\nname="a"\nkeywords="acme"\naccounts={x="a"}', "brands[0].keywords", "list"),
+    (
+        '[[brands]]\nname="a"\naccounts={x="a"}\n[[brands]]\nname="a"\naccounts={x="b"}',
+        "brands",
+        "used twice",
+    ),
+    ("[[brands]\nname=", "", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "problem"), BAD, ids=[b[1] or "syntax" for b in BAD])
+def test_config_error_names_file_key_and_fix(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    assert f": {key}: " in message or not key
+    assert problem in message
+    assert "Fix: " in message
+    assert "\n" not in message
+
+
+def test_config_missing_file_says_run_init(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="touchpoint init"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_config_secret_comes_from_the_named_env_var(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        tmp_path,
+        '[platforms.x]\nbearer_token_env = "MY_TOKEN"\n[[brands]]\nname="a"\naccounts={x="a"}',
+    )
+    settings = load_settings(path)
+    monkeypatch.delenv("MY_TOKEN", raising=False)
+    with pytest.raises(ConfigError) as info:
+        settings.check_secrets()
+    assert "platforms.x.bearer_token_env" in str(info.value)
+    assert "export MY_TOKEN=" in str(info.value)
+    monkeypatch.setenv("MY_TOKEN", "tok-123")
+    assert settings.secret("x", "bearer_token") == "tok-123"
+
+
+def test_config_db_path_relative_to_file_and_env_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, '[store]\npath="data/t.db"\n[[brands]]\nname="a"\naccounts={x="@a"}')
+    settings = load_settings(path)
+    assert settings.db_path == tmp_path / "data" / "t.db"
+    assert settings.brands[0].accounts["x"] == "a"
+    monkeypatch.setenv("TOUCHPOINT_DB", str(tmp_path / "other.db"))
+    assert load_settings(path).db_path == tmp_path / "other.db"

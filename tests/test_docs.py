@@ -1,0 +1,45 @@
+"""Every promise of the docs is checked: commands documented, help with examples, CI = README."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from monitor.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+COMMANDS = sorted(cli.commands)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_docs_every_command_is_in_the_readme(command: str) -> None:
+    assert re.search(rf"`touchpoint {re.escape(command)}\b", README), command
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_docs_every_command_has_help_with_an_example(command: str) -> None:
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example:" in result.output
+    assert re.search(rf"touchpoint (.* )?{command}\b", result.output.split("Example:")[1])
+
+
+def test_docs_group_help_lists_every_command() -> None:
+    result = CliRunner().invoke(cli, ["-h"])
+    assert result.exit_code == 0
+    for command in COMMANDS:
+        assert command in result.output
+
+
+def test_docs_readme_commands_are_what_ci_runs() -> None:
+    blocks = re.findall(r"```sh\n(.*?)```", README, re.S)
+    setup = [line for block in blocks for line in block.splitlines() if "python3 -m venv" in line]
+    assert len(setup) == 2, setup
+    demo, tests = setup
+    assert demo.rstrip().endswith("touchpoint demo")
+    assert tests.rstrip().endswith("pytest")
+    assert tests.strip() in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import io
+import logging
+
+from monitor.logs import clean, register_secret, setup_logging
+
+
+def test_logs_secret_and_authorization_header_are_masked() -> None:
+    register_secret("SECRET-REGISTERED-42")
+    stream = io.StringIO()
+    setup_logging(logging.DEBUG, stream=stream)
+    log = logging.getLogger("tweepy.client")
+    log.debug("Headers: {'Authorization': 'Bearer SECRET-REGISTERED-42'}")
+    log.debug("Headers: {'Authorization': 'Bearer unregistered-token-value'}")
+    log.info("token is %s", "SECRET-REGISTERED-42")
+    out = stream.getvalue()
+    assert "SECRET-REGISTERED-42" not in out
+    assert "unregistered-token-value" not in out
+    assert out.count("[redacted]") == 3
+
+
+def test_logs_post_text_cannot_forge_a_line_or_send_escapes() -> None:
+    stream = io.StringIO()
+    setup_logging(logging.INFO, stream=stream)
+    logging.getLogger("monitor.x").info("text: %s", "hi\n2026-01-01 ERROR forged\x1b[31mred\u2028")
+    out = stream.getvalue()
+    assert out.count("\n") == 1
+    assert "\x1b" not in out and "\u2028" not in out
+    assert "hi\\n2026-01-01 ERROR forged\\x1b[31mred\\x2028" in out
+
+
+def test_logs_clean_keeps_plain_text() -> None:
+    assert clean("plain words, café ☕") == "plain words, café ☕"
+
+
+def test_logs_exception_text_is_redacted() -> None:
+    register_secret("SECRET-IN-TRACEBACK-9")
+    stream = io.StringIO()
+    setup_logging(logging.INFO, stream=stream)
+    try:
+        raise RuntimeError("failed with SECRET-IN-TRACEBACK-9")
+    except RuntimeError:
+        logging.getLogger("monitor").exception("boom")
+    assert "SECRET-IN-TRACEBACK-9" not in stream.getvalue()
+    assert "RuntimeError" in stream.getvalue()

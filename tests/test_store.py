@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from monitor import store
+from monitor.models import Cursor, Post, RunResult, StreamKey, utcnow
+
+KEY = StreamKey("acme", "x", "mentions")
+
+
+def post(native_id: str, **changes: object) -> Post:
+    base = Post(
+        platform="x",
+        native_id=native_id,
+        brand="acme",
+        author_id="9",
+        author_handle="bob",
+        is_brand=False,
+        kind="mention",
+        text=f"hello {native_id}",
+        url="https://x.com/b",
+        created_at="2026-11-20T10:00:00Z",
+        metrics={"likes": 1},
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_store_open_db_creates_every_table_in_wal(db: Database) -> None:
+    tables = set(db.table_names())
+    assert {
+        "posts",
+        "labels",
+        "cursors",
+        "runs",
+        "alerts",
+        "deliveries",
+        "accounts",
+        "_sqlite_migrations",
+    } <= tables
+    assert set(db["posts"].columns_dict) == {
+        "id",
+        "platform",
+        "native_id",
+        "brand",
+        "author_id",
+        "author_handle",
+        "is_brand",
+        "kind",
+        "text",
+        "url",
+        "lang",
+        "created_at",
+        "in_reply_to_id",
+        "conversation_id",
+        "metrics",
+        "raw",
+        "collected_at",
+        "updated_at",
+    }
+    assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_store_open_db_twice_applies_migrations_once(tmp_path: Path) -> None:
+    store.open_db(tmp_path / "a.db").conn.close()
+    db = store.open_db(tmp_path / "a.db")
+    assert db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 1
+
+
+def test_store_open_db_unwritable_path_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(store.StoreError, match="Fix:"):
+        store.open_db(blocker / "sub" / "t.db")
+
+
+def test_store_page_counts_new_and_updated_and_never_duplicates(db: Database) -> None:
+    assert store.store_page(db, KEY, [post("1"), post("2"), post("1")], Cursor("2")) == (2, 0)
+    assert store.store_page(db, KEY, [post("1"), post("2")], Cursor("2")) == (0, 0)
+    assert store.store_page(db, KEY, [post("2", metrics={"likes": 5}), post("3")], Cursor("3")) == (
+        1,
+        1,
+    )
+    assert db.execute("SELECT count(*), count(DISTINCT id) FROM posts").fetchone() == (3, 3)
+    assert store.get_cursor(db, KEY) == Cursor("3")
+
+
+def test_store_keyword_hit_becomes_mention_but_not_back(db: Database) -> None:
+    store.upsert_posts(db, [post("1", kind="keyword")])
+    store.upsert_posts(db, [post("1", kind="mention")])
+    store.upsert_posts(db, [post("1", kind="keyword")])
+    assert db.execute("SELECT kind FROM posts").fetchone()[0] == "mention"
+
+
+def test_store_page_rolls_back_posts_when_cursor_write_fails(db: Database) -> None:
+    bad_cursor = Cursor("9", pending={"not json": object()})
+    with pytest.raises(TypeError):
+        store.store_page(db, KEY, [post("1")], bad_cursor)
+    assert db.execute("SELECT count(*) FROM posts").fetchone()[0] == 0
+    assert store.get_cursor(db, KEY) == Cursor()
+
+
+def test_store_write_waits_for_another_writer_instead_of_failing(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    db = store.open_db(path)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO accounts (platform, handle, native_id) VALUES ('x', 'o', '1')")
+    released = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    released.start()
+    started = time.monotonic()
+    # a read first, as the CLI does: with a deferred BEGIN this would be SQLITE_BUSY_SNAPSHOT
+    db.execute("SELECT count(*) FROM posts").fetchone()
+    assert store.store_page(db, KEY, [post("1")], Cursor("1")) == (1, 0)
+    assert time.monotonic() - started >= 0.4
+    released.join()
+    other.close()
+
+
+def test_store_status_counts_failures_since_last_success(db: Database) -> None:
+    now = utcnow()
+    for outcome in ("ok", "failed", "failed"):
+        store.record_run(
+            db,
+            RunResult(
+                key=KEY,
+                started_at=now,
+                finished_at=now,
+                outcome=outcome,  # type: ignore[arg-type]
+                error="boom" if outcome == "failed" else None,
+            ),
+        )
+    store.store_page(db, KEY, [], Cursor("5"))
+    (row,) = store.get_stream_status(db)
+    assert row.key == KEY
+    assert row.outcome == "failed"
+    assert row.consecutive_failures == 2
+    assert row.last_error == "boom"
+    assert row.cursor_updated_at is not None
+
+
+def test_store_deferral_is_the_last_runs_retry_time(db: Database) -> None:
+    now = utcnow()
+    store.record_run(db, RunResult(key=KEY, started_at=now, outcome="deferred", retry_at=now))
+    assert store.get_deferral(db, KEY) == now.replace(microsecond=0)
+    store.record_run(db, RunResult(key=KEY, started_at=now, outcome="ok"))
+    assert store.get_deferral(db, KEY) is None
