@@ -1,0 +1,81 @@
+"""Backfill walks a past window to its end, and an interrupted one resumes where it stopped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlite_utils import Database
+
+from monitor import pipeline, store
+from monitor.cli import cli
+from monitor.config import load_settings
+from monitor.models import Post, RunResult
+from monitor.sandbox.x import XSandbox
+from tests.conftest import TOKEN
+
+END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+SINCE, UNTIL = END - timedelta(days=4), END - timedelta(days=1)
+
+
+@pytest.fixture
+def sandbox() -> XSandbox:
+    with XSandbox(seed=21, start=END - timedelta(days=6), end=END, bearer_token=TOKEN) as server:
+        yield server
+
+
+def in_window(sandbox: XSandbox) -> set[str]:
+    return {f"x:{sandbox.tweet_id(i)}" for i in sandbox.visible()
+            if SINCE <= i.created_at < UNTIL}
+
+
+def all_ids(db: Database) -> list[str]:
+    return [r[0] for r in db.execute("SELECT id FROM posts")]
+
+
+class Interrupt(KeyboardInterrupt):
+    """Ctrl-C after a given number of committed pages."""
+
+
+def test_backfill_interrupted_resumes_and_stores_the_window_once(
+    sandbox: XSandbox, write_config: Callable[..., Path], db: Database
+) -> None:
+    settings = load_settings(write_config(sandbox.url, extra="page_size = 10\n"))
+    window = (SINCE, UNTIL)
+
+    def stop_after_two(result: RunResult, posts: Sequence[Post]) -> None:
+        if result.pages == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        pipeline.collect(db, settings, pipeline.Selection(stream="posts"), backfill=window,
+                         on_page=stop_after_two)
+    assert len(all_ids(db)) == 20
+    seen = len(sandbox.requests)
+
+    results = pipeline.collect(db, settings, backfill=window)
+    assert {r.outcome for r in results} == {"ok"}
+    resumed = sandbox.requests[seen]
+    assert resumed.path.endswith("/tweets") and "pagination_token" in resumed.query
+    ids = all_ids(db)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == in_window(sandbox)
+    assert not any(s.key.stream.startswith("backfill") for s in store.get_stream_status(db)
+                   if s.cursor_updated_at)  # finished walks leave no cursor behind
+    # incremental cursors are untouched by a backfill
+    assert store.get_cursor(db, results[0].key).position is None
+
+
+def test_backfill_cli_shows_progress_and_what_the_api_cannot_reach(
+    sandbox: XSandbox, write_config: Callable[..., Path]
+) -> None:
+    config = write_config(sandbox.url, extra="page_size = 10\n")
+    since = (datetime.now(UTC) - timedelta(days=9)).strftime("%Y-%m-%d")
+    result = CliRunner().invoke(cli, ["--config", str(config), "backfill", "--since", since])
+    assert result.exit_code == 0, result.output
+    assert "keyword search reaches back 7 days only" in result.stderr
+    assert "acme/x/backfill-mentions" in result.stderr  # the progress bar's label
+    assert "backfill-posts" in result.stdout and "ok" in result.stdout
