@@ -5,11 +5,12 @@ Every problem is reported as one :class:`ConfigError` line naming the file, the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ class PlatformDefaults:
     page_size: int
     max_page_size: int
     min_page_size: int
+    # secrets a platform can do without (it then offers less, e.g. no Reddit inbox)
+    optional_secrets: Mapping[str, str] = field(default_factory=dict)
+    # platform-specific keys and their defaults; a value's type is the key's type
+    options: Mapping[str, str | list[str]] = field(default_factory=dict)
 
 
 PLATFORM_DEFAULTS: dict[str, PlatformDefaults] = {
@@ -42,6 +47,33 @@ PLATFORM_DEFAULTS: dict[str, PlatformDefaults] = {
         page_size=100,
         max_page_size=100,
         min_page_size=10,
+    ),
+    "reddit": PlatformDefaults(
+        api_base="https://oauth.reddit.com",
+        secrets={"client_id": "REDDIT_CLIENT_ID", "client_secret": "REDDIT_CLIENT_SECRET"},
+        optional_secrets={"username": "REDDIT_USERNAME", "password": "REDDIT_PASSWORD"},
+        page_size=100,
+        max_page_size=100,
+        min_page_size=1,
+        options={
+            "auth_base": "https://www.reddit.com",
+            "user_agent": "touchpoint-monitor/0.1 (self-hosted brand monitor)",
+            "subreddits": ["all"],
+        },
+    ),
+    "mastodon": PlatformDefaults(
+        api_base="https://mastodon.social",
+        secrets={"access_token": "MASTODON_ACCESS_TOKEN"},
+        page_size=40,
+        max_page_size=40,
+        min_page_size=1,
+    ),
+    "bluesky": PlatformDefaults(
+        api_base="https://bsky.social",
+        secrets={"app_password": "BLUESKY_APP_PASSWORD"},
+        page_size=100,
+        max_page_size=100,
+        min_page_size=1,
     ),
 }
 
@@ -76,6 +108,8 @@ class PlatformSettings:
     secret_env: Mapping[str, str]
     page_size: int
     interval_seconds: int
+    optional_secret_env: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,6 +141,14 @@ class Settings:
         raise ConfigError(
             str(self.source), "brands", f"no brand named {name!r}", f"use one of: {known}"
         )
+
+    def optional_secret(self, platform: str, name: str) -> str | None:
+        """Read an optional platform secret; None when its variable is unset or empty."""
+        env = self.platforms[platform].optional_secret_env[name]
+        value = os.environ.get(env, "").strip()
+        if value:
+            register_secret(value)
+        return value or None
 
     def secret(self, platform: str, name: str) -> str:
         """Read a platform secret from the environment variable the config names."""
@@ -221,8 +263,9 @@ def _parse_platforms(
     for name, defaults in PLATFORM_DEFAULTS.items():
         key = f"platforms.{name}"
         section = v.table(table, name, prefix="platforms")
-        secret_keys = {f"{s}_env" for s in defaults.secrets}
-        v.known_keys(section, key, {"api_base", "page_size", "interval_seconds", *secret_keys})
+        secret_keys = {f"{s}_env" for s in (*defaults.secrets, *defaults.optional_secrets)}
+        allowed = {"api_base", "page_size", "interval_seconds", *secret_keys, *defaults.options}
+        v.known_keys(section, key, allowed)
         api_base = v.string(section, key, "api_base", default=defaults.api_base).rstrip("/")
         if not re.match(r"^https?://[^\s/]+", api_base):
             raise v.error(
@@ -230,14 +273,10 @@ def _parse_platforms(
                 f"{api_base!r} is not an http(s) URL",
                 f'use e.g. api_base = "{defaults.api_base}"',
             )
-        secret_env = {
-            s: v.env_name(section, key, f"{s}_env", default=env)
-            for s, env in defaults.secrets.items()
-        }
         result[name] = PlatformSettings(
             name=name,
             api_base=api_base,
-            secret_env=secret_env,
+            secret_env=_env_names(v, section, key, defaults.secrets),
             page_size=v.integer(
                 section,
                 key,
@@ -249,8 +288,19 @@ def _parse_platforms(
             interval_seconds=v.integer(
                 section, key, "interval_seconds", collect.interval_seconds, 10, 86400
             ),
+            optional_secret_env=_env_names(v, section, key, defaults.optional_secrets),
+            options={
+                option: v.option(section, key, option, default)
+                for option, default in defaults.options.items()
+            },
         )
     return result
+
+
+def _env_names(
+    v: _Validator, section: Mapping[str, Any], key: str, defaults: Mapping[str, str]
+) -> dict[str, str]:
+    return {s: v.env_name(section, key, f"{s}_env", default=env) for s, env in defaults.items()}
 
 
 def _parse_brands(v: _Validator, data: Mapping[str, Any]) -> tuple[BrandSettings, ...]:
@@ -363,6 +413,18 @@ class _Validator:
                 f'write {name} = "{default}" and export {default} in the environment',
             )
         return value
+
+    def option(
+        self, table: Mapping[str, Any], key: str, name: str, default: str | list[str]
+    ) -> str | tuple[str, ...]:
+        if not isinstance(default, list):
+            return self.string(table, key, name, default=default)
+        values = self.string_list(table, key, name) if name in table else default
+        if not values:
+            raise self.error(
+                f"{key}.{name}", "must not be empty", f"write {name} = {json.dumps(default)}"
+            )
+        return tuple(values)
 
     def string_list(self, table: Mapping[str, Any], key: str, name: str) -> list[str]:
         value = table.get(name, [])

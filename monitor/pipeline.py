@@ -25,7 +25,7 @@ from monitor.collectors.base import (
 )
 from monitor.config import BrandSettings, ConfigError, Settings
 from monitor.logs import clean
-from monitor.models import Post, RunResult, StreamKey, iso, utcnow
+from monitor.models import Outcome, Post, RunResult, StreamKey, iso, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def run_stream(
     return result
 
 
-def _fail(result: RunResult, outcome: str, exc: Exception) -> None:
-    result.outcome = outcome  # type: ignore[assignment]
+def _fail(result: RunResult, outcome: Outcome, exc: Exception) -> None:
+    result.outcome = outcome
     text = str(exc) or type(exc).__name__
     result.error = clean(
         text if isinstance(exc, CollectorError) else f"{type(exc).__name__}: {text}"
@@ -100,14 +100,14 @@ def _log_run(result: RunResult, seconds: float) -> None:
 
 
 def _skipped(
-    key: StreamKey, outcome: str, error: str, retry_at: datetime | None = None
+    key: StreamKey, outcome: Outcome, error: str, retry_at: datetime | None = None
 ) -> RunResult:
     now = utcnow()
     return RunResult(
         key=key,
         started_at=now,
         finished_at=now,
-        outcome=outcome,  # type: ignore[arg-type]
+        outcome=outcome,
         error=error,
         retry_at=retry_at,
     )
@@ -191,36 +191,52 @@ def _collect_account(
     try:
         if platform not in built:
             built[platform] = build_collector(platform, settings)
+            built[platform].load_state(store.get_collector_state(db, platform))
         collector = built[platform]
+    except ConfigError as exc:
+        return [_account_failed(db, account_key, exc)]
+    try:
         account_id = resolve_account(db, collector, platform, brand.accounts[platform])
-    except (CollectorError, ConfigError) as exc:
-        result = _skipped(account_key, "failed", clean(str(exc)))
-        store.record_run(db, result)
-        logger.info("%s: %s", account_key, result.error)
-        return [result]
-    results = []
-    for target in iter_targets(settings, brand, platform, collector, account_id):
-        if selection.stream not in (None, target.stream):
-            continue
-        if backfill is not None:
-            target = _backfill_target(target, *backfill)
-        else:
-            deferred = store.get_deferral(db, target.key)
-            if deferred is not None and deferred > utcnow():
-                results.append(
-                    _skipped(
-                        target.key,
-                        "skipped",
-                        f"deferred until {iso(deferred)} (rate limit)",
-                        deferred,
-                    )
-                )
-                continue
-        result = run_stream(db, collector, target, on_page=on_page)
-        if backfill is not None and result.outcome == "ok":
-            store.delete_cursor(db, target.key)  # the window is complete: nothing to resume
-        results.append(result)
-    return results
+        results = []
+        for target in iter_targets(settings, brand, platform, collector, account_id):
+            if selection.stream in (None, target.stream):
+                results.append(_run_target(db, collector, target, backfill, on_page))
+        return results
+    except CollectorError as exc:
+        return [_account_failed(db, account_key, exc)]
+    finally:
+        state = collector.dump_state()  # e.g. a session refreshed even by a failed run
+        if state is not None:
+            store.set_collector_state(db, platform, state)
+
+
+def _account_failed(db: Database, key: StreamKey, exc: Exception) -> RunResult:
+    result = _skipped(
+        key, "auth_failed" if isinstance(exc, AuthError) else "failed", clean(str(exc))
+    )
+    store.record_run(db, result)
+    logger.info("%s: %s", key, result.error)
+    return result
+
+
+def _run_target(
+    db: Database,
+    collector: Collector,
+    target: Target,
+    backfill: tuple[datetime, datetime] | None,
+    on_page: ProgressHook | None,
+) -> RunResult:
+    if backfill is not None:
+        target = _backfill_target(target, *backfill)
+    else:
+        deferred = store.get_deferral(db, target.key)
+        if deferred is not None and deferred > utcnow():
+            reason = f"deferred until {iso(deferred)} (rate limit)"
+            return _skipped(target.key, "skipped", reason, deferred)
+    result = run_stream(db, collector, target, on_page=on_page)
+    if backfill is not None and result.outcome == "ok":
+        store.delete_cursor(db, target.key)  # the window is complete: nothing to resume
+    return result
 
 
 def _backfill_target(target: Target, since: datetime, until: datetime) -> Target:

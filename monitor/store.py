@@ -143,6 +143,14 @@ def m001_create_tables(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_create_collector_state(db: Database) -> None:
+    """Keep what a collector needs across runs, e.g. a Bluesky session (not its password)."""
+    db.table("collector_state").create(
+        {"platform": str, "state": str, "updated_at": str}, pk="platform"
+    )
+
+
 def open_db(path: Path | str) -> Database:
     """Open (creating if needed) the SQLite store in WAL mode and apply pending migrations."""
     path = Path(path)
@@ -488,6 +496,28 @@ def get_stream_status(db: Database) -> list[StreamStatus]:
         StreamStatus(StreamKey(r[0], r[1], r[2], r[3]), *r[4:])
         for r in db.conn.execute(_STATUS_SQL)
     ]
+
+
+# -- collector state ------------------------------------------------------------------------------
+
+
+def get_collector_state(db: Database, platform: str) -> dict[str, Any]:
+    """Return the state a platform's collector kept from earlier runs ({} when none)."""
+    row = db.conn.execute(
+        "SELECT state FROM collector_state WHERE platform = ?", (platform,)
+    ).fetchone()
+    return dict(json.loads(row[0])) if row else {}
+
+
+def set_collector_state(db: Database, platform: str, state: dict[str, Any]) -> None:
+    """Keep a collector's state for the next run."""
+    with write_transaction(db) as conn:
+        conn.execute(
+            "INSERT INTO collector_state (platform, state, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(platform) DO UPDATE SET state = excluded.state, "
+            "updated_at = excluded.updated_at",
+            (platform, json.dumps(state, sort_keys=True), iso(utcnow())),
+        )
 
 
 # -- accounts ------------------------------------------------------------------------------------

@@ -71,7 +71,9 @@ def test_store_open_db_creates_every_table_in_wal(db: Database) -> None:
 def test_store_open_db_twice_applies_migrations_once(tmp_path: Path) -> None:
     store.open_db(tmp_path / "a.db").conn.close()
     db = store.open_db(tmp_path / "a.db")
-    assert db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 1
+    applied = [r[0] for r in db.execute("SELECT name FROM _sqlite_migrations")]
+    assert applied == [m.name for m in store.migrations._migrations]
+    assert store.migrations.pending(db) == []
 
 
 def test_store_open_db_unwritable_path_is_a_clear_error(tmp_path: Path) -> None:

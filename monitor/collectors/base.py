@@ -12,7 +12,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
@@ -133,7 +133,6 @@ class Page:
 
     raw: dict[str, Any]
     cursor: Cursor
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Collector(ABC):
@@ -167,6 +166,13 @@ class Collector(ABC):
     @abstractmethod
     def normalize(self, raw: dict[str, Any], target: Target) -> list[Post]:
         """Turn one raw page into Post records. Pure: no I/O, no clock."""
+
+    def load_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Take back the state kept from earlier runs (e.g. a login session)."""
+
+    def dump_state(self) -> dict[str, Any] | None:
+        """Return state to keep across runs (JSON-serializable), or None for nothing to keep."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -106,7 +107,7 @@ class XCollector(Collector):
         self.api_base = api_base
         self.page_size = page_size
         self.policy = policy or RetryPolicy()
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
 
     @classmethod
     def from_settings(cls, settings: Settings) -> XCollector:
@@ -181,7 +182,7 @@ class XCollector(Collector):
                 page_cursor = Cursor(position=cursor.position, pending=walk)
             else:
                 page_cursor = Cursor(position=None if target.is_backfill else (newest or since))
-            yield Page(raw=body, cursor=page_cursor, meta=meta)
+            yield Page(raw=body, cursor=page_cursor)
             if not token or (target.max_pages is not None and pages >= target.max_pages):
                 return
 
@@ -211,8 +212,6 @@ class XCollector(Collector):
         def once() -> dict[str, Any]:
             return _translate_errors(lambda: getattr(self.client, method)(**params), self.api_base)
 
-        if self._sleep is None:
-            return call_with_retries(once, policy=self.policy, what=what)
         return call_with_retries(once, policy=self.policy, what=what, sleep=self._sleep)
 
     # -- normalize (pure) ------------------------------------------------------------------------
