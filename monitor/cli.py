@@ -20,7 +20,7 @@ import click
 from sqlite_utils import Database
 
 from monitor import __version__, pipeline, store
-from monitor.collectors import COLLECTORS
+from monitor.collectors import collector_class
 from monitor.config import (
     ENV_CONFIG,
     ENV_DB,
@@ -235,7 +235,7 @@ def backfill(
     db = app.open(app.db_override or settings.db_path)
     for name in settings.platforms_in_use():
         if platform in (None, name):
-            for note in COLLECTORS[name].backfill_reach(start, utcnow()):
+            for note in collector_class(name).backfill_reach(start, utcnow()):
                 click.echo(f"note: {note}", err=True)
     with _progress(start, end) as on_page:
         results = pipeline.collect(

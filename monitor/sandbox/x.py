@@ -2,33 +2,40 @@
 
 It serves generated :mod:`monitor.sandbox.traffic` for the endpoints a monitor reads (user lookup,
 a user's tweets, a user's mentions, recent search) so that the real ``tweepy.Client`` can be driven
-against ``127.0.0.1``.  Faults (rate limits, server errors, truncated bodies, hanging responses,
-expired tokens) can be queued from Python or over HTTP (``/_sandbox/...``).
+against ``127.0.0.1``.  The server, clock, recording, faults and control API (``/_sandbox/...``)
+come from :class:`monitor.sandbox.server.SandboxServer`; this module adds X's ids, parameters,
+fields, expansions, search, pagination, error bodies and per-endpoint rate windows.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import dataclasses
 import hashlib
 import json
-import logging
 import math
 import re
-import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Unpack, cast
-from urllib.parse import parse_qs, urlsplit
+from http import HTTPStatus
+from typing import Any, Unpack
 
+from monitor.sandbox.server import (
+    Headers,
+    Json,
+    Query,
+    Request,
+    Response,
+    Route,
+    SandboxServer,
+    as_utc,
+    format_time,
+)
+from monitor.sandbox.server import RecordedRequest as RecordedRequest
 from monitor.sandbox.traffic import (
     MENTION,
     POST,
@@ -38,22 +45,13 @@ from monitor.sandbox.traffic import (
     generate_traffic,
 )
 
-logger = logging.getLogger(__name__)
-
-Json = dict[str, Any]
-Query = dict[str, list[str]]
-
 TWITTER_EPOCH = datetime(2010, 11, 4, 1, 42, 54, 657000, tzinfo=UTC)
 SEARCH_WINDOW = timedelta(days=7)
-FAULT_KINDS = ("429", "500", "503", "malformed", "slow", "expired_token")
 ENDPOINTS = ("tweets", "mentions", "search", "user")
 # App-auth (bearer token) limits per 15-minute window, as documented by X.
 RATE_LIMITS: Mapping[str, int] = {"tweets": 1500, "mentions": 450, "search": 450, "user": 300}
 DEFAULT_RATE_LIMIT = 900
 RATE_WINDOW_SECONDS = 900
-CONTENT_TYPE = "application/json; charset=utf-8"
-_CONTROL_PREFIX = "/_sandbox/"
-_MAX_CONTROL_BODY = 64 * 1024
 
 _INVALID_REQUEST_TYPE = "https://api.twitter.com/2/problems/invalid-request"
 _NOT_FOUND_TYPE = "https://api.twitter.com/2/problems/resource-not-found"
@@ -144,18 +142,6 @@ def _not_found_user(parameter: str, value: str) -> Json:
             }
         ]
     }
-
-
-def format_time(when: datetime) -> str:
-    """X's timestamp format: ``2026-11-22T10:15:00.000Z``."""
-    when = when.astimezone(UTC)
-    return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond // 1000:03d}Z"
-
-
-def _as_utc(when: datetime, name: str) -> datetime:
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware")
-    return when.astimezone(UTC)
 
 
 def snowflake(item: TrafficItem) -> int:
@@ -502,13 +488,6 @@ def _entities(text: str) -> Json | None:
 # --------------------------------------------------------------------------- the API
 
 
-@dataclass(frozen=True)
-class _Route:
-    endpoint: str
-    action: str
-    arg: str
-
-
 _ROUTES = (
     (re.compile(r"/2/users/by/username/([^/]+)"), "user", "user_by_username"),
     (re.compile(r"/2/users/([^/]+)/tweets"), "tweets", "timeline"),
@@ -530,24 +509,13 @@ _LIST_PARAMS = (
 )
 
 
-def _resolve(method: str, path: str) -> _Route | None:
-    """The API route for a request, or None (404)."""
-    if method != "GET":
-        return None
-    for pattern, endpoint, action in _ROUTES:
-        match = pattern.fullmatch(path)
-        if match:
-            return _Route(endpoint, action, match.group(1))
-    return None
-
-
 class _Api:
     """Answers API requests against a catalog at a given sandbox time."""
 
     def __init__(self, catalog: _Catalog) -> None:
         self.catalog = catalog
 
-    def answer(self, route: _Route, query: Query, clock: datetime) -> Json:
+    def answer(self, route: Route, query: Query, clock: datetime) -> Json:
         handlers: dict[str, Callable[[str, Query, datetime], Json]] = {
             "user_by_username": self._user_by_username,
             "user_by_id": self._user_by_id,
@@ -555,7 +523,7 @@ class _Api:
             "mentions": self._mentions,
             "search": self._search,
         }
-        return handlers[route.action](route.arg, query, clock)
+        return handlers[route.action](route.args[0], query, clock)
 
     # users ------------------------------------------------------------------
 
@@ -738,34 +706,7 @@ def _check_search_start(params: _Params, window: _Window, clock: datetime) -> No
         raise invalid_parameter("start_time", [raw], message)
 
 
-# --------------------------------------------------------------------------- the server
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One API request as the sandbox received it (Authorization redacted)."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    received_at: float
-    status: int = 0  # 0 while unanswered, or when the connection was dropped (stop during "slow")
-
-    def to_json(self) -> Json:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class _Fault:
-    kind: str
-    remaining: int
-    endpoint: str | None
-    delay: float
-    reset_in: float
-
-    def matches(self, endpoint: str) -> bool:
-        return self.endpoint is None or self.endpoint == endpoint
+# --------------------------------------------------------------------------- the sandbox
 
 
 @dataclass
@@ -774,27 +715,12 @@ class _RateWindow:
     remaining: int
     reset: int
 
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = ()
+    def headers(self) -> Headers:
+        return _rate_headers(self.limit, self.remaining, self.reset)
 
 
-_FAULT_STATUS = {
-    "429": (429, "Too Many Requests"),
-    "500": (500, "Internal Server Error"),
-    "503": (503, "Service Unavailable"),
-    "expired_token": (401, "Unauthorized"),
-}
-
-
-def _encode(body: Json | list[Json]) -> bytes:
-    return json.dumps(body, ensure_ascii=False).encode("utf-8")
-
-
-def _rate_headers(limit: int, remaining: int, reset: int) -> tuple[tuple[str, str], ...]:
+def _rate_headers(limit: int, remaining: int, reset: int) -> Headers:
+    """X's rate-limit headers; ``reset`` in epoch seconds."""
     return (
         ("x-rate-limit-limit", str(limit)),
         ("x-rate-limit-remaining", str(remaining)),
@@ -802,177 +728,16 @@ def _rate_headers(limit: int, remaining: int, reset: int) -> tuple[tuple[str, st
     )
 
 
-def _truncated(body: bytes) -> bytes:
-    """A valid prefix of ``body`` cut in the middle (never valid JSON)."""
-    text = body.decode("utf-8")
-    return text[: max(1, len(text) // 2)].encode("utf-8")
-
-
-def _redacted(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: "<redacted>" if k.lower() == "authorization" else v for k, v in headers.items()}
-
-
-def _bearer(headers: Mapping[str, str]) -> str | None:
-    value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
-    scheme, _, token = value.strip().partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-def _json_object(body: bytes) -> Json:
-    payload = json.loads(body.decode("utf-8") or "{}")
-    if not isinstance(payload, dict):
-        raise ValueError("expected a JSON object")
-    return payload
-
-
-def _number(payload: Json, name: str, default: float) -> float:
-    value = payload.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number")
-    return float(value)
-
-
-def _fault_from_json(payload: Json) -> _Fault:
-    kind, times, endpoint = payload.get("kind"), payload.get("times", 1), payload.get("endpoint")
-    if not isinstance(kind, str):
-        raise ValueError("kind must be a string")
-    if isinstance(times, bool) or not isinstance(times, int):
-        raise ValueError("times must be an integer")
-    if endpoint is not None and not isinstance(endpoint, str):
-        raise ValueError("endpoint must be a string or null")
-    return _Fault(
-        kind, times, endpoint, _number(payload, "delay", 5.0), _number(payload, "reset_in", 2.0)
-    )
-
-
-def _validate_fault(fault: _Fault) -> None:
-    if fault.kind not in FAULT_KINDS:
-        raise ValueError(f"unknown fault kind {fault.kind!r}; expected one of {FAULT_KINDS}")
-    if fault.endpoint is not None and fault.endpoint not in ENDPOINTS:
-        raise ValueError(f"unknown endpoint {fault.endpoint!r}; expected one of {ENDPOINTS}")
-    if fault.remaining < 1:
-        raise ValueError("times must be at least 1")
-    if fault.delay < 0 or fault.reset_in < 0:
-        raise ValueError("delay and reset_in must not be negative")
-
-
-def _parse_clock(payload: Json) -> datetime:
-    value = payload.get("clock")
-    if not isinstance(value, str):
-        raise ValueError("clock must be an ISO-8601 string")
-    return datetime.fromisoformat(value)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, sandbox: XSandbox, port: int) -> None:
-        self.sandbox = sandbox
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would resolve the host name (getfqdn): not needed on loopback.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.socket.getsockname()[:2]
-        self.server_name, self.server_port = str(host), int(port)
-
-    def track(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.add(connection)
-
-    def untrack(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("error while serving %s", client_address, exc_info=True)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "XSandbox/1.0"
-    timeout = 30
-    disable_nagle_algorithm = True  # headers and body go out in two writes
-
-    @property
-    def _server(self) -> _Server:
-        return cast(_Server, self.server)
-
-    def setup(self) -> None:
-        super().setup()
-        self._server.track(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self._server.untrack(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        """Silenced: the sandbox logs through :mod:`logging` instead."""
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def _read_body(self) -> bytes:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        return self.rfile.read(min(max(length, 0), _MAX_CONTROL_BODY)) if length > 0 else b""
-
-    def _dispatch(self) -> None:
-        split = urlsplit(self.path)
-        body = self._read_body()
-        sandbox = self._server.sandbox
-        answer: _Answer | None
-        if split.path.startswith(_CONTROL_PREFIX):
-            answer = sandbox._control(self.command, split.path, body)
-        else:
-            query = parse_qs(split.query, keep_blank_values=True)
-            answer = sandbox._serve(self.command, split.path, query, dict(self.headers.items()))
-        if answer is None:
-            self.close_connection = True
-            return
-        self._send(answer)
-
-    def _send(self, answer: _Answer) -> None:
-        self.send_response(answer.status)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(answer.body)))
-        self.end_headers()
-        self.wfile.write(answer.body)
-
-
-# --------------------------------------------------------------------------- the sandbox
-
-
-class XSandbox:
+class XSandbox(SandboxServer):
     """A local X API v2 server over deterministic generated traffic.
 
     Only items with ``created_at <= clock`` are visible.  Use as a context manager, or call
-    :meth:`start` and :meth:`stop`.
+    :meth:`start` and :meth:`stop`.  Any bearer token is accepted unless ``bearer_token`` is set.
     """
+
+    label = "X sandbox"
+    server_version = "XSandbox/1.0"
+    endpoints = ENDPOINTS
 
     def __init__(
         self,
@@ -990,7 +755,6 @@ class XSandbox:
         **rates: Unpack[TrafficRates],
     ) -> None:
         _check_identity(brand_handle, brand_user_id)
-        self.port = port
         if traffic is not None and rates:
             raise ValueError("traffic rates apply only to generated traffic")
         self.brand_handle = brand_handle
@@ -999,7 +763,7 @@ class XSandbox:
         self.bearer_token = bearer_token
         self.traffic_end = _default_end(end, traffic)
         self.traffic_start = (
-            _as_utc(start, "start") if start else self.traffic_end - timedelta(days=1)
+            as_utc(start, "start") if start else self.traffic_end - timedelta(days=1)
         )
         self.items: list[TrafficItem] = (
             list(traffic)
@@ -1015,164 +779,67 @@ class XSandbox:
         )
         self._catalog = _Catalog(self.items, brand_handle, brand_user_id)
         self._api = _Api(self._catalog)
-        self._lock = threading.Lock()
-        self._clock = _as_utc(clock, "clock") if clock else self.traffic_end
-        self._faults: list[_Fault] = []
-        self._requests: list[RecordedRequest] = []
+        self._rate_lock = threading.Lock()
         self._rate_windows: dict[str, _RateWindow] = {}
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle ----------------------------------------------------------------
-
-    def start(self) -> str:
-        """Bind 127.0.0.1 (``port``; 0 picks a free one), serve in a thread, return the URL."""
-        if self._server is not None:
-            raise RuntimeError("the X sandbox is already running")
-        self._stopping.clear()
-        server = _Server(self, self.port)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"x-sandbox-{server.server_port}",
-            daemon=True,
-        )
-        thread.start()
-        self._server, self._thread = server, thread
-        logger.debug("X sandbox listening on %s", self.url)
-        return self.url
-
-    def stop(self) -> None:
-        """Stop serving, dropping any response still waiting on a "slow" fault."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-        logger.debug("X sandbox stopped")
-
-    def __enter__(self) -> XSandbox:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the X sandbox is not running")
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    # state --------------------------------------------------------------------
-
-    @property
-    def clock(self) -> datetime:
-        with self._lock:
-            return self._clock
-
-    @clock.setter
-    def clock(self, when: datetime) -> None:
-        self.set_clock(when)
-
-    def set_clock(self, when: datetime) -> None:
-        """Move the sandbox's "now" (timezone-aware); items up to it become visible."""
-        when = _as_utc(when, "clock")
-        with self._lock:
-            self._clock = when
-        logger.debug("X sandbox clock set to %s", when.isoformat())
+        super().__init__(clock=clock or self.traffic_end, port=port)
 
     def visible(self) -> list[TrafficItem]:
+        """The items published up to the clock, oldest first."""
         return _visible(self.items, self.clock)
 
     def tweet_id(self, item: TrafficItem) -> str:
+        """The X id of ``item``."""
         return self._catalog.tweet_id(item)
 
     def user_id(self, handle: str) -> str:
+        """The X user id of ``handle`` (the brand's is ``brand_user_id``)."""
         return self._catalog.user_id(handle)
 
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
+    # SandboxServer hooks ----------------------------------------------------------
 
-    def add_fault(
-        self,
-        kind: str,
-        *,
-        times: int = 1,
-        endpoint: str | None = None,
-        delay: float = 5.0,
-        reset_in: float = 2.0,
-    ) -> None:
-        """Queue a fault for the next ``times`` requests to ``endpoint`` (None: any endpoint)."""
-        self._queue_fault(_Fault(kind, times, endpoint, delay, reset_in))
-
-    def _queue_fault(self, fault: _Fault) -> None:
-        _validate_fault(fault)
-        with self._lock:
-            self._faults.append(fault)
-        logger.debug("X sandbox fault queued: %s", fault)
-
-    def _take_fault(self, endpoint: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.matches(endpoint):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
-                    return dataclasses.replace(fault)
+    def resolve(self, method: str, path: str) -> Route | None:
+        """The X API route of a request (only GETs exist), or None (404)."""
+        if method != "GET":
+            return None
+        for pattern, endpoint, action in _ROUTES:
+            match = pattern.fullmatch(path)
+            if match:
+                return Route(endpoint, action, (match.group(1),))
         return None
 
-    # API requests ---------------------------------------------------------------
+    def authenticate(self, route: Route, request: Request) -> bool:
+        """A bearer token, and the configured one if there is one."""
+        token = request.bearer()
+        return token is not None and self.bearer_token in (None, token)
 
-    def _serve(
-        self, method: str, path: str, query: Query, headers: Mapping[str, str]
-    ) -> _Answer | None:
-        started = time.monotonic()
-        record = RecordedRequest(method, path, query, _redacted(headers), started)
-        with self._lock:
-            index = len(self._requests)
-            self._requests.append(record)
-        answer = self._answer(method, path, query, headers)
-        status = 0 if answer is None else answer.status
-        with self._lock:
-            self._requests[index] = dataclasses.replace(record, status=status)
-        elapsed_ms = (time.monotonic() - started) * 1000
-        logger.debug("%s %s %s -> %s (%.1f ms)", method, path, query, status, elapsed_ms)
-        return answer
+    def respond(self, route: Route, request: Request) -> Response:
+        """The API answer, counted against the endpoint's rate window (429 once used up)."""
+        with self._rate_lock:
+            window = self._rate_window(route.endpoint)
+            allowed = window.remaining > 0
+            window.remaining -= 1 if allowed else 0
+            headers = window.headers()
+        if not allowed:
+            return Response.json(429, problem(429, "Too Many Requests"), headers)
+        try:
+            return Response.json(200, self._api.answer(route, request.query, self.clock), headers)
+        except ApiError as error:
+            return Response.json(error.status, error.body, headers)
 
-    def _answer(
-        self, method: str, path: str, query: Query, headers: Mapping[str, str]
-    ) -> _Answer | None:
-        route = _resolve(method, path)
-        if route is None:
-            return self._plain_answer(404, problem(404, "Not Found"), "other")
-        token = _bearer(headers)
-        if token is None or (self.bearer_token is not None and token != self.bearer_token):
-            return self._plain_answer(401, problem(401, "Unauthorized"), route.endpoint)
-        fault = self._take_fault(route.endpoint)
-        if fault is None:
-            return self._api_answer(route, query)
-        if fault.kind != "slow":
-            return self._fault_answer(fault, route, query)
-        if self._stopping.wait(fault.delay):
-            return None
-        return self._api_answer(route, query)
+    def error(self, status: int, route: Route | None, request: Request) -> Response:
+        """X's problem body with the endpoint's current rate-limit headers."""
+        with self._rate_lock:
+            headers = self._rate_window(route.endpoint if route else "other").headers()
+        return Response.json(status, problem(status, HTTPStatus(status).phrase), headers)
+
+    def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
+        """429 with nothing remaining until ``reset_in`` seconds from now (epoch seconds)."""
+        limit = RATE_LIMITS.get(route.endpoint, DEFAULT_RATE_LIMIT)
+        headers = _rate_headers(limit, 0, math.ceil(time.time() + reset_in))
+        return dataclasses.replace(self.error(429, route, request), headers=headers)
 
     def _rate_window(self, endpoint: str) -> _RateWindow:
-        """The current rate-limit window of ``endpoint`` (call with the lock held)."""
+        """The current rate-limit window of ``endpoint`` (call with the rate lock held)."""
         now = time.time()
         window = self._rate_windows.get(endpoint)
         if window is None or now >= window.reset:
@@ -1180,68 +847,6 @@ class XSandbox:
             window = _RateWindow(limit, limit, math.ceil(now) + RATE_WINDOW_SECONDS)
             self._rate_windows[endpoint] = window
         return window
-
-    def _plain_answer(self, status: int, body: Json, endpoint: str) -> _Answer:
-        with self._lock:
-            window = self._rate_window(endpoint)
-            headers = _rate_headers(window.limit, window.remaining, window.reset)
-        return _Answer(status, _encode(body), headers)
-
-    def _api_answer(self, route: _Route, query: Query) -> _Answer:
-        with self._lock:
-            window = self._rate_window(route.endpoint)
-            allowed = window.remaining > 0
-            window.remaining -= 1 if allowed else 0
-            headers = _rate_headers(window.limit, window.remaining, window.reset)
-            clock = self._clock
-        if not allowed:
-            return _Answer(429, _encode(problem(429, "Too Many Requests")), headers)
-        try:
-            status, body = 200, self._api.answer(route, query, clock)
-        except ApiError as error:
-            status, body = error.status, error.body
-        except Exception:  # a sandbox bug must still answer like a server would
-            logger.exception("X sandbox failed to answer %s", route)
-            status, body = 500, problem(500, "Internal Server Error")
-        return _Answer(status, _encode(body), headers)
-
-    def _fault_answer(self, fault: _Fault, route: _Route, query: Query) -> _Answer:
-        if fault.kind == "malformed":
-            normal = self._api_answer(route, query)
-            return _Answer(200, _truncated(normal.body), normal.headers)
-        status, title = _FAULT_STATUS[fault.kind]
-        answer = self._plain_answer(status, problem(status, title), route.endpoint)
-        if fault.kind != "429":
-            return answer
-        limit = RATE_LIMITS.get(route.endpoint, DEFAULT_RATE_LIMIT)
-        reset = math.ceil(time.time() + fault.reset_in)
-        return _Answer(429, answer.body, _rate_headers(limit, 0, reset))
-
-    # control API -----------------------------------------------------------------
-
-    def _control(self, method: str, path: str, body: bytes) -> _Answer:
-        try:
-            payload = self._control_payload(method, path.rstrip("/"), body)
-        except ValueError as error:
-            return _Answer(400, _encode({"error": str(error)}))
-        if payload is None:
-            return _Answer(404, _encode({"error": f"no control endpoint {method} {path}"}))
-        return _Answer(200, _encode(payload))
-
-    def _control_payload(self, method: str, path: str, body: bytes) -> Json | list[Json] | None:
-        if (method, path) == ("POST", "/_sandbox/faults"):
-            self._queue_fault(_fault_from_json(_json_object(body)))
-            with self._lock:
-                pending = sum(f.remaining for f in self._faults)
-            return {"ok": True, "pending": pending}
-        if (method, path) == ("POST", "/_sandbox/clock"):
-            self.set_clock(_parse_clock(_json_object(body)))
-            return {"clock": format_time(self.clock)}
-        if (method, path) == ("GET", "/_sandbox/clock"):
-            return {"clock": format_time(self.clock)}
-        if (method, path) == ("GET", "/_sandbox/requests"):
-            return [r.to_json() for r in self.requests]
-        return None
 
 
 def _check_identity(brand_handle: str, brand_user_id: str) -> None:
@@ -1253,7 +858,7 @@ def _check_identity(brand_handle: str, brand_user_id: str) -> None:
 
 def _default_end(end: datetime | None, traffic: Sequence[TrafficItem] | None) -> datetime:
     if end is not None:
-        return _as_utc(end, "end")
+        return as_utc(end, "end")
     if traffic:
         return max(item.created_at for item in traffic).astimezone(UTC)
     return datetime.now(UTC).replace(microsecond=0)
