@@ -28,8 +28,7 @@ def sandbox() -> XSandbox:
 
 
 def in_window(sandbox: XSandbox) -> set[str]:
-    return {f"x:{sandbox.tweet_id(i)}" for i in sandbox.visible()
-            if SINCE <= i.created_at < UNTIL}
+    return {f"x:{sandbox.tweet_id(i)}" for i in sandbox.visible() if SINCE <= i.created_at < UNTIL}
 
 
 def all_ids(db: Database) -> list[str]:
@@ -51,8 +50,13 @@ def test_backfill_interrupted_resumes_and_stores_the_window_once(
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        pipeline.collect(db, settings, pipeline.Selection(stream="posts"), backfill=window,
-                         on_page=stop_after_two)
+        pipeline.collect(
+            db,
+            settings,
+            pipeline.Selection(stream="posts"),
+            backfill=window,
+            on_page=stop_after_two,
+        )
     assert len(all_ids(db)) == 20
     seen = len(sandbox.requests)
 
@@ -63,8 +67,11 @@ def test_backfill_interrupted_resumes_and_stores_the_window_once(
     ids = all_ids(db)
     assert len(ids) == len(set(ids))
     assert set(ids) == in_window(sandbox)
-    assert not any(s.key.stream.startswith("backfill") for s in store.get_stream_status(db)
-                   if s.cursor_updated_at)  # finished walks leave no cursor behind
+    assert not any(
+        s.key.stream.startswith("backfill")
+        for s in store.get_stream_status(db)
+        if s.cursor_updated_at
+    )  # finished walks leave no cursor behind
     # incremental cursors are untouched by a backfill
     assert store.get_cursor(db, results[0].key).position is None
 

@@ -33,19 +33,30 @@ def count_posts(db_path: Path) -> int:
 def collect(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "monitor", "--config", str(config), "collect"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
     )
 
 
 def test_kill_mid_walk_then_rerun_loses_and_duplicates_nothing(
     tmp_path: Path, write_config: Callable[..., Path]
 ) -> None:
-    with XSandbox(seed=3, start=END - timedelta(days=2), end=END, bearer_token=TOKEN,
-                  posts_per_day=40, mentions_per_day=60) as sandbox:
+    with XSandbox(
+        seed=3,
+        start=END - timedelta(days=2),
+        end=END,
+        bearer_token=TOKEN,
+        posts_per_day=40,
+        mentions_per_day=60,
+    ) as sandbox:
         config = write_config(sandbox.url, extra="page_size = 10\n", keywords="[]")
         db_path = tmp_path / "touchpoint.db"
-        expected = {f"x:{sandbox.tweet_id(i)}" for i in sandbox.visible()
-                    if i.kind in ("post", "reply", "mention")}
+        expected = {
+            f"x:{sandbox.tweet_id(i)}"
+            for i in sandbox.visible()
+            if i.kind in ("post", "reply", "mention")
+        }
         sandbox.add_fault("slow", times=6, delay=0.5)  # time for the kill to land mid-walk
 
         proc = collect(config)
@@ -67,8 +78,9 @@ def test_kill_mid_walk_then_rerun_loses_and_duplicates_nothing(
     assert len(ids) == len(set(ids))
     assert set(ids) == expected
     newest = {
-        stream: max(int(i[2:]) for i, in conn.execute(
-            f"SELECT id FROM posts WHERE kind IN ({kinds})"))
+        stream: max(
+            int(i[2:]) for (i,) in conn.execute(f"SELECT id FROM posts WHERE kind IN ({kinds})")
+        )
         for stream, kinds in (("posts", "'post','reply'"), ("mentions", "'mention'"))
     }
     cursors = dict(conn.execute("SELECT stream, position FROM cursors WHERE pending IS NULL"))

@@ -84,20 +84,16 @@ TWEET_EXPANSIONS = frozenset({
     "geo.place_id", "in_reply_to_user_id", "referenced_tweets.id",
     "referenced_tweets.id.author_id",
 })
-# fmt: on
 USER_EXPANSIONS = frozenset({"affiliation.user_id", "most_recent_tweet_id", "pinned_tweet_id"})
-_OTHER_FIELDS = ("media.fields", "place.fields", "poll.fields")
 _TWEET_FIELD_ORDER = (
-    "created_at",
-    "author_id",
-    "conversation_id",
-    "in_reply_to_user_id",
-    "referenced_tweets",
-    "public_metrics",
-    "lang",
-    "entities",
-    "possibly_sensitive",
+    "created_at", "author_id", "conversation_id", "in_reply_to_user_id", "referenced_tweets",
+    "public_metrics", "lang", "entities", "possibly_sensitive",
 )
+_LIST_PARAMS = (
+    "end_time", "expansions", "max_results", "since_id", "start_time", "tweet.fields", "until_id",
+    "user.fields", "media.fields", "place.fields", "poll.fields",
+)
+# fmt: on
 
 
 # --------------------------------------------------------------------------- errors and helpers
@@ -496,18 +492,6 @@ _ROUTES = (
     (re.compile(r"/2/users/([^/]+)"), "user", "user_by_id"),
 )
 
-_LIST_PARAMS = (
-    "end_time",
-    "expansions",
-    "max_results",
-    "since_id",
-    "start_time",
-    "tweet.fields",
-    "until_id",
-    "user.fields",
-    *_OTHER_FIELDS,
-)
-
 
 class _Api:
     """Answers API requests against a catalog at a given sandbox time."""
@@ -715,6 +699,7 @@ class _RateWindow:
     remaining: int
     reset: int
 
+    @property
     def headers(self) -> Headers:
         return _rate_headers(self.limit, self.remaining, self.reset)
 
@@ -810,7 +795,7 @@ class XSandbox(SandboxServer):
     def authenticate(self, route: Route, request: Request) -> bool:
         """A bearer token, and the configured one if there is one."""
         token = request.bearer()
-        return token is not None and self.bearer_token in (None, token)
+        return token is not None and (self.bearer_token is None or token == self.bearer_token)
 
     def respond(self, route: Route, request: Request) -> Response:
         """The API answer, counted against the endpoint's rate window (429 once used up)."""
@@ -818,7 +803,7 @@ class XSandbox(SandboxServer):
             window = self._rate_window(route.endpoint)
             allowed = window.remaining > 0
             window.remaining -= 1 if allowed else 0
-            headers = window.headers()
+            headers = window.headers
         if not allowed:
             return Response.json(429, problem(429, "Too Many Requests"), headers)
         try:
@@ -829,7 +814,7 @@ class XSandbox(SandboxServer):
     def error(self, status: int, route: Route | None, request: Request) -> Response:
         """X's problem body with the endpoint's current rate-limit headers."""
         with self._rate_lock:
-            headers = self._rate_window(route.endpoint if route else "other").headers()
+            headers = self._rate_window(route.endpoint if route else "other").headers
         return Response.json(status, problem(status, HTTPStatus(status).phrase), headers)
 
     def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:

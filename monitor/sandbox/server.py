@@ -1,0 +1,599 @@
+"""The platform-neutral part of the sandbox servers: local HTTP, a clock, recording and faults.
+
+A platform sandbox subclasses :class:`SandboxServer` and supplies routing, authentication, its
+normal answers and the shapes of its error answers.  Everything else lives here: the threaded
+server on ``127.0.0.1``, start and stop, the clock, request recording (Authorization redacted), the
+fault queue (rate limits, server errors, truncated bodies, hanging responses, expired tokens) and
+the control API (``POST /_sandbox/faults``, ``GET|POST /_sandbox/clock``,
+``GET /_sandbox/requests``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import dataclasses
+import json
+import logging
+import socket
+import socketserver
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, ClassVar, Self, cast
+from urllib.parse import parse_qs, urlsplit
+
+logger = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+Query = dict[str, list[str]]
+Headers = tuple[tuple[str, str], ...]
+
+FAULT_KINDS = ("429", "500", "503", "malformed", "slow", "expired_token")
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+CONTROL_PREFIX = "/_sandbox/"
+MAX_BODY = 64 * 1024  # request bytes handed on; the rest of a longer body is read and dropped
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
+
+
+def format_time(when: datetime) -> str:
+    """A UTC timestamp with milliseconds: ``2026-11-22T10:15:00.000Z``."""
+    when = when.astimezone(UTC)
+    return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond // 1000:03d}Z"
+
+
+def as_utc(when: datetime, name: str) -> datetime:
+    """``when`` in UTC; ValueError naming ``name`` when it is naive."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return when.astimezone(UTC)
+
+
+def encode_json(payload: object) -> bytes:
+    """UTF-8 JSON, non-ASCII characters kept as they are."""
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Route:
+    """What a request resolved to.
+
+    ``endpoint`` is the name faults target (one of the subclass's ``endpoints``); ``action`` and
+    ``args`` (path parameters) are for the subclass to dispatch on.
+    """
+
+    endpoint: str
+    action: str = ""
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Request:
+    """One platform API request as the subclass sees it (headers unredacted)."""
+
+    method: str
+    path: str
+    query: Query
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
+
+    def _credentials(self, wanted: str) -> str | None:
+        scheme, _, value = (self.header("Authorization") or "").strip().partition(" ")
+        return value.strip() or None if scheme.lower() == wanted else None
+
+    def bearer(self) -> str | None:
+        """The token of ``Authorization: Bearer <token>`` (scheme in any case), or None."""
+        return self._credentials("bearer")
+
+    def basic_auth(self) -> tuple[str, str] | None:
+        """User and password of ``Authorization: Basic <base64>``, or None."""
+        encoded = self._credentials("basic")
+        if encoded is None:
+            return None
+        try:
+            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user, sep, password = decoded.partition(":")
+        return (user, password) if sep else None
+
+    def form(self) -> Query:
+        """The body as an ``application/x-www-form-urlencoded`` form."""
+        return parse_qs(self.body.decode("utf-8", errors="replace"), keep_blank_values=True)
+
+    def json_body(self) -> Any:
+        """The body parsed as JSON (None when empty; ValueError when it is not JSON)."""
+        return json.loads(self.body.decode("utf-8")) if self.body else None
+
+
+@dataclass(frozen=True)
+class Response:
+    """One answer: status, body, extra headers and its content type."""
+
+    status: int
+    body: bytes = b""
+    headers: Headers = ()
+    content_type: str = JSON_CONTENT_TYPE
+
+    @classmethod
+    def json(
+        cls, status: int, payload: object, headers: Iterable[tuple[str, str]] = ()
+    ) -> Response:
+        """A JSON answer."""
+        return cls(status, encode_json(payload), tuple(headers))
+
+    @classmethod
+    def text(
+        cls,
+        status: int,
+        text: str,
+        headers: Iterable[tuple[str, str]] = (),
+        content_type: str = "text/plain; charset=utf-8",
+    ) -> Response:
+        """A text answer, e.g. an HTML error page with ``content_type="text/html"``."""
+        return cls(status, text.encode("utf-8"), tuple(headers), content_type)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One API request as the sandbox received it (Authorization redacted)."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    received_at: float
+    status: int = 0  # 0 while unanswered, or when the connection was dropped (stop during "slow")
+
+    def to_json(self) -> Json:
+        """The record as a JSON object."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _Fault:
+    kind: str
+    remaining: int
+    endpoint: str | None
+    delay: float
+    reset_in: float
+
+    def matches(self, endpoint: str) -> bool:
+        return self.endpoint is None or self.endpoint == endpoint
+
+
+# --------------------------------------------------------------------------- the base class
+
+
+class SandboxServer(ABC):
+    """A local API server with a clock, request recording and injectable faults.
+
+    Subclasses implement :meth:`resolve`, :meth:`authenticate` and :meth:`respond`, declare
+    ``endpoints`` (the names faults can target) and override :meth:`error`,
+    :meth:`unauthorized` and :meth:`rate_limited` for the platform's error shapes.  A request is
+    resolved (None: 404), authenticated (False: 401), then answered: by the next queued fault
+    matching its endpoint, else by :meth:`respond`.  Use as a context manager, or call
+    :meth:`start` and :meth:`stop`.
+    """
+
+    label: ClassVar[str] = "sandbox"
+    """Name in log messages, errors and thread names."""
+    server_version: ClassVar[str] = "Sandbox/1.0"
+    """The ``Server`` header."""
+    endpoints: ClassVar[tuple[str, ...]] = ()
+    """Names :attr:`Route.endpoint` can take; ``add_fault(endpoint=...)`` accepts only these."""
+
+    def __init__(self, *, clock: datetime, port: int = 0) -> None:
+        self.port = port
+        self._lock = threading.Lock()
+        self._clock = as_utc(clock, "clock")
+        self._faults: list[_Fault] = []
+        self._requests: list[RecordedRequest] = []
+        self._stopping = threading.Event()
+        self._server: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._log = logging.getLogger(type(self).__module__)
+
+    # platform hooks -------------------------------------------------------------
+
+    @abstractmethod
+    def resolve(self, method: str, path: str) -> Route | None:
+        """The route of a request, or None for an unknown path (404)."""
+
+    @abstractmethod
+    def authenticate(self, route: Route, request: Request) -> bool:
+        """Whether the request's credentials are good for ``route``; False answers 401."""
+
+    @abstractmethod
+    def respond(self, route: Route, request: Request) -> Response:
+        """The normal answer (no fault).  An exception here answers ``error(500, ...)``."""
+
+    def error(self, status: int, route: Route | None, request: Request) -> Response:
+        """The platform's error answer for ``status``: 404 (``route`` None), 401, 429, 5xx.
+
+        The default is ``{"error": "<reason phrase>"}``.
+        """
+        return Response.json(status, {"error": HTTPStatus(status).phrase})
+
+    def unauthorized(self, route: Route, request: Request, *, expired: bool) -> Response:
+        """401: bad or missing credentials, or (``expired``) the ``expired_token`` fault."""
+        return self.error(401, route, request)
+
+    def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
+        """429 from the ``429`` fault; the limit resets ``reset_in`` seconds from now."""
+        return self.error(429, route, request)
+
+    # lifecycle ------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Bind 127.0.0.1 (``port``; 0 picks a free one), serve in a thread, return the URL."""
+        if self._server is not None:
+            raise RuntimeError(f"the {self.label} is already running")
+        self._stopping.clear()
+        server = _HTTPServer(self, self.port)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{self.label.lower().replace(' ', '-')}-{server.server_port}",
+            daemon=True,
+        )
+        thread.start()
+        self._server, self._thread = server, thread
+        self._log.debug("%s listening on %s", self.label, self.url)
+        return self.url
+
+    def stop(self) -> None:
+        """Stop serving, dropping any response still waiting on a "slow" fault."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+        self._log.debug("%s stopped", self.label)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>`` while running (RuntimeError otherwise)."""
+        if self._server is None:
+            raise RuntimeError(f"the {self.label} is not running")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    # state ----------------------------------------------------------------------
+
+    @property
+    def clock(self) -> datetime:
+        """The sandbox's "now": only what happened up to it is visible."""
+        with self._lock:
+            return self._clock
+
+    @clock.setter
+    def clock(self, when: datetime) -> None:
+        self.set_clock(when)
+
+    def set_clock(self, when: datetime) -> None:
+        """Move the sandbox's "now" (timezone-aware); items up to it become visible."""
+        when = as_utc(when, "clock")
+        with self._lock:
+            self._clock = when
+        self._log.debug("%s clock set to %s", self.label, when.isoformat())
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """The API requests received so far, oldest first (control requests are not recorded)."""
+        with self._lock:
+            return list(self._requests)
+
+    def add_fault(
+        self,
+        kind: str,
+        *,
+        times: int = 1,
+        endpoint: str | None = None,
+        delay: float = 5.0,
+        reset_in: float = 2.0,
+    ) -> None:
+        """Queue a fault for the next ``times`` requests to ``endpoint`` (None: any endpoint).
+
+        Kinds: ``429`` (reset ``reset_in`` seconds on), ``500``, ``503``, ``malformed`` (a 200
+        whose body is the normal one cut short), ``slow`` (the normal answer after ``delay``
+        seconds) and ``expired_token`` (401).  Faults apply in the order they were queued.
+        """
+        self._queue_fault(_Fault(kind, times, endpoint, delay, reset_in))
+
+    def _queue_fault(self, fault: _Fault) -> None:
+        _validate_fault(fault, self.endpoints)
+        with self._lock:
+            self._faults.append(fault)
+        self._log.debug("%s fault queued: %s", self.label, fault)
+
+    def _take_fault(self, endpoint: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(endpoint):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return dataclasses.replace(fault)
+        return None
+
+    # API requests ---------------------------------------------------------------
+
+    def _serve(self, request: Request) -> Response | None:
+        started = time.monotonic()
+        record = RecordedRequest(
+            request.method, request.path, request.query, _redacted(request.headers), started
+        )
+        with self._lock:
+            index = len(self._requests)
+            self._requests.append(record)
+        answer = self._answer(request)
+        status = 0 if answer is None else answer.status
+        with self._lock:
+            self._requests[index] = dataclasses.replace(record, status=status)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        method, path, query = request.method, request.path, request.query
+        self._log.debug("%s %s %s -> %s (%.1f ms)", method, path, query, status, elapsed_ms)
+        return answer
+
+    def _answer(self, request: Request) -> Response | None:
+        route = self.resolve(request.method, request.path)
+        if route is None:
+            return self.error(404, None, request)
+        if not self.authenticate(route, request):
+            return self.unauthorized(route, request, expired=False)
+        fault = self._take_fault(route.endpoint)
+        if fault is None:
+            return self._normal(route, request)
+        if fault.kind != "slow":
+            return self._fault_answer(fault, route, request)
+        if self._stopping.wait(fault.delay):
+            return None
+        return self._normal(route, request)
+
+    def _normal(self, route: Route, request: Request) -> Response:
+        try:
+            return self.respond(route, request)
+        except Exception:  # a sandbox bug must still answer like a server would
+            self._log.exception("%s failed to answer %s", self.label, route)
+            return self.error(500, route, request)
+
+    def _fault_answer(self, fault: _Fault, route: Route, request: Request) -> Response:
+        if fault.kind == "malformed":
+            normal = self._normal(route, request)
+            return dataclasses.replace(normal, status=200, body=_truncated(normal.body))
+        if fault.kind == "429":
+            return self.rate_limited(route, request, fault.reset_in)
+        if fault.kind == "expired_token":
+            return self.unauthorized(route, request, expired=True)
+        return self.error(int(fault.kind), route, request)
+
+    # control API ----------------------------------------------------------------
+
+    def _control(self, method: str, path: str, body: bytes) -> Response:
+        try:
+            payload = self._control_payload(method, path.rstrip("/"), body)
+        except ValueError as error:
+            return Response.json(400, {"error": str(error)})
+        if payload is None:
+            return Response.json(404, {"error": f"no control endpoint {method} {path}"})
+        return Response.json(200, payload)
+
+    def _control_payload(self, method: str, path: str, body: bytes) -> Json | list[Json] | None:
+        if (method, path) == ("POST", "/_sandbox/faults"):
+            self._queue_fault(_fault_from_json(_json_object(body)))
+            with self._lock:
+                pending = sum(f.remaining for f in self._faults)
+            return {"ok": True, "pending": pending}
+        if (method, path) == ("POST", "/_sandbox/clock"):
+            self.set_clock(_parse_clock(_json_object(body)))
+            return {"clock": format_time(self.clock)}
+        if (method, path) == ("GET", "/_sandbox/clock"):
+            return {"clock": format_time(self.clock)}
+        if (method, path) == ("GET", "/_sandbox/requests"):
+            return [r.to_json() for r in self.requests]
+        return None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _truncated(body: bytes) -> bytes:
+    """A prefix of ``body`` cut in the middle (for JSON objects: never valid JSON)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body[: max(1, len(body) // 2)]
+    return text[: max(1, len(text) // 2)].encode("utf-8")
+
+
+def _redacted(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: "<redacted>" if k.lower() in _SECRET_HEADERS else v for k, v in headers.items()}
+
+
+def _json_object(body: bytes) -> Json:
+    payload = json.loads(body.decode("utf-8") or "{}")
+    if not isinstance(payload, dict):
+        raise ValueError("expected a JSON object")
+    return payload
+
+
+def _number(payload: Json, name: str, default: float) -> float:
+    value = payload.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number")
+    return float(value)
+
+
+def _fault_from_json(payload: Json) -> _Fault:
+    kind, times, endpoint = payload.get("kind"), payload.get("times", 1), payload.get("endpoint")
+    if not isinstance(kind, str):
+        raise ValueError("kind must be a string")
+    if isinstance(times, bool) or not isinstance(times, int):
+        raise ValueError("times must be an integer")
+    if endpoint is not None and not isinstance(endpoint, str):
+        raise ValueError("endpoint must be a string or null")
+    return _Fault(
+        kind, times, endpoint, _number(payload, "delay", 5.0), _number(payload, "reset_in", 2.0)
+    )
+
+
+def _validate_fault(fault: _Fault, endpoints: tuple[str, ...]) -> None:
+    if fault.kind not in FAULT_KINDS:
+        raise ValueError(f"unknown fault kind {fault.kind!r}; expected one of {FAULT_KINDS}")
+    if fault.endpoint is not None and fault.endpoint not in endpoints:
+        raise ValueError(f"unknown endpoint {fault.endpoint!r}; expected one of {endpoints}")
+    if fault.remaining < 1:
+        raise ValueError("times must be at least 1")
+    if fault.delay < 0 or fault.reset_in < 0:
+        raise ValueError("delay and reset_in must not be negative")
+
+
+def _parse_clock(payload: Json) -> datetime:
+    value = payload.get("clock")
+    if not isinstance(value, str):
+        raise ValueError("clock must be an ISO-8601 string")
+    return datetime.fromisoformat(value)
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, sandbox: SandboxServer, port: int) -> None:
+        self.sandbox = sandbox
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(("127.0.0.1", port), _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind would resolve the host name (getfqdn): not needed on loopback.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.socket.getsockname()[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def track(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(connection)
+
+    def untrack(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    def close_connections(self) -> None:
+        """Shut down every open (keep-alive or pending) connection."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("error while serving %s", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 30
+    disable_nagle_algorithm = True  # headers and body go out in two writes
+
+    @property
+    def _server(self) -> _HTTPServer:
+        return cast(_HTTPServer, self.server)
+
+    def setup(self) -> None:
+        super().setup()
+        self._server.track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self._server.untrack(self.connection)
+
+    def version_string(self) -> str:
+        return self._server.sandbox.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Silenced: the sandbox logs through :mod:`logging` instead."""
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def _read_body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        body = self.rfile.read(min(length, MAX_BODY)) if length > 0 else b""
+        unread = length - len(body)  # beyond MAX_BODY: read and dropped, keep-alive stays usable
+        while unread > 0 and (chunk := self.rfile.read(min(unread, MAX_BODY))):
+            unread -= len(chunk)
+        return body
+
+    def _dispatch(self) -> None:
+        split = urlsplit(self.path)
+        body = self._read_body()
+        sandbox = self._server.sandbox
+        answer: Response | None
+        if split.path.startswith(CONTROL_PREFIX):
+            answer = sandbox._control(self.command, split.path, body)
+        else:
+            query = parse_qs(split.query, keep_blank_values=True)
+            headers = dict(self.headers.items())
+            answer = sandbox._serve(Request(self.command, split.path, query, headers, body))
+        if answer is None:
+            self.close_connection = True
+            return
+        self._send(answer)
+
+    def _send(self, answer: Response) -> None:
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
