@@ -26,21 +26,18 @@ def test_config_example_is_the_init_template_and_loads() -> None:
 
 
 def test_config_every_documented_key_is_in_the_example() -> None:
-    from monitor.config import CollectSettings
+    from monitor.config import PLATFORM_DEFAULTS, CollectSettings
 
     example = (ROOT / "config.example.toml").read_text(encoding="utf-8")
     for key in CollectSettings.__dataclass_fields__:
         assert f"\n{key} = " in example
-    for key in (
-        "api_base",
-        "bearer_token_env",
-        "page_size",
-        "interval_seconds",
-        "keywords",
-        "timezone",
-        "name",
-        "path",
-    ):
+    for name, defaults in PLATFORM_DEFAULTS.items():
+        section = example.split(f"[platforms.{name}]")[1].split("\n[")[0]
+        keys = ["api_base", "page_size", *defaults.options]
+        keys += [f"{s}_env" for s in (*defaults.secrets, *defaults.optional_secrets)]
+        for key in keys:
+            assert f"\n{key} = " in section, (name, key)
+    for key in ("keywords", "timezone", "name", "path"):
         assert f"\n{key} = " in example
 
 
