@@ -323,25 +323,7 @@ def _age(stamp: str | None, now: datetime) -> str:
     return f"{seconds}s"
 
 
-EXPORT_COLUMNS = [
-    "id",
-    "platform",
-    "native_id",
-    "brand",
-    "author_id",
-    "author_handle",
-    "is_brand",
-    "kind",
-    "text",
-    "url",
-    "lang",
-    "created_at",
-    "in_reply_to_id",
-    "conversation_id",
-    "metrics",
-    "collected_at",
-    "updated_at",
-]
+EXPORT_COLUMNS = [c for c in store.POST_COLUMNS if c != "raw"]
 
 
 @cli.command()

@@ -216,7 +216,7 @@ def sqlite_version_warning() -> str | None:
 
 # -- posts ---------------------------------------------------------------------------------------
 
-_POST_COLUMNS = (
+POST_COLUMNS = (
     "id",
     "platform",
     "native_id",
@@ -242,8 +242,8 @@ _CHANGED = " OR ".join(
 )
 # A keyword hit later seen as a mention becomes a mention; nothing else changes an item's kind.
 UPSERT_POST_SQL = (
-    f"INSERT INTO posts ({', '.join(_POST_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_POST_COLUMNS))}) "
+    f"INSERT INTO posts ({', '.join(POST_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(POST_COLUMNS))}) "
     "ON CONFLICT(id) DO UPDATE SET text=excluded.text, metrics=excluded.metrics, "
     "lang=excluded.lang, in_reply_to_id=excluded.in_reply_to_id, "
     "conversation_id=excluded.conversation_id, author_handle=excluded.author_handle, "
