@@ -1,0 +1,597 @@
+"""Mastodon collector on httpx: the brand's statuses, its mention notifications, status search.
+
+One ``httpx.Client`` per collector, pointed at the instance origin (``api_base``) with the brand
+account's user token and a timeout on every request.
+
+Cursors:
+
+* **posts** and **mentions** walk *forward* with ``min_id``: each page is the ``limit`` items
+  immediately newer than the cursor (Mastodon answers them newest-first), the next page comes from
+  the ``Link: <…>; rel="prev"`` header, and every page is committed with the newest id in it.  A
+  burst larger than one page is therefore collected whole (``since_id`` would only return the
+  newest page above the cursor).  The mentions cursor is a *notification* id; the stored posts
+  carry the status ids.
+* **keywords** (``/api/v2/search``, newest-first, no Link header) walk *backward* with ``max_id``
+  down to the cursor (``min_id``), one search per keyword, resumable through ``Cursor.pending``;
+  the position holds one newest id per keyword, comma-separated, so a hit for one keyword that
+  arrives while another is being walked is never skipped.
+* **backfill** (``target.since``) walks every stream backward from the newest item
+  (``Link rel="next"``) until it passes ``since``, resumable through ``Cursor.pending``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from monitor.collectors.base import (
+    AuthError,
+    Collector,
+    CollectorError,
+    MalformedResponse,
+    Page,
+    RateLimited,
+    RetryPolicy,
+    Target,
+    TransientError,
+    call_with_retries,
+    clamp_retry_at,
+)
+from monitor.config import Settings
+from monitor.models import Cursor, Kind, Post, iso, parse_iso, utcnow
+
+logger = logging.getLogger(__name__)
+
+MASTODON_ORIGIN = "https://mastodon.social"
+SEARCH_PATH = "/api/v2/search"
+NOTIFICATIONS_PATH = "/api/v1/notifications"
+_ID = re.compile(r"[0-9A-Za-z]{1,64}")
+_SEARCH_TERM = re.compile(r'"[^"]*"|\S+')
+
+Params = list[tuple[str, str]]
+
+
+class NotFound(CollectorError):
+    """HTTP 404: ``{"error": "Record not found"}``."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A decoded API answer and its ``Link`` header: rel -> that link's query parameters."""
+
+    body: Any
+    links: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def link_param(self, rel: str, name: str) -> str | None:
+        """The query parameter ``name`` of the ``rel`` link, if there is one and it is an id."""
+        value = self.links.get(rel, {}).get(name)
+        return value if value and _ID.fullmatch(value) else None
+
+
+def parse_links(response: httpx.Response) -> dict[str, dict[str, str]]:
+    """The query parameters of each link of a ``Link`` header (RFC 8288), by rel.
+
+    Only the id bound is taken from a link: the next request goes to ``api_base`` with the
+    collector's own parameters plus that bound, so a link naming another host never receives the
+    token, and a parameter Mastodon leaves out of its links (``exclude_reblogs``) is still sent.
+    """
+    try:
+        return {
+            str(rel): dict(httpx.URL(link["url"]).params.items())
+            for rel, link in response.links.items()
+            if rel
+        }
+    except (httpx.InvalidURL, KeyError):
+        raise MalformedResponse("Mastodon sent an unusable Link header") from None
+
+
+class MastodonCollector(Collector):
+    """Brand statuses, mention notifications and status search on one Mastodon instance."""
+
+    platform = "mastodon"
+
+    def __init__(
+        self,
+        *,
+        access_token: str,
+        api_base: str = MASTODON_ORIGIN,
+        page_size: int = 40,
+        timeout: tuple[float, float] = (5.0, 20.0),
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        connect, read = timeout
+        self.api_base = api_base.rstrip("/")
+        self.page_size = page_size
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep or time.sleep
+        self._exhausted_until: datetime | None = None
+        self.client = httpx.Client(
+            base_url=self.api_base,
+            timeout=httpx.Timeout(read, connect=connect),
+            headers={"Authorization": f"Bearer {access_token}"},
+            transport=transport,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MastodonCollector:
+        """Build the collector from the config; the token comes from its environment variable."""
+        platform = settings.platforms["mastodon"]
+        collect = settings.collect
+        return cls(
+            access_token=settings.secret("mastodon", "access_token"),
+            api_base=platform.api_base,
+            page_size=platform.page_size,
+            timeout=(collect.connect_timeout_seconds, collect.read_timeout_seconds),
+            policy=RetryPolicy(
+                max_attempts=collect.max_attempts,
+                max_rate_limit_wait=collect.max_rate_limit_wait_seconds,
+            ),
+        )
+
+    @classmethod
+    def backfill_reach(cls, since: datetime, now: datetime) -> list[str]:
+        """Statuses and notifications reach back to the start; search only what is indexed."""
+        return [
+            "mastodon: keyword search finds only statuses the instance has indexed (full-text "
+            "search needs ElasticSearch, and other people's posts appear only when their authors "
+            "opted in); hits elsewhere on the fediverse cannot be fetched"
+        ]
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self.client.close()
+
+    # -- fetch (I/O) -----------------------------------------------------------------------------
+
+    def resolve_account(self, handle: str) -> str:
+        """Return the account id of ``handle``; warn when the token belongs to someone else."""
+        try:
+            account = self._get("/api/v1/accounts/lookup", [("acct", handle)]).body
+        except NotFound:
+            raise CollectorError(
+                f"Mastodon has no account @{handle} on {self.api_base} (Record not found). "
+                "Fix: check brands.accounts.mastodon and platforms.mastodon.api_base"
+            ) from None
+        account_id = _account_id(account, "accounts/lookup")
+        me = self._get("/api/v1/accounts/verify_credentials", []).body
+        if _account_id(me, "verify_credentials") != account_id:
+            logger.warning(
+                "mastodon: the access token belongs to @%s, not @%s: mentions will be that "
+                "account's notifications",
+                me.get("acct"),
+                handle,
+            )
+        return account_id
+
+    def keyword_query(self, keywords: Sequence[str]) -> str:
+        """Keywords joined by ``OR`` (phrases quoted): one status search per keyword.
+
+        Mastodon's search ANDs the words of a query and has no ``OR``, so ``fetch`` runs one
+        search per term of this query.
+        """
+        terms = [k.replace('"', "").strip() for k in keywords]
+        return " OR ".join(f'"{t}"' if any(c.isspace() for c in t) else t for t in terms if t)
+
+    def fetch(self, target: Target, cursor: Cursor) -> Iterator[Page]:
+        """Yield pages to store in order; each page's cursor holds once it is stored."""
+        if target.stream == "keywords":
+            return self._search_walk(target, cursor)
+        if target.is_backfill:
+            return self._backward_walk(target, cursor)
+        return self._forward_walk(target, cursor)
+
+    def _listing(self, target: Target) -> tuple[str, Params, str]:
+        """Path, base parameters and raw-page key of the posts or mentions stream."""
+        limit = ("limit", str(self.page_size))
+        if target.stream == "posts":
+            path = f"/api/v1/accounts/{quote(target.account_id, safe='')}/statuses"
+            return path, [limit, ("exclude_reblogs", "true")], "statuses"
+        if target.stream == "mentions":
+            return NOTIFICATIONS_PATH, [("types[]", "mention"), limit], "notifications"
+        raise CollectorError(f"mastodon has no stream {target.stream!r}")
+
+    def _forward_walk(self, target: Target, cursor: Cursor) -> Iterator[Page]:
+        """min_id pages, oldest first, each committed with its newest id, until an empty page."""
+        path, params, key = self._listing(target)
+        position = cursor.position
+        min_id = position or "0"
+        pages = 0
+        while True:
+            answer = self._get(path, _with_bound(params, "min_id", min_id))
+            items = _validate_items(answer.body, key)
+            pages += 1
+            position = _newest([i["id"] for i in items], position)
+            yield Page(raw={key: items}, cursor=Cursor(position=position))
+            if not items or _budget_spent(target, pages):
+                return
+            min_id = answer.link_param("prev", "min_id") or str(position)
+
+    def _backward_walk(self, target: Target, cursor: Cursor) -> Iterator[Page]:
+        """Backfill: max_id pages from the newest down to ``target.since``; resumable."""
+        path, params, key = self._listing(target)
+        max_id: str | None = (cursor.pending or {}).get("max_id")
+        pages = 0
+        while True:
+            answer = self._get(path, _with_bound(params, "max_id", max_id))
+            items = _validate_items(answer.body, key)
+            pages += 1
+            max_id = _older_page(answer, items)
+            done = max_id is None or _passed(items, target.since)
+            walk = None if done else {"max_id": max_id}
+            yield Page(raw={key: items}, cursor=Cursor(position=None, pending=walk))
+            if done or _budget_spent(target, pages):
+                return
+
+    def _search_walk(self, target: Target, cursor: Cursor) -> Iterator[Page]:
+        """One newest-first search per keyword, down to that keyword's last position."""
+        terms = search_terms(target.query)
+        positions = _decode_positions(cursor.position, len(terms), target)
+        walk = dict(cursor.pending or {})
+        term = int(walk.get("term", 0))
+        max_id: str | None = walk.get("max_id")
+        newest: str | None = walk.get("newest_id")
+        pages = 0
+        while term < len(terms):
+            floor = None if target.is_backfill else positions[term]
+            params: Params = [
+                ("q", terms[term]),
+                ("type", "statuses"),
+                ("limit", str(self.page_size)),
+            ]
+            params = _with_bound(_with_bound(params, "min_id", floor), "max_id", max_id)
+            answer = self._get(SEARCH_PATH, params)
+            statuses = _validate_search(answer.body)
+            pages += 1
+            newest = _newest([s["id"] for s in statuses], newest)
+            max_id = _older_page(answer, statuses)
+            if max_id is None or _passed(statuses, target.since):
+                if not target.is_backfill:
+                    positions[term] = _newest([newest] if newest else [], positions[term])
+                term, max_id, newest = term + 1, None, None
+            yield Page(
+                raw=answer.body, cursor=_search_cursor(target, positions, term, max_id, newest)
+            )
+            if term >= len(terms) or _budget_spent(target, pages):
+                return
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def _get(self, path: str, params: Params) -> Answer:
+        """GET ``path`` with bounded retries; typed errors for every failure."""
+
+        def once() -> Answer:
+            self._check_rate_budget()
+            try:
+                response = self.client.get(path, params=tuple(params))
+            except httpx.TimeoutException:
+                raise TransientError(f"no answer from {self.api_base} in time") from None
+            except httpx.TransportError as exc:
+                raise TransientError(
+                    f"cannot reach {self.api_base} ({type(exc).__name__})"
+                ) from None
+            self._note_rate_limit(response.headers)
+            _check_status(response)
+            try:
+                body = response.json()
+            except ValueError:
+                raise MalformedResponse("Mastodon sent a body that is not valid JSON") from None
+            return Answer(body, parse_links(response))
+
+        return call_with_retries(
+            once, policy=self.policy, what=f"mastodon GET {path}", sleep=self._sleep
+        )
+
+    def _note_rate_limit(self, headers: httpx.Headers) -> None:
+        """Remember when an exhausted rate-limit window resets (None while requests remain)."""
+        remaining = (headers.get("X-RateLimit-Remaining") or "").strip()
+        spent = remaining.isdigit() and int(remaining) == 0
+        self._exhausted_until = parse_reset(headers.get("X-RateLimit-Reset")) if spent else None
+
+    def _check_rate_budget(self) -> None:
+        """Refuse a request the server would answer 429: the window is spent until its reset."""
+        until = self._exhausted_until
+        if until is not None and until > utcnow():
+            retry_at = clamp_retry_at(until)
+            raise RateLimited(
+                f"Mastodon rate limit spent; retry at {iso(retry_at)}", retry_at=retry_at
+            )
+
+    # -- normalize (pure) ------------------------------------------------------------------------
+
+    def normalize(self, raw: dict[str, Any], target: Target) -> list[Post]:
+        """Turn one page (statuses, notifications or a search answer) into Posts.
+
+        Reblogs and notifications other than mentions are skipped; in a backfill, items outside
+        ``[since, until)`` are left out.
+        """
+        if "notifications" in raw:
+            statuses = [
+                n["status"]
+                for n in raw["notifications"]
+                if n.get("type") == "mention" and isinstance(n.get("status"), dict)
+            ]
+        else:
+            statuses = list(raw.get("statuses") or [])
+        posts = (normalize_status(s, target) for s in statuses if _in_window(s, target))
+        return [p for p in posts if p is not None]
+
+
+# --------------------------------------------------------------------------- normalize helpers
+
+
+class _TextExtractor(HTMLParser):
+    """Plain text of a status's HTML content: paragraphs become blank lines, <br> a newline."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._paragraphs = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "br":
+            self.parts.append("\n")
+        elif tag == "p":
+            if self._paragraphs:
+                self.parts.append("\n\n")
+            self._paragraphs += 1
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """The text a reader sees in a status's ``content`` (entities decoded, tags dropped)."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    return "".join(parser.parts)
+
+
+def normalize_status(status: Mapping[str, Any], target: Target) -> Post | None:
+    """Normalize one Status entity; None for a reblog (not the author's own words)."""
+    if status.get("reblog"):
+        return None
+    status_id = str(status["id"])
+    account = status.get("account") or {}
+    author_id = str(account.get("id", ""))
+    is_brand = author_id == target.account_id
+    try:
+        created = parse_iso(str(status["created_at"]))
+    except (KeyError, ValueError):
+        raise MalformedResponse(f"status {status_id} has no valid created_at") from None
+    text = html_to_text(str(status.get("content") or ""))
+    spoiler = str(status.get("spoiler_text") or "")
+    reply_to = status.get("in_reply_to_id")
+    return Post(
+        platform="mastodon",
+        native_id=status_id,
+        brand=target.key.brand,
+        author_id=author_id,
+        author_handle=str(account.get("acct") or account.get("username") or ""),
+        is_brand=is_brand,
+        kind=_kind(status, is_brand=is_brand, target=target),
+        text=f"{spoiler}\n\n{text}" if spoiler else text,
+        url=str(status.get("url") or status.get("uri") or ""),
+        created_at=iso(created),
+        lang=status.get("language"),
+        in_reply_to_id=f"mastodon:{reply_to}" if reply_to else None,
+        metrics={
+            "likes": _count(status, "favourites_count"),
+            "replies": _count(status, "replies_count"),
+            "reposts": _count(status, "reblogs_count"),
+            "quotes": _count(status, "quotes_count"),
+        },
+        raw=dict(status),
+    )
+
+
+def _kind(status: Mapping[str, Any], *, is_brand: bool, target: Target) -> Kind:
+    reply_to_account = status.get("in_reply_to_account_id")
+    if is_brand:
+        answers_someone = bool(status.get("in_reply_to_id")) and reply_to_account not in (
+            None,
+            target.account_id,
+        )
+        return "reply" if answers_someone else "post"
+    if target.stream == "mentions" or reply_to_account == target.account_id:
+        return "mention"
+    mentions = status.get("mentions") or []
+    named = any(isinstance(m, dict) and m.get("id") == target.account_id for m in mentions)
+    return "mention" if named else "keyword"
+
+
+def _count(status: Mapping[str, Any], name: str) -> int:
+    value = status.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _in_window(status: Mapping[str, Any], target: Target) -> bool:
+    if target.since is None and target.until is None:
+        return True
+    try:
+        created = parse_iso(str(status["created_at"]))
+    except (KeyError, ValueError):
+        raise MalformedResponse(f"status {status.get('id')} has no valid created_at") from None
+    after_start = target.since is None or created >= target.since
+    return after_start and (target.until is None or created < target.until)
+
+
+# --------------------------------------------------------------------------- cursor helpers
+
+
+def search_terms(query: str) -> list[str]:
+    """The searches a keyword query stands for (``acme OR "rocket skates"`` -> two)."""
+    return [t for t in _SEARCH_TERM.findall(query) if t != "OR" and t.strip('"')]
+
+
+def _id_key(native_id: str) -> tuple[int, str]:
+    """Order Mastodon ids: numeric strings by value, other sortable ids (ULIDs) lexically."""
+    return len(native_id), native_id
+
+
+def _newest(ids: Sequence[str], current: str | None) -> str | None:
+    candidates = [*ids, *([current] if current else [])]
+    return max(candidates, key=_id_key) if candidates else None
+
+
+def _with_bound(params: Params, name: str, value: str | None) -> Params:
+    return [*params, (name, value)] if value else list(params)
+
+
+def _budget_spent(target: Target, pages: int) -> bool:
+    return target.max_pages is not None and pages >= target.max_pages
+
+
+def _older_page(answer: Answer, items: Sequence[Mapping[str, Any]]) -> str | None:
+    """The max_id of the next older page, or None when this page is the last.
+
+    A ``Link`` header's ``rel="next"`` decides where there is one (Mastodon leaves it out on the
+    last page); search sends no Link header, so its next page starts below the oldest item.
+    """
+    if not items:
+        return None
+    if answer.links:
+        return answer.link_param("next", "max_id")
+    return min((str(i["id"]) for i in items), key=_id_key)
+
+
+def _passed(items: Sequence[Mapping[str, Any]], since: datetime | None) -> bool:
+    """True when the page reaches back before ``since`` (nothing older is in the window)."""
+    if since is None or not items:
+        return False
+    return any(parse_iso(str(i["created_at"])) < since for i in items)
+
+
+def _decode_positions(position: str | None, terms: int, target: Target) -> list[str | None]:
+    if target.is_backfill or not position:
+        return [None] * terms
+    parts = position.split(",")
+    if len(parts) != terms:
+        logger.warning("%s: cursor %r does not fit the query; searching anew", target.key, position)
+        return [None] * terms
+    return [p or None for p in parts]
+
+
+def _search_cursor(
+    target: Target, positions: list[str | None], term: int, max_id: str | None, newest: str | None
+) -> Cursor:
+    position = None if target.is_backfill else ",".join(p or "" for p in positions)
+    if term >= len(positions):
+        return Cursor(position=position)
+    walk: dict[str, Any] = {"term": term}
+    if max_id is not None:
+        walk.update(max_id=max_id, newest_id=newest)
+    return Cursor(position=position, pending=walk)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _validate_status(status: Any) -> None:
+    ok = isinstance(status, dict) and isinstance(status.get("id"), str)
+    if not ok or not _ID.fullmatch(status["id"]):
+        raise MalformedResponse(f"not a Status entity: {str(status)[:80]}")
+    account = status.get("account")
+    if not isinstance(account, dict) or not isinstance(account.get("id"), str):
+        raise MalformedResponse(f"status {status['id']} has no account")
+    if not isinstance(status.get("content"), str):
+        raise MalformedResponse(f"status {status['id']} has no content")
+    _validate_time(status, "status")
+
+
+def _validate_time(entity: Mapping[str, Any], what: str) -> None:
+    try:
+        parse_iso(str(entity["created_at"]))
+    except (KeyError, ValueError):
+        raise MalformedResponse(f"{what} {entity.get('id')} has no valid created_at") from None
+
+
+def _validate_notification(notification: Any) -> None:
+    ok = isinstance(notification, dict) and isinstance(notification.get("id"), str)
+    if not ok or not _ID.fullmatch(notification["id"]):
+        raise MalformedResponse(f"not a Notification entity: {str(notification)[:80]}")
+    if not isinstance(notification.get("type"), str):
+        raise MalformedResponse(f"notification {notification['id']} has no type")
+    _validate_time(notification, "notification")
+    if notification.get("status") is not None:
+        _validate_status(notification["status"])
+
+
+def _validate_items(body: Any, key: str) -> list[dict[str, Any]]:
+    """Check a statuses or notifications page before anything of it is stored."""
+    if not isinstance(body, list):
+        raise MalformedResponse(f"expected a JSON array of {key}, got {type(body).__name__}")
+    check = _validate_notification if key == "notifications" else _validate_status
+    for item in body:
+        check(item)
+    return body
+
+
+def _validate_search(body: Any) -> list[dict[str, Any]]:
+    """Check a v2 search answer; an empty ``statuses`` (no ElasticSearch) is not an error."""
+    if not isinstance(body, dict) or not isinstance(body.get("statuses"), list):
+        raise MalformedResponse("search answer has no statuses array")
+    return _validate_items(body["statuses"], "statuses")
+
+
+def _account_id(account: Any, what: str) -> str:
+    if not isinstance(account, dict) or not isinstance(account.get("id"), str):
+        raise MalformedResponse(f"{what} did not answer with an Account")
+    return str(account["id"])
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def parse_reset(value: str | None) -> datetime | None:
+    """``X-RateLimit-Reset`` (an ISO-8601 time) as a datetime; None when missing or odd."""
+    if not value:
+        return None
+    try:
+        return parse_iso(value.strip())
+    except ValueError:
+        return None
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])[:200]
+    return response.reason_phrase or "no detail"
+
+
+def _check_status(response: httpx.Response) -> None:
+    """Map an error status onto the collector's typed errors (no secret in any message)."""
+    status = response.status_code
+    if status < 400:
+        return
+    if status == 429:
+        reset = parse_reset(response.headers.get("X-RateLimit-Reset"))
+        retry_at = clamp_retry_at(reset)
+        note = "" if reset else " (no usable X-RateLimit-Reset header)"
+        raise RateLimited(f"Mastodon rate limited until {iso(retry_at)}{note}", retry_at=retry_at)
+    text = _error_text(response)
+    if status in (401, 403):
+        raise AuthError(
+            f"Mastodon refused the access token (HTTP {status}: {text}). Fix: check the user "
+            "token in the environment variable named by platforms.mastodon.access_token_env"
+        )
+    if status == 404:
+        raise NotFound(f"Mastodon answered HTTP 404: {text}")
+    if status == 408 or status >= 500:
+        raise TransientError(f"Mastodon server error HTTP {status}")
+    raise CollectorError(f"Mastodon answered HTTP {status}: {text}")
