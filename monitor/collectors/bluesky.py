@@ -1,0 +1,746 @@
+"""Bluesky (AT Protocol XRPC) collector on httpx.
+
+Streams per brand account: ``app.bsky.feed.getAuthorFeed`` (the brand's posts and replies,
+reposts and pins skipped), ``app.bsky.notification.listNotifications`` with reasons mention and
+reply, and ``app.bsky.feed.searchPosts`` (``sort=latest``).
+
+Login: ``com.atproto.server.createSession`` with the brand's handle and an app password, **once**:
+the session (access and refresh JWTs, DID, handle) is kept across runs through
+:meth:`BlueskyCollector.dump_state` / :meth:`~BlueskyCollector.load_state`, and an expired access
+token is renewed with ``com.atproto.server.refreshSession``; only when the refresh token is refused
+too is createSession called again (the PDS allows 30 logins per 5 minutes and 300 a day).
+
+Limitation: a config holds one app password (``platforms.bluesky.app_password_env``), so the
+collector logs in as the first brand with a Bluesky account. Every brand's posts and keyword
+search work through that session, but notifications belong to the account that is logged in:
+the mentions of any other brand's account cannot be read, and their runs fail saying so.
+
+Pagination is the opaque ``cursor``, newest first. An incremental walk pages down until it meets
+an item not newer than the stored mark (``position`` = sort time and at:// uri of the newest item
+stored), commits page by page with the walk in ``Cursor.pending`` (resumable after a kill), and
+moves ``position`` only at its end. Items at or below the mark are trimmed from the pages before
+they are stored, as ``since_id`` does on other platforms.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from monitor.collectors.base import (
+    AuthError,
+    Collector,
+    CollectorError,
+    MalformedResponse,
+    Page,
+    RateLimited,
+    RetryPolicy,
+    Target,
+    TransientError,
+    call_with_retries,
+    clamp_retry_at,
+)
+from monitor.config import ConfigError, Settings
+from monitor.logs import register_secret
+from monitor.models import Cursor, Kind, Post, iso, parse_iso
+
+logger = logging.getLogger(__name__)
+
+BSKY_ORIGIN = "https://bsky.social"
+USER_AGENT = "touchpoint-monitor/0.1 (self-hosted brand monitor)"
+POST_TYPE = "app.bsky.feed.post"
+MENTION_FACET = "app.bsky.richtext.facet#mention"
+REPOST_REASON = "app.bsky.feed.defs#reasonRepost"
+PIN_REASON = "app.bsky.feed.defs#reasonPin"
+MENTION_REASONS = ("mention", "reply")
+POST_REASONS = frozenset({"mention", "reply", "quote"})  # notifications that are someone's post
+TOKEN_ERRORS = frozenset({"ExpiredToken", "InvalidToken"})
+MAX_BODY_BYTES = 16 * 1024 * 1024
+SEARCH_DEPTH = 10_000  # palomar pages at most 10,000 hits deep into one query
+
+CREATE_SESSION = "com.atproto.server.createSession"
+REFRESH_SESSION = "com.atproto.server.refreshSession"
+_STREAMS: dict[str, tuple[str, str]] = {  # stream -> (nsid, list field of the answer)
+    "posts": ("app.bsky.feed.getAuthorFeed", "feed"),
+    "mentions": ("app.bsky.notification.listNotifications", "notifications"),
+    "keywords": ("app.bsky.feed.searchPosts", "posts"),
+}
+
+
+class SessionRejected(CollectorError):
+    """The PDS refused the session's token (expired, revoked or unknown): renew the session."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in session: what is kept across runs (never the app password)."""
+
+    did: str
+    handle: str
+    access_jwt: str
+    refresh_jwt: str
+
+    @classmethod
+    def from_answer(cls, body: Mapping[str, Any]) -> Session:
+        """The session in a createSession / refreshSession answer."""
+        fields = ("did", "handle", "accessJwt", "refreshJwt")
+        if not all(isinstance(body.get(f), str) and body.get(f) for f in fields):
+            raise MalformedResponse("the session answer lacks did, handle or the tokens")
+        session = cls(body["did"], body["handle"], body["accessJwt"], body["refreshJwt"])
+        session.register()
+        return session
+
+    def register(self) -> None:
+        """Mark both tokens as secrets: they never reach a log line or a stored error."""
+        register_secret(self.access_jwt)
+        register_secret(self.refresh_jwt)
+
+
+@dataclass(frozen=True, order=True)
+class Mark:
+    """A position in a newest-first stream: an item's sort time and its at:// uri."""
+
+    at: datetime
+    uri: str
+
+    def encode(self) -> str:
+        """``<UTC time with microseconds> <uri>`` (uris hold no spaces)."""
+        return f"{self.at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}Z {self.uri}"
+
+    @classmethod
+    def decode(cls, text: str | None) -> Mark | None:
+        """The mark of :meth:`encode`'s text; None for no text or text that is not a mark."""
+        if not text:
+            return None
+        when, _, uri = text.partition(" ")
+        try:
+            return cls(parse_iso(when), uri)
+        except ValueError:
+            logger.warning("bluesky: ignoring a stored position that is not a mark: %r", text)
+            return None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+
+class BlueskyCollector(Collector):
+    """Brand feed, notifications and post search over XRPC, with a session kept across runs."""
+
+    platform = "bluesky"
+
+    def __init__(
+        self,
+        *,
+        identifier: str,
+        app_password: str,
+        api_base: str = BSKY_ORIGIN,
+        page_size: int = 100,
+        timeout: tuple[float, float] = (5.0, 20.0),
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] | None = None,
+        password_env: str = "BLUESKY_APP_PASSWORD",
+    ) -> None:
+        register_secret(app_password)
+        self.identifier = identifier.lstrip("@").lower()
+        self._password = app_password
+        self.api_base = api_base.rstrip("/")
+        self.page_size = page_size
+        self.policy = policy or RetryPolicy()
+        self.password_env = password_env
+        self._sleep = sleep or time.sleep
+        self._deadline = timeout[0] + timeout[1]
+        self._client = httpx.Client(
+            base_url=self.api_base,
+            timeout=httpx.Timeout(timeout[1], connect=timeout[0]),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        )
+        self._session: Session | None = None
+        self._login_refused: AuthError | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BlueskyCollector:
+        """Log in as the first brand's Bluesky account: one app password per config."""
+        platform = settings.platforms["bluesky"]
+        handles = [b.accounts["bluesky"] for b in settings.brands if "bluesky" in b.accounts]
+        if not handles:
+            raise ConfigError(
+                str(settings.source),
+                "brands",
+                "no brand has a Bluesky account",
+                'add bluesky = "yourbrand.bsky.social" to a [brands.accounts] table',
+            )
+        others = sorted({h.lower() for h in handles[1:]} - {handles[0].lower()})
+        if others:
+            logger.warning(
+                "bluesky: one app password per config: logging in as @%s; the mentions of %s "
+                "cannot be read",
+                handles[0],
+                ", ".join(f"@{h}" for h in others),
+            )
+        collect = settings.collect
+        return cls(
+            identifier=handles[0],
+            app_password=settings.secret("bluesky", "app_password"),
+            api_base=platform.api_base,
+            page_size=platform.page_size,
+            timeout=(collect.connect_timeout_seconds, collect.read_timeout_seconds),
+            policy=RetryPolicy(
+                max_attempts=collect.max_attempts,
+                max_rate_limit_wait=collect.max_rate_limit_wait_seconds,
+            ),
+            password_env=platform.secret_env["app_password"],
+        )
+
+    @classmethod
+    def backfill_reach(cls, since: datetime, now: datetime) -> list[str]:
+        """Feeds and notifications reach back to the start; search pages 10,000 hits deep."""
+        return [
+            f"bluesky: keyword search pages at most {SEARCH_DEPTH:,} hits deep per query; "
+            "older hits of a busy keyword cannot be fetched"
+        ]
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._client.close()
+
+    # -- session state kept across runs ----------------------------------------------------------
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take back a session kept from an earlier run, if it is this account's on this PDS."""
+        try:
+            session = Session.from_answer(state)
+        except MalformedResponse:
+            return
+        same_account = session.handle.lower() == self.identifier or session.did == self.identifier
+        if state.get("service") == self.api_base and same_account:
+            self._session = session
+
+    def dump_state(self) -> dict[str, Any]:
+        """The session to keep ({} when there is none, so a dead one is forgotten)."""
+        session = self._session
+        if session is None:
+            return {}
+        return {
+            "service": self.api_base,
+            "did": session.did,
+            "handle": session.handle,
+            "accessJwt": session.access_jwt,
+            "refreshJwt": session.refresh_jwt,
+        }
+
+    # -- fetch (I/O) -----------------------------------------------------------------------------
+
+    def resolve_account(self, handle: str) -> str:
+        """Return the DID of ``handle`` (this logs in first, when there is no session yet)."""
+        body = self._xrpc("com.atproto.identity.resolveHandle", {"handle": handle})
+        did = body.get("did")
+        if not isinstance(did, str) or not did.startswith("did:"):
+            raise MalformedResponse("resolveHandle answered without a DID")
+        return did
+
+    def keyword_query(self, keywords: Sequence[str]) -> str:
+        """Any of ``keywords``: phrases quoted, alternatives joined by ``|`` (palomar's OR)."""
+        terms = [f'"{k}"' if any(c.isspace() for c in k) else k for k in keywords]
+        return " | ".join(terms)
+
+    def fetch(self, target: Target, cursor: Cursor) -> Iterator[Page]:
+        """Yield pages newest-first; ``position`` moves to the newest item after the last page."""
+        nsid, field = _STREAMS[target.stream]
+        params = self._stream_params(target)
+        if target.stream == "mentions":
+            self._check_own_notifications(target)
+        pending = cursor.pending or {}
+        mark = None if target.is_backfill else Mark.decode(pending.get("mark", cursor.position))
+        newest = Mark.decode(pending.get("newest"))
+        api_cursor: str | None = pending.get("cursor")
+        keep = _keeper(target, mark)
+        pages = 0
+        while True:
+            call = {**params, "cursor": api_cursor} if api_cursor else params
+            body = self._xrpc(nsid, call)
+            items = _validate_page(body, field)
+            pages += 1
+            marks = [m for m in (_mark(target.stream, item) for item in items) if m is not None]
+            newest = max([*marks, *(m for m in (newest, mark) if m is not None)], default=None)
+            api_cursor = _next_cursor(body, api_cursor)
+            done = api_cursor is None or _walk_ends(marks, mark, target.since)
+            raw = {**body, field: [i for i in items if keep(_mark(target.stream, i))]}
+            walk = _Walk(mark, newest, None if done else api_cursor)
+            yield Page(raw=raw, cursor=walk.cursor(target, cursor))
+            if done or (target.max_pages is not None and pages >= target.max_pages):
+                return
+
+    def _stream_params(self, target: Target) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": self.page_size}
+        if target.stream == "posts":
+            params.update(actor=target.account_id, filter="posts_with_replies")
+        elif target.stream == "mentions":
+            params["reasons"] = list(MENTION_REASONS)
+        else:
+            params.update(q=target.query, sort="latest")
+            if target.since is not None:
+                params["since"] = _xrpc_time(target.since)
+            if target.until is not None:
+                params["until"] = _xrpc_time(target.until)
+        return params
+
+    def _check_own_notifications(self, target: Target) -> None:
+        session = self._ensure_session()
+        if session.did != target.account_id:
+            raise CollectorError(
+                f"bluesky: the mentions of @{target.handle} are notifications of that account, "
+                f"and the app password logs in as @{session.handle} (one Bluesky account per "
+                "config)"
+            )
+
+    # -- XRPC with the session -------------------------------------------------------------------
+
+    def _xrpc(self, nsid: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """An authenticated query; an expired session is renewed once and the call retried once."""
+        self._ensure_session()
+        try:
+            return self._query(nsid, params)
+        except SessionRejected as exc:
+            logger.info("bluesky: %s refused the access token (%s); refreshing", nsid, exc)
+        self._renew_session()
+        try:
+            return self._query(nsid, params)
+        except SessionRejected as exc:
+            raise AuthError(f"Bluesky refused a fresh session for {nsid} ({exc})") from None
+
+    def _query(self, nsid: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        def once() -> dict[str, Any]:
+            session = self._session  # read on every attempt: a renewal replaces it
+            token = session.access_jwt if session else None
+            return _parse(self._send("GET", nsid, params=params, token=token), nsid)
+
+        return self._retrying(once, nsid)
+
+    def _procedure(
+        self, nsid: str, *, token: str | None = None, body: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return self._retrying(
+            lambda: _parse(self._send("POST", nsid, token=token, body=body), nsid), nsid
+        )
+
+    def _retrying(self, once: Callable[[], dict[str, Any]], nsid: str) -> dict[str, Any]:
+        what = f"bluesky {nsid}"
+        return call_with_retries(once, policy=self.policy, what=what, sleep=self._sleep)
+
+    def _ensure_session(self) -> Session:
+        if self._session is None:
+            self._login()
+        assert self._session is not None
+        return self._session
+
+    def _renew_session(self) -> None:
+        """refreshSession once; when the refresh token is refused too, createSession once.
+
+        A transient failure of the refresh leaves the session as it was, to be tried next run.
+        """
+        session = self._session
+        if session is not None:
+            try:
+                answer = self._procedure(REFRESH_SESSION, token=session.refresh_jwt)
+            except SessionRejected as exc:
+                logger.info("bluesky: the refresh token was refused (%s); logging in again", exc)
+                self._session = None
+            else:
+                self._session = Session.from_answer(answer)
+                logger.info("bluesky: session of @%s refreshed", self._session.handle)
+                return
+        self._login()
+
+    def _login(self) -> None:
+        if self._login_refused is not None:
+            raise self._login_refused  # one attempt per collector: the login limit is tight
+        body = {"identifier": self.identifier, "password": self._password}
+        try:
+            answer = self._procedure(CREATE_SESSION, body=body)
+        except (SessionRejected, AuthError) as exc:
+            self._login_refused = AuthError(
+                f"Bluesky refused the login of @{self.identifier} ({exc}). Fix: create an app "
+                f"password in Bluesky's settings and export it in {self.password_env}"
+            )
+            raise self._login_refused from None
+        self._session = Session.from_answer(answer)
+        logger.info("bluesky: logged in as @%s (createSession)", self._session.handle)
+
+    def _send(
+        self,
+        method: str,
+        nsid: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        token: str | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> _Answer:
+        """One HTTP exchange within an overall deadline; transport failures become typed."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        deadline = time.monotonic() + self._deadline
+        try:
+            with self._client.stream(
+                method, f"/xrpc/{nsid}", params=params, json=body, headers=headers
+            ) as response:
+                content = bytearray()
+                for chunk in response.iter_bytes():
+                    content.extend(chunk)
+                    if len(content) > MAX_BODY_BYTES:
+                        raise MalformedResponse(f"{nsid}: answer larger than {MAX_BODY_BYTES:,} B")
+                    if time.monotonic() > deadline:
+                        raise TransientError(f"{nsid}: answer not complete in {self._deadline:g}s")
+                return _Answer(response.status_code, response.headers, bytes(content))
+        except httpx.TimeoutException:
+            raise TransientError(f"no answer from {self.api_base} in time ({nsid})") from None
+        except httpx.DecodingError:
+            raise MalformedResponse(f"{nsid}: the answer could not be decoded") from None
+        except httpx.HTTPError as exc:
+            raise TransientError(f"cannot reach {self.api_base} ({type(exc).__name__})") from None
+
+    # -- normalize (pure) ------------------------------------------------------------------------
+
+    def normalize(self, raw: dict[str, Any], target: Target) -> list[Post]:
+        """Turn one page into Posts: reposts and pins skipped, replies linked to their parent."""
+        _, field = _STREAMS[target.stream]
+        posts = []
+        for item in raw.get(field, []):
+            if target.stream == "posts":
+                post = normalize_feed_item(item, target)
+            elif target.stream == "mentions":
+                post = normalize_notification(item, target)
+            else:
+                post = normalize_post_view(item, target)
+            if post is not None:
+                posts.append(post)
+        return posts
+
+
+# --------------------------------------------------------------------------- normalize helpers
+
+
+def normalize_feed_item(item: Mapping[str, Any], target: Target) -> Post | None:
+    """A feedViewPost of the brand's author feed; None for a repost, a pin or another's post."""
+    reason = item.get("reason") or {}
+    if reason.get("$type") in (REPOST_REASON, PIN_REASON):
+        return None
+    view = item["post"]
+    if view["author"]["did"] != target.account_id:
+        return None
+    parent = ((item.get("reply") or {}).get("parent") or {}).get("author") or {}
+    return _post(view, target, parent_author=parent.get("did"), metrics=_metrics(view), raw=item)
+
+
+def normalize_notification(note: Mapping[str, Any], target: Target) -> Post | None:
+    """A mention, reply or quote notification (someone's post addressed to the brand)."""
+    record = note.get("record") or {}
+    if note.get("reason") not in POST_REASONS or record.get("$type") != POST_TYPE:
+        return None
+    return _post(note, target, kind="mention", metrics={})  # notifications carry no counts
+
+
+def normalize_post_view(view: Mapping[str, Any], target: Target) -> Post | None:
+    """A postView of search results."""
+    if (view.get("record") or {}).get("$type", POST_TYPE) != POST_TYPE:
+        return None
+    return _post(view, target, metrics=_metrics(view))
+
+
+def _post(
+    view: Mapping[str, Any],
+    target: Target,
+    *,
+    metrics: dict[str, int],
+    kind: Kind | None = None,
+    parent_author: str | None = None,
+    raw: Mapping[str, Any] | None = None,
+) -> Post:
+    """The Post of a view carrying ``uri``, ``author``, ``record`` and ``indexedAt``.
+
+    ``raw`` is what is stored as received (the view itself unless given).
+    """
+    uri = str(view["uri"])
+    record = view.get("record") or {}
+    author = view["author"]
+    did = str(author["did"])
+    handle = str(author.get("handle") or "")
+    is_brand = did == target.account_id
+    parent, root = _reply_refs(record)
+    if kind is None:
+        parent_did = parent_author or _authority(parent)
+        kind = _kind(record, target, is_brand=is_brand, parent=(parent, parent_did), root=root)
+    langs = record.get("langs")
+    return Post(
+        platform="bluesky",
+        native_id=uri,
+        brand=target.key.brand,
+        author_id=did,
+        author_handle=handle,
+        is_brand=is_brand,
+        kind=kind,
+        text=str(record.get("text", "")),
+        url=f"https://bsky.app/profile/{handle or did}/post/{uri.rsplit('/', 1)[-1]}",
+        created_at=iso(_created_at(record, view)),
+        lang=langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) else None,
+        in_reply_to_id=f"bluesky:{parent}" if parent else None,
+        conversation_id=f"bluesky:{root or uri}",
+        metrics=metrics,
+        raw=dict(view if raw is None else raw),
+    )
+
+
+def _kind(
+    record: Mapping[str, Any],
+    target: Target,
+    *,
+    is_brand: bool,
+    parent: tuple[str | None, str | None],
+    root: str | None,
+) -> Kind:
+    """``parent`` is the (uri, author DID) a reply answers; the DID is None when unknown."""
+    parent_uri, parent_did = parent
+    if is_brand:  # a reply to an author not known to be the brand counts as answering someone
+        return "reply" if parent_uri and parent_did != target.account_id else "post"
+    if target.stream != "keywords":
+        return "mention"
+    in_brand_thread = target.account_id in (parent_did, _authority(root))
+    return "mention" if in_brand_thread or _mentions(record, target) else "keyword"
+
+
+def _mentions(record: Mapping[str, Any], target: Target) -> bool:
+    for facet in record.get("facets") or []:
+        for feature in (facet or {}).get("features") or []:
+            if feature.get("$type") == MENTION_FACET and feature.get("did") == target.account_id:
+                return True
+    text = str(record.get("text", ""))
+    return re.search(rf"@{re.escape(target.handle)}(?![\w.-])", text, re.IGNORECASE) is not None
+
+
+def _reply_refs(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The (parent uri, root uri) of a post record's ``reply``."""
+    reply = record.get("reply")
+    if not isinstance(reply, dict):
+        return None, None
+    parent = (reply.get("parent") or {}).get("uri")
+    root = (reply.get("root") or {}).get("uri")
+    return (
+        parent if isinstance(parent, str) and parent else None,
+        root if isinstance(root, str) and root else None,
+    )
+
+
+def _authority(uri: str | None) -> str | None:
+    """The DID of an ``at://<did>/<collection>/<rkey>`` uri (None for anything else)."""
+    if not uri or not uri.startswith("at://did:"):
+        return None
+    return uri[len("at://") :].split("/", 1)[0]
+
+
+def _metrics(view: Mapping[str, Any]) -> dict[str, int]:
+    return {
+        "likes": _count(view.get("likeCount")),
+        "replies": _count(view.get("replyCount")),
+        "reposts": _count(view.get("repostCount")),
+        "quotes": _count(view.get("quoteCount")),
+    }
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _created_at(record: Mapping[str, Any], view: Mapping[str, Any]) -> datetime:
+    """The record's client-declared createdAt; the server's indexedAt when that is unusable."""
+    indexed = parse_iso(str(view["indexedAt"]))
+    try:
+        return parse_iso(str(record["createdAt"]))
+    except (KeyError, ValueError, OverflowError):
+        return indexed
+
+
+def _sort_time(record: Mapping[str, Any], indexed_at: str) -> datetime:
+    """The AppView's sortAt: the earlier of createdAt and indexedAt."""
+    indexed = parse_iso(indexed_at)
+    try:
+        return min(parse_iso(str(record["createdAt"])), indexed)
+    except (KeyError, ValueError, OverflowError):
+        return indexed
+
+
+def _mark(stream: str, item: Mapping[str, Any]) -> Mark | None:
+    """Where an item sits in its newest-first stream; None for a pin (shown out of order)."""
+    if stream == "mentions":
+        return Mark(parse_iso(str(item["indexedAt"])), str(item["uri"]))
+    view = item.get("post", item)
+    reason = item.get("reason") or {}
+    if reason.get("$type") == PIN_REASON:
+        return None
+    if reason.get("$type") == REPOST_REASON and isinstance(reason.get("indexedAt"), str):
+        return Mark(parse_iso(reason["indexedAt"]), str(reason.get("uri") or view["uri"]))
+    return Mark(_sort_time(view.get("record") or {}, str(view["indexedAt"])), str(view["uri"]))
+
+
+# --------------------------------------------------------------------------- the walk
+
+
+def _walk_ends(marks: Sequence[Mark], mark: Mark | None, since: datetime | None) -> bool:
+    """Whether this page reaches what is stored (incremental) or the window's start (backfill)."""
+    if since is not None:
+        return any(m.at < since for m in marks)
+    if mark is None:
+        return False
+    return any(m.at < mark.at or m.uri == mark.uri for m in marks)
+
+
+def _keeper(target: Target, mark: Mark | None) -> Callable[[Mark | None], bool]:
+    """Which items of a page to store: newer than the mark, or inside the backfill window."""
+    since, until = target.since, target.until
+
+    def keep(item: Mark | None) -> bool:
+        if item is None:
+            return True  # a pin: normalize drops it
+        if since is not None:
+            return item.at >= since and (until is None or item.at < until)
+        return mark is None or item.at > mark.at or (item.at == mark.at and item.uri != mark.uri)
+
+    return keep
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """A walk down a stream: the stored mark, the newest item seen, the API cursor to go on at."""
+
+    mark: Mark | None
+    newest: Mark | None
+    next_cursor: str | None  # None: the walk is complete
+
+    def cursor(self, target: Target, committed: Cursor) -> Cursor:
+        """The cursor to commit with this page: the walk while it goes on, then the new mark."""
+        if self.next_cursor is None:
+            if target.is_backfill:
+                return Cursor()
+            position = self.newest or self.mark
+            return Cursor(position=position.encode() if position else committed.position)
+        walk: dict[str, Any] = {"cursor": self.next_cursor}
+        if not target.is_backfill:
+            walk["mark"] = self.mark.encode() if self.mark else None
+            walk["newest"] = self.newest.encode() if self.newest else None
+        return Cursor(position=committed.position, pending=walk)
+
+
+def _next_cursor(body: Mapping[str, Any], sent: str | None) -> str | None:
+    value = body.get("cursor")
+    if not value:
+        return None
+    if value == sent:
+        logger.warning("bluesky: the API answered the cursor it was sent; ending the walk")
+        return None
+    return str(value)
+
+
+def _xrpc_time(when: datetime) -> str:
+    return f"{when.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}"[:-3] + "Z"
+
+
+# --------------------------------------------------------------------------- answers and errors
+
+
+def _validate_page(body: Mapping[str, Any], field: str) -> list[dict[str, Any]]:
+    """Check a page has the lexicon's shape before anything of it is stored; return its items."""
+    items = body.get(field)
+    if not isinstance(items, list):
+        raise MalformedResponse(f"the answer has no {field} list")
+    cursor = body.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        raise MalformedResponse("cursor is not a string")
+    for item in items:
+        view = item.get("post") if field == "feed" and isinstance(item, dict) else item
+        if not _is_view(view) or (field == "notifications" and not _is_notification(item)):
+            raise MalformedResponse(f"not a {field} item: {json.dumps(item)[:80]}")
+    return list(items)
+
+
+def _is_view(view: Any) -> bool:
+    if not isinstance(view, dict):
+        return False
+    author = view.get("author")
+    ok = (
+        isinstance(view.get("uri"), str)
+        and bool(view["uri"])
+        and isinstance(view.get("cid"), str)
+        and isinstance(author, dict)
+        and isinstance(author.get("did"), str)
+        and isinstance(author.get("handle"), str)
+        and isinstance(view.get("record"), dict)
+        and isinstance(view.get("indexedAt"), str)
+    )
+    if not ok:
+        return False
+    try:
+        parse_iso(view["indexedAt"])
+    except ValueError:
+        return False
+    return True
+
+
+def _is_notification(note: Any) -> bool:
+    return isinstance(note.get("reason"), str) and isinstance(note.get("isRead"), bool)
+
+
+def _parse(answer: _Answer, nsid: str) -> dict[str, Any]:
+    """The JSON object of a 200 answer; every other status becomes a typed error."""
+    if answer.status == 200:
+        try:
+            body = json.loads(answer.body)
+        except ValueError:
+            raise MalformedResponse(f"{nsid}: the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise MalformedResponse(f"{nsid}: expected a JSON object, got {type(body).__name__}")
+        return body
+    error, message = _error_of(answer.body)
+    what = f"{nsid}: HTTP {answer.status} {error}".rstrip()
+    if answer.status == 429:
+        retry_at = clamp_retry_at(_reset_time(answer.headers))
+        raise RateLimited(f"{what}, rate limited until {iso(retry_at)}", retry_at=retry_at)
+    if answer.status >= 500 or answer.status == 408:
+        raise TransientError(what)
+    if answer.status == 401 or (answer.status == 400 and error in TOKEN_ERRORS):
+        raise SessionRejected(f"HTTP {answer.status} {error}".rstrip())
+    if answer.status == 403:
+        raise AuthError(f"Bluesky refused access: {what} {message}".rstrip())
+    raise CollectorError(f"Bluesky answered {what}: {message or 'no detail'}")
+
+
+def _error_of(body: bytes) -> tuple[str, str]:
+    """The ``error`` name and ``message`` of an XRPC error body (empty when it has none)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return "", ""
+    if not isinstance(payload, dict):
+        return "", ""
+    error, message = payload.get("error"), payload.get("message")
+    return (
+        error[:80] if isinstance(error, str) else "",
+        message[:200] if isinstance(message, str) else "",
+    )
+
+
+def _reset_time(headers: httpx.Headers) -> datetime | None:
+    """``RateLimit-Reset`` (epoch seconds) as a time; None when absent or malformed."""
+    raw = headers.get("ratelimit-reset")
+    try:
+        return datetime.fromtimestamp(int(raw), UTC) if raw else None
+    except (ValueError, OverflowError, OSError):
+        return None

@@ -1,0 +1,373 @@
+"""The Bluesky collector driven over httpx against the XRPC sandbox on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlite_utils import Database
+
+from monitor import pipeline, store
+from monitor.cli import cli
+from monitor.collectors.bluesky import Mark
+from monitor.config import Settings, load_settings
+from monitor.models import Cursor, Post, RunResult, StreamKey
+from monitor.sandbox.bluesky import BlueskySandbox
+
+END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+START = END - timedelta(days=1)
+HANDLE = "acme.bsky.social"
+PASSWORD_ENV = "TOUCHPOINT_TEST_BSKY_PASSWORD"
+PASSWORD = "test-app-pass-word"
+FAST = "max_attempts = 2\nread_timeout_seconds = 1\nconnect_timeout_seconds = 1\n"
+CONFIG = Callable[..., Settings]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[BlueskySandbox]:
+    with BlueskySandbox(
+        seed=11, brand_handle=HANDLE, start=START, end=END, app_password=PASSWORD
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def configure(sandbox: BlueskySandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CONFIG:
+    """Write a Bluesky-only config for the sandbox and load it."""
+
+    def write(
+        *,
+        page_size: int = 10,
+        collect: str = FAST,
+        keywords: str = '["acme"]',
+        password: str = PASSWORD,
+        brands: str = "",
+        api_base: str = "",
+    ) -> Settings:
+        monkeypatch.setenv(PASSWORD_ENV, password)
+        path = tmp_path / "touchpoint.toml"
+        path.write_text(
+            f'[store]\npath = "touchpoint.db"\n\n[collect]\n{collect}\n'
+            f'[platforms.bluesky]\napi_base = "{api_base or sandbox.url}"\n'
+            f'app_password_env = "{PASSWORD_ENV}"\npage_size = {page_size}\n\n'
+            f'[[brands]]\nname = "acme"\nkeywords = {keywords}\n\n'
+            f'[brands.accounts]\nbluesky = "{HANDLE}"\n{brands}',
+            encoding="utf-8",
+        )
+        return load_settings(path)
+
+    return write
+
+
+@pytest.fixture
+def settings(configure: CONFIG) -> Settings:
+    return configure()
+
+
+def expected(sandbox: BlueskySandbox, *kinds: str) -> set[str]:
+    return {f"bluesky:{sandbox.uri(i)}" for i in sandbox.visible() if i.kind in kinds}
+
+
+def stored(db: Database, *kinds: str) -> set[str]:
+    marks = ",".join("?" * len(kinds))
+    return {r[0] for r in db.execute(f"SELECT id FROM posts WHERE kind IN ({marks})", kinds)}
+
+
+def by_stream(results: list[RunResult]) -> dict[str, RunResult]:
+    return {r.key.stream: r for r in results}
+
+
+def key(stream: str) -> StreamKey:
+    return StreamKey("acme", "bluesky", stream)
+
+
+# --------------------------------------------------------------------------- collection
+
+
+def test_bluesky_collect_stores_posts_mentions_and_linked_replies_once(
+    sandbox: BlueskySandbox, settings: Settings, db: Database
+) -> None:
+    results = by_stream(pipeline.collect(db, settings))
+    assert {r.outcome for r in results.values()} == {"ok"}
+    assert stored(db, "post", "reply") == expected(sandbox, "post", "reply")
+    assert stored(db, "mention") == expected(sandbox, "mention")
+    assert stored(db, "keyword") == expected(sandbox, "keyword")
+    # every brand reply points at the mention it answers, and that mention is stored
+    replies = list(db.query("SELECT * FROM posts WHERE kind = 'reply'"))
+    assert replies
+    for reply in replies:
+        parent = db.execute(
+            "SELECT kind FROM posts WHERE id = ?", [reply["in_reply_to_id"]]
+        ).fetchone()
+        assert parent == ("mention",)
+    # reposts of mentions in the brand's feed are not brand posts
+    reposted = [e.post.uri for e in sandbox.network.feeds[sandbox.brand_did] if e.repost]
+    assert reposted
+    brand_ids = {r[0] for r in db.execute("SELECT id FROM posts WHERE is_brand = 1")}
+    assert not {f"bluesky:{uri}" for uri in reposted} & brand_ids
+    assert results["posts"].pages >= 3
+    total = db.execute("SELECT count(*) FROM posts").fetchone()[0]
+
+    seen = len(sandbox.requests)
+    again = pipeline.collect(db, settings)
+    assert [(r.items_new, r.items_updated) for r in again] == [(0, 0)] * 3
+    assert db.execute("SELECT count(*) FROM posts").fetchone()[0] == total
+    assert len(sandbox.requests) - seen == 3  # idle poll: one request per stream, no login
+
+
+def test_bluesky_second_run_reuses_the_session(
+    sandbox: BlueskySandbox, settings: Settings, db: Database
+) -> None:
+    pipeline.collect(db, settings)
+    state = store.get_collector_state(db, "bluesky")
+    assert set(state) == {"service", "did", "handle", "accessJwt", "refreshJwt"}
+    assert PASSWORD not in str(state)
+
+    second = pipeline.collect(db, settings)  # a new collector, loading the kept session
+    assert {r.outcome for r in second} == {"ok"}
+    assert sandbox.create_session_calls == 1
+    assert sandbox.refresh_session_calls == 0
+    assert store.get_collector_state(db, "bluesky") == state
+
+
+@pytest.mark.parametrize("how", ["ttl", "fault"])
+def test_bluesky_expired_access_token_is_refreshed_once(
+    sandbox: BlueskySandbox, settings: Settings, db: Database, how: str
+) -> None:
+    pipeline.collect(db, settings)
+    before = store.get_collector_state(db, "bluesky")
+    if how == "ttl":
+        sandbox.expire_access_tokens()
+    else:
+        sandbox.add_fault("expired_token", endpoint="getAuthorFeed")
+
+    results = pipeline.collect(db, settings)
+    assert {r.outcome for r in results} == {"ok"}
+    assert sandbox.refresh_session_calls == 1
+    assert sandbox.create_session_calls == 1
+    after = store.get_collector_state(db, "bluesky")
+    assert after["did"] == before["did"]
+    assert after["accessJwt"] != before["accessJwt"]
+    assert after["refreshJwt"] != before["refreshJwt"]
+    statuses = [r.status for r in sandbox.requests if r.path.endswith("getAuthorFeed")]
+    assert statuses[-2:] == [400, 200]  # the refused call, then the same call once more
+
+
+def test_bluesky_refused_refresh_token_logs_in_once_more(
+    sandbox: BlueskySandbox, settings: Settings, db: Database
+) -> None:
+    pipeline.collect(db, settings)
+    state = store.get_collector_state(db, "bluesky")
+    sandbox.expire_access_tokens()
+    sandbox.sessions.revoke(state["refreshJwt"])
+
+    results = pipeline.collect(db, settings)
+    assert {r.outcome for r in results} == {"ok"}
+    assert (sandbox.refresh_session_calls, sandbox.create_session_calls) == (1, 2)
+
+
+def test_bluesky_bad_app_password_is_one_auth_failure_and_one_login(
+    sandbox: BlueskySandbox, configure: CONFIG, db: Database
+) -> None:
+    settings = configure(password="not-the-password")
+    results = pipeline.collect(db, settings)
+    assert [(r.key.stream, r.outcome) for r in results] == [("account", "auth_failed")]
+    assert "not-the-password" not in (results[0].error or "")
+    assert PASSWORD_ENV in (results[0].error or "")  # the fix names the variable
+    assert sandbox.create_session_calls == 1
+    assert [r.path for r in sandbox.requests] == ["/xrpc/com.atproto.server.createSession"]
+    assert store.get_collector_state(db, "bluesky") == {}
+
+
+def test_bluesky_pagination_goes_on_through_empty_filtered_pages(
+    sandbox: BlueskySandbox, configure: CONFIG, db: Database
+) -> None:
+    settings = configure(page_size=5, keywords="[]")
+    per_page: list[int] = []
+
+    def count(result: RunResult, posts: Sequence[Post]) -> None:
+        if result.key.stream == "mentions":
+            per_page.append(len(posts))
+
+    results = by_stream(pipeline.collect(db, settings, on_page=count))
+    assert results["mentions"].outcome == "ok"
+    assert len(per_page) >= 3 and 0 in per_page[:-1]  # an empty page that carried a cursor
+    assert stored(db, "mention") == expected(sandbox, "mention")
+
+
+def test_bluesky_collect_is_incremental(
+    sandbox: BlueskySandbox, settings: Settings, db: Database
+) -> None:
+    sandbox.set_clock(START + timedelta(hours=12))
+    first = by_stream(pipeline.collect(db, settings))
+    before = stored(db, "mention")
+    assert before == expected(sandbox, "mention") and first["mentions"].items_new == len(before)
+    position = store.get_cursor(db, key("mentions")).position
+    mark = Mark.decode(position)
+    assert mark is not None and f"bluesky:{mark.uri}" in before
+
+    sandbox.set_clock(END)
+    seen = len(sandbox.requests)
+    second = by_stream(pipeline.collect(db, settings))
+    assert stored(db, "mention") == expected(sandbox, "mention")
+    assert second["mentions"].items_new == len(expected(sandbox, "mention") - before) > 0
+    assert second["mentions"].items_updated == 0  # what was stored is trimmed, not rewritten
+    calls = [r for r in sandbox.requests[seen:] if r.path.endswith("listNotifications")]
+    assert "cursor" not in calls[0].query and calls[0].query["reasons"] == ["mention", "reply"]
+    assert len(calls) < first["mentions"].pages + second["mentions"].pages
+    assert stored(db, "post", "reply") == expected(sandbox, "post", "reply")
+
+
+def test_bluesky_walk_interrupted_by_429_is_deferred_then_resumed(
+    sandbox: BlueskySandbox, configure: CONFIG, db: Database
+) -> None:
+    settings = configure(collect=FAST + "max_pages = 2\nmax_rate_limit_wait_seconds = 0\n")
+    select = pipeline.Selection(stream="posts")
+    first = pipeline.collect(db, settings, select)[0]
+    assert (first.outcome, first.pages) == ("ok", 2)
+    walk = store.get_cursor(db, key("posts"))
+    assert walk.pending is not None and walk.pending["cursor"] and walk.position is None
+    stored_before = stored(db, "post", "reply")
+
+    sandbox.add_fault("429", endpoint="getAuthorFeed", reset_in=2)
+    limited = pipeline.collect(db, settings, select)[0]
+    assert limited.outcome == "deferred" and limited.retry_at is not None
+    assert store.get_cursor(db, key("posts")) == walk
+    assert stored(db, "post", "reply") == stored_before
+    skipped = pipeline.collect(db, settings, select)[0]
+    assert skipped.outcome == "skipped" and skipped.pages == 0
+
+    time.sleep(max(0.0, (limited.retry_at - datetime.now(UTC)).total_seconds()) + 0.1)
+    for _ in range(10):  # page budget 2 per run: keep going until the walk is done
+        pipeline.collect(db, settings, select)
+        if store.get_cursor(db, key("posts")).pending is None:
+            break
+    assert stored(db, "post", "reply") == expected(sandbox, "post", "reply")
+    assert store.get_cursor(db, key("posts")).position is not None
+    assert db.execute("SELECT count(*) = count(DISTINCT id) FROM posts").fetchone()[0] == 1
+
+
+def test_bluesky_short_rate_limit_is_waited_out(
+    sandbox: BlueskySandbox, settings: Settings, db: Database
+) -> None:
+    sandbox.add_fault("429", endpoint="searchPosts", reset_in=1)
+    result = by_stream(pipeline.collect(db, settings))["keywords"]
+    assert result.outcome == "ok"
+    assert stored(db, "keyword") == expected(sandbox, "keyword")
+
+
+def test_bluesky_retries_500_then_succeeds(
+    sandbox: BlueskySandbox, settings: Settings, db: Database
+) -> None:
+    sandbox.add_fault("500", endpoint="listNotifications")
+    result = by_stream(pipeline.collect(db, settings))["mentions"]
+    assert result.outcome == "ok"
+    assert stored(db, "mention") == expected(sandbox, "mention")
+    statuses = [r.status for r in sandbox.requests if r.path.endswith("listNotifications")]
+    assert statuses[:2] == [500, 200]
+
+
+@pytest.mark.parametrize("fault", ["malformed", "slow", "503"])
+def test_bluesky_bad_answer_fails_the_run_and_changes_nothing(
+    sandbox: BlueskySandbox, configure: CONFIG, db: Database, fault: str
+) -> None:
+    # no keyword stream: mentions reach the store only through the mentions stream under test
+    settings = configure(keywords="[]")
+    sandbox.add_fault(fault, endpoint="listNotifications", times=2, delay=3.0)
+    started = time.monotonic()
+    results = by_stream(pipeline.collect(db, settings))
+    assert time.monotonic() - started < 15
+    failed = results["mentions"]
+    assert failed.outcome == "failed" and failed.error
+    assert stored(db, "mention") == set()
+    assert store.get_cursor(db, key("mentions")) == Cursor()
+    assert results["posts"].outcome == "ok"  # the other streams went on
+
+    healed = by_stream(pipeline.collect(db, settings))["mentions"]
+    assert healed.outcome == "ok"
+    assert stored(db, "mention") == expected(sandbox, "mention")
+    assert sandbox.create_session_calls == 1
+
+
+def test_bluesky_mentions_of_a_second_brand_need_their_own_login(
+    sandbox: BlueskySandbox, configure: CONFIG, db: Database
+) -> None:
+    other = next(i for i in sandbox.visible() if i.kind == "keyword")
+    extra = (
+        f'\n[[brands]]\nname = "other"\n\n[brands.accounts]\nbluesky = "{sandbox.handle(other)}"\n'
+    )
+    settings = configure(brands=extra)
+    results = {(r.key.brand, r.key.stream): r for r in pipeline.collect(db, settings)}
+    assert results[("other", "posts")].outcome == "ok"
+    refused = results[("other", "mentions")]
+    assert refused.outcome == "failed" and HANDLE in (refused.error or "")
+    assert results[("acme", "mentions")].outcome == "ok"
+    assert sandbox.create_session_calls == 1
+
+
+# --------------------------------------------------------------------------- backfill
+
+
+def test_bluesky_backfill_of_30_days_interrupted_resumes_and_stores_the_window_once(
+    configure: CONFIG, db: Database
+) -> None:
+    with BlueskySandbox(
+        seed=3, brand_handle=HANDLE, start=END - timedelta(days=32), end=END, app_password=PASSWORD
+    ) as month:
+        settings = configure(page_size=50, api_base=month.url)
+        since, until = END - timedelta(days=31), END - timedelta(days=1)
+
+        class Interrupt(KeyboardInterrupt):
+            """Ctrl-C after three committed pages."""
+
+        def stop_after_three(result: RunResult, posts: Sequence[Post]) -> None:
+            if result.pages == 3:
+                raise Interrupt
+
+        select = pipeline.Selection(stream="mentions")
+        with pytest.raises(Interrupt):
+            pipeline.collect(
+                db, settings, select, backfill=(since, until), on_page=stop_after_three
+            )
+        seen = len(month.requests)
+
+        results = pipeline.collect(db, settings, backfill=(since, until))
+        assert {r.outcome for r in results} == {"ok"}
+        resumed = next(r for r in month.requests[seen:] if r.path.endswith("listNotifications"))
+        assert "cursor" in resumed.query  # the walk went on where it stopped
+        search = next(r for r in month.requests[seen:] if r.path.endswith("searchPosts"))
+        assert search.query["since"] == ["2026-10-20T12:00:00.000Z"]
+        assert search.query["until"] == ["2026-11-19T12:00:00.000Z"]
+        assert search.query["sort"] == ["latest"]
+        ids = [r[0] for r in db.execute("SELECT id FROM posts")]
+        assert len(ids) == len(set(ids))
+        in_window = {
+            f"bluesky:{month.uri(i)}" for i in month.visible() if since <= i.created_at < until
+        }
+        assert len(in_window) > 2000 and set(ids) == in_window
+        assert month.create_session_calls == 1
+    assert store.get_cursor(db, key("posts")).position is None  # incremental untouched
+    assert not [s for s in store.get_stream_status(db) if s.cursor_updated_at]  # walks done
+
+
+def test_bluesky_jwts_and_password_never_reach_logs_or_messages(
+    sandbox: BlueskySandbox, configure: CONFIG
+) -> None:
+    settings = configure()
+    command = ["-vv", "--config", str(settings.source), "collect"]
+    first = CliRunner().invoke(cli, command)
+    sandbox.expire_access_tokens()
+    sandbox.add_fault("500", endpoint="listNotifications")
+    second = CliRunner().invoke(cli, command)
+    output = "".join(r.output + r.stderr for r in (first, second))
+    assert "logged in" in output and "refreshed" in output
+    db = store.open_db(settings.db_path)
+    state = store.get_collector_state(db, "bluesky")
+    for secret in (PASSWORD, state["accessJwt"], state["refreshJwt"]):
+        assert secret not in output
+    assert PASSWORD not in "\n".join(db.conn.iterdump())
+    db.conn.close()
