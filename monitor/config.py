@@ -23,6 +23,7 @@ ENV_DB = "TOUCHPOINT_DB"
 DEFAULT_CONFIG_NAME = "touchpoint.toml"
 
 STREAMS = ("posts", "mentions", "keywords")
+PUBLIC_ENV_VALUES = frozenset({"username"})
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,8 @@ class Settings:
         """Read an optional platform secret; None when its variable is unset or empty."""
         env = self.platforms[platform].optional_secret_env[name]
         value = os.environ.get(env, "").strip()
-        if value:
+        # a login name is public (often the brand's own handle): masking it would hide the brand
+        if value and name not in PUBLIC_ENV_VALUES:
             register_secret(value)
         return value or None
 

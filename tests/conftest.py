@@ -10,6 +10,7 @@ import pytest
 from sqlite_utils import Database
 
 from monitor import store
+from monitor.config import PLATFORM_DEFAULTS
 
 TOKEN_ENV = "TOUCHPOINT_TEST_X_TOKEN"
 TOKEN = "SECRET-BEARER-1234567890"
@@ -18,17 +19,13 @@ TOKEN = "SECRET-BEARER-1234567890"
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No test sees the user's TOUCHPOINT_* settings or proxies; logging is restored after."""
-    for name in (
-        "TOUCHPOINT_CONFIG",
-        "TOUCHPOINT_DB",
-        "X_BEARER_TOKEN",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ):
+    platform_env = [
+        env
+        for d in PLATFORM_DEFAULTS.values()
+        for env in (*d.secrets.values(), *d.optional_secrets.values())
+    ]
+    proxies = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
+    for name in ("TOUCHPOINT_CONFIG", "TOUCHPOINT_DB", *proxies, *platform_env):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv(TOKEN_ENV, TOKEN)

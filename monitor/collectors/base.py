@@ -139,7 +139,7 @@ class Collector(ABC):
     """A platform's collector. Built-ins are written the way a third party would write one."""
 
     platform: ClassVar[str]
-    streams: ClassVar[Sequence[str]] = ("posts", "mentions", "keywords")
+    streams: Sequence[str] = ("posts", "mentions", "keywords")  # an instance may offer fewer
 
     @classmethod
     @abstractmethod

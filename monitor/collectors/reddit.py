@@ -24,7 +24,6 @@ own retries are turned off so that the collector's :class:`RetryPolicy` is the o
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -343,7 +342,7 @@ class RedditCollector(Collector):
             timeout=timeout,
         )
         if username is None:
-            self.streams = READ_ONLY_STREAMS  # type: ignore[misc]  # this instance offers less
+            self.streams = READ_ONLY_STREAMS  # this instance offers less
             logger.info(
                 "reddit: no username/password configured, so praw is read-only and the inbox "
                 "(the mentions stream) is skipped; set platforms.reddit.username_env and "
@@ -359,7 +358,7 @@ class RedditCollector(Collector):
         return cls(
             client_id=settings.secret("reddit", "client_id"),
             client_secret=settings.secret("reddit", "client_secret"),
-            username=_login_name(settings),
+            username=settings.optional_secret("reddit", "username"),
             password=settings.optional_secret("reddit", "password"),
             user_agent=_text_option(options, "user_agent", DEFAULT_USER_AGENT),
             api_base=platform.api_base,
@@ -749,14 +748,6 @@ def _seconds(value: Any) -> float:
 
 
 # --------------------------------------------------------------------------- config helpers
-
-
-def _login_name(settings: Settings) -> str | None:
-    """The script app's user name, read from its variable like an optional secret but not
-    registered as one: it is public (usually the brand's own handle), and registering it would
-    mask the brand's name in every log line and run error."""
-    env = settings.platforms["reddit"].optional_secret_env["username"]
-    return os.environ.get(env, "").strip() or None
 
 
 def _text_option(options: Mapping[str, str | tuple[str, ...]], name: str, default: str) -> str:

@@ -42,7 +42,6 @@ from monitor.sandbox.server import (
     Response,
     Route,
     SandboxServer,
-    as_utc,
     format_time,
 )
 from monitor.sandbox.traffic import (
@@ -51,7 +50,8 @@ from monitor.sandbox.traffic import (
     TrafficItem,
     TrafficRates,
     fit,
-    generate_traffic,
+    traffic_window,
+    visible_items,
 )
 
 POST_TYPE = "app.bsky.feed.post"
@@ -759,27 +759,18 @@ class BlueskySandbox(SandboxServer):
     ) -> None:
         if not _HANDLE.match(brand_handle):
             raise ValueError(f"brand_handle must be a lowercase domain handle: {brand_handle!r}")
-        if traffic is not None and rates:
-            raise ValueError("traffic rates apply only to generated traffic")
         brand_label = brand_handle.split(".")[0].replace("-", "_")
         self.brand_handle = brand_handle
         self.keywords = tuple(keywords)
         self.app_password = app_password
-        self.traffic_end = _default_end(end, traffic)
-        self.traffic_start = (
-            as_utc(start, "start") if start else self.traffic_end - timedelta(days=1)
-        )
-        self.items: list[TrafficItem] = (
-            list(traffic)
-            if traffic is not None
-            else generate_traffic(
-                seed=seed,
-                brand_handle=brand_label,
-                keywords=self.keywords,
-                start=self.traffic_start,
-                end=self.traffic_end,
-                **rates,
-            )
+        self.traffic_start, self.traffic_end, self.items = traffic_window(
+            seed=seed,
+            brand_handle=brand_label,
+            keywords=self.keywords,
+            start=start,
+            end=end,
+            traffic=traffic,
+            rates=rates,
         )
         self.network = Network(self.items, brand_handle, brand_label, likes_per_post)
         self.sessions = _Sessions(access_ttl)
@@ -796,7 +787,7 @@ class BlueskySandbox(SandboxServer):
 
     def visible(self) -> list[TrafficItem]:
         """The items published up to the clock, oldest first."""
-        return _visible(self.items, self.clock)
+        return visible_items(self.items, self.clock)
 
     def uri(self, item: TrafficItem) -> str:
         """The at:// uri of ``item``'s post record."""
@@ -1125,15 +1116,3 @@ def _offset(cursor: str | None) -> int:
     if not cursor.isdigit():
         raise invalid("Malformed cursor")
     return int(cursor)
-
-
-def _visible(items: Iterable[TrafficItem], clock: datetime) -> list[TrafficItem]:
-    return [i for i in items if i.created_at <= clock]
-
-
-def _default_end(end: datetime | None, traffic: Sequence[TrafficItem] | None) -> datetime:
-    if end is not None:
-        return as_utc(end, "end")
-    if traffic:
-        return max(item.created_at for item in traffic).astimezone(UTC)
-    return datetime.now(UTC).replace(microsecond=0)

@@ -34,7 +34,6 @@ from monitor.sandbox.server import (
     Response,
     Route,
     SandboxServer,
-    as_utc,
     format_time,
 )
 from monitor.sandbox.traffic import (
@@ -42,7 +41,8 @@ from monitor.sandbox.traffic import (
     POST,
     TrafficItem,
     TrafficRates,
-    generate_traffic,
+    traffic_window,
+    visible_items,
 )
 
 T = TypeVar("T")
@@ -698,28 +698,19 @@ class MastodonSandbox(SandboxServer):
         **rates: Unpack[TrafficRates],
     ) -> None:
         _check_identity(brand_handle, brand_account_id)
-        if traffic is not None and rates:
-            raise ValueError("traffic rates apply only to generated traffic")
         self.brand_handle = brand_handle
         self.brand_account_id = brand_account_id
         self.keywords = tuple(keywords)
         self.access_token = access_token
         self.rate_limit = rate_limit
-        self.traffic_end = _default_end(end, traffic)
-        self.traffic_start = (
-            as_utc(start, "start") if start else self.traffic_end - timedelta(days=1)
-        )
-        self.items: list[TrafficItem] = (
-            list(traffic)
-            if traffic is not None
-            else generate_traffic(
-                seed=seed,
-                brand_handle=brand_handle,
-                keywords=self.keywords,
-                start=self.traffic_start,
-                end=self.traffic_end,
-                **rates,
-            )
+        self.traffic_start, self.traffic_end, self.items = traffic_window(
+            seed=seed,
+            brand_handle=brand_handle,
+            keywords=self.keywords,
+            start=start,
+            end=end,
+            traffic=traffic,
+            rates=rates,
         )
         self._catalog = _Catalog(self.items, brand_handle, brand_account_id)
         self._api = _Api(self._catalog, search_enabled=search_enabled)
@@ -729,7 +720,7 @@ class MastodonSandbox(SandboxServer):
 
     def visible(self) -> list[TrafficItem]:
         """The items published up to the clock, oldest first."""
-        return [i for i in self.items if i.created_at <= self.clock]
+        return visible_items(self.items, self.clock)
 
     def status_id(self, item: TrafficItem) -> str:
         """The Mastodon status id of ``item``."""
@@ -828,11 +819,3 @@ def _check_identity(brand_handle: str, brand_account_id: str) -> None:
         raise ValueError(f"brand_handle must match {_USERNAME.pattern}: {brand_handle!r}")
     if not _ID.fullmatch(brand_account_id):
         raise ValueError(f"brand_account_id must match {_ID.pattern}: {brand_account_id!r}")
-
-
-def _default_end(end: datetime | None, traffic: Sequence[TrafficItem] | None) -> datetime:
-    if end is not None:
-        return as_utc(end, "end")
-    if traffic:
-        return max(item.created_at for item in traffic).astimezone(UTC)
-    return datetime.now(UTC).replace(microsecond=0)

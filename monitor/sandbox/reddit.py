@@ -30,7 +30,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -44,7 +44,6 @@ from monitor.sandbox.server import (
     Response,
     Route,
     SandboxServer,
-    as_utc,
 )
 from monitor.sandbox.traffic import (
     KEYWORD,
@@ -53,7 +52,8 @@ from monitor.sandbox.traffic import (
     REPLY,
     TrafficItem,
     TrafficRates,
-    generate_traffic,
+    traffic_window,
+    visible_items,
 )
 
 ENDPOINTS = ("token", "me", "about", "overview", "inbox", "search", "info")
@@ -627,27 +627,18 @@ class RedditSandbox(SandboxServer):
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]{3,20}", brand_handle):
             raise ValueError(f"not a Reddit user name: {brand_handle!r}")
-        if traffic is not None and rates:
-            raise ValueError("traffic rates apply only to generated traffic")
         self.brand_handle = brand_handle
         self.keywords = tuple(keywords)
         self.client = (client_id, client_secret)
         self.user = (username, password)
-        self.traffic_end = _default_end(end, traffic)
-        self.traffic_start = (
-            as_utc(start, "start") if start else self.traffic_end - timedelta(days=1)
-        )
-        self.items: list[TrafficItem] = (
-            list(traffic)
-            if traffic is not None
-            else generate_traffic(
-                seed=seed,
-                brand_handle=brand_handle,
-                keywords=self.keywords,
-                start=self.traffic_start,
-                end=self.traffic_end,
-                **rates,
-            )
+        self.traffic_start, self.traffic_end, self.items = traffic_window(
+            seed=seed,
+            brand_handle=brand_handle,
+            keywords=self.keywords,
+            start=start,
+            end=end,
+            traffic=traffic,
+            rates=rates,
         )
         self._catalog = _Catalog(self.items, brand_handle)
         self._seed = seed
@@ -660,7 +651,7 @@ class RedditSandbox(SandboxServer):
 
     def visible(self) -> list[TrafficItem]:
         """The items published up to the clock, oldest first."""
-        return [i for i in self.items if i.created_at <= self.clock]
+        return visible_items(self.items, self.clock)
 
     def thing(self, item: TrafficItem) -> Thing:
         """The Reddit thing ``item`` is served as."""
@@ -893,12 +884,3 @@ class RedditSandbox(SandboxServer):
 
 def _thing_json(thing: Thing, escape: Callable[[str], str]) -> Json:
     return submission_json(thing, escape) if thing.kind == "t3" else comment_json(thing, escape)
-
-
-def _default_end(end: datetime | None, traffic: Iterable[TrafficItem] | None) -> datetime:
-    if end is not None:
-        return as_utc(end, "end")
-    times = [item.created_at for item in traffic or ()]
-    if times:
-        return max(times).astimezone(UTC)
-    return datetime.now(UTC).replace(microsecond=0)

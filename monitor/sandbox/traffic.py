@@ -15,7 +15,7 @@ import io
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
@@ -381,3 +381,45 @@ def generate_traffic(
         len(hits),
     )
     return items
+
+
+def traffic_window(
+    *,
+    seed: int,
+    brand_handle: str,
+    keywords: Sequence[str],
+    start: datetime | None,
+    end: datetime | None,
+    traffic: Sequence[TrafficItem] | None,
+    rates: TrafficRates,
+) -> tuple[datetime, datetime, list[TrafficItem]]:
+    """Return (start, end, items) a sandbox serves: the given traffic, or traffic generated.
+
+    ``end`` defaults to the newest given item, or now; ``start`` to a day before ``end``.
+    """
+    if traffic is not None and rates:
+        raise ValueError("traffic rates apply only to generated traffic")
+    if end is None:
+        newest = max((i.created_at for i in traffic or ()), default=None)
+        end = newest or datetime.now(UTC).replace(microsecond=0)
+    end = _aware(end, "end")
+    start = _aware(start, "start") if start else end - timedelta(days=1)
+    items = (
+        list(traffic)
+        if traffic is not None
+        else generate_traffic(
+            seed=seed, brand_handle=brand_handle, keywords=keywords, start=start, end=end, **rates
+        )
+    )
+    return start, end, items
+
+
+def visible_items(items: Iterable[TrafficItem], clock: datetime) -> list[TrafficItem]:
+    """Return the items published up to ``clock``, in their order."""
+    return [item for item in items if item.created_at <= clock]
+
+
+def _aware(when: datetime, name: str) -> datetime:
+    if when.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return when.astimezone(UTC)

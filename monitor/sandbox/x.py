@@ -32,7 +32,6 @@ from monitor.sandbox.server import (
     Response,
     Route,
     SandboxServer,
-    as_utc,
     format_time,
 )
 from monitor.sandbox.server import RecordedRequest as RecordedRequest
@@ -42,7 +41,8 @@ from monitor.sandbox.traffic import (
     REPLY,
     TrafficItem,
     TrafficRates,
-    generate_traffic,
+    traffic_window,
+    visible_items,
 )
 
 TWITTER_EPOCH = datetime(2010, 11, 4, 1, 42, 54, 657000, tzinfo=UTC)
@@ -557,7 +557,7 @@ class _Api:
         window = _window(params, endpoint, "pagination_token")
         items: list[TrafficItem] = []
         if user_id == self.catalog.brand_user_id:
-            items = [i for i in _visible(self.catalog.items, clock) if i.kind in kinds]
+            items = [i for i in visible_items(self.catalog.items, clock) if i.kind in kinds]
         return self._page(endpoint, items, window, max_results, fields)
 
     def _search(self, _arg: str, query: Query, clock: datetime) -> Json:
@@ -570,7 +570,7 @@ class _Api:
         oldest = clock - SEARCH_WINDOW
         items = [
             i
-            for i in _visible(self.catalog.items, clock)
+            for i in visible_items(self.catalog.items, clock)
             if i.created_at >= oldest and self._matches(search, i)
         ]
         return self._page("search", items, window, max_results, fields)
@@ -650,10 +650,6 @@ class _Api:
         if "referenced_tweets.id.author_id" in expansions and parent is not None:
             handles.append(parent.author_handle)
         return handles
-
-
-def _visible(items: Iterable[TrafficItem], clock: datetime) -> list[TrafficItem]:
-    return [i for i in items if i.created_at <= clock]
 
 
 def _check_path_id(user_id: str) -> None:
@@ -740,27 +736,18 @@ class XSandbox(SandboxServer):
         **rates: Unpack[TrafficRates],
     ) -> None:
         _check_identity(brand_handle, brand_user_id)
-        if traffic is not None and rates:
-            raise ValueError("traffic rates apply only to generated traffic")
         self.brand_handle = brand_handle
         self.brand_user_id = brand_user_id
         self.keywords = tuple(keywords)
         self.bearer_token = bearer_token
-        self.traffic_end = _default_end(end, traffic)
-        self.traffic_start = (
-            as_utc(start, "start") if start else self.traffic_end - timedelta(days=1)
-        )
-        self.items: list[TrafficItem] = (
-            list(traffic)
-            if traffic is not None
-            else generate_traffic(
-                seed=seed,
-                brand_handle=brand_handle,
-                keywords=self.keywords,
-                start=self.traffic_start,
-                end=self.traffic_end,
-                **rates,
-            )
+        self.traffic_start, self.traffic_end, self.items = traffic_window(
+            seed=seed,
+            brand_handle=brand_handle,
+            keywords=self.keywords,
+            start=start,
+            end=end,
+            traffic=traffic,
+            rates=rates,
         )
         self._catalog = _Catalog(self.items, brand_handle, brand_user_id)
         self._api = _Api(self._catalog)
@@ -770,7 +757,7 @@ class XSandbox(SandboxServer):
 
     def visible(self) -> list[TrafficItem]:
         """The items published up to the clock, oldest first."""
-        return _visible(self.items, self.clock)
+        return visible_items(self.items, self.clock)
 
     def tweet_id(self, item: TrafficItem) -> str:
         """The X id of ``item``."""
@@ -839,11 +826,3 @@ def _check_identity(brand_handle: str, brand_user_id: str) -> None:
         raise ValueError(f"brand_handle must match {_USERNAME_PATTERN}: {brand_handle!r}")
     if not re.fullmatch(_ID_PATTERN, brand_user_id):
         raise ValueError(f"brand_user_id must match {_ID_PATTERN}: {brand_user_id!r}")
-
-
-def _default_end(end: datetime | None, traffic: Sequence[TrafficItem] | None) -> datetime:
-    if end is not None:
-        return as_utc(end, "end")
-    if traffic:
-        return max(item.created_at for item in traffic).astimezone(UTC)
-    return datetime.now(UTC).replace(microsecond=0)
