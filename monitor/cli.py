@@ -33,11 +33,11 @@ from monitor.config import (
 )
 from monitor.logs import setup_logging
 from monitor.models import KINDS, Post, RunResult, StreamKey, parse_iso, utcnow
+from monitor.sandbox import fleet
 
 logger = logging.getLogger(__name__)
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-DEMO_TOKEN_ENV = "TOUCHPOINT_DEMO_X_TOKEN"
 
 
 @dataclass
@@ -401,6 +401,19 @@ def write_rows(rows: Iterator[dict[str, Any]], columns: list[str], fmt: str, out
     return count
 
 
+def _traffic_options(func: Any) -> Any:
+    func = click.option(
+        "--days",
+        type=click.FloatRange(0.1, 30),
+        default=1.0,
+        show_default=True,
+        help="Days of simulated traffic, ending now.",
+    )(func)
+    return click.option(
+        "--seed", type=int, default=7, show_default=True, help="Seed of the simulated traffic."
+    )(func)
+
+
 @cli.command()
 @click.option(
     "--dir",
@@ -408,42 +421,25 @@ def write_rows(rows: Iterator[dict[str, Any]], columns: list[str], fmt: str, out
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the config and database (default: a new temporary folder).",
 )
-@click.option(
-    "--seed", type=int, default=7, show_default=True, help="Seed of the simulated traffic."
-)
-@click.option(
-    "--days",
-    type=click.FloatRange(0.1, 7),
-    default=1.0,
-    show_default=True,
-    help="Days of simulated traffic.",
-)
+@_traffic_options
 def demo(directory: Path | None, seed: int, days: float) -> None:
-    """Run touchpoint end to end against a local sandbox: no API key, no network.
+    """Run touchpoint end to end against local sandboxes: no API key, no network.
 
-    Starts the sandbox X server on 127.0.0.1, writes a config for it, collects a simulated day of
-    brand posts, mentions and replies into a SQLite file, and shows the status.
+    Starts sandbox X, Reddit, Mastodon and Bluesky servers on 127.0.0.1, writes a config for a
+    brand on all four, collects a simulated day of brand posts, mentions and replies into a SQLite
+    file, and shows the status of every stream.
 
     \b
     Example:
         touchpoint demo --dir ./touchpoint-demo
     """
-    from monitor.sandbox.x import XSandbox  # only the demo needs the sandbox
-
     folder = directory or Path(tempfile.mkdtemp(prefix="touchpoint-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     end = utcnow().replace(microsecond=0)
-    os.environ[DEMO_TOKEN_ENV] = "demo-token"
-    with XSandbox(
-        seed=seed,
-        brand_handle="acme",
-        keywords=("acme",),
-        bearer_token="demo-token",
-        start=end - timedelta(days=days),
-        end=end,
-    ) as sandbox:
+    os.environ.update(fleet.environment())
+    with fleet.running(seed=seed, start=end - timedelta(days=days), end=end) as servers:
         config_path = folder / "touchpoint.toml"
-        config_path.write_text(demo_config(sandbox.url), encoding="utf-8")
+        config_path.write_text(fleet.config_text({p: s.url for p, s in servers.items()}))
         settings = load_settings(config_path)
         db = store.open_db(settings.db_path)
         started = time.monotonic()
@@ -452,26 +448,17 @@ def demo(directory: Path | None, seed: int, days: float) -> None:
     _report_demo(db, settings, results, seconds)
 
 
-def demo_config(x_api_base: str) -> str:
-    """Return the config the demo writes: one brand on the local X sandbox."""
-    return (
-        "# Written by `touchpoint demo`: one brand watched on a local sandbox X server.\n"
-        '[store]\npath = "touchpoint.db"\n\n'
-        f'[platforms.x]\napi_base = "{x_api_base}"\nbearer_token_env = "{DEMO_TOKEN_ENV}"\n\n'
-        '[[brands]]\nname = "acme"\nkeywords = ["acme"]\n\n[brands.accounts]\nx = "acme"\n'
-    )
-
-
 def _report_demo(
     db: Database, settings: Settings, results: Sequence[RunResult], seconds: float
 ) -> None:
-    for r in results:
-        click.echo(f"collected {r.key}: {r.outcome}, {r.items_new} new ({r.pages} pages)")
-    click.echo(f"collection took {seconds:.1f}s\n")
+    click.echo(f"collected {len(results)} streams in {seconds:.1f}s\n")
     click.echo(render_status(store.get_stream_status(db), utcnow()))
-    counts = store.count_posts(db)
-    summary = ", ".join(f"{n} {kind}" for (_, _, kind), n in sorted(counts.items()))
-    click.echo(f"\nstored: {summary}")
+    by_platform: dict[str, list[str]] = {}
+    for (_, platform, kind), n in sorted(store.count_posts(db).items()):
+        by_platform.setdefault(platform, []).append(f"{n} {kind}")
+    click.echo("")
+    for platform, counts in by_platform.items():
+        click.echo(f"stored from {platform}: {', '.join(counts)}")
     click.echo(f"database: {settings.db_path}")
     click.echo(f"config:   {settings.source}")
     click.echo(f"try:      touchpoint --config {settings.source} export --kind mention | head")
@@ -482,52 +469,45 @@ def _report_demo(
 @cli.command()
 @click.option(
     "--port",
-    type=click.IntRange(0, 65535),
+    type=click.IntRange(1024, 65530),
     default=8400,
     show_default=True,
-    help="Port on 127.0.0.1 (0 picks a free one).",
+    help="First port on 127.0.0.1: X, Reddit, Mastodon and Bluesky take it and the next 3.",
 )
 @click.option(
-    "--seed", type=int, default=7, show_default=True, help="Seed of the simulated traffic."
+    "--write-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a config that points touchpoint at the sandboxes.",
 )
-@click.option("--brand-handle", default="acme", show_default=True, help="The brand's X handle.")
-@click.option(
-    "--days",
-    type=click.FloatRange(0.1, 30),
-    default=1.0,
-    show_default=True,
-    help="Days of simulated traffic, ending now.",
-)
-def sandbox(port: int, seed: int, brand_handle: str, days: float) -> None:
-    """Serve the sandbox X API on 127.0.0.1 until interrupted, to try a config against.
+@_traffic_options
+def sandbox(port: int, write_config: Path | None, seed: int, days: float) -> None:
+    """Serve sandbox X, Reddit, Mastodon and Bluesky APIs on 127.0.0.1 until interrupted.
 
-    Any bearer token is accepted. Point [platforms.x] api_base at the printed URL.
+    Each speaks its platform's wire format with simulated traffic for the brand "acme". The
+    credentials they accept are printed as environment variables to export.
 
     \b
     Example:
-        touchpoint sandbox --port 8400 &
-        X_BEARER_TOKEN=anything touchpoint collect
+        touchpoint sandbox --write-config sandbox.toml &
+        touchpoint --config sandbox.toml collect
     """
-    from monitor.sandbox.x import XSandbox
-
     end = utcnow().replace(microsecond=0)
-    server = XSandbox(
-        seed=seed,
-        brand_handle=brand_handle,
-        keywords=(brand_handle,),
-        start=end - timedelta(days=days),
-        end=end,
-        port=port,
-    )
-    url = server.start()
-    click.echo(f"sandbox X API at {url} (brand @{brand_handle}); Ctrl-C stops it")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    with fleet.running(
+        seed=seed, start=end - timedelta(days=days), end=end, first_port=port
+    ) as servers:
+        for platform, server in servers.items():
+            click.echo(f"{platform:9} {server.url}")
+        if write_config is not None:
+            write_config.write_text(fleet.config_text({p: s.url for p, s in servers.items()}))
+            click.echo(f"wrote {write_config}")
+        for name, value in fleet.environment().items():
+            click.echo(f"export {name}={value}")
+        click.echo("Ctrl-C stops them")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
 
 
 def main() -> None:

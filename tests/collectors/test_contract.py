@@ -1,0 +1,238 @@
+"""One contract for all four collectors, each driven by its real client against its sandbox."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from monitor import pipeline, store
+from monitor.collectors import build_collector
+from monitor.collectors.base import Collector
+from monitor.config import Settings, load_settings
+from monitor.models import StreamKey
+from monitor.sandbox import fleet
+from monitor.sandbox.server import SandboxServer
+
+END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+START = END - timedelta(days=2)
+FAST = (
+    "[collect]\nmax_attempts = 2\nread_timeout_seconds = 1\nconnect_timeout_seconds = 1\n"
+    "max_rate_limit_wait_seconds = 0\n"
+)
+# what a single expired-token answer does: X and Mastodon report it; Reddit renews its token and
+# Bluesky refreshes its session, once, and go on
+EXPIRED_TOKEN_OUTCOME = {
+    "x": "auth_failed",
+    "mastodon": "auth_failed",
+    "reddit": "ok",
+    "bluesky": "ok",
+}
+
+
+@dataclass
+class World:
+    """A sandbox, a config pointing at it, a store, and collectors kept across runs."""
+
+    platform: str
+    server: SandboxServer
+    settings: Settings
+    db: Database
+    collectors: dict[str, Collector]
+
+    def collect(self) -> dict[str, pipeline.RunResult]:
+        results = pipeline.collect(self.db, self.settings, collectors=self.collectors)
+        return {r.key.stream: r for r in results}
+
+    def expected(self, *kinds: str) -> set[str]:
+        visible = self.server.visible()  # type: ignore[attr-defined]
+        return {fleet.store_id(self.platform, self.server, i) for i in visible if i.kind in kinds}
+
+    def stored(self, *kinds: str) -> set[str]:
+        marks = ",".join("?" * len(kinds))
+        sql = f"SELECT id FROM posts WHERE kind IN ({marks})"
+        return {r[0] for r in self.db.execute(sql, kinds)}
+
+    def cursor(self, stream: str) -> tuple[str | None, object]:
+        query = next(iter(self.collect_keys()[stream]))
+        c = store.get_cursor(self.db, StreamKey("acme", self.platform, stream, query))
+        return c.position, c.pending
+
+    def collect_keys(self) -> dict[str, set[str]]:
+        keys: dict[str, set[str]] = {}
+        for row in self.db.execute("SELECT stream, query FROM cursors"):
+            keys.setdefault(row[0], set()).add(row[1])
+        return keys
+
+
+@pytest.fixture(params=fleet.PLATFORMS)
+def world(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    platform: str = request.param
+    for name, value in fleet.environment([platform]).items():
+        monkeypatch.setenv(name, value)
+    with fleet.start_sandbox(platform, seed=31, start=START, end=END) as server:
+        config = tmp_path / "touchpoint.toml"
+        config.write_text(
+            f'[store]\npath = "touchpoint.db"\n\n{FAST}\n'
+            f"{fleet.platform_section(platform, server.url, page_size=10)}\n"
+            f"{fleet.brand_section([platform])}"
+        )
+        settings = load_settings(config)
+        db = store.open_db(settings.db_path)
+        collectors = {platform: build_collector(platform, settings)}
+        yield World(platform, server, settings, db, collectors)
+        collectors[platform].close()
+        db.conn.close()
+
+
+def all_kinds() -> tuple[str, ...]:
+    return ("post", "reply", "mention", "keyword")
+
+
+def test_contract_incremental_paginated_idempotent_and_linked(world: World) -> None:
+    world.server.set_clock(START + timedelta(days=1))
+    first = world.collect()
+    assert {r.outcome for r in first.values()} == {"ok"}
+    assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+    assert max(r.pages for r in first.values()) >= 3  # page_size 10: paginated to the end
+
+    world.server.set_clock(END)
+    second = world.collect()
+    assert {r.outcome for r in second.values()} == {"ok"}
+    assert sum(r.items_new for r in second.values()) > 0
+    assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+
+    again = world.collect()
+    assert [r.items_new for r in again.values()] == [0, 0, 0]
+    total, distinct = world.db.execute("SELECT count(*), count(DISTINCT id) FROM posts").fetchone()
+    assert total == distinct == len(world.expected(*all_kinds()))
+
+    replies = world.db.execute(
+        "SELECT r.in_reply_to_id, m.kind FROM posts r LEFT JOIN posts m ON m.id = r.in_reply_to_id"
+        " WHERE r.kind = 'reply'"
+    ).fetchall()
+    assert replies and all(parent and kind == "mention" for parent, kind in replies)
+
+
+def advance(world: World) -> None:
+    """Collect half the traffic, then publish the rest, so that a run has something to store."""
+    world.server.set_clock(START + timedelta(days=1))
+    world.collect()
+    world.server.set_clock(END)
+
+
+@pytest.mark.parametrize("fault", ["malformed", "slow", "503"])
+def test_contract_bad_answers_fail_the_run_and_change_nothing(world: World, fault: str) -> None:
+    advance(world)
+    before = world.cursor("posts"), world.stored("post", "reply")
+    world.server.add_fault(fault, times=2, delay=3.0)  # the next run's first stream is "posts"
+    results = world.collect()
+    assert results["posts"].outcome == "failed" and results["posts"].error
+    assert (world.cursor("posts"), world.stored("post", "reply")) == before
+    assert results["mentions"].outcome == "ok"  # the other streams went on
+    healed = world.collect()
+    assert healed["posts"].outcome == "ok"
+    assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+
+
+def test_contract_server_error_then_success(world: World) -> None:
+    advance(world)
+    world.server.add_fault("500", times=1)
+    assert world.collect()["posts"].outcome == "ok"
+    assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+
+
+def test_contract_rate_limit_defers_then_resumes(world: World) -> None:
+    advance(world)
+    before = world.cursor("posts")
+    world.server.add_fault("429", times=1, reset_in=2)
+    limited = world.collect()["posts"]
+    assert limited.outcome == "deferred" and limited.retry_at is not None
+    assert world.cursor("posts") == before
+    assert world.collect()["posts"].outcome == "skipped"
+    time.sleep(max(0.0, (limited.retry_at - datetime.now(UTC)).total_seconds()) + 0.2)
+    assert world.collect()["posts"].outcome == "ok"
+    assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+
+
+def test_contract_expired_token_is_no_retry_storm(world: World) -> None:
+    advance(world)
+    seen = len(world.server.requests)
+    world.server.add_fault("expired_token", times=1)
+    result = world.collect()["posts"]
+    assert result.outcome == EXPIRED_TOKEN_OUTCOME[world.platform]
+    during = world.server.requests[seen:]
+    assert [r.status for r in during].count(401) + [r.status for r in during].count(400) == 1
+    renewals = [r for r in during if "Session" in r.path or "access_token" in r.path]
+    assert len(renewals) <= 1  # at most one token renewal or session refresh, never a storm
+    assert world.collect()["posts"].outcome == "ok"
+    assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+
+
+def test_contract_fault_on_one_platform_never_stops_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in fleet.environment().items():
+        monkeypatch.setenv(name, value)
+    with fleet.running(seed=5, start=START, end=END) as servers:
+        servers["x"].add_fault("slow", times=20, delay=3.0)
+        servers["reddit"].add_fault("503", times=40)
+        config = tmp_path / "all.toml"
+        config.write_text(fleet.config_text({p: s.url for p, s in servers.items()}) + "\n" + FAST)
+        settings = load_settings(config)
+        db = store.open_db(settings.db_path)
+        started = time.monotonic()
+        results = pipeline.collect(db, settings)
+        assert time.monotonic() - started < 60
+        outcomes = {(r.key.platform, r.key.stream): r.outcome for r in results}
+        for platform in ("mastodon", "bluesky"):
+            server = servers[platform]
+            expected = {fleet.store_id(platform, server, i) for i in server.visible()}  # type: ignore[attr-defined]
+            stored = {
+                r[0] for r in db.execute("SELECT id FROM posts WHERE platform = ?", [platform])
+            }
+            assert stored == expected
+            assert {o for (p, _), o in outcomes.items() if p == platform} == {"ok"}
+        for platform in ("x", "reddit"):
+            assert {o for (p, _), o in outcomes.items() if p == platform} == {"failed"}
+        db.conn.close()
+
+
+def test_contract_cli_collect_on_all_four_stores_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    for name, value in fleet.environment().items():
+        monkeypatch.setenv(name, value)
+    with fleet.running(seed=9, start=START, end=END) as servers:
+        config = tmp_path / "all.toml"
+        config.write_text(fleet.config_text({p: s.url for p, s in servers.items()}))
+        first = CliRunner().invoke(cli, ["--config", str(config), "collect"])
+        assert first.exit_code == 0, first.output
+        assert first.stdout.count(": ok, ") == 12
+        second = CliRunner().invoke(cli, ["--config", str(config), "collect"])
+        assert second.exit_code == 0 and second.stdout.count(": ok, 0 new, ") == 12
+        db = store.open_db(tmp_path / "touchpoint.db")
+        for platform, server in servers.items():
+            expected = {fleet.store_id(platform, server, i) for i in server.visible()}  # type: ignore[attr-defined]
+            stored = {
+                r[0] for r in db.execute("SELECT id FROM posts WHERE platform = ?", [platform])
+            }
+            assert stored == expected, platform
+            linked = db.execute(
+                "SELECT count(*) FROM posts r JOIN posts m ON m.id = r.in_reply_to_id "
+                "WHERE r.platform = ? AND r.kind = 'reply'",
+                [platform],
+            ).fetchone()[0]
+            assert linked > 0
+        db.conn.close()
