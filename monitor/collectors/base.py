@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-from monitor.config import Settings
+from monitor.config import CollectSettings, Settings
 from monitor.models import Cursor, Post, StreamKey, utcnow
 
 logger = logging.getLogger(__name__)
@@ -69,9 +69,22 @@ class RetryPolicy:
     max_delay: float = 8.0
     max_rate_limit_wait: float = 10.0
 
+    @classmethod
+    def from_settings(cls, collect: CollectSettings) -> RetryPolicy:
+        """The policy the ``[collect]`` settings ask for."""
+        return cls(
+            max_attempts=collect.max_attempts,
+            max_rate_limit_wait=collect.max_rate_limit_wait_seconds,
+        )
+
     def backoff(self, attempt: int) -> float:
         """Full-jitter exponential backoff for the given attempt (1-based)."""
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+def request_timeout(collect: CollectSettings) -> tuple[float, float]:
+    """The (connect, read) timeout the ``[collect]`` settings ask for."""
+    return (collect.connect_timeout_seconds, collect.read_timeout_seconds)
 
 
 def call_with_retries(

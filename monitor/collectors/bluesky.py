@@ -47,6 +47,7 @@ from monitor.collectors.base import (
     TransientError,
     call_with_retries,
     clamp_retry_at,
+    request_timeout,
 )
 from monitor.config import ConfigError, Settings
 from monitor.logs import register_secret
@@ -195,11 +196,8 @@ class BlueskyCollector(Collector):
             app_password=settings.secret("bluesky", "app_password"),
             api_base=platform.api_base,
             page_size=platform.page_size,
-            timeout=(collect.connect_timeout_seconds, collect.read_timeout_seconds),
-            policy=RetryPolicy(
-                max_attempts=collect.max_attempts,
-                max_rate_limit_wait=collect.max_rate_limit_wait_seconds,
-            ),
+            timeout=request_timeout(collect),
+            policy=RetryPolicy.from_settings(collect),
             password_env=platform.secret_env["app_password"],
         )
 

@@ -45,6 +45,7 @@ from monitor.collectors.base import (
     TransientError,
     call_with_retries,
     clamp_retry_at,
+    request_timeout,
 )
 from monitor.config import Settings
 from monitor.models import Cursor, Kind, Post, iso, parse_iso, utcnow
@@ -132,11 +133,8 @@ class MastodonCollector(Collector):
             access_token=settings.secret("mastodon", "access_token"),
             api_base=platform.api_base,
             page_size=platform.page_size,
-            timeout=(collect.connect_timeout_seconds, collect.read_timeout_seconds),
-            policy=RetryPolicy(
-                max_attempts=collect.max_attempts,
-                max_rate_limit_wait=collect.max_rate_limit_wait_seconds,
-            ),
+            timeout=request_timeout(collect),
+            policy=RetryPolicy.from_settings(collect),
         )
 
     @classmethod

@@ -50,6 +50,7 @@ from monitor.collectors.base import (
     TransientError,
     call_with_retries,
     clamp_retry_at,
+    request_timeout,
 )
 from monitor.config import Settings
 from monitor.models import Cursor, Kind, Post, iso, utcnow
@@ -365,11 +366,8 @@ class RedditCollector(Collector):
             auth_base=_text_option(options, "auth_base", REDDIT_ORIGIN),
             subreddits=_list_option(options, "subreddits", ("all",)),
             page_size=platform.page_size,
-            timeout=(collect.connect_timeout_seconds, collect.read_timeout_seconds),
-            policy=RetryPolicy(
-                max_attempts=collect.max_attempts,
-                max_rate_limit_wait=collect.max_rate_limit_wait_seconds,
-            ),
+            timeout=request_timeout(collect),
+            policy=RetryPolicy.from_settings(collect),
         )
 
     @classmethod
