@@ -154,3 +154,26 @@ def test_store_deferral_is_the_last_runs_retry_time(db: Database) -> None:
     assert store.get_deferral(db, KEY) == now.replace(microsecond=0)
     store.record_run(db, RunResult(key=KEY, started_at=now, outcome="ok"))
     assert store.get_deferral(db, KEY) is None
+
+
+def test_store_posts_to_label_are_unlabelled_brand_posts_in_batches(db: Database) -> None:
+    brand = [post(str(i), is_brand=True, kind="post") for i in range(5)]
+    store.upsert_posts(db, [*brand, post("99")])  # "99" is someone else's mention
+    batches = list(store.iter_posts_to_label(db, model_version="m1", batch_size=2))
+    assert [len(b) for b in batches] == [2, 2, 1]
+    ids = [pid for batch in batches for pid, _ in batch]
+    assert ids == sorted(p.id for p in brand)
+    store.upsert_labels(
+        db, [store.LabelRow(pid, "inspiring", 0.9, {"inspiring": 0.9}, "m1") for pid in ids[:3]]
+    )
+    assert [pid for b in store.iter_posts_to_label(db, model_version="m1") for pid, _ in b] == ids[
+        3:
+    ]
+    relabel = [
+        pid for b in store.iter_posts_to_label(db, model_version="m2", relabel=True) for pid, _ in b
+    ]
+    assert relabel == ids
+    store.upsert_labels(
+        db, [store.LabelRow(ids[0], "sales-pitch", 0.6, {"sales-pitch": 0.6}, "m2")]
+    )
+    assert store.count_labels(db) == {"inspiring": 2, "sales-pitch": 1}
