@@ -113,6 +113,39 @@ class PlatformSettings:
     options: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
 
 
+SELF_PROMOTION_PRESETS = {"80-20": 0.2, "4-1-1": 1 / 6, "thirds": 1 / 3}
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """When the alert rules fire; ``[alerts]`` sets it, a brand's ``alerts`` table overrides it."""
+
+    warn_after_minutes: int = 60
+    breach_after_minutes: int = 1440
+    business_hours: str = ""  # "09:00-17:00" in the brand's time zone; "" = around the clock
+    business_days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    ignore_older_than_days: int = 14
+    self_promotion_max_share: float = 0.2
+    self_promotion_window_days: int = 14
+    self_promotion_last_posts: int = 0  # 0: judge the window in days instead
+    self_promotion_min_posts: int = 10
+    health_failures: int = 3
+    stale_after_intervals: int = 6
+    repeat_hours: float = 4.0
+    channels: tuple[str, ...] = ()  # () = every configured channel
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """One alert channel: its type, plain options and the names of its secret variables."""
+
+    name: str
+    type: str
+    options: Mapping[str, Any]
+    secret_env: Mapping[str, str]
+
+
 @dataclass(frozen=True)
 class BrandSettings:
     """A brand: its accounts per platform and the keywords to listen for."""
@@ -121,6 +154,7 @@ class BrandSettings:
     accounts: Mapping[str, str]
     keywords: tuple[str, ...] = ()
     timezone: str = "UTC"
+    alerts: AlertPolicy = AlertPolicy()
 
 
 @dataclass(frozen=True)
@@ -132,6 +166,7 @@ class Settings:
     collect: CollectSettings
     platforms: Mapping[str, PlatformSettings]
     brands: tuple[BrandSettings, ...]
+    channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
 
     def brand(self, name: str) -> BrandSettings:
         """Return the brand called ``name``, or raise a ConfigError listing the known ones."""
@@ -165,6 +200,24 @@ class Settings:
             )
         register_secret(value.strip())
         return value.strip()
+
+    def channel_secret(self, channel: str, name: str) -> str | None:
+        """Read a channel's secret from the variable the config names (None when not named)."""
+        settings = self.channels[channel]
+        env = settings.secret_env.get(name)
+        if env is None:
+            return None
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise ConfigError(
+                str(self.source),
+                f"alerts.channels.{channel}.{name}_env",
+                f"environment variable {env} is not set",
+                f"export {env}=... before you run it",
+            )
+        if name not in PUBLIC_ENV_VALUES:
+            register_secret(value)
+        return value
 
     def platforms_in_use(self) -> list[str]:
         """Return the platforms at least one brand has an account on, in a stable order."""
@@ -213,17 +266,195 @@ def load_settings(path: Path) -> Settings:
 def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     """Validate already-parsed TOML data; ``path`` names the file in errors and anchors paths."""
     v = _Validator(str(path))
-    v.known_keys(data, "", {"store", "collect", "platforms", "brands"})
+    v.known_keys(data, "", {"store", "collect", "platforms", "brands", "alerts"})
     collect = _parse_collect(v, v.table(data, "collect"))
     platforms = _parse_platforms(v, v.table(data, "platforms"), collect)
-    brands = _parse_brands(v, data)
+    alerts = v.table(data, "alerts")
+    policy = _parse_policy(v, alerts, "alerts", AlertPolicy(), extra={"channels"})
+    channels = _parse_channels(v, v.table(alerts, "channels", prefix="alerts"))
+    brands = _parse_brands(v, data, policy)
+    for brand in brands:
+        for name in brand.alerts.channels:
+            if name not in channels:
+                raise v.error(
+                    f"brands[{brand.name}].alerts.channels",
+                    f"no channel named {name!r}",
+                    f"define [alerts.channels.{name}] or use one of: "
+                    f"{', '.join(channels) or '(none defined)'}",
+                )
     return Settings(
         source=path,
         db_path=_parse_db_path(v, v.table(data, "store"), path),
         collect=collect,
         platforms=platforms,
         brands=brands,
+        channels=channels,
     )
+
+
+_POLICY_KEYS = {
+    "warn_after_minutes": (1, 100_000),
+    "breach_after_minutes": (1, 1_000_000),
+    "ignore_older_than_days": (1, 3650),
+    "self_promotion_window_days": (1, 365),
+    "self_promotion_last_posts": (0, 10_000),
+    "self_promotion_min_posts": (1, 10_000),
+    "health_failures": (1, 1000),
+    "stale_after_intervals": (1, 1000),
+}
+
+
+def _parse_policy(
+    v: _Validator, table: Mapping[str, Any], key: str, base: AlertPolicy, *, extra: set[str]
+) -> AlertPolicy:
+    allowed = {
+        *_POLICY_KEYS,
+        "business_hours",
+        "business_days",
+        "self_promotion",
+        "repeat_hours",
+        *extra,
+    }
+    v.known_keys(table, key, allowed)
+    values: dict[str, Any] = {
+        name: v.integer(table, key, name, getattr(base, name), low, high)
+        for name, (low, high) in _POLICY_KEYS.items()
+    }
+    values["repeat_hours"] = v.number(table, key, "repeat_hours", base.repeat_hours, 0.05, 720)
+    values["self_promotion_max_share"] = _self_promotion(v, table, key, base)
+    values["business_hours"] = _business_hours(v, table, key, base.business_hours)
+    days = v.string_list(table, key, "business_days") if "business_days" in table else None
+    if days is not None and (not days or any(d.lower() not in WEEKDAYS for d in days)):
+        raise v.error(
+            f"{key}.business_days",
+            f"must be days among {', '.join(WEEKDAYS)}",
+            'write business_days = ["mon", "tue", "wed", "thu", "fri"]',
+        )
+    values["business_days"] = tuple(d.lower() for d in days) if days else base.business_days
+    if "channels" in table:
+        values["channels"] = tuple(v.string_list(table, key, "channels"))
+    policy = AlertPolicy(**{**base.__dict__, **values})
+    if policy.breach_after_minutes < policy.warn_after_minutes:
+        raise v.error(
+            f"{key}.breach_after_minutes",
+            "is shorter than warn_after_minutes",
+            "make the breach later than the warning",
+        )
+    return policy
+
+
+def _self_promotion(v: _Validator, table: Mapping[str, Any], key: str, base: AlertPolicy) -> float:
+    value = table.get("self_promotion", base.self_promotion_max_share)
+    if isinstance(value, str) and value in SELF_PROMOTION_PRESETS:
+        return SELF_PROMOTION_PRESETS[value]
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1:
+        return float(value)
+    raise v.error(
+        f"{key}.self_promotion",
+        f"{value!r} is neither a share nor a preset",
+        'write a share such as 0.2, or one of "80-20", "4-1-1", "thirds"',
+    )
+
+
+def _business_hours(v: _Validator, table: Mapping[str, Any], key: str, default: str) -> str:
+    value = table.get("business_hours", default)
+    if value == "":
+        return ""
+    match = isinstance(value, str) and re.fullmatch(r"(\d\d):(\d\d)-(\d\d):(\d\d)", value)
+    if not match or not (
+        int(match[1]) < 24
+        and int(match[3]) <= 24
+        and int(match[2]) < 60
+        and int(match[4]) < 60
+        and match[1] + match[2] < match[3] + match[4]
+    ):
+        raise v.error(
+            f"{key}.business_hours",
+            f"{value!r} is not a time range",
+            'write business_hours = "09:00-17:00", or "" for around the clock',
+        )
+    return str(value)
+
+
+CHANNEL_KEYS: dict[str, tuple[set[str], set[str]]] = {
+    # type: (plain option keys, secret names read from *_env keys)
+    "email": (
+        {"host", "port", "security", "sender", "recipients", "timeout_seconds"},
+        {"username", "password"},
+    ),
+    "slack": ({"timeout_seconds", "allow_private_addresses"}, {"webhook_url"}),
+    "webhook": ({"url", "timeout_seconds", "allow_private_addresses"}, {"secret"}),
+    "log": (set(), set()),
+}
+_REQUIRED = {
+    "email": {"host", "sender", "recipients"},
+    "slack": {"webhook_url_env"},
+    "webhook": {"url"},
+    "log": set(),
+}
+
+
+def _parse_channels(v: _Validator, table: Mapping[str, Any]) -> dict[str, ChannelSettings]:
+    channels = {}
+    for name in table:
+        key = f"alerts.channels.{name}"
+        section = v.table(table, name, prefix="alerts.channels")
+        kind = section.get("type")
+        if kind not in CHANNEL_KEYS:
+            raise v.error(
+                f"{key}.type",
+                f"{kind!r} is not a channel type",
+                f"use one of: {', '.join(CHANNEL_KEYS)}",
+            )
+        plain, secrets = CHANNEL_KEYS[kind]
+        v.known_keys(section, key, {"type", *plain, *(f"{s}_env" for s in secrets)})
+        for required in _REQUIRED[kind]:
+            if required not in section:
+                raise v.error(
+                    f"{key}.{required}",
+                    "is missing",
+                    f"add {required} = ... (see config.example.toml)",
+                )
+        channels[name] = ChannelSettings(
+            name=name,
+            type=kind,
+            options=_channel_options(v, section, key, plain),
+            secret_env={
+                s: v.env_name(section, key, f"{s}_env", default="X")
+                for s in secrets
+                if f"{s}_env" in section
+            },
+        )
+    return channels
+
+
+def _channel_options(
+    v: _Validator, section: Mapping[str, Any], key: str, plain: set[str]
+) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name in plain & set(section):
+        value = section[name]
+        if name == "recipients":
+            options[name] = tuple(v.string_list(section, key, name))
+        elif name == "port":
+            options[name] = v.integer(section, key, name, 587, 1, 65535)
+        elif name == "timeout_seconds":
+            options[name] = v.number(section, key, name, 10, 0.1, 300)
+        elif name == "allow_private_addresses":
+            if not isinstance(value, bool):
+                raise v.error(f"{key}.{name}", "must be true or false", f"write {name} = false")
+            options[name] = value
+        elif name == "security":
+            if value not in ("starttls", "ssl", "none"):
+                raise v.error(
+                    f"{key}.security",
+                    f"{value!r} is not a security mode",
+                    'use "starttls", "ssl" or "none"',
+                )
+            options[name] = value
+        else:
+            options[name] = v.string(section, key, name)
+    return options
 
 
 def _parse_db_path(v: _Validator, store: Mapping[str, Any], path: Path) -> Path:
@@ -305,7 +536,9 @@ def _env_names(
     return {s: v.env_name(section, key, f"{s}_env", default=env) for s, env in defaults.items()}
 
 
-def _parse_brands(v: _Validator, data: Mapping[str, Any]) -> tuple[BrandSettings, ...]:
+def _parse_brands(
+    v: _Validator, data: Mapping[str, Any], policy: AlertPolicy
+) -> tuple[BrandSettings, ...]:
     raw = data.get("brands")
     if not isinstance(raw, list) or not raw:
         raise v.error(
@@ -318,7 +551,7 @@ def _parse_brands(v: _Validator, data: Mapping[str, Any]) -> tuple[BrandSettings
         key = f"brands[{i}]"
         if not isinstance(entry, dict):
             raise v.error(key, "must be a table", "write it as a [[brands]] section")
-        brands.append(_parse_brand(v, entry, key))
+        brands.append(_parse_brand(v, entry, key, policy))
     names = [b.name for b in brands]
     for name in names:
         if names.count(name) > 1:
@@ -328,8 +561,10 @@ def _parse_brands(v: _Validator, data: Mapping[str, Any]) -> tuple[BrandSettings
     return tuple(brands)
 
 
-def _parse_brand(v: _Validator, entry: Mapping[str, Any], key: str) -> BrandSettings:
-    v.known_keys(entry, key, {"name", "accounts", "keywords", "timezone"})
+def _parse_brand(
+    v: _Validator, entry: Mapping[str, Any], key: str, policy: AlertPolicy
+) -> BrandSettings:
+    v.known_keys(entry, key, {"name", "accounts", "keywords", "timezone", "alerts"})
     name = v.string(entry, key, "name")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
         raise v.error(
@@ -365,7 +600,12 @@ def _parse_brand(v: _Validator, entry: Mapping[str, Any], key: str) -> BrandSett
             f"unknown time zone {timezone!r}",
             'use an IANA name such as "Europe/Berlin" or "UTC"',
         ) from None
-    return BrandSettings(name=name, accounts=accounts, keywords=tuple(keywords), timezone=timezone)
+    alerts = _parse_policy(
+        v, v.table(entry, "alerts", prefix=key), f"{key}.alerts", policy, extra={"channels"}
+    )
+    return BrandSettings(
+        name=name, accounts=accounts, keywords=tuple(keywords), timezone=timezone, alerts=alerts
+    )
 
 
 class _Validator:

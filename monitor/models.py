@@ -92,3 +92,18 @@ class RunResult:
     pages: int = 0
     error: str | None = None
     retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An alert a rule raised: one unanswered mention, one channel's self-promotion, one stream."""
+
+    fingerprint: str
+    kind: str  # "unanswered_mention" | "self_promotion" | "collector_health"
+    brand: str
+    platform: str
+    severity: str  # "warning" | "critical"
+    title: str
+    subject: tuple[str, ...] = ()
+    payload: dict[str, Any] = field(default_factory=dict)
+    held: bool = False  # raised, but held back (its stream is down): neither sent nor resolved

@@ -1,0 +1,1 @@
+"""Delivery channels: email, Slack, a generic JSON webhook and the log."""

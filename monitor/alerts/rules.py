@@ -1,0 +1,245 @@
+"""The alert rules: pure functions from rows of the store to Alert records. No I/O, no clock.
+
+- unanswered mention: a mention with no brand reply older than the SLA (business hours aware);
+- self-promotion: the share of sales-pitch among a brand's posts on a channel above the target;
+- collector health: a stream failing N runs in a row, refused credentials, or data gone stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from monitor.config import WEEKDAYS, AlertPolicy
+from monitor.models import Alert
+
+UNANSWERED = "unanswered_mention"
+SELF_PROMOTION = "self_promotion"
+HEALTH = "collector_health"
+KINDS = (UNANSWERED, SELF_PROMOTION, HEALTH)
+# streams whose health decides whether unanswered-mention alerts can be trusted
+WATCHED_STREAMS = ("account", "posts", "mentions")
+
+
+@dataclass(frozen=True)
+class MentionRow:
+    """A mention of a brand and when the brand first answered it (None: not yet)."""
+
+    id: str
+    brand: str
+    platform: str
+    created_at: datetime
+    answered_at: datetime | None
+    text: str
+    url: str
+    author: str
+
+
+@dataclass(frozen=True)
+class LabelledPost:
+    """One of a brand's own posts on a channel, with the classifier's label."""
+
+    id: str
+    brand: str
+    platform: str
+    created_at: datetime
+    label: str
+    text: str
+    url: str
+
+
+@dataclass(frozen=True)
+class StreamHealth:
+    """What the runs of one stream say about it."""
+
+    brand: str
+    platform: str
+    stream: str
+    outcome: str | None
+    consecutive_failures: int
+    last_success_at: datetime | None
+    last_run_at: datetime | None
+    last_error: str | None
+    interval_seconds: int
+
+
+def business_elapsed(
+    start: datetime, end: datetime, *, timezone: str, hours: str, days: Sequence[str]
+) -> timedelta:
+    """Time between ``start`` and ``end`` counted only inside business hours (all of it if none)."""
+    if end <= start:
+        return timedelta(0)
+    if not hours:
+        return end - start
+    zone = ZoneInfo(timezone)
+    opening, closing = (_clock_time(part) for part in hours.split("-"))
+    total = timedelta(0)
+    day = start.astimezone(zone).date()
+    while day <= end.astimezone(zone).date():
+        if WEEKDAYS[day.weekday()] in days:
+            open_at = datetime.combine(day, opening, zone)
+            close_at = datetime.combine(day, closing, zone)
+            overlap = min(end, close_at) - max(start, open_at)
+            total += max(overlap, timedelta(0))
+        day += timedelta(days=1)
+    return total
+
+
+def _clock_time(text: str) -> time:
+    hour, minute = (int(part) for part in text.split(":"))
+    return time(23, 59, 59, 999999) if hour == 24 else time(hour, minute)
+
+
+def evaluate_unanswered(
+    mentions: Iterable[MentionRow],
+    *,
+    now: datetime,
+    policy: AlertPolicy,
+    timezone: str,
+    down: Collection[tuple[str, str]] = (),
+) -> list[Alert]:
+    """Raise an alert for each mention left unanswered past the SLA (warning, then breach)."""
+    warn = timedelta(minutes=policy.warn_after_minutes)
+    breach = timedelta(minutes=policy.breach_after_minutes)
+    oldest = now - timedelta(days=policy.ignore_older_than_days)
+    alerts = []
+    for m in mentions:
+        if m.answered_at is not None or m.created_at < oldest:
+            continue
+        waited = business_elapsed(
+            m.created_at,
+            now,
+            timezone=timezone,
+            hours=policy.business_hours,
+            days=policy.business_days,
+        )
+        if waited < warn:
+            continue
+        severity = "critical" if waited >= breach else "warning"
+        alerts.append(
+            Alert(
+                fingerprint=f"{UNANSWERED}:{m.id}",
+                kind=UNANSWERED,
+                brand=m.brand,
+                platform=m.platform,
+                severity=severity,
+                title=f"{m.brand}: mention on {m.platform} unanswered",
+                subject=(m.id,),
+                payload={
+                    "text": m.text,
+                    "url": m.url,
+                    "author": m.author,
+                    "created_at": m.created_at.isoformat(),
+                    "detail": f"unanswered for "
+                    f"{_duration(waited)}{' (business hours)' if policy.business_hours else ''}",
+                },
+                held=(m.brand, m.platform) in down,
+            )
+        )
+    return alerts
+
+
+def evaluate_self_promotion(
+    posts: Sequence[LabelledPost], *, now: datetime, policy: AlertPolicy
+) -> list[Alert]:
+    """Raise one alert per channel whose share of sales-pitch posts is above the target."""
+    by_channel: dict[tuple[str, str], list[LabelledPost]] = {}
+    for post in sorted(posts, key=lambda p: p.created_at, reverse=True):
+        by_channel.setdefault((post.brand, post.platform), []).append(post)
+    alerts = []
+    for (brand, platform), channel_posts in sorted(by_channel.items()):
+        window = _window(channel_posts, now=now, policy=policy)
+        if len(window) < policy.self_promotion_min_posts:
+            continue
+        pitches = [p for p in window if p.label == "sales-pitch"]
+        share = len(pitches) / len(window)
+        if share <= policy.self_promotion_max_share:
+            continue
+        alerts.append(
+            Alert(
+                fingerprint=f"{SELF_PROMOTION}:{brand}:{platform}",
+                kind=SELF_PROMOTION,
+                brand=brand,
+                platform=platform,
+                severity="warning",
+                title=f"{brand}: {share:.0%} of posts on {platform} sell "
+                f"(target at most {policy.self_promotion_max_share:.0%})",
+                subject=tuple(p.id for p in pitches),
+                payload={
+                    "share": round(share, 4),
+                    "target": policy.self_promotion_max_share,
+                    "posts": len(window),
+                    "sales_pitch": len(pitches),
+                    "examples": [
+                        {"text": p.text, "url": p.url, "created_at": p.created_at.isoformat()}
+                        for p in pitches[:5]
+                    ],
+                },
+            )
+        )
+    return alerts
+
+
+def _window(posts: list[LabelledPost], *, now: datetime, policy: AlertPolicy) -> list[LabelledPost]:
+    if policy.self_promotion_last_posts:
+        return posts[: policy.self_promotion_last_posts]
+    start = now - timedelta(days=policy.self_promotion_window_days)
+    return [p for p in posts if p.created_at >= start]
+
+
+def evaluate_health(
+    streams: Iterable[StreamHealth], *, now: datetime, policies: Mapping[str, AlertPolicy]
+) -> list[Alert]:
+    """Raise an alert for each stream that fails, is refused, or has gone stale."""
+    alerts = []
+    for s in streams:
+        problem = _health_problem(s, now=now, policy=policies[s.brand])
+        if problem is None:
+            continue
+        severity, detail = problem
+        alerts.append(
+            Alert(
+                fingerprint=f"{HEALTH}:{s.brand}:{s.platform}:{s.stream}",
+                kind=HEALTH,
+                brand=s.brand,
+                platform=s.platform,
+                severity=severity,
+                title=f"{s.brand}: {s.platform} {s.stream} collection is unhealthy",
+                payload={"stream": s.stream, "detail": detail, "last_error": s.last_error or ""},
+            )
+        )
+    return alerts
+
+
+def _health_problem(
+    s: StreamHealth, *, now: datetime, policy: AlertPolicy
+) -> tuple[str, str] | None:
+    if s.outcome == "auth_failed":
+        return "critical", "the platform refused the credentials"
+    if s.consecutive_failures >= policy.health_failures:
+        return "warning", f"{s.consecutive_failures} runs failed in a row"
+    stale_after = timedelta(seconds=s.interval_seconds * policy.stale_after_intervals)
+    since_success = now - s.last_success_at if s.last_success_at else None
+    if since_success is not None and since_success > stale_after:
+        return "warning", f"no successful run for {_duration(since_success)}"
+    return None
+
+
+def down_accounts(health_alerts: Iterable[Alert]) -> set[tuple[str, str]]:
+    """Return the (brand, platform) pairs whose mentions cannot be trusted right now."""
+    return {
+        (a.brand, a.platform)
+        for a in health_alerts
+        if a.kind == HEALTH and a.payload.get("stream") in WATCHED_STREAMS
+    }
+
+
+def _duration(span: timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else ""]
+    parts.append(f"{minutes} min" if minutes or not (days or hours) else "")
+    return " ".join(p for p in parts if p)

@@ -1,0 +1,165 @@
+"""The alert rules are pure: rows in, alerts out."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from monitor.alerts import rules
+from monitor.config import AlertPolicy
+
+NOW = datetime(2026, 11, 18, 15, 0, tzinfo=UTC)  # a Wednesday
+POLICY = AlertPolicy()
+
+
+def mention(
+    minutes_ago: float, *, answered_after: float | None = None, id: str = "x:1"
+) -> rules.MentionRow:
+    created = NOW - timedelta(minutes=minutes_ago)
+    answered = created + timedelta(minutes=answered_after) if answered_after is not None else None
+    return rules.MentionRow(
+        id=id,
+        brand="acme",
+        platform="x",
+        created_at=created,
+        answered_at=answered,
+        text="where is my order?",
+        url="https://x.com/a/status/1",
+        author="bob",
+    )
+
+
+def unanswered(
+    *rows: rules.MentionRow, policy: AlertPolicy = POLICY, down: set[tuple[str, str]] | None = None
+) -> list:
+    return rules.evaluate_unanswered(
+        rows, now=NOW, policy=policy, timezone="UTC", down=down or set()
+    )
+
+
+def test_rules_unanswered_warns_after_an_hour_and_breaches_after_a_day() -> None:
+    assert unanswered(mention(59)) == []
+    (warn,) = unanswered(mention(61))
+    assert (warn.kind, warn.severity, warn.subject) == ("unanswered_mention", "warning", ("x:1",))
+    assert warn.fingerprint == "unanswered_mention:x:1"
+    assert "1 h 1 min" in warn.payload["detail"]
+    (breach,) = unanswered(mention(25 * 60))
+    assert breach.severity == "critical"
+
+
+def test_rules_answered_and_too_old_mentions_raise_nothing() -> None:
+    assert unanswered(mention(300, answered_after=20)) == []
+    assert unanswered(mention(20 * 24 * 60)) == []  # older than ignore_older_than_days
+
+
+def test_rules_unanswered_held_back_while_the_stream_is_down() -> None:
+    (alert,) = unanswered(mention(120), down={("acme", "x")})
+    assert alert.held
+
+
+def test_rules_business_hours_count_only_working_time() -> None:
+    policy = replace(POLICY, business_hours="09:00-17:00")
+    # Tuesday 16:30 to Wednesday 09:20 is 30 + 20 = 50 working minutes: no alert yet
+    tuesday = datetime(2026, 11, 17, 16, 30, tzinfo=UTC)
+    row = replace(mention(0), created_at=tuesday)
+    now = datetime(2026, 11, 18, 9, 20, tzinfo=UTC)
+    assert rules.evaluate_unanswered([row], now=now, policy=policy, timezone="UTC") == []
+    later = datetime(2026, 11, 18, 9, 40, tzinfo=UTC)
+    (alert,) = rules.evaluate_unanswered([row], now=later, policy=policy, timezone="UTC")
+    assert "(business hours)" in alert.payload["detail"]
+
+
+def test_rules_business_elapsed_skips_weekends_in_the_brands_zone() -> None:
+    friday = datetime(2026, 11, 20, 16, 0, tzinfo=UTC)  # 17:00 in Berlin
+    monday = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 10:00 in Berlin
+    waited = rules.business_elapsed(
+        friday,
+        monday,
+        timezone="Europe/Berlin",
+        hours="09:00-17:00",
+        days=("mon", "tue", "wed", "thu", "fri"),
+    )
+    assert waited == timedelta(hours=1)
+
+
+def posts(labels: str, *, platform: str = "x", days_ago: float = 1) -> list[rules.LabelledPost]:
+    names = {"s": "sales-pitch", "i": "inspiring", "e": "engaging"}
+    return [
+        rules.LabelledPost(
+            id=f"{platform}:{i}",
+            brand="acme",
+            platform=platform,
+            created_at=NOW - timedelta(days=days_ago, minutes=i),
+            label=names[c],
+            text=f"post {i}",
+            url="",
+        )
+        for i, c in enumerate(labels)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("labels", "preset", "fires"),
+    [
+        ("ss" + "i" * 8, 0.2, False),
+        ("sss" + "i" * 7, 0.2, True),
+        ("ss" + "i" * 8, 1 / 6, True),
+        ("sss" + "i" * 7, 1 / 3, False),
+        ("sss" + "i" * 5, 0.2, False),
+    ],
+    ids=["20%-at-80-20", "30%-at-80-20", "20%-at-4-1-1", "30%-at-thirds", "too-few-posts"],
+)
+def test_rules_self_promotion_share_against_the_target(
+    labels: str, preset: float, fires: bool
+) -> None:
+    policy = replace(POLICY, self_promotion_max_share=preset)
+    alerts = rules.evaluate_self_promotion(posts(labels), now=NOW, policy=policy)
+    assert bool(alerts) is fires
+    if fires:
+        (alert,) = alerts
+        assert alert.fingerprint == "self_promotion:acme:x"
+        assert alert.payload["sales_pitch"] == labels.count("s")
+
+
+def test_rules_self_promotion_window_in_days_or_last_posts() -> None:
+    old_pitches = posts("s" * 10, days_ago=30)
+    recent = posts("i" * 10, platform="x", days_ago=1)
+    recent = [replace(p, id=f"x:r{i}") for i, p in enumerate(recent)]
+    assert rules.evaluate_self_promotion(old_pitches + recent, now=NOW, policy=POLICY) == []
+    last_20 = replace(POLICY, self_promotion_last_posts=20)
+    assert rules.evaluate_self_promotion(old_pitches + recent, now=NOW, policy=last_20)
+
+
+def health(**changes: object) -> rules.StreamHealth:
+    base = rules.StreamHealth(
+        brand="acme",
+        platform="x",
+        stream="mentions",
+        outcome="ok",
+        consecutive_failures=0,
+        last_success_at=NOW,
+        last_run_at=NOW,
+        last_error=None,
+        interval_seconds=300,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "severity"),
+    [
+        ({}, None),
+        ({"consecutive_failures": 2, "outcome": "failed"}, None),
+        ({"consecutive_failures": 3, "outcome": "failed"}, "warning"),
+        ({"outcome": "auth_failed", "consecutive_failures": 1}, "critical"),
+        ({"last_success_at": NOW - timedelta(hours=1)}, "warning"),
+    ],
+    ids=["healthy", "two-failures", "three-failures", "auth", "stale"],
+)
+def test_rules_health(changes: dict[str, object], severity: str | None) -> None:
+    alerts = rules.evaluate_health([health(**changes)], now=NOW, policies={"acme": POLICY})
+    assert [a.severity for a in alerts] == ([severity] if severity else [])
+    if alerts:
+        assert rules.down_accounts(alerts) == {("acme", "x")}
