@@ -20,6 +20,10 @@ import click
 from sqlite_utils import Database
 
 from monitor import __version__, pipeline, store
+from monitor.alerts import outbox
+from monitor.alerts.channels import build_channel
+from monitor.alerts.channels.base import DeliveryError
+from monitor.alerts.message import make_test_message
 from monitor.collectors import collector_class
 from monitor.config import (
     ENV_CONFIG,
@@ -31,8 +35,8 @@ from monitor.config import (
     load_settings,
     template_text,
 )
-from monitor.logs import setup_logging
-from monitor.models import KINDS, Post, RunResult, StreamKey, parse_iso, utcnow
+from monitor.logs import clean, setup_logging
+from monitor.models import KINDS, Post, RunResult, StreamKey, iso, parse_iso, utcnow
 from monitor.sandbox import fleet
 
 logger = logging.getLogger(__name__)
@@ -134,6 +138,7 @@ def check_config(app: AppContext) -> None:
     settings = app.settings()
     try:
         settings.check_secrets()
+        outbox.check_channels(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     brands = ", ".join(b.name for b in settings.brands)
@@ -169,7 +174,18 @@ def collect(app: AppContext, brand: str | None, platform: str | None, stream: st
     _check_selection(settings, brand, platform)
     db = app.open(app.db_override or settings.db_path)
     results = pipeline.collect(db, settings, pipeline.Selection(brand, platform, stream))
+    _report_alerts(pipeline.run_alerts(db, settings))
     _report(results)
+
+
+def _report_alerts(report: pipeline.AlertsReport) -> None:
+    e, d = report.evaluation, report.delivery
+    line = f"alerts: {e.opened} new, {e.resolved} resolved, {e.queued} messages queued"
+    if d is not None:
+        line += f", {d.sent} sent, {d.retrying} to retry, {d.dead} given up"
+    click.echo(line)
+    if report.error:
+        click.echo(f"error: alerts not delivered: {report.error}", err=True)
 
 
 def _check_selection(settings: Settings, brand: str | None, platform: str | None) -> None:
@@ -446,6 +462,10 @@ def demo(directory: Path | None, seed: int, days: float) -> None:
         results = pipeline.collect(db, settings)
         seconds = time.monotonic() - started
     _report_demo(db, settings, results, seconds)
+    _report_alerts(pipeline.run_alerts(db, settings))
+    click.echo(f"alerts:   touchpoint --config {settings.source} alerts list --open")
+    if pipeline.failures(results):
+        sys.exit(1)
 
 
 def _report_demo(
@@ -462,8 +482,6 @@ def _report_demo(
     click.echo(f"database: {settings.db_path}")
     click.echo(f"config:   {settings.source}")
     click.echo(f"try:      touchpoint --config {settings.source} export --kind mention | head")
-    if pipeline.failures(results):
-        sys.exit(1)
 
 
 @cli.command()
@@ -508,6 +526,83 @@ def sandbox(port: int, write_config: Path | None, seed: int, days: float) -> Non
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+@cli.group()
+def alerts() -> None:
+    """List, acknowledge and test alerts (collect evaluates and sends them).
+
+    \b
+    Example:
+        touchpoint alerts list --open
+    """
+
+
+@alerts.command("list")
+@click.option("--open", "open_only", is_flag=True, help="Only alerts still open.")
+@click.option("--brand", help="Only this brand.")
+@pass_app
+def alerts_list(app: AppContext, open_only: bool, brand: str | None) -> None:
+    """Show alerts, newest first: id, state, severity, kind, brand, age and title.
+
+    \b
+    Example:
+        touchpoint alerts list --open --brand acme
+    """
+    db = app.open()
+    rows = store.get_alerts(db, states=["open"] if open_only else None, brand=brand)
+    if not rows:
+        click.echo("no alerts")
+        return
+    now = utcnow()
+    for a in rows:
+        click.echo(
+            f"{a.id:>5}  {a.state:8}  {a.severity:8}  {a.kind:18}  {a.brand}/{a.platform}"
+            f"  {_age(a.created_at, now):>5}  {clean(a.title)[:90]}"
+        )
+
+
+@alerts.command("ack")
+@click.argument("alert_id", type=int)
+@pass_app
+def alerts_ack(app: AppContext, alert_id: int) -> None:
+    """Acknowledge an open alert: it stays open until resolved but is not repeated.
+
+    \b
+    Example:
+        touchpoint alerts ack 42
+    """
+    if not store.ack_alert(app.open(), alert_id):
+        raise click.ClickException(
+            f"no open alert {alert_id}. Fix: see `touchpoint alerts list --open`"
+        )
+    click.echo(f"alert {alert_id} acknowledged")
+
+
+@alerts.command("test")
+@click.option("--channel", required=True, help="The channel's name in [alerts.channels].")
+@pass_app
+def alerts_test(app: AppContext, channel: str) -> None:
+    """Send a test message through one channel and say whether it arrived.
+
+    \b
+    Example:
+        touchpoint alerts test --channel slack
+    """
+    settings = app.settings()
+    if channel not in settings.channels and channel != "log":
+        known = ", ".join(settings.channels) or "(none configured)"
+        raise click.ClickException(f"no channel named {channel!r}. Fix: use one of: {known}")
+    try:
+        target = build_channel(settings, channel)
+        target.send(make_test_message(channel, now=iso(utcnow())))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except DeliveryError as exc:
+        raise click.ClickException(
+            f"{channel}: the test message was not delivered: {exc}"
+        ) from None
+    click.echo(f"{channel}: test message delivered")
 
 
 def main() -> None:

@@ -270,7 +270,8 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     collect = _parse_collect(v, v.table(data, "collect"))
     platforms = _parse_platforms(v, v.table(data, "platforms"), collect)
     alerts = v.table(data, "alerts")
-    policy = _parse_policy(v, alerts, "alerts", AlertPolicy(), extra={"channels"})
+    rule_keys = {k: value for k, value in alerts.items() if k != "channels"}  # channels: tables
+    policy = _parse_policy(v, rule_keys, "alerts", AlertPolicy(), extra=set())
     channels = _parse_channels(v, v.table(alerts, "channels", prefix="alerts"))
     brands = _parse_brands(v, data, policy)
     for brand in brands:
@@ -386,11 +387,11 @@ CHANNEL_KEYS: dict[str, tuple[set[str], set[str]]] = {
     "webhook": ({"url", "timeout_seconds", "allow_private_addresses"}, {"secret"}),
     "log": (set(), set()),
 }
-_REQUIRED = {
-    "email": {"host", "sender", "recipients"},
-    "slack": {"webhook_url_env"},
-    "webhook": {"url"},
-    "log": set(),
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "email": ("host", "sender", "recipients"),
+    "slack": ("webhook_url_env",),
+    "webhook": ("url",),
+    "log": (),
 }
 
 

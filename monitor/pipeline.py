@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlite_utils import Database
 
 from monitor import store
+from monitor.alerts import outbox
 from monitor.collectors import build_collector
 from monitor.collectors.base import (
     AuthError,
@@ -246,6 +247,26 @@ def _backfill_target(target: Target, since: datetime, until: datetime) -> Target
         query=f"{target.query} [{iso(since)}..{iso(until)}]".strip(),
     )
     return replace(target, key=key, since=since, until=until, max_pages=None)
+
+
+@dataclass(frozen=True)
+class AlertsReport:
+    """What the alert step after a collection did."""
+
+    evaluation: outbox.Evaluation
+    delivery: outbox.DeliveryReport | None
+    error: str | None = None
+
+
+def run_alerts(db: Database, settings: Settings) -> AlertsReport:
+    """Evaluate the alert rules over the store and deliver what is due."""
+    evaluation = outbox.evaluate(db, settings)
+    try:
+        channels = outbox.build_channels(settings)
+    except ConfigError as exc:  # e.g. a channel's secret is missing: the outbox keeps the messages
+        logger.warning("alerts not delivered: %s", exc)
+        return AlertsReport(evaluation, None, str(exc))
+    return AlertsReport(evaluation, outbox.deliver(db, channels))
 
 
 def failures(results: Sequence[RunResult]) -> list[RunResult]:

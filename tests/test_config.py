@@ -41,6 +41,7 @@ def test_config_every_documented_key_is_in_the_example() -> None:
         assert f"\n{key} = " in example
 
 
+B = '[[brands]]\nname="a"\naccounts={x="a"}\n'
 BAD = [
     ("brands = 3", "brands", "no brand is configured"),
     (
@@ -79,6 +80,25 @@ BAD = [
         "used twice",
     ),
     ("[[brands]\nname=", "", "not valid TOML"),
+    ('[alerts]\nself_promotion = "half"\n' + B, "alerts.self_promotion", "neither a share"),
+    ('[alerts]\nbusiness_hours = "9-5"\n' + B, "alerts.business_hours", "not a time range"),
+    (
+        "[alerts]\nwarn_after_minutes = 90\nbreach_after_minutes = 30\n" + B,
+        "alerts.breach_after_minutes",
+        "shorter",
+    ),
+    ('[alerts.channels.x]\ntype = "pager"\n' + B, "alerts.channels.x.type", "not a channel type"),
+    (
+        '[alerts.channels.m]\ntype = "email"\nhost = "h"\n' + B,
+        "alerts.channels.m.sender",
+        "is missing",
+    ),
+    (
+        '[alerts.channels.s]\ntype = "slack"\nwebhook_url = "https://hooks.slack.com/x"\n' + B,
+        "alerts.channels.s.webhook_url",
+        "unknown key",
+    ),
+    (B + '[brands.alerts]\nchannels = ["nope"]\n', "brands[a].alerts.channels", "no channel named"),
 ]
 
 
@@ -128,3 +148,38 @@ def test_config_db_path_relative_to_file_and_env_override(
     assert settings.brands[0].accounts["x"] == "a"
     monkeypatch.setenv("TOUCHPOINT_DB", str(tmp_path / "other.db"))
     assert load_settings(path).db_path == tmp_path / "other.db"
+
+
+def test_config_alerts_presets_channels_and_brand_overrides(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[alerts]
+self_promotion = "4-1-1"
+business_hours = "09:00-17:30"
+[alerts.channels.slack]
+type = "slack"
+webhook_url_env = "SLACK_URL"
+[alerts.channels.mail]
+type = "email"
+host = "smtp.example.com"
+sender = "t@example.com"
+recipients = ["a@example.com"]
+[[brands]]
+name = "a"
+accounts = {x = "a"}
+[brands.alerts]
+self_promotion = "thirds"
+channels = ["slack"]
+[[brands]]
+name = "b"
+accounts = {x = "b"}
+""",
+    )
+    settings = load_settings(path)
+    a, b = settings.brands
+    assert a.alerts.self_promotion_max_share == pytest.approx(1 / 3)
+    assert a.alerts.channels == ("slack",) and a.alerts.business_hours == "09:00-17:30"
+    assert b.alerts.self_promotion_max_share == pytest.approx(1 / 6) and b.alerts.channels == ()
+    assert settings.channels["slack"].secret_env == {"webhook_url": "SLACK_URL"}
+    assert settings.channels["mail"].options["recipients"] == ("a@example.com",)

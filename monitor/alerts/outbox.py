@@ -1,0 +1,384 @@
+"""The outbox: alerts recorded with their evaluation, grouped, delivered at least once.
+
+``evaluate`` runs the rules and, in the same transaction, records the alerts (unique by
+fingerprint), resolves the ones no longer raised and queues one grouped message per (brand, kind,
+channel) for the alerts that are due. ``deliver`` sends what is queued: one thread per channel, so a
+receiver that hangs holds up no other channel; bounded retries with jittered backoff; the same
+idempotency key on every attempt of a message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlite_utils import Database
+
+from monitor import store
+from monitor.alerts import rules
+from monitor.alerts.channels import build_channel
+from monitor.alerts.channels.base import Channel, DeliveryError
+from monitor.alerts.message import AlertItem, Message
+from monitor.config import BrandSettings, ConfigError, Settings
+from monitor.logs import clean
+from monitor.models import Alert, iso, parse_iso, utcnow
+
+logger = logging.getLogger(__name__)
+
+ATTEMPTS_PER_RUN = 4
+MAX_ATTEMPTS = 12
+BASE_DELAY_SECONDS = 0.5
+MAX_DELAY_SECONDS = 300.0
+LOG_CHANNEL = "log"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one evaluation did."""
+
+    raised: int
+    opened: int
+    resolved: int
+    queued: int
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one delivery pass did."""
+
+    sent: int
+    retrying: int
+    dead: int
+
+
+def evaluate(db: Database, settings: Settings, *, now: datetime | None = None) -> Evaluation:
+    """Run every rule for every brand; record alerts and queue due messages in one transaction."""
+    now = now or utcnow()
+    with store.write_transaction(db):
+        alerts = _raise_alerts(db, settings, now)
+        brands = [b.name for b in settings.brands]
+        opened, resolved = store.sync_alerts(db, alerts, brands=brands, now=now)
+        queued = _queue_due(db, settings, now)
+    return Evaluation(raised=len(alerts), opened=opened, resolved=resolved, queued=queued)
+
+
+def _raise_alerts(db: Database, settings: Settings, now: datetime) -> list[Alert]:
+    policies = {b.name: b.alerts for b in settings.brands}
+    health = rules.evaluate_health(_health(db, settings), now=now, policies=policies)
+    down = rules.down_accounts(health)
+    alerts = list(health)
+    for brand in settings.brands:
+        alerts += rules.evaluate_unanswered(
+            _mentions(db, brand, now),
+            now=now,
+            policy=brand.alerts,
+            timezone=brand.timezone,
+            down=down,
+        )
+        alerts += rules.evaluate_self_promotion(
+            _labelled(db, brand, now), now=now, policy=brand.alerts
+        )
+    return alerts
+
+
+def _health(db: Database, settings: Settings) -> list[rules.StreamHealth]:
+    brands = {b.name for b in settings.brands}
+    rows = []
+    for s in store.get_stream_status(db):
+        platform = settings.platforms.get(s.key.platform)
+        if s.key.brand not in brands or platform is None or s.key.stream.startswith("backfill"):
+            continue
+        rows.append(
+            rules.StreamHealth(
+                brand=s.key.brand,
+                platform=s.key.platform,
+                stream=s.key.stream,
+                outcome=s.outcome,
+                consecutive_failures=s.consecutive_failures,
+                last_success_at=parse_iso(s.last_success_at) if s.last_success_at else None,
+                last_run_at=parse_iso(s.last_run_at) if s.last_run_at else None,
+                last_error=s.last_error,
+                interval_seconds=platform.interval_seconds,
+            )
+        )
+    return rows
+
+
+def _mentions(db: Database, brand: BrandSettings, now: datetime) -> list[rules.MentionRow]:
+    since = now - timedelta(days=brand.alerts.ignore_older_than_days)
+    return [
+        rules.MentionRow(
+            id=r[0],
+            brand=brand.name,
+            platform=r[1],
+            created_at=parse_iso(r[2]),
+            answered_at=parse_iso(r[6]) if r[6] else None,
+            text=r[3],
+            url=r[4] or "",
+            author=r[5] or "",
+        )
+        for r in store.iter_mentions_with_answers(db, brand.name, since=since)
+    ]
+
+
+def _labelled(db: Database, brand: BrandSettings, now: datetime) -> list[rules.LabelledPost]:
+    policy = brand.alerts
+    since = (
+        None
+        if policy.self_promotion_last_posts
+        else (now - timedelta(days=policy.self_promotion_window_days))
+    )
+    return [
+        rules.LabelledPost(
+            id=r[0],
+            brand=brand.name,
+            platform=r[1],
+            created_at=parse_iso(r[2]),
+            label=r[3],
+            text=r[4],
+            url=r[5] or "",
+        )
+        for r in store.iter_labelled_posts(db, brand.name, since=since)
+    ]
+
+
+def _queue_due(db: Database, settings: Settings, now: datetime) -> int:
+    """Group the open alerts that are due (new, or past the repeat interval) and queue them."""
+    groups: dict[tuple[str, str], list[store.StoredAlert]] = {}
+    for alert in store.get_alerts(db, states=["open"]):
+        repeat = timedelta(hours=settings.brand(alert.brand).alerts.repeat_hours)
+        last = parse_iso(alert.last_notified_at) if alert.last_notified_at else None
+        if last is None or now - last >= repeat:
+            groups.setdefault((alert.brand, alert.kind), []).append(alert)
+    for (brand, kind), alerts in groups.items():
+        for channel in channels_of(settings, brand):
+            message = build_message(brand, kind, alerts, channel=channel, now=now)
+            store.queue_delivery(
+                db,
+                key=message.key,
+                channel=channel,
+                brand=brand,
+                kind=kind,
+                severity=message.severity,
+                alert_ids=[a.id for a in alerts],
+                message=dataclasses.asdict(message),
+                now=now,
+            )
+        store.mark_notified(db, [a.id for a in alerts], now=now)
+    return sum(len(channels_of(settings, brand)) for brand, _ in groups)
+
+
+def channels_of(settings: Settings, brand: str) -> tuple[str, ...]:
+    """The channels a brand's alerts go to (every configured one unless it names some; the log
+    when none is configured)."""
+    named = settings.brand(brand).alerts.channels
+    return named or tuple(settings.channels) or (LOG_CHANNEL,)
+
+
+_HEADLINES = {
+    rules.UNANSWERED: "{n} mention{s} waiting for an answer",
+    rules.SELF_PROMOTION: "{n} channel{s} selling more than the target",
+    rules.HEALTH: "{n} stream{s} not collecting",
+}
+
+
+def build_message(
+    brand: str, kind: str, alerts: Sequence[store.StoredAlert], *, channel: str, now: datetime
+) -> Message:
+    """Turn a group of alerts of one kind into one message, with a key stable across retries."""
+    ordered = sorted(alerts, key=lambda a: a.created_at)
+    fingerprints = "\n".join(sorted(a.fingerprint for a in ordered))
+    digest = hashlib.sha256(f"{channel}\n{brand}\n{kind}\n{iso(now)}\n{fingerprints}".encode())
+    severity = "critical" if any(a.severity == "critical" for a in ordered) else "warning"
+    n = len(ordered)
+    headline = _HEADLINES.get(kind, "{n} alert{s}").format(n=n, s="" if n == 1 else "s")
+    return Message(
+        key=f"touchpoint-{digest.hexdigest()[:32]}",
+        brand=brand,
+        kind=kind,
+        severity=severity,
+        title=f"{brand}: {headline}",
+        summary="; ".join(a.title for a in ordered[:3]) + (f"; and {n - 3} more" if n > 3 else ""),
+        items=tuple(_item(a) for a in ordered),
+        created_at=iso(now),
+    )
+
+
+def _item(alert: store.StoredAlert) -> AlertItem:
+    p = alert.payload
+    if alert.kind == rules.SELF_PROMOTION:
+        return AlertItem(
+            text=alert.title,
+            url="",
+            author=alert.brand,
+            platform=alert.platform,
+            created_at=alert.created_at,
+            detail=f"{p.get('sales_pitch')} of {p.get('posts')} posts sell",
+        )
+    if alert.kind == rules.HEALTH:
+        return AlertItem(
+            text=str(p.get("last_error") or alert.title),
+            url="",
+            author="",
+            platform=alert.platform,
+            created_at=alert.created_at,
+            detail=f"{p.get('stream')}: {p.get('detail')}",
+        )
+    return AlertItem(
+        text=str(p.get("text", "")),
+        url=str(p.get("url", "")),
+        author=str(p.get("author", "")),
+        platform=alert.platform,
+        created_at=str(p.get("created_at", alert.created_at)),
+        detail=str(p.get("detail", "")),
+    )
+
+
+def message_from_dict(data: Mapping[str, Any]) -> Message:
+    """Rebuild a queued message from its JSON form."""
+    fields = dict(data)
+    fields["items"] = tuple(AlertItem(**item) for item in data.get("items", ()))
+    return Message(**fields)
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    """Build every configured channel (their secrets come from the environment)."""
+    built = {name: build_channel(settings, name) for name in settings.channels}
+    if not built:
+        built[LOG_CHANNEL] = build_channel(settings, LOG_CHANNEL)
+    return built
+
+
+def check_channels(settings: Settings) -> None:
+    """Build and check every configured channel; raise ConfigError naming the first bad one."""
+    for name in settings.channels:
+        try:
+            build_channel(settings, name).validate()
+        except (ValueError, OSError) as exc:
+            allow = (
+                "; if that address is really meant, set allow_private_addresses = true"
+                if "private" in str(exc).lower() or "loopback" in str(exc).lower()
+                else ""
+            )
+            raise ConfigError(
+                str(settings.source),
+                f"alerts.channels.{name}",
+                clean(str(exc)),
+                f"point it at a reachable public address{allow}",
+            ) from None
+
+
+def deliver(
+    db: Database,
+    channels: Mapping[str, Channel],
+    *,
+    now: datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryReport:
+    """Send every due message: one worker per channel, bounded retries, results recorded."""
+    now = now or utcnow()
+    by_channel: dict[str, list[store.Delivery]] = {}
+    for delivery in store.get_due_deliveries(db, now=now):
+        by_channel.setdefault(delivery.channel, []).append(delivery)
+    counts = {"sent": 0, "pending": 0, "dead": 0}
+    if not by_channel:
+        return DeliveryReport(0, 0, 0)
+    with ThreadPoolExecutor(max_workers=len(by_channel), thread_name_prefix="deliver") as pool:
+        futures = [
+            pool.submit(_send_all, channels.get(name), deliveries, sleep)
+            for name, deliveries in by_channel.items()
+        ]
+        for future in as_completed(futures):
+            for delivery, outcome in future.result():
+                _record(db, delivery, outcome)
+                counts[outcome.state] += 1
+    return DeliveryReport(sent=counts["sent"], retrying=counts["pending"], dead=counts["dead"])
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    state: str  # "sent" | "pending" | "dead"
+    attempts: int
+    error: str | None = None
+    retry_after: float | None = None
+
+
+def _send_all(
+    channel: Channel | None, deliveries: Sequence[store.Delivery], sleep: Callable[[float], None]
+) -> list[tuple[store.Delivery, _Outcome]]:
+    results = []
+    for delivery in deliveries:
+        if channel is None:
+            outcome = _Outcome("dead", delivery.attempts, "the channel is no longer configured")
+        else:
+            outcome = _send_one(channel, delivery, sleep)
+        results.append((delivery, outcome))
+    return results
+
+
+def _send_one(
+    channel: Channel, delivery: store.Delivery, sleep: Callable[[float], None]
+) -> _Outcome:
+    message = message_from_dict(delivery.message)
+    attempts = delivery.attempts
+    for run_attempt in range(1, ATTEMPTS_PER_RUN + 1):
+        attempts += 1
+        try:
+            channel.send(message)
+        except DeliveryError as exc:
+            error = clean(str(exc))
+            logger.info(
+                "deliver %s to %s: attempt %d failed: %s",
+                message.key,
+                channel.name,
+                attempts,
+                error,
+            )
+            if not exc.retryable or attempts >= MAX_ATTEMPTS:
+                return _Outcome("dead", attempts, error)
+            if run_attempt == ATTEMPTS_PER_RUN or (exc.retry_after or 0) > MAX_DELAY_SECONDS:
+                return _Outcome("pending", attempts, error, exc.retry_after)
+            sleep(min(exc.retry_after or _backoff(attempts), MAX_DELAY_SECONDS))
+            continue
+        logger.info("delivered %s to %s after %d attempts", message.key, channel.name, attempts)
+        return _Outcome("sent", attempts)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _backoff(attempts: int) -> float:
+    return random.uniform(0, min(MAX_DELAY_SECONDS, BASE_DELAY_SECONDS * 2 ** (attempts - 1)))
+
+
+def _record(db: Database, delivery: store.Delivery, outcome: _Outcome) -> None:
+    now = utcnow()
+    next_at = None
+    if outcome.state == "pending":
+        wait = (
+            outcome.retry_after if outcome.retry_after is not None else _backoff(outcome.attempts)
+        )
+        next_at = now + timedelta(seconds=min(max(wait, 1.0), MAX_DELAY_SECONDS))
+    store.record_delivery(
+        db,
+        delivery.id,
+        state=outcome.state,
+        attempts=outcome.attempts,
+        error=outcome.error,
+        next_attempt_at=next_at,
+        now=now,
+    )
+    if outcome.state == "dead":
+        logger.warning(
+            "gave up delivering %s to %s after %d attempts: %s",
+            delivery.key,
+            delivery.channel,
+            outcome.attempts,
+            outcome.error,
+        )

@@ -1,0 +1,293 @@
+"""Alerts end to end: store -> rules -> outbox -> a real SMTP server and real HTTP receivers."""
+
+from __future__ import annotations
+
+import email
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import Message as MimeMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner
+from sqlite_utils import Database
+
+from monitor import store
+from monitor.alerts import outbox
+from monitor.cli import cli
+from monitor.config import Settings, load_settings
+from monitor.models import Post, iso, utcnow
+from tests.alerts.servers import Receiver, Reply, Sink, free_port
+
+HOSTILE = (
+    "<script>alert(1)</script> <!channel> <!here> <@U123ABC> <https://evil|click> "
+    "\r\nBcc: attacker@example.com \x1b[31mred\x1b[0m"
+)
+
+
+@dataclass
+class Rig:
+    """A store, a config with email, Slack and webhook channels, and the real receivers."""
+
+    db: Database
+    settings: Settings
+    config: Path
+    sink: Sink
+    slack: Receiver
+    hook: Receiver
+
+    def run(self, *, at: timedelta = timedelta(0)) -> outbox.DeliveryReport:
+        now = utcnow() + at
+        outbox.evaluate(self.db, self.settings, now=now)
+        channels = outbox.build_channels(self.settings)
+        return outbox.deliver(self.db, channels, now=now, sleep=lambda s: None)
+
+    def counts(self) -> tuple[int, int, int]:
+        return len(self.sink.received), len(self.slack.requests), len(self.hook.requests)
+
+    def emails(self) -> list[MimeMessage]:
+        return [email.message_from_bytes(raw) for _, _, raw in self.sink.received]
+
+
+def config_text(smtp_port: int, slack: Receiver, hook: Receiver, *, allow: bool = True) -> str:
+    flag = "true" if allow else "false"
+    return f"""
+[store]
+path = "touchpoint.db"
+
+[alerts]
+repeat_hours = 4
+
+[alerts.channels.mail]
+type = "email"
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+sender = "touchpoint@example.com"
+recipients = ["social@example.com"]
+timeout_seconds = 2
+
+[alerts.channels.slack]
+type = "slack"
+webhook_url_env = "TEST_SLACK_URL"
+allow_private_addresses = {flag}
+timeout_seconds = 0.5
+
+[alerts.channels.hook]
+type = "webhook"
+url = "{hook.url("/touchpoint")}"
+secret_env = "TEST_HOOK_SECRET"
+allow_private_addresses = {flag}
+timeout_seconds = 2
+
+[[brands]]
+name = "acme"
+[brands.accounts]
+x = "acme"
+"""
+
+
+@pytest.fixture
+def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    sink, port = Sink(), free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    slack, hook = Receiver(), Receiver()
+    monkeypatch.setenv("TEST_SLACK_URL", slack.url("/services/T000/B000/secretpath"))
+    monkeypatch.setenv("TEST_HOOK_SECRET", "hook-secret-123")
+    config = tmp_path / "touchpoint.toml"
+    config.write_text(config_text(port, slack, hook))
+    settings = load_settings(config)
+    db = store.open_db(settings.db_path)
+    yield Rig(db, settings, config, sink, slack, hook)
+    db.conn.close()
+    slack.close()
+    hook.close()
+    controller.stop()
+
+
+def mention(n: int, *, minutes_ago: float, text: str = "where is my order?") -> Post:
+    return Post(
+        platform="x",
+        native_id=str(1000 + n),
+        brand="acme",
+        author_id=f"u{n}",
+        author_handle=f"user{n}",
+        is_brand=False,
+        kind="mention",
+        text=text,
+        url=f"https://x.com/user{n}/status/{1000 + n}",
+        created_at=iso(utcnow() - timedelta(minutes=minutes_ago)),
+        conversation_id=f"x:{1000 + n}",
+    )
+
+
+def brand_reply(to: Post) -> Post:
+    return Post(
+        platform="x",
+        native_id=f"9{to.native_id}",
+        brand="acme",
+        author_id="b",
+        author_handle="acme",
+        is_brand=True,
+        kind="reply",
+        text="@user we're on it",
+        url="",
+        created_at=iso(utcnow()),
+        in_reply_to_id=to.id,
+        conversation_id=to.conversation_id,
+    )
+
+
+def keys(receiver: Receiver) -> list[str]:
+    return [r.headers["idempotency-key"] for r in receiver.requests]
+
+
+def test_outbox_unanswered_mention_one_message_per_channel_repeat_and_resolve(rig: Rig) -> None:
+    late, answered = mention(1, minutes_ago=90), mention(2, minutes_ago=90)
+    store.upsert_posts(rig.db, [late, answered, brand_reply(answered)])
+    report = rig.run()
+    assert report.sent == 3 and rig.counts() == (1, 1, 1)
+    (alert,) = store.get_alerts(rig.db, states=["open"])
+    assert alert.fingerprint == f"unanswered_mention:{late.id}"
+    assert rig.hook.requests[0].json()["items_total"] == 1
+
+    rig.run(at=timedelta(hours=1))  # still open, inside the 4 h repeat interval
+    assert rig.counts() == (1, 1, 1)
+    rig.run(at=timedelta(hours=4, minutes=1))
+    assert rig.counts() == (2, 2, 2)
+
+    store.upsert_posts(rig.db, [brand_reply(late)])
+    rig.run(at=timedelta(hours=9))
+    assert rig.counts() == (2, 2, 2)
+    assert [a.state for a in store.get_alerts(rig.db)] == ["resolved"]
+
+
+def test_outbox_retries_with_one_key_and_a_hanging_channel_blocks_no_other(rig: Rig) -> None:
+    store.upsert_posts(rig.db, [mention(1, minutes_ago=120)])
+    rig.hook.script(Reply(500), Reply(500), Reply(500))
+    rig.slack.script(Reply(delay=10))
+    started = time.monotonic()
+    report = rig.run()
+    assert time.monotonic() - started < 8
+    assert len(rig.hook.requests) == 4 and len(set(keys(rig.hook))) == 1
+    assert len(rig.sink.received) == 1
+    assert report.sent == 3  # the hung Slack attempt timed out and was retried at once
+    deliveries = {d["channel"]: d for d in rig.db["deliveries"].rows}
+    assert deliveries["hook"]["attempts"] == 4 and deliveries["hook"]["state"] == "sent"
+    assert deliveries["slack"]["attempts"] == 2
+
+
+def test_outbox_500_mentions_become_one_grouped_message_per_channel(rig: Rig) -> None:
+    store.upsert_posts(rig.db, [mention(n, minutes_ago=120 + n) for n in range(500)])
+    rig.run()
+    assert rig.counts() == (1, 1, 1)
+    payload = rig.hook.requests[0].json()
+    assert payload["items_total"] == 500 and payload["items"]
+    assert "500 mentions waiting" in payload["title"]
+    (mail,) = rig.emails()
+    assert "500 mentions" in str(mail["Subject"])
+    assert len(store.get_alerts(rig.db, states=["open"])) == 500
+
+
+def test_outbox_self_promotion_gives_one_alert(rig: Rig) -> None:
+    now = utcnow()
+    posts = [
+        Post(
+            platform="x",
+            native_id=str(n),
+            brand="acme",
+            author_id="b",
+            author_handle="acme",
+            is_brand=True,
+            kind="post",
+            text=f"post {n}",
+            url="",
+            created_at=iso(now - timedelta(hours=n)),
+        )
+        for n in range(10)
+    ]
+    store.upsert_posts(rig.db, posts)
+    labels = ["sales-pitch"] * 4 + ["inspiring"] * 6
+    store.upsert_labels(
+        rig.db,
+        [
+            store.LabelRow(p.id, label, 0.9, {label: 0.9}, "test")
+            for p, label in zip(posts, labels, strict=True)
+        ],
+    )
+    rig.run()
+    rig.run(at=timedelta(minutes=5))
+    (alert,) = store.get_alerts(rig.db)
+    assert alert.kind == "self_promotion" and alert.payload["share"] == 0.4
+    assert rig.counts() == (1, 1, 1)
+
+
+def test_outbox_hostile_post_text_arrives_neutralised_everywhere(rig: Rig) -> None:
+    store.upsert_posts(rig.db, [mention(1, minutes_ago=120, text=HOSTILE)])
+    rig.run()
+    slack_body = rig.slack.requests[0].body.decode()
+    for raw in ("<!channel>", "<!here>", "<@U123ABC>", "<https://evil|click>", "<script>"):
+        assert raw not in slack_body
+    hook_body = json.loads(rig.hook.requests[0].body)
+    assert "\x1b" not in json.dumps(hook_body) and "\r" not in hook_body["items"][0]["text"]
+    (mail,) = rig.emails()
+    assert mail.get_all("Bcc") is None
+    ((_, recipients, raw),) = rig.sink.received
+    assert recipients == ["social@example.com"]
+    html = next(p for p in mail.walk() if p.get_content_type() == "text/html")
+    body = html.get_payload(decode=True)
+    assert isinstance(body, bytes)
+    assert b"<script>" not in body and b"&lt;script&gt;" in body
+    assert b"\x1b" not in raw
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "169.254.169.254", "[::1]"])
+def test_outbox_private_webhook_refused_without_the_explicit_allow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    hook = Receiver()
+    try:
+        monkeypatch.setenv("TEST_SLACK_URL", f"http://{host}:9/services/x")
+        monkeypatch.setenv("TEST_HOOK_SECRET", "s3cret-value")
+        config = tmp_path / "touchpoint.toml"
+        text = config_text(free_port(), hook, hook, allow=False)
+        config.write_text(
+            text.replace("127.0.0.1:", f"{host}:", 1).replace(
+                hook.url("/touchpoint"), f"http://{host}:{hook.port}/touchpoint"
+            )
+        )
+        monkeypatch.setenv("X_BEARER_TOKEN", "t0ken-value")
+        result = CliRunner().invoke(cli, ["--config", str(config), "check-config"])
+        assert result.exit_code == 1
+        assert "alerts.channels." in result.stderr and "private" in result.stderr.lower()
+        assert hook.requests == []
+    finally:
+        hook.close()
+
+
+def test_outbox_held_back_while_the_mentions_stream_is_down(rig: Rig) -> None:
+    from monitor.models import RunResult, StreamKey
+
+    store.upsert_posts(rig.db, [mention(1, minutes_ago=120)])
+    now = utcnow()
+    for _ in range(3):
+        store.record_run(
+            rig.db,
+            RunResult(
+                key=StreamKey("acme", "x", "mentions"),
+                started_at=now,
+                outcome="failed",
+                error="boom",
+            ),
+        )
+    rig.run()
+    kinds = [a.kind for a in store.get_alerts(rig.db)]
+    assert kinds == ["collector_health"]
+    payload: Any = rig.hook.requests[0].json()
+    assert payload["kind"] == "collector_health"
