@@ -291,3 +291,28 @@ def test_outbox_held_back_while_the_mentions_stream_is_down(rig: Rig) -> None:
     assert kinds == ["collector_health"]
     payload: Any = rig.hook.requests[0].json()
     assert payload["kind"] == "collector_health"
+
+
+def test_outbox_cli_list_ack_and_test(rig: Rig) -> None:
+    runner = CliRunner()
+    base = ["--config", str(rig.config)]
+    assert runner.invoke(cli, [*base, "alerts", "list"]).stdout.strip() == "no alerts"
+    store.upsert_posts(rig.db, [mention(1, minutes_ago=120)])
+    rig.run()
+    listed = runner.invoke(cli, [*base, "alerts", "list", "--open"])
+    (alert,) = store.get_alerts(rig.db)
+    assert f"{alert.id:>5}  open" in listed.stdout and "unanswered_mention" in listed.stdout
+    assert runner.invoke(cli, [*base, "alerts", "ack", str(alert.id)]).exit_code == 0
+    assert runner.invoke(cli, [*base, "alerts", "ack", str(alert.id)]).exit_code == 1
+    rig.run(at=timedelta(hours=5))  # acknowledged: not repeated
+    assert rig.counts() == (1, 1, 1)
+
+    sent = runner.invoke(cli, [*base, "alerts", "test", "--channel", "hook"])
+    assert sent.exit_code == 0 and "delivered" in sent.stdout
+    assert rig.hook.requests[-1].json()["kind"] == "test"
+    rig.slack.script(Reply(500))
+    failed = runner.invoke(cli, [*base, "alerts", "test", "--channel", "slack"])
+    assert failed.exit_code == 1 and "not delivered" in failed.stderr
+    assert "secretpath" not in failed.stderr
+    unknown = runner.invoke(cli, [*base, "alerts", "test", "--channel", "pager"])
+    assert unknown.exit_code == 1 and "mail, slack, hook" in unknown.stderr

@@ -220,6 +220,7 @@ def test_contract_cli_collect_on_all_four_stores_once(
         first = CliRunner().invoke(cli, ["--config", str(config), "collect"])
         assert first.exit_code == 0, first.output
         assert first.stdout.count(": ok, ") == 12
+        assert "alerts: " in first.stdout  # collect ends with the alert step
         second = CliRunner().invoke(cli, ["--config", str(config), "collect"])
         assert second.exit_code == 0 and second.stdout.count(": ok, 0 new, ") == 12
         db = store.open_db(tmp_path / "touchpoint.db")
