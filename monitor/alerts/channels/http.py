@@ -19,12 +19,13 @@ from typing import Any
 
 import httpx
 
-from monitor.alerts.channels.base import DeliveryError, parse_retry_after
+from monitor.alerts.channels.base import Channel, DeliveryError, parse_retry_after
 from monitor.alerts.channels.urlguard import (
     ResolutionError,
     Resolver,
     UnsafeURLError,
     check_url,
+    parse_url,
     redact_url,
 )
 from monitor.alerts.message import clean_line
@@ -177,3 +178,47 @@ def post_json(target: Target, body: bytes, headers: Mapping[str, str]) -> None:
         where = f"{target.name}: {redact_url(target.url)}"
         raise DeliveryError(f"{where}: {type(exc).__name__}", retryable=False) from None
     logger.debug("%s: delivered to %s", target.name, redact_url(target.url))
+
+
+class HttpChannel(Channel):
+    """A channel that POSTs JSON to one URL, checked (and pinned) before every send."""
+
+    name: str
+    max_items: int
+    max_text: int
+    _target: Target
+
+    def _configure(
+        self,
+        *,
+        name: str,
+        url: str,
+        timeout: float,
+        allow_private: bool,
+        allow_http: bool | None,
+        max_items: int,
+        max_text: int,
+        resolver: Resolver | None,
+        ssl_context: ssl.SSLContext | None,
+        secret_path: bool,
+    ) -> None:
+        """Check the URL's form now (no DNS); ``allow_http`` defaults to ``allow_private``."""
+        register_url_secrets(url, whole_path=secret_path)
+        http_ok = allow_private if allow_http is None else allow_http
+        parse_url(url, allow_http=http_ok)
+        self.name = name
+        self.max_items = max_items
+        self.max_text = max_text
+        self._target = Target(
+            name=name,
+            url=url,
+            timeout=timeout,
+            allow_private=allow_private,
+            allow_http=http_ok,
+            resolver=resolver,
+            ssl_context=ssl_context,
+        )
+
+    def validate(self) -> None:
+        """Resolve and check the URL (refuses private destinations unless allowed)."""
+        self._target.check()

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import ssl
 
-from monitor.alerts.channels.base import Channel
 from monitor.alerts.channels.http import (
-    Target,
+    HttpChannel,
     header_key,
     json_body,
     post_json,
-    register_url_secrets,
 )
-from monitor.alerts.channels.urlguard import Resolver, parse_url
+from monitor.alerts.channels.urlguard import Resolver
 from monitor.alerts.message import MAX_ITEMS, MAX_TEXT, Message, render_slack
 
 
-class SlackChannel(Channel):
+class SlackChannel(HttpChannel):
     """Posts alert messages to a Slack incoming webhook (one attempt per :meth:`send`)."""
 
     kind = "slack"
@@ -42,25 +40,18 @@ class SlackChannel(Channel):
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """Check the URL's form now (no DNS); ``allow_http`` defaults to ``allow_private``."""
-        register_url_secrets(webhook_url, whole_path=True)
-        http_ok = allow_private if allow_http is None else allow_http
-        parse_url(webhook_url, allow_http=http_ok)
-        self.name = name
-        self.max_items = max_items
-        self.max_text = max_text
-        self._target = Target(
+        self._configure(
             name=name,
             url=webhook_url,
             timeout=timeout,
             allow_private=allow_private,
-            allow_http=http_ok,
+            allow_http=allow_http,
+            max_items=max_items,
+            max_text=max_text,
             resolver=resolver,
             ssl_context=ssl_context,
+            secret_path=True,
         )
-
-    def validate(self) -> None:
-        """Resolve and check the webhook URL (refuses private destinations unless allowed)."""
-        self._target.check()
 
     def send(self, message: Message) -> None:
         """POST the rendered message once."""

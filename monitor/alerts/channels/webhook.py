@@ -17,15 +17,13 @@ import hmac
 import ssl
 import time
 
-from monitor.alerts.channels.base import Channel
 from monitor.alerts.channels.http import (
-    Target,
+    HttpChannel,
     header_key,
     json_body,
     post_json,
-    register_url_secrets,
 )
-from monitor.alerts.channels.urlguard import Resolver, parse_url
+from monitor.alerts.channels.urlguard import Resolver
 from monitor.alerts.message import WEBHOOK_MAX_ITEMS, WEBHOOK_MAX_TEXT, Message, render_webhook
 from monitor.logs import register_secret
 
@@ -60,7 +58,7 @@ def verify_signature(
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
-class WebhookChannel(Channel):
+class WebhookChannel(HttpChannel):
     """Posts alert messages as signed JSON to a generic webhook (one attempt per :meth:`send`)."""
 
     kind = "webhook"
@@ -84,26 +82,19 @@ class WebhookChannel(Channel):
             if not secret:
                 raise ValueError("webhook secret is empty")
             register_secret(secret)
-        register_url_secrets(url, whole_path=False)
-        http_ok = allow_private if allow_http is None else allow_http
-        parse_url(url, allow_http=http_ok)
-        self.name = name
-        self.max_items = max_items
-        self.max_text = max_text
         self._secret = secret
-        self._target = Target(
+        self._configure(
             name=name,
             url=url,
             timeout=timeout,
             allow_private=allow_private,
-            allow_http=http_ok,
+            allow_http=allow_http,
+            max_items=max_items,
+            max_text=max_text,
             resolver=resolver,
             ssl_context=ssl_context,
+            secret_path=False,
         )
-
-    def validate(self) -> None:
-        """Resolve and check the URL (refuses private destinations unless allowed)."""
-        self._target.check()
 
     def send(self, message: Message) -> None:
         """POST the signed JSON body once."""
