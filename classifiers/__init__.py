@@ -1,5 +1,46 @@
 """Post classifier: labels a brand's own posts engaging, inspiring or sales-pitch.
 
-The model, its training and evaluation arrive with the classifier issue; this package never imports
-``monitor``.
+Public API::
+
+    from classifiers import LABELS, load_default
+    clf = load_default()                 # loaded once per process
+    preds = clf.predict(["Shop now: 20% off!"])
+    preds[0].label, preds[0].confidence, preds[0].probabilities
+
+Scoring a labelled CSV: ``classifiers.evaluate.evaluate(model, texts, labels)``.
+Retraining: ``python -m classifiers.train [--data extra.csv]``.
+
+This package never imports ``monitor``.
 """
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from classifiers.model import LABELS, Classifier, Prediction
+from classifiers.persist import ModelLoadError, load
+
+__all__ = [
+    "DEFAULT_MODEL_PATH",
+    "LABELS",
+    "Classifier",
+    "ModelLoadError",
+    "Prediction",
+    "load",
+    "load_default",
+]
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.skops"
+
+_lock = threading.Lock()
+_cache: dict[Path, Classifier] = {}
+
+
+def load_default(path: Path | None = None) -> Classifier:
+    """The shipped model (or ``path``), loaded and verified once per process, then reused."""
+    key = Path(path or DEFAULT_MODEL_PATH).resolve()
+    with _lock:
+        if key not in _cache:
+            _cache[key] = load(key)
+        return _cache[key]

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import click
 from sqlite_utils import Database
 
+import classifiers
 from monitor import __version__, pipeline, store
 from monitor.alerts import outbox
 from monitor.alerts.channels import build_channel
@@ -174,8 +175,18 @@ def collect(app: AppContext, brand: str | None, platform: str | None, stream: st
     _check_selection(settings, brand, platform)
     db = app.open(app.db_override or settings.db_path)
     results = pipeline.collect(db, settings, pipeline.Selection(brand, platform, stream))
+    _report_labels(pipeline.classify_new(db, settings))
     _report_alerts(pipeline.run_alerts(db, settings))
     _report(results)
+
+
+def _report_labels(labelled: int | None) -> None:
+    if labelled is None:
+        click.echo(
+            "error: posts not classified: the model cannot be loaded (see the log)", err=True
+        )
+    else:
+        click.echo(f"classified {labelled} new brand posts")
 
 
 def _report_alerts(report: pipeline.AlertsReport) -> None:
@@ -462,6 +473,7 @@ def demo(directory: Path | None, seed: int, days: float) -> None:
         results = pipeline.collect(db, settings)
         seconds = time.monotonic() - started
     _report_demo(db, settings, results, seconds)
+    _report_labels(pipeline.classify_new(db, settings))
     _report_alerts(pipeline.run_alerts(db, settings))
     click.echo(f"alerts:   touchpoint --config {settings.source} alerts list --open")
     if pipeline.failures(results):
@@ -526,6 +538,124 @@ def sandbox(port: int, write_config: Path | None, seed: int, days: float) -> Non
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+def _classifier(settings: Settings) -> classifiers.Classifier:
+    try:
+        return pipeline.load_classifier(settings)
+    except classifiers.ModelLoadError as exc:
+        raise click.ClickException(
+            f"the classifier model cannot be loaded: {exc}. Fix: check "
+            "[classifier] model_path, or retrain with `touchpoint train`"
+        ) from None
+
+
+@cli.command()
+@click.option("--since", type=click.DateTime(), help="Only posts created at or after (UTC).")
+@click.option(
+    "--relabel", is_flag=True, help="Also relabel posts labelled by another model version."
+)
+@pass_app
+def classify(app: AppContext, since: datetime | None, relabel: bool) -> None:
+    """Label the brand's posts engaging, inspiring or sales-pitch (collect does this too).
+
+    \b
+    Example:
+        touchpoint classify --relabel
+    """
+    settings = app.settings()
+    classifier = _classifier(settings)
+    db = app.open(app.db_override or settings.db_path)
+    done = pipeline.classify_pending(
+        db, classifier, relabel=relabel, since=since.replace(tzinfo=UTC) if since else None
+    )
+    counts = ", ".join(f"{n} {label}" for label, n in sorted(store.count_labels(db).items()))
+    click.echo(
+        f"labelled {done} posts with model {classifier.version}; all labels: {counts or '-'}"
+    )
+
+
+@cli.command()
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV with columns text and label (others ignored).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a report.")
+@pass_app
+def evaluate(app: AppContext, data: Path, as_json: bool) -> None:
+    """Score the classifier on your own labelled posts: macro-F1, accuracy, per class.
+
+    \b
+    Example:
+        touchpoint evaluate --data labelled.csv --json
+    """
+    from classifiers.evaluate import evaluate as score
+
+    texts, labels = _read_labelled(data)
+    settings = app.settings() if app.config_path.exists() else None
+    model = _classifier(settings) if settings else classifiers.load_default()
+    try:
+        report = score(model, texts, labels)
+    except ValueError as exc:
+        raise click.ClickException(f"{data}: {exc}") from None
+    if as_json:
+        keys = ("macro_f1", "accuracy", "per_class", "n")
+        click.echo(json.dumps({k: report[k] for k in keys}, indent=2))
+        return
+    click.echo(
+        f"n={report['n']}  macro-F1 {report['macro_f1']:.3f}  accuracy {report['accuracy']:.3f}"
+    )
+    for label, row in report["per_class"].items():
+        click.echo(
+            f"  {label:12} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
+            f"F1 {row['f1']:.3f}  n={row['support']}"
+        )
+
+
+def _read_labelled(path: Path) -> tuple[list[str], list[str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not {"text", "label"} <= set(reader.fieldnames or ()):
+            raise click.ClickException(
+                f"{path}: needs the columns text and label. Fix: add a header line text,label"
+            )
+        rows = [(r["text"], r["label"].strip()) for r in reader if (r["text"] or "").strip()]
+    if not rows:
+        raise click.ClickException(f"{path}: no labelled posts in it")
+    return [t for t, _ in rows], [label for _, label in rows]
+
+
+@cli.command()
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Your own labelled posts (CSV: text,label) added to the shipped corpus.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Model file to write (default: touchpoint-model.skops beside the config).",
+)
+def train(data: Path | None, output: Path | None) -> None:
+    """Retrain the classifier on the shipped corpus plus your labelled posts.
+
+    Writes the model and its sidecar; point [classifier] model_path at it to use it.
+
+    \b
+    Example:
+        touchpoint train --data our_posts.csv -o touchpoint-model.skops
+    """
+    from classifiers.train import main as train_main
+
+    target = output or Path("touchpoint-model.skops")
+    args = ["--out", str(target), "--no-card"] + (["--data", str(data)] if data else [])
+    if train_main(args) != 0:
+        raise click.ClickException("training failed (see the log above)")
+    click.echo(f'wrote {target}. Use it: [classifier] model_path = "{target}"')
 
 
 @cli.group()

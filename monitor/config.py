@@ -167,6 +167,7 @@ class Settings:
     platforms: Mapping[str, PlatformSettings]
     brands: tuple[BrandSettings, ...]
     channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
+    model_path: Path | None = None  # a retrained classifier; None = the shipped model
 
     def brand(self, name: str) -> BrandSettings:
         """Return the brand called ``name``, or raise a ConfigError listing the known ones."""
@@ -266,7 +267,7 @@ def load_settings(path: Path) -> Settings:
 def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     """Validate already-parsed TOML data; ``path`` names the file in errors and anchors paths."""
     v = _Validator(str(path))
-    v.known_keys(data, "", {"store", "collect", "platforms", "brands", "alerts"})
+    v.known_keys(data, "", {"store", "collect", "platforms", "brands", "alerts", "classifier"})
     collect = _parse_collect(v, v.table(data, "collect"))
     platforms = _parse_platforms(v, v.table(data, "platforms"), collect)
     alerts = v.table(data, "alerts")
@@ -290,7 +291,17 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
         platforms=platforms,
         brands=brands,
         channels=channels,
+        model_path=_parse_model_path(v, v.table(data, "classifier"), path),
     )
+
+
+def _parse_model_path(v: _Validator, table: Mapping[str, Any], path: Path) -> Path | None:
+    v.known_keys(table, "classifier", {"model_path"})
+    raw = table.get("model_path", "")
+    if raw == "":
+        return None
+    model = Path(v.string(table, "classifier", "model_path")).expanduser()
+    return model if model.is_absolute() else path.parent / model
 
 
 _POLICY_KEYS = {

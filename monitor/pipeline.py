@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlite_utils import Database
 
+import classifiers
 from monitor import store
 from monitor.alerts import outbox
 from monitor.collectors import build_collector
@@ -247,6 +248,52 @@ def _backfill_target(target: Target, since: datetime, until: datetime) -> Target
         query=f"{target.query} [{iso(since)}..{iso(until)}]".strip(),
     )
     return replace(target, key=key, since=since, until=until, max_pages=None)
+
+
+def classify_pending(
+    db: Database,
+    classifier: classifiers.Classifier,
+    *,
+    relabel: bool = False,
+    since: datetime | None = None,
+    batch_size: int = 1000,
+) -> int:
+    """Label the brand's posts that have no label yet (or, with ``relabel``, one from another
+    model version), a batch at a time; return how many were labelled."""
+    done = 0
+    batches = store.iter_posts_to_label(
+        db, model_version=classifier.version, relabel=relabel, since=since, batch_size=batch_size
+    )
+    for batch in batches:
+        predictions = classifier.predict([text for _, text in batch])
+        rows = [
+            store.LabelRow(
+                post_id,
+                p.label,
+                float(p.confidence),
+                {k: float(v) for k, v in p.probabilities.items()},
+                classifier.version,
+            )
+            for (post_id, _), p in zip(batch, predictions, strict=True)
+        ]
+        done += store.upsert_labels(db, rows)
+    return done
+
+
+def load_classifier(settings: Settings) -> classifiers.Classifier:
+    """The configured model (or the shipped one), loaded and verified once per process."""
+    return classifiers.load_default(settings.model_path)
+
+
+def classify_new(db: Database, settings: Settings) -> int | None:
+    """Label new brand posts in batches; None if the model cannot be loaded (the error is logged
+    and collection goes on)."""
+    try:
+        classifier = load_classifier(settings)
+    except classifiers.ModelLoadError as exc:
+        logger.error("posts not classified: %s", exc)
+        return None
+    return classify_pending(db, classifier)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,198 @@
+"""Saving and loading a :class:`~classifiers.model.Classifier` safely.
+
+A model is a set of files sharing a stem (``default.skops`` ...):
+
+- ``STEM.skops``: the linear pipeline and fusion settings, written by skops (never pickle/joblib);
+  loaded with an explicit list of trusted types, anything else is refused;
+- ``STEM.onnx`` and ``STEM.tokenizer.json`` (optional): the fine-tuned MiniLM run by onnxruntime;
+- ``STEM.json``: the sidecar: model version, scikit-learn and skops versions, training-data sha256,
+  labels, metrics, and the sha256 of every model file, checked before anything is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import sklearn
+
+from classifiers.encoder import OnnxTextModel
+from classifiers.model import Classifier
+
+log = logging.getLogger(__name__)
+
+FORMAT = "touchpoint-classifier/1"
+# The only types outside skops' own scikit-learn/numpy defaults that a model may contain.
+TRUSTED_TYPES: tuple[str, ...] = (
+    "classifiers.features.GuidelineFeatures",
+    "classifiers.features.clean_text",
+)
+PICKLE_MAGIC = (b"\x80", b"(", b"c")  # protocol 2+ opcode, protocol 0 MARK / GLOBAL
+
+
+class ModelLoadError(Exception):
+    """A model file set cannot be used: missing, tampered with, or of an unsafe format."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_text(parts: list[str]) -> str:
+    """Hash of training data: texts and labels, in order, newline-separated."""
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def _skops() -> Any:
+    return importlib.import_module("skops.io")
+
+
+def _strip_stop_words(estimator: Any) -> None:
+    """Drop fitted TF-IDF ``stop_words_`` (every pruned n-gram; only for introspection, large)."""
+    for vec in _tfidf_parts(estimator):
+        if hasattr(vec, "stop_words_"):
+            delattr(vec, "stop_words_")
+
+
+def _tfidf_parts(estimator: Any) -> list[Any]:
+    found = []
+    if hasattr(estimator, "stop_words_"):
+        found.append(estimator)
+    for _, child in getattr(estimator, "steps", []):
+        found += _tfidf_parts(child)
+    for _, child, *_ in getattr(estimator, "transformer_list", []):
+        found += _tfidf_parts(child)
+    return found
+
+
+def sidecar_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".json")
+
+
+def onnx_paths(model_path: Path) -> tuple[Path, Path]:
+    return model_path.with_suffix(".onnx"), model_path.with_suffix(".tokenizer.json")
+
+
+def save(
+    classifier: Classifier,
+    path: Path,
+    metadata: Mapping[str, Any],
+    transformer_files: tuple[Path, Path] | None = None,
+) -> Path:
+    """Write ``path`` (.skops) and its sidecar; copy the ONNX files beside it if given."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "format": FORMAT,
+        "linear": classifier.linear,
+        "labels": list(classifier.labels),
+        "transformer_weight": float(classifier.transformer_weight),
+        "class_bias": [float(b) for b in classifier.class_bias],
+    }
+    _strip_stop_words(classifier.linear)
+    _skops().dump(state, path, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+    files = {path.name: sha256_file(path)}
+    if transformer_files is not None:
+        for src, dst in zip(transformer_files, onnx_paths(path), strict=True):
+            if Path(src).resolve() != dst.resolve():
+                dst.write_bytes(Path(src).read_bytes())
+            files[dst.name] = sha256_file(dst)
+    side = {
+        **dict(metadata),
+        "format": FORMAT,
+        "labels": list(classifier.labels),
+        "model_version": classifier.version,
+        "sklearn_version": sklearn.__version__,
+        "skops_version": importlib.import_module("skops").__version__,
+        "files": files,
+    }
+    sidecar_path(path).write_text(json.dumps(side, indent=2, sort_keys=True) + "\n", "utf-8")
+    log.info("saved model %s (%s)", path, classifier.version)
+    return path
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    side = sidecar_path(Path(path))
+    if not side.is_file():
+        raise ModelLoadError(f"no sidecar {side.name} beside {Path(path).name}; refusing to load")
+    try:
+        data = json.loads(side.read_text("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"sidecar {side} is not valid JSON") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ModelLoadError(f"sidecar {side} is not a {FORMAT} sidecar")
+    return data
+
+
+def _verify_hashes(path: Path, side: Mapping[str, Any]) -> None:
+    files = side.get("files")
+    if not isinstance(files, dict) or path.name not in files:
+        raise ModelLoadError(f"sidecar lists no sha256 for {path.name}")
+    for name, expected in files.items():
+        target = path.parent / str(name)
+        if not target.is_file():
+            raise ModelLoadError(f"model file missing: {target}")
+        actual = sha256_file(target)
+        if actual != expected:
+            raise ModelLoadError(
+                f"sha256 mismatch for {target.name}: expected {expected}, got {actual}; "
+                "the file was changed after it was saved"
+            )
+
+
+def _check_format(path: Path) -> None:
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head[:1] in PICKLE_MAGIC and not head.startswith(b"PK"):
+        raise ModelLoadError(f"{path.name} looks like a pickle; pickled models are never loaded")
+    if not zipfile.is_zipfile(path):
+        raise ModelLoadError(f"{path.name} is not a skops file")
+
+
+def _check_types(path: Path) -> None:
+    untrusted = set(_skops().get_untrusted_types(file=path))
+    unknown = sorted(untrusted - set(TRUSTED_TYPES))
+    if unknown:
+        raise ModelLoadError(f"{path.name} contains types that are not trusted: {unknown}")
+
+
+def load(path: Path, verify: bool = True) -> Classifier:
+    """Load a model saved by :func:`save`; raises :class:`ModelLoadError` if unsafe or changed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    side = read_sidecar(path)
+    if verify:
+        _verify_hashes(path, side)
+    _check_format(path)
+    _check_types(path)
+    try:
+        state = _skops().load(path, trusted=list(TRUSTED_TYPES))
+    except Exception as exc:  # skops raises several types for a corrupt file
+        raise ModelLoadError(f"cannot read {path.name}: {exc}") from exc
+    return _from_state(path, state, side)
+
+
+def _from_state(path: Path, state: Any, side: Mapping[str, Any]) -> Classifier:
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ModelLoadError(f"{path.name} is not a {FORMAT} model")
+    onnx, tok = onnx_paths(path)
+    transformer = OnnxTextModel(onnx, tok) if onnx.name in side.get("files", {}) else None
+    return Classifier(
+        linear=state["linear"],
+        labels=state["labels"],
+        transformer=transformer,
+        transformer_weight=float(state["transformer_weight"]),
+        class_bias=state["class_bias"],
+        version=str(side.get("model_version", "")),
+    )

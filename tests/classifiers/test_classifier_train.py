@@ -1,0 +1,71 @@
+"""Training from a small data directory: CV over real posts only, user CSV, save and reload."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from classifiers.card import render
+from classifiers.model import LABELS, LinearConfig
+from classifiers.persist import load
+from classifiers.train import (
+    BRAND_FILE,
+    DATA_DIR,
+    EXTRA_FILE,
+    WRITTEN_FILE,
+    TrainConfig,
+    load_user_csv,
+    save_result,
+    train,
+)
+
+
+def _copy_subset(src: Path, dst: Path, keep: int) -> None:
+    with src.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    by_label: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_label.setdefault(row["label"], []).append(row)
+    subset = [r for lab in LABELS for r in by_label.get(lab, [])[:keep]]
+    with dst.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(subset)
+
+
+@pytest.fixture()
+def small_data(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    data.mkdir()
+    _copy_subset(DATA_DIR / BRAND_FILE, data / BRAND_FILE, 60)
+    _copy_subset(DATA_DIR / EXTRA_FILE, data / EXTRA_FILE, 10)
+    _copy_subset(DATA_DIR / WRITTEN_FILE, data / WRITTEN_FILE, 5)
+    return data
+
+
+def test_train_scores_real_posts_only_and_round_trips(small_data: Path, tmp_path: Path) -> None:
+    user = tmp_path / "mine.csv"
+    user.write_text("text,label,extra\nBuy two get one free!,sales-pitch,x\n", "utf-8")
+    cfg = TrainConfig(LinearConfig(char_ngrams=False), transformer_weight=0.0, seeds=(0,))
+    result = train(cfg, data_dir=small_data, user_csv=user)
+    linear = result.metrics["cv"]["linear"]["argmax"]
+    assert linear["n"] == 180  # 60 brand posts per label; extra, written and user rows not scored
+    assert set(linear["per_class"]) == set(LABELS)
+    assert result.metrics["counts"][str(user)] == {"sales-pitch": 1}
+    path = save_result(result, tmp_path / "m.skops")
+    again = load(path)
+    assert again.predict_labels(["Buy two get one free!"])[0] in LABELS
+    assert "Grouped-CV scores" in render(result, path)
+
+
+def test_user_csv_needs_text_and_label(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("body,category\nhello,engaging\n", "utf-8")
+    with pytest.raises(ValueError, match="text"):
+        load_user_csv(bad)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("text,label\nhello,spam\n", "utf-8")
+    with pytest.raises(ValueError, match="unknown label"):
+        load_user_csv(wrong)

@@ -1,0 +1,70 @@
+"""The classifier in the pipeline and the CLI: collect labels new brand posts; classify, evaluate."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from monitor import store
+from monitor.cli import cli
+from monitor.sandbox import fleet
+
+END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def test_classify_collect_labels_every_new_brand_post_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in fleet.environment(["x"]).items():
+        monkeypatch.setenv(name, value)
+    with fleet.running(seed=4, start=END - timedelta(days=1), end=END, platforms=["x"]) as servers:
+        config = tmp_path / "touchpoint.toml"
+        config.write_text(fleet.config_text({p: s.url for p, s in servers.items()}))
+        runner = CliRunner()
+        first = runner.invoke(cli, ["--config", str(config), "collect"])
+        assert first.exit_code == 0, first.output
+        db = store.open_db(tmp_path / "touchpoint.db")
+        brand_posts = db.execute("SELECT count(*) FROM posts WHERE is_brand = 1").fetchone()[0]
+        assert brand_posts > 0
+        assert f"classified {brand_posts} new brand posts" in first.stdout
+        labels = dict(db.execute("SELECT label, count(*) FROM labels GROUP BY label").fetchall())
+        assert sum(labels.values()) == brand_posts
+        assert set(labels) <= {"engaging", "inspiring", "sales-pitch"}
+        row = db.execute("SELECT confidence, probabilities, model_version FROM labels").fetchone()
+        assert 0 < row[0] <= 1 and abs(sum(json.loads(row[1]).values()) - 1) < 1e-3 and row[2]
+
+        again = runner.invoke(cli, ["--config", str(config), "collect"])
+        assert "classified 0 new brand posts" in again.stdout
+        relabel = runner.invoke(cli, ["--config", str(config), "classify", "--relabel"])
+        assert relabel.exit_code == 0 and "labelled 0 posts" in relabel.stdout  # same model
+        db.conn.close()
+
+
+def test_classify_evaluate_reports_json_on_a_labelled_csv(tmp_path: Path) -> None:
+    data = tmp_path / "mine.csv"
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text", "label"])
+        writer.writerow(
+            [1, "Shop our new spring collection now: 30% off with code SPRING30!", "sales-pitch"]
+        )
+        writer.writerow(
+            [2, "Proud of our volunteers who planted 10,000 trees this month.", "inspiring"]
+        )
+        writer.writerow(
+            [3, "What's your favourite way to spend a rainy Sunday? Tell us!", "engaging"]
+        )
+    result = CliRunner().invoke(cli, ["evaluate", "--data", str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) == {"macro_f1", "accuracy", "per_class", "n"} and report["n"] == 3
+    assert set(report["per_class"]) == {"engaging", "inspiring", "sales-pitch"}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("post,category\nhello,x\n")
+    refused = CliRunner().invoke(cli, ["evaluate", "--data", str(bad)])
+    assert refused.exit_code == 1 and "text and label" in refused.stderr
