@@ -1,4 +1,4 @@
-"""The classifier in the pipeline and the CLI: collect labels new brand posts; classify, evaluate."""
+"""The classifier in the pipeline and the CLI: collect labels new brand posts; evaluate."""
 
 from __future__ import annotations
 
