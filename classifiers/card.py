@@ -32,7 +32,9 @@ LIMITS = [
     "about 45 minutes on 2 cores); the linear part with three. Fold-to-fold spread is large "
     "(macro-F1 about 0.66–0.83 per fold): differences under about 0.01 are noise.",
     "- The MiniLM part uses int8 dynamic quantisation: probabilities can move by about 0.01 with "
-    "the batch a post is in.",
+    "the batch a post is in. Its out-of-fold probabilities come from fold models of the same "
+    "recipe quantised per tensor; the shipped model is quantised per channel (on the one fold "
+    "compared, per channel scored macro-F1 0.768 against 0.747 per tensor).",
 ]
 
 _MODES = {"argmax": "most probable label", "tuned": "per-class thresholds tuned in nested CV"}
