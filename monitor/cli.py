@@ -14,12 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 from sqlite_utils import Database
 
-import classifiers
 from monitor import __version__, pipeline, store
 from monitor.alerts import outbox
 from monitor.alerts.channels import build_channel
@@ -36,9 +35,24 @@ from monitor.config import (
     load_settings,
     template_text,
 )
+from monitor.daemon import DaemonError, daemon_holder, run_daemon
+from monitor.digest import (
+    BrandDigest,
+    day_period,
+    digest_mailer,
+    local_yesterday,
+    read_digest,
+    render_text,
+    send_digest,
+    window_period,
+    write_digest,
+)
 from monitor.logs import clean, setup_logging
 from monitor.models import KINDS, Post, RunResult, StreamKey, iso, parse_iso, utcnow
 from monitor.sandbox import fleet
+
+if TYPE_CHECKING:  # scikit-learn loads only for the commands that classify (the daemon stays lean)
+    import classifiers
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +65,7 @@ class AppContext:
 
     config_path: Path
     db_override: Path | None
+    verbose: int = 0
 
     def settings(self) -> Settings:
         try:
@@ -103,7 +118,9 @@ def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, verb
     """
     levels = {0: logging.WARNING, 1: logging.INFO}
     setup_logging(levels.get(verbose, logging.DEBUG))
-    ctx.obj = AppContext(config_path=config_path or default_config_path(), db_override=db_path)
+    ctx.obj = AppContext(
+        config_path=config_path or default_config_path(), db_override=db_path, verbose=verbose
+    )
 
 
 @cli.command()
@@ -190,11 +207,7 @@ def _report_labels(labelled: int | None) -> None:
 
 
 def _report_alerts(report: pipeline.AlertsReport) -> None:
-    e, d = report.evaluation, report.delivery
-    line = f"alerts: {e.opened} new, {e.resolved} resolved, {e.queued} messages queued"
-    if d is not None:
-        line += f", {d.sent} sent, {d.retrying} to retry, {d.dead} given up"
-    click.echo(line)
+    click.echo(f"alerts: {report.summary()}")
     if report.error:
         click.echo(f"error: alerts not delivered: {report.error}", err=True)
 
@@ -303,23 +316,66 @@ def _progress(start: datetime, end: datetime) -> Iterator[pipeline.ProgressHook]
 
 
 @cli.command()
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or as one JSON object per line (for a log collector).",
+)
+@pass_app
+def run(app: AppContext, log_format: str) -> None:
+    """Run as a daemon: collect every stream on its interval, classify, alert; stop on SIGTERM.
+
+    One job per (brand, platform, stream) at the platform's interval_seconds, with jitter;
+    anything overdue at start (by the runs table) runs at once. New brand posts are classified
+    and the alert rules evaluated and delivered every [daemon] alerts_interval_seconds, and
+    right after a collection stores something new. Logs one line per run (stream, outcome, new
+    items, duration) at INFO. One daemon per database: a second one exits 1 naming the first's
+    pid. SIGTERM or SIGINT: jobs in flight get [daemon] shutdown_grace_seconds, then exit 0.
+    See contrib/touchpoint.service for systemd.
+
+    \b
+    Example:
+        touchpoint --config /etc/touchpoint/touchpoint.toml run --log-format json
+    """
+    level = logging.INFO if app.verbose < 2 else logging.DEBUG
+    setup_logging(level, fmt="json" if log_format == "json" else "text")
+    settings = app.settings()
+    try:
+        settings.check_secrets()
+        outbox.build_channels(settings)  # a channel's missing secret is found now, not at 3 am
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        code = run_daemon(settings, app.db_override or settings.db_path)
+    except (DaemonError, store.StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+@cli.command()
 @pass_app
 def status(app: AppContext) -> None:
-    """Show each stream: last run, outcome, new items, cursor age, failures, last error.
+    """Show each stream: last run, outcome, new items, lag since its last success, consecutive
+    failures, last error; and whether `touchpoint run` is running on this database.
 
     \b
     Example:
         touchpoint status
     """
-    db = app.open()
+    path = app.db_path()
+    db = app.open(path)
     click.echo(render_status(store.get_stream_status(db), utcnow()))
+    pid = daemon_holder(path)
+    click.echo(f"\ndaemon: {f'running (pid {pid})' if pid else 'not running'} on {path}")
 
 
 def render_status(rows: Sequence[store.StreamStatus], now: datetime) -> str:
     """Render the stream status table as text."""
     if not rows:
         return "no stream has run yet: run `touchpoint collect`"
-    header = ("STREAM", "LAST RUN", "OUTCOME", "NEW", "CURSOR AGE", "FAILS", "LAST ERROR")
+    header = ("STREAM", "LAST RUN", "OUTCOME", "NEW", "LAG (LAST OK)", "FAILS", "LAST ERROR")
     lines = [header]
     for r in rows:
         lines.append(
@@ -328,7 +384,7 @@ def render_status(rows: Sequence[store.StreamStatus], now: datetime) -> str:
                 _age(r.last_run_at, now) + " ago" if r.last_run_at else "never",
                 r.outcome or "-",
                 str(r.items_new),
-                _age(r.cursor_updated_at, now),
+                _age(r.last_success_at, now) if r.last_success_at else "never ok",
                 str(r.consecutive_failures),
                 (r.last_error or "-")[:70],
             )
@@ -454,7 +510,8 @@ def demo(directory: Path | None, seed: int, days: float) -> None:
 
     Starts sandbox X, Reddit, Mastodon and Bluesky servers on 127.0.0.1, writes a config for a
     brand on all four, collects a simulated day of brand posts, mentions and replies into a SQLite
-    file, and shows the status of every stream.
+    file, shows the status of every stream, and writes the digest of the simulated day
+    (digest.html and digest.txt in the folder).
 
     \b
     Example:
@@ -476,6 +533,11 @@ def demo(directory: Path | None, seed: int, days: float) -> None:
     _report_labels(pipeline.classify_new(db, settings))
     _report_alerts(pipeline.run_alerts(db, settings))
     click.echo(f"alerts:   touchpoint --config {settings.source} alerts list --open")
+    period = window_period(end - timedelta(days=min(days, 1.0)), end, settings.brands[0].timezone)
+    page, _ = write_digest(
+        read_digest(db, settings.brands[0], period, as_of=end), folder / "digest.html"
+    )
+    click.echo(f"digest:   {page}")
     if pipeline.failures(results):
         sys.exit(1)
 
@@ -540,8 +602,12 @@ def sandbox(port: int, write_config: Path | None, seed: int, days: float) -> Non
             pass
 
 
-def _classifier(settings: Settings) -> classifiers.Classifier:
+def _classifier(settings: Settings | None) -> classifiers.Classifier:
+    import classifiers
+
     try:
+        if settings is None:
+            return classifiers.load_default()
         return pipeline.load_classifier(settings)
     except classifiers.ModelLoadError as exc:
         raise click.ClickException(
@@ -596,7 +662,7 @@ def evaluate(app: AppContext, data: Path, as_json: bool) -> None:
 
     texts, labels = _read_labelled(data)
     settings = app.settings() if app.config_path.exists() else None
-    model = _classifier(settings) if settings else classifiers.load_default()
+    model = _classifier(settings)
     try:
         report = score(model, texts, labels)
     except ValueError as exc:
@@ -733,6 +799,93 @@ def alerts_test(app: AppContext, channel: str) -> None:
             f"{channel}: the test message was not delivered: {exc}"
         ) from None
     click.echo(f"{channel}: test message delivered")
+
+
+@cli.command()
+@click.option("--brand", help="Only this brand (default: every brand).")
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The day, in the brand's time zone (default: yesterday there).",
+)
+@click.option(
+    "--send", is_flag=True, help="Email it to the [digest] recipients that have not had it."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the HTML page to this file and the text version beside it (.txt).",
+)
+@pass_app
+def digest(
+    app: AppContext, brand: str | None, day: datetime | None, send: bool, out: Path | None
+) -> None:
+    """Show a brand's daily digest: content mix, answers, response times, touchpoints.
+
+    Per channel: the mix of engaging, inspiring and sales-pitch posts against the self-promotion
+    target, mentions received and answered, median and p90 response time, the oldest unanswered
+    mentions, channels alive or silent, and the change against the day before. Prints the text
+    version; --out writes the HTML page (and FILE.txt); --send emails both, once per recipient
+    and day (a second --send for the same day sends nothing).
+
+    \b
+    Example:
+        touchpoint digest --brand acme --date 2026-11-22 --out digest.html
+    """
+    if send and out:
+        raise click.UsageError("use --send or --out, not both")
+    if out and out.suffix.lower() == ".txt":
+        raise click.UsageError("--out names the HTML file, e.g. digest.html (the text goes beside)")
+    settings = app.settings()
+    try:
+        brands = [settings.brand(brand)] if brand else list(settings.brands)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if out and len(brands) > 1:
+        raise click.UsageError("--out writes one brand's digest: add --brand NAME")
+    db = app.open(app.db_override or settings.db_path)
+    now = utcnow()
+    for one in brands:
+        when = day.date() if day else local_yesterday(now, one.timezone)
+        report = read_digest(db, one, day_period(when, one.timezone), as_of=now)
+        if send:
+            _send_digest(db, settings, report, now)
+        elif out:
+            page, text = write_digest(report, out)
+            click.echo(f"wrote {page} and {text}")
+        else:
+            click.echo(render_text(report))
+
+
+def _send_digest(db: Database, settings: Settings, report: BrandDigest, now: datetime) -> None:
+    if not settings.digest.enabled:
+        raise click.ClickException(
+            "no digest recipients. Fix: add a [digest] section (see config.example.toml)"
+        )
+    try:
+        mailer = digest_mailer(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    sender = settings.digest.sender or mailer.sender
+    result = send_digest(
+        db,
+        report,
+        mailer=mailer,
+        recipients=settings.digest.recipients,
+        sender=sender,
+        now=now,
+        retry_now=True,
+    )
+    where = f"{report.brand} {report.period.label}"
+    for recipient in result.sent:
+        click.echo(f"{where}: sent to {recipient}")
+    for recipient in result.already:
+        click.echo(f"{where}: already sent to {recipient}")
+    for recipient, error in result.failed:
+        click.echo(f"error: {where}: not sent to {recipient}: {error}", err=True)
+    if result.failed:
+        sys.exit(1)
 
 
 def main() -> None:

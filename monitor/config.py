@@ -101,6 +101,16 @@ class CollectSettings:
 
 
 @dataclass(frozen=True)
+class DaemonSettings:
+    """How ``touchpoint run`` schedules its jobs and how long it lets each one take."""
+
+    max_jitter_seconds: float = 30.0  # random delay added to each run (at most 10% of interval)
+    job_deadline_seconds: float = 600.0  # a stream's run stops after the page in flight
+    alerts_interval_seconds: int = 60  # classify what is new, evaluate and deliver alerts
+    shutdown_grace_seconds: float = 8.0  # SIGTERM: wait this long for jobs in flight
+
+
+@dataclass(frozen=True)
 class PlatformSettings:
     """One platform's API endpoint, page size, interval and the names of its secret variables."""
 
@@ -147,6 +157,21 @@ class ChannelSettings:
 
 
 @dataclass(frozen=True)
+class DigestSettings:
+    """The daily digest by email: ``[digest]``; off (no recipients) when the section is absent."""
+
+    recipients: tuple[str, ...] = ()
+    send_time: str = "08:00"  # HH:MM in each brand's time zone: yesterday's digest goes out after
+    channel: str = ""  # the [alerts.channels.NAME] of type email whose SMTP settings are used
+    sender: str = ""  # the From address; "" = the channel's sender
+
+    @property
+    def enabled(self) -> bool:
+        """Whether digests are emailed (``touchpoint digest`` prints or writes them anyway)."""
+        return bool(self.recipients and self.channel)
+
+
+@dataclass(frozen=True)
 class BrandSettings:
     """A brand: its accounts per platform and the keywords to listen for."""
 
@@ -168,6 +193,8 @@ class Settings:
     brands: tuple[BrandSettings, ...]
     channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
     model_path: Path | None = None  # a retrained classifier; None = the shipped model
+    digest: DigestSettings = DigestSettings()
+    daemon: DaemonSettings = DaemonSettings()
 
     def brand(self, name: str) -> BrandSettings:
         """Return the brand called ``name``, or raise a ConfigError listing the known ones."""
@@ -267,7 +294,11 @@ def load_settings(path: Path) -> Settings:
 def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     """Validate already-parsed TOML data; ``path`` names the file in errors and anchors paths."""
     v = _Validator(str(path))
-    v.known_keys(data, "", {"store", "collect", "platforms", "brands", "alerts", "classifier"})
+    v.known_keys(
+        data,
+        "",
+        {"store", "collect", "platforms", "brands", "alerts", "classifier", "daemon", "digest"},
+    )
     collect = _parse_collect(v, v.table(data, "collect"))
     platforms = _parse_platforms(v, v.table(data, "platforms"), collect)
     alerts = v.table(data, "alerts")
@@ -292,6 +323,8 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
         brands=brands,
         channels=channels,
         model_path=_parse_model_path(v, v.table(data, "classifier"), path),
+        daemon=_parse_daemon(v, v.table(data, "daemon")),
+        digest=_parse_digest(v, data, channels),
     )
 
 
@@ -469,6 +502,70 @@ def _channel_options(
     return options
 
 
+_ADDRESS = re.compile(r"[^@\s\x00-\x1f\x7f<>,;\"]+@[A-Za-z0-9.-]+")
+
+
+def _parse_digest(
+    v: _Validator, data: Mapping[str, Any], channels: Mapping[str, ChannelSettings]
+) -> DigestSettings:
+    if "digest" not in data:
+        return DigestSettings()
+    table = v.table(data, "digest")
+    v.known_keys(table, "digest", set(DigestSettings.__dataclass_fields__))
+    send_time = v.string(table, "digest", "send_time", default="08:00")
+    match = re.fullmatch(r"(\d\d):(\d\d)", send_time)
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise v.error(
+            "digest.send_time",
+            f"{send_time!r} is not a time of day",
+            'write send_time = "08:00" (HH:MM in the brand\'s time zone)',
+        )
+    channel = _digest_channel(v, table, channels)
+    recipients = tuple(v.string_list(table, "digest", "recipients"))
+    sender = table.get("sender", "")
+    examples = {"recipients": '["social@example.com"]', "sender": '"touchpoint@example.com"'}
+    for key, address in [("recipients", r) for r in recipients] + [("sender", sender)]:
+        if address and not (isinstance(address, str) and _ADDRESS.fullmatch(address)):
+            raise v.error(
+                f"digest.{key}",
+                f"{address!r} is not an email address",
+                f"write a plain address, e.g. {key} = {examples[key]}",
+            )
+    return DigestSettings(
+        recipients=recipients or tuple(channels[channel].options.get("recipients", ())),
+        send_time=send_time,
+        channel=channel,
+        sender=sender,
+    )
+
+
+def _digest_channel(
+    v: _Validator, table: Mapping[str, Any], channels: Mapping[str, ChannelSettings]
+) -> str:
+    emails = [name for name, c in channels.items() if c.type == "email"]
+    if "channel" in table:
+        name = v.string(table, "digest", "channel")
+        if name not in emails:
+            raise v.error(
+                "digest.channel",
+                f"no email channel named {name!r}",
+                f"use one of: {', '.join(emails)}"
+                if emails
+                else f'define [alerts.channels.{name}] with type = "email"',
+            )
+        return name
+    if len(emails) != 1:
+        problem = "several email channels" if emails else "no email channel to send the digest by"
+        raise v.error(
+            "digest.channel",
+            problem,
+            f"name one: channel = {json.dumps(emails[0])} (one of {', '.join(emails)})"
+            if emails
+            else 'define an [alerts.channels.NAME] with type = "email" (see config.example.toml)',
+        )
+    return emails[0]
+
+
 def _parse_db_path(v: _Validator, store: Mapping[str, Any], path: Path) -> Path:
     v.known_keys(store, "store", {"path"})
     override = os.environ.get(ENV_DB)
@@ -479,12 +576,31 @@ def _parse_db_path(v: _Validator, store: Mapping[str, Any], path: Path) -> Path:
     return db_path if db_path.is_absolute() else path.parent / db_path
 
 
+def _parse_daemon(v: _Validator, table: Mapping[str, Any]) -> DaemonSettings:
+    d = DaemonSettings()
+    v.known_keys(table, "daemon", set(DaemonSettings.__dataclass_fields__))
+    return DaemonSettings(
+        max_jitter_seconds=v.number(
+            table, "daemon", "max_jitter_seconds", d.max_jitter_seconds, 0, 3600
+        ),
+        job_deadline_seconds=v.number(
+            table, "daemon", "job_deadline_seconds", d.job_deadline_seconds, 1, 86400
+        ),
+        alerts_interval_seconds=v.integer(
+            table, "daemon", "alerts_interval_seconds", d.alerts_interval_seconds, 1, 86400
+        ),
+        shutdown_grace_seconds=v.number(
+            table, "daemon", "shutdown_grace_seconds", d.shutdown_grace_seconds, 0, 60
+        ),
+    )
+
+
 def _parse_collect(v: _Validator, table: Mapping[str, Any]) -> CollectSettings:
     d = CollectSettings()
     v.known_keys(table, "collect", set(CollectSettings.__dataclass_fields__))
     return CollectSettings(
         interval_seconds=v.integer(
-            table, "collect", "interval_seconds", d.interval_seconds, 10, 86400
+            table, "collect", "interval_seconds", d.interval_seconds, 1, 86400
         ),
         connect_timeout_seconds=v.number(
             table, "collect", "connect_timeout_seconds", d.connect_timeout_seconds, 0.1, 120
@@ -531,7 +647,7 @@ def _parse_platforms(
                 defaults.max_page_size,
             ),
             interval_seconds=v.integer(
-                section, key, "interval_seconds", collect.interval_seconds, 10, 86400
+                section, key, "interval_seconds", collect.interval_seconds, 1, 86400
             ),
             optional_secret_env=_env_names(v, section, key, defaults.optional_secrets),
             options={

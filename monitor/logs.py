@@ -9,7 +9,12 @@ import logging
 import re
 import sys
 import threading
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import Literal, TextIO
+
+import orjson
+
+LogFormat = Literal["text", "json"]
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -65,8 +70,29 @@ class SafeFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: int = logging.WARNING, *, stream: TextIO | None = None) -> None:
-    """Send log records to stderr through the safe filter; third-party loggers stay quiet."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and a run's fields if it has them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        run = getattr(record, "run", None)
+        if isinstance(run, dict):
+            payload["run"] = {k: clean(v) if isinstance(v, str) else v for k, v in run.items()}
+        if record.exc_text:
+            payload["exception"] = record.exc_text
+        return orjson.dumps(payload, default=str).decode()
+
+
+def setup_logging(
+    level: int = logging.WARNING, *, stream: TextIO | None = None, fmt: LogFormat = "text"
+) -> None:
+    """Send log records to stderr through the safe filter (as text lines or JSON lines);
+    third-party loggers stay quiet."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_touchpoint", False):
@@ -74,10 +100,22 @@ def setup_logging(level: int = logging.WARNING, *, stream: TextIO | None = None)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler._touchpoint = True  # type: ignore[attr-defined]
     handler.addFilter(SafeFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
     # tweepy logs request headers, bearer token included, at DEBUG: the filter masks it, and
     # unless the user asked for DEBUG these libraries are held at WARNING.
-    for name in ("tweepy", "urllib3", "requests_oauthlib", "oauthlib", "httpx", "httpcore"):
+    quiet = (
+        "tweepy",
+        "urllib3",
+        "requests_oauthlib",
+        "oauthlib",
+        "httpx",
+        "httpcore",
+        "apscheduler",
+    )
+    for name in quiet:
         logging.getLogger(name).setLevel(level if level <= logging.DEBUG else logging.WARNING)

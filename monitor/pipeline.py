@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
 
-import classifiers
 from monitor import store
 from monitor.alerts import outbox
 from monitor.collectors import build_collector
@@ -29,9 +29,14 @@ from monitor.config import BrandSettings, ConfigError, Settings
 from monitor.logs import clean
 from monitor.models import Outcome, Post, RunResult, StreamKey, iso, utcnow
 
+if TYPE_CHECKING:  # scikit-learn and the model are imported only by the steps that classify
+    import classifiers
+
 logger = logging.getLogger(__name__)
 
 ProgressHook = Callable[[RunResult, Sequence[Post]], None]
+StopCheck = Callable[[], str | None]
+"""Asked between pages: a reason to stop the walk early (a deadline, a shutdown), or None."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,10 @@ def run_stream(
     target: Target,
     *,
     on_page: ProgressHook | None = None,
+    stop: StopCheck | None = None,
 ) -> RunResult:
-    """Collect one stream until its last page (or its page budget), committing page by page."""
+    """Collect one stream until its last page (or its page budget, or ``stop`` says why not),
+    committing page by page: a walk cut short resumes from its cursor on the next run."""
     key = target.key
     result = RunResult(key=key, started_at=utcnow())
     clock = time.monotonic()
@@ -63,6 +70,11 @@ def run_stream(
             result.pages += 1
             if on_page is not None:
                 on_page(result, posts)
+            reason = stop() if stop is not None else None
+            if reason:
+                result.outcome = "failed"
+                result.error = f"stopped after {result.pages} pages: {reason}; resumes next run"
+                break
     except RateLimited as exc:
         _fail(result, "deferred", exc)
         result.retry_at = exc.retry_at
@@ -89,6 +101,15 @@ def _fail(result: RunResult, outcome: Outcome, exc: Exception) -> None:
 
 def _log_run(result: RunResult, seconds: float) -> None:
     # failures are recorded in `runs` and reported by the caller: the log line is the narrative
+    fields = {
+        "stream": str(result.key),
+        "outcome": result.outcome,
+        "new": result.items_new,
+        "updated": result.items_updated,
+        "pages": result.pages,
+        "seconds": round(seconds, 3),
+        "error": result.error,
+    }
     logger.info(
         "run %s: %s, %d new, %d updated, %d pages, %.2fs%s",
         result.key,
@@ -98,6 +119,7 @@ def _log_run(result: RunResult, seconds: float) -> None:
         result.pages,
         seconds,
         f", error: {result.error}" if result.error else "",
+        extra={"run": fields},
     )
 
 
@@ -155,11 +177,16 @@ def collect(
     collectors: dict[str, Collector] | None = None,
     backfill: tuple[datetime, datetime] | None = None,
     on_page: ProgressHook | None = None,
+    stop: StopCheck | None = None,
 ) -> list[RunResult]:
-    """Run every selected stream once; with ``backfill`` walk that window instead of what is new."""
+    """Run every selected stream once; with ``backfill`` walk that window instead of what is new.
+
+    ``stop`` is asked after each page (the daemon's job deadline and its shutdown).
+    """
     results: list[RunResult] = []
     own = collectors is None
     built: dict[str, Collector] = collectors if collectors is not None else {}
+    hooks = _Hooks(backfill, on_page, stop)
     try:
         for brand in settings.brands:
             if selection.brand not in (None, brand.name):
@@ -168,15 +195,20 @@ def collect(
                 if platform not in brand.accounts or selection.platform not in (None, platform):
                     continue
                 results.extend(
-                    _collect_account(
-                        db, settings, brand, platform, built, selection, backfill, on_page
-                    )
+                    _collect_account(db, settings, brand, platform, built, selection, hooks)
                 )
     finally:
         if own:
             for collector in built.values():
                 collector.close()
     return results
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    backfill: tuple[datetime, datetime] | None
+    on_page: ProgressHook | None
+    stop: StopCheck | None
 
 
 def _collect_account(
@@ -186,8 +218,7 @@ def _collect_account(
     platform: str,
     built: dict[str, Collector],
     selection: Selection,
-    backfill: tuple[datetime, datetime] | None,
-    on_page: ProgressHook | None,
+    hooks: _Hooks,
 ) -> list[RunResult]:
     account_key = StreamKey(brand.name, platform, "account")
     try:
@@ -202,7 +233,7 @@ def _collect_account(
         results = []
         for target in iter_targets(settings, brand, platform, collector, account_id):
             if selection.stream in (None, target.stream):
-                results.append(_run_target(db, collector, target, backfill, on_page))
+                results.append(_run_target(db, collector, target, hooks))
         return results
     except CollectorError as exc:
         return [_account_failed(db, account_key, exc)]
@@ -221,13 +252,8 @@ def _account_failed(db: Database, key: StreamKey, exc: Exception) -> RunResult:
     return result
 
 
-def _run_target(
-    db: Database,
-    collector: Collector,
-    target: Target,
-    backfill: tuple[datetime, datetime] | None,
-    on_page: ProgressHook | None,
-) -> RunResult:
+def _run_target(db: Database, collector: Collector, target: Target, hooks: _Hooks) -> RunResult:
+    backfill = hooks.backfill
     if backfill is not None:
         target = _backfill_target(target, *backfill)
     else:
@@ -235,7 +261,7 @@ def _run_target(
         if deferred is not None and deferred > utcnow():
             reason = f"deferred until {iso(deferred)} (rate limit)"
             return _skipped(target.key, "skipped", reason, deferred)
-    result = run_stream(db, collector, target, on_page=on_page)
+    result = run_stream(db, collector, target, on_page=hooks.on_page, stop=hooks.stop)
     if backfill is not None and result.outcome == "ok":
         store.delete_cursor(db, target.key)  # the window is complete: nothing to resume
     return result
@@ -282,12 +308,16 @@ def classify_pending(
 
 def load_classifier(settings: Settings) -> classifiers.Classifier:
     """The configured model (or the shipped one), loaded and verified once per process."""
+    import classifiers
+
     return classifiers.load_default(settings.model_path)
 
 
 def classify_new(db: Database, settings: Settings) -> int | None:
     """Label new brand posts in batches; None if the model cannot be loaded (the error is logged
     and collection goes on)."""
+    import classifiers
+
     try:
         classifier = load_classifier(settings)
     except classifiers.ModelLoadError as exc:
@@ -303,6 +333,22 @@ class AlertsReport:
     evaluation: outbox.Evaluation
     delivery: outbox.DeliveryReport | None
     error: str | None = None
+
+    def summary(self) -> str:
+        """One line: alerts opened and resolved, messages queued, sent, retrying, given up."""
+        e, d = self.evaluation, self.delivery
+        line = f"{e.opened} new, {e.resolved} resolved, {e.queued} messages queued"
+        if d is not None:
+            line += f", {d.sent} sent, {d.retrying} to retry, {d.dead} given up"
+        return line
+
+    @property
+    def eventful(self) -> bool:
+        """Whether anything changed or was delivered (worth a log line in the daemon)."""
+        d = self.delivery
+        return bool(
+            self.evaluation.opened or self.evaluation.resolved or self.evaluation.queued
+        ) or (d is not None and bool(d.sent or d.retrying or d.dead))
 
 
 def run_alerts(db: Database, settings: Settings) -> AlertsReport:

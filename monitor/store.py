@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -181,6 +182,28 @@ def m003_create_outbox(db: Database) -> None:
     db.table("deliveries").create_index(["state", "next_attempt_at"])
 
 
+@migrations()
+def m004_create_digest_sends(db: Database) -> None:
+    """Remember which daily digests reached which recipient; index posts by (brand, kind, time)."""
+    db.table("digest_sends").create(
+        {
+            "brand": str,
+            "day": str,
+            "recipient": str,
+            "state": str,
+            "attempts": int,
+            "message_id": str,
+            "last_error": str,
+            "next_attempt_at": str,
+            "sent_at": str,
+            "updated_at": str,
+        },
+        pk=("brand", "day", "recipient"),
+    )
+    # a brand's mentions or posts over a time range, whatever the platform (digest and alerts)
+    db.table("posts").create_index(["brand", "kind", "created_at"])
+
+
 def open_db(path: Path | str) -> Database:
     """Open (creating if needed) the SQLite store in WAL mode and apply pending migrations."""
     path = Path(path)
@@ -216,18 +239,33 @@ def _set_pragmas(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA foreign_keys=ON")
 
 
+# SQLite already lets one connection write at a time; holding this lock as well means that within
+# one process (the daemon's threads) a commit, and the automatic checkpoint it may run, never
+# overlap another connection's write: the in-process half of the WAL-reset race (see
+# sqlite_version_warning).
+_WRITE_LOCK = threading.RLock()
+
+
 @contextmanager
 def write_transaction(db: Database) -> Iterator[sqlite3.Connection]:
     """Run the block in one ``BEGIN IMMEDIATE`` transaction; commit on success, else roll back."""
     conn = db.conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
-    conn.commit()
+    with _WRITE_LOCK:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        conn.commit()
+
+
+def checkpoint(db: Database) -> tuple[int, int, int]:
+    """Copy the WAL into the database and truncate it (busy, WAL pages, pages checkpointed)."""
+    with _WRITE_LOCK:
+        row = db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 def sqlite_version_warning() -> str | None:
@@ -472,10 +510,12 @@ def count_labels(db: Database) -> dict[str, int]:
 
 # -- alerts ---------------------------------------------------------------------------------------
 
+# The unary + keeps SQLite off the brand indexes for the answer lookup: with them it would walk
+# the brand's whole history for every mention; without, it looks the replies up by in_reply_to_id.
 _MENTIONS_SQL = """
 SELECT m.id, m.platform, m.created_at, m.text, m.url, m.author_handle,
   (SELECT min(r.created_at) FROM posts r
-    WHERE r.is_brand = 1 AND r.brand = m.brand AND r.created_at >= m.created_at
+    WHERE r.is_brand = 1 AND +r.brand = m.brand AND +r.created_at >= m.created_at
       AND (r.in_reply_to_id = m.id OR r.in_reply_to_id IN (
         SELECT f.id FROM posts f WHERE m.conversation_id IS NOT NULL
           AND f.conversation_id = m.conversation_id AND f.author_id = m.author_id
@@ -823,6 +863,35 @@ def get_deferral(db: Database, key: StreamKey) -> datetime | None:
     return parse_iso(row[1])
 
 
+def last_run_starts(db: Database) -> dict[tuple[str, str, str], datetime]:
+    """Return when each (brand, platform, stream) last started a run, over all its queries."""
+    sql = (
+        "SELECT r.brand, r.platform, r.stream, r.started_at FROM runs r JOIN ("
+        " SELECT max(id) AS id FROM runs GROUP BY brand, platform, stream, query"
+        ") m ON r.id = m.id"
+    )
+    found: dict[tuple[str, str, str], datetime] = {}
+    for brand, platform, stream, started in db.conn.execute(sql):
+        when = parse_iso(started)
+        key = (brand, platform, stream)
+        if key not in found or when > found[key]:
+            found[key] = when
+    return found
+
+
+def has_posts_to_label(db: Database, *, collected_since: datetime | None = None) -> bool:
+    """Whether a brand post (collected at or after ``collected_since``) has no label yet."""
+    sql = (
+        "SELECT 1 FROM posts p WHERE p.is_brand = 1 "
+        "AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.post_id = p.id)"
+    )
+    params: list[Any] = []
+    if collected_since is not None:
+        sql += " AND p.collected_at >= ?"
+        params.append(iso(collected_since))
+    return db.conn.execute(sql + " LIMIT 1", params).fetchone() is not None
+
+
 @dataclass(frozen=True)
 class StreamStatus:
     """A stream's health as ``touchpoint status`` shows it."""
@@ -932,3 +1001,132 @@ def table_counts(
 ) -> dict[str, int]:
     """Return the row count of each named table."""
     return {t: int(db.conn.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0]) for t in tables}
+
+
+# -- digest ---------------------------------------------------------------------------------------
+
+# The digest's own queries; each is a range scan of the (brand, kind, created_at) or the
+# (brand, platform, kind, created_at) index, whatever the size of the store (bench/digest.py).
+DIGEST_ACTIVITY_SQL = """
+SELECT p.platform, p.kind, p.created_at, l.label FROM posts p
+LEFT JOIN labels l ON l.post_id = p.id
+WHERE p.brand = ? AND p.kind IN ('post', 'reply') AND p.is_brand = 1
+  AND p.created_at >= ? AND p.created_at < ?
+"""
+# the alerts' definition of answered, for the mentions of one period
+DIGEST_MENTIONS_SQL = _MENTIONS_SQL + "  AND m.created_at < ?\n"
+DIGEST_LAST_ACTIVITY_SQL = (
+    "SELECT max(created_at) FROM posts "
+    "WHERE brand = ? AND platform = ? AND kind = ? AND created_at < ?"
+)
+
+
+def iter_brand_activity(
+    db: Database, brand: str, *, start: datetime, end: datetime
+) -> Iterator[tuple[Any, ...]]:
+    """Yield (platform, kind, created_at, label or None) of the brand's own posts and replies
+    created in [start, end)."""
+    yield from db.conn.execute(DIGEST_ACTIVITY_SQL, (brand, iso(start), iso(end)))
+
+
+def iter_mentions_between(
+    db: Database, brand: str, *, start: datetime, end: datetime
+) -> Iterator[tuple[Any, ...]]:
+    """Yield the brand's mentions created in [start, end), as :func:`iter_mentions_with_answers`
+    does (the time of the first answer, however late, is the last column)."""
+    yield from db.conn.execute(DIGEST_MENTIONS_SQL, (brand, iso(start), iso(end)))
+
+
+def get_last_activity(
+    db: Database, brand: str, platforms: Iterable[str], *, before: datetime
+) -> dict[str, str | None]:
+    """Return, per platform, when the brand last posted or replied there before ``before``."""
+    found: dict[str, str | None] = {}
+    for platform in platforms:
+        stamps = [
+            db.conn.execute(DIGEST_LAST_ACTIVITY_SQL, (brand, platform, k, iso(before))).fetchone()[
+                0
+            ]
+            for k in ("post", "reply")
+        ]
+        found[platform] = max((s for s in stamps if s), default=None)
+    return found
+
+
+def explain(db: Database, sql: str, params: Sequence[Any]) -> list[str]:
+    """Return SQLite's query plan of ``sql`` (one line per step), to check what it scans."""
+    return [str(row[3]) for row in db.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+
+
+@dataclass(frozen=True)
+class DigestSend:
+    """Where the digest of one brand and day stands for one recipient."""
+
+    recipient: str
+    state: str  # "sent" | "failed" (tried again from next_attempt_at) | "dead"
+    attempts: int
+    next_attempt_at: str | None
+    sent_at: str | None
+
+
+def get_digest_sends(db: Database, brand: str, day: str) -> dict[str, DigestSend]:
+    """Return the recorded sends of a brand's digest for ``day`` (YYYY-MM-DD), by recipient."""
+    rows = db.conn.execute(
+        "SELECT recipient, state, attempts, next_attempt_at, sent_at FROM digest_sends "
+        "WHERE brand = ? AND day = ?",
+        (brand, day),
+    )
+    return {r[0]: DigestSend(*r) for r in rows}
+
+
+def record_digest_sent(
+    db: Database, brand: str, day: str, recipient: str, *, message_id: str, now: datetime
+) -> None:
+    """Record that the SMTP server accepted a brand's digest for ``day`` to ``recipient``."""
+    with write_transaction(db) as conn:
+        conn.execute(
+            "INSERT INTO digest_sends (brand, day, recipient, state, attempts, message_id, "
+            "sent_at, updated_at) VALUES (?, ?, ?, 'sent', 1, ?, ?, ?) "
+            "ON CONFLICT(brand, day, recipient) DO UPDATE SET state = 'sent', "
+            "attempts = digest_sends.attempts + 1, message_id = excluded.message_id, "
+            "last_error = NULL, next_attempt_at = NULL, sent_at = excluded.sent_at, "
+            "updated_at = excluded.updated_at",
+            (brand, day, recipient, message_id, iso(now), iso(now)),
+        )
+
+
+def record_digest_failed(
+    db: Database,
+    brand: str,
+    day: str,
+    recipient: str,
+    *,
+    error: str,
+    next_attempt_at: datetime | None,
+    now: datetime,
+) -> int:
+    """Record a failed attempt (``next_attempt_at`` None: given up); return the attempts so far."""
+    state = "failed" if next_attempt_at is not None else "dead"
+    with write_transaction(db) as conn:
+        conn.execute(
+            "INSERT INTO digest_sends (brand, day, recipient, state, attempts, last_error, "
+            "next_attempt_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?) "
+            "ON CONFLICT(brand, day, recipient) DO UPDATE SET state = excluded.state, "
+            "attempts = digest_sends.attempts + 1, last_error = excluded.last_error, "
+            "next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at "
+            "WHERE digest_sends.state != 'sent'",
+            (
+                brand,
+                day,
+                recipient,
+                state,
+                error,
+                iso(next_attempt_at) if next_attempt_at else None,
+                iso(now),
+            ),
+        )
+        row = conn.execute(
+            "SELECT attempts FROM digest_sends WHERE brand = ? AND day = ? AND recipient = ?",
+            (brand, day, recipient),
+        ).fetchone()
+    return int(row[0])

@@ -46,7 +46,8 @@ def test_docs_group_help_lists_every_command() -> None:
 
 def test_docs_readme_commands_are_what_ci_runs() -> None:
     blocks = re.findall(r"```sh\n(.*?)```", README, re.S)
-    setup = [line for block in blocks for line in block.splitlines() if "python3 -m venv" in line]
+    lines = [line for block in blocks for line in block.splitlines()]
+    setup = [line for line in lines if line.startswith("python3 -m venv .venv")]
     assert len(setup) == 2, setup
     demo, tests = setup
     assert demo.rstrip().endswith("touchpoint demo")

@@ -211,14 +211,25 @@ class EmailChannel(Channel):
 
     def send(self, message: Message) -> None:
         """Deliver ``message`` to every recipient in one SMTP session."""
-        mail = self.build(message)
+        self.send_mail(self.build(message), self.recipients)
+
+    def send_mail(
+        self, mail: EmailMessage, recipients: Sequence[str], *, sender: str | None = None
+    ) -> None:
+        """Deliver a ready ``mail`` to ``recipients`` (the envelope; its headers add none) in one
+        SMTP session; return once the server accepted it, else raise :class:`DeliveryError`."""
+        try:
+            envelope = tuple(_address(r, "recipient") for r in recipients)
+            from_addr = _address(sender, "sender") if sender else self.sender
+        except ValueError as exc:
+            raise DeliveryError(self._where(str(exc)), retryable=False) from None
         try:
             smtp = self._connect()
         except _FAILURES as exc:  # classified below; the original is not chained
             raise self._error(exc) from None
         try:
             self._prepare(smtp)
-            refused = smtp.send_message(mail, from_addr=self.sender, to_addrs=self.recipients)
+            refused = smtp.send_message(mail, from_addr=from_addr, to_addrs=envelope)
         except DeliveryError:
             smtp.close()
             raise

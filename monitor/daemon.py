@@ -1,0 +1,481 @@
+"""``touchpoint run``: the scheduler that keeps every stream collected, classified and alerted.
+
+APScheduler 3 in one process, in-memory job store. The store's ``runs`` table is the memory: at
+start each stream's first run is due one interval after its last one, so anything overdue runs at
+once. One job per (brand, platform, stream) at its platform's interval with jitter; one job that
+classifies new brand posts and evaluates and delivers alerts; one that sends each brand's daily
+digest after its local send time; a daily WAL checkpoint. A lock file beside the database
+refuses a second daemon. This module knows no platform: it drives :mod:`monitor.pipeline`.
+
+Classification runs in a short-lived child process (``touchpoint classify``): scikit-learn and the
+model need about 290 MB for a few seconds of work per pass, and the daemon stays small at rest.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlite_utils import Database
+
+from monitor import pipeline, store
+from monitor.collectors import collector_class
+from monitor.collectors.base import Collector
+from monitor.config import Settings
+from monitor.digest import deliver_due
+from monitor.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+PROCESS_JOB = "classify-and-alert"
+CHECKPOINT_JOB = "checkpoint"
+DIGEST_JOB = "digest"
+DIGEST_CHECK_SECONDS = 300  # how often due digests are looked for (each brand's send_time)
+
+
+class DaemonError(Exception):
+    """The daemon cannot start (e.g. another one holds the database's lock)."""
+
+
+# -- plan (pure) ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamJob:
+    """One scheduled stream: a brand's posts, mentions or keyword search on one platform."""
+
+    brand: str
+    platform: str
+    stream: str
+    interval_seconds: int
+
+    @property
+    def id(self) -> str:
+        return f"collect:{self.brand}:{self.platform}:{self.stream}"
+
+
+def plan_streams(settings: Settings) -> list[StreamJob]:
+    """Every stream the config asks for (keyword search only for brands with keywords)."""
+    jobs = []
+    for brand in settings.brands:
+        for platform in settings.platforms_in_use():
+            if platform not in brand.accounts:
+                continue
+            interval = settings.platforms[platform].interval_seconds
+            for stream in collector_class(platform).streams:
+                if stream == "keywords" and not brand.keywords:
+                    continue
+                jobs.append(StreamJob(brand.name, platform, stream, interval))
+    return jobs
+
+
+def first_run_at(
+    job: StreamJob, last_starts: dict[tuple[str, str, str], datetime], now: datetime
+) -> datetime:
+    """One interval after the stream's last run, or now if that is past (or it never ran)."""
+    last = last_starts.get((job.brand, job.platform, job.stream))
+    if last is None:
+        return now
+    return max(now, last + timedelta(seconds=job.interval_seconds))
+
+
+def jitter_seconds(interval_seconds: float, max_jitter_seconds: float) -> float:
+    """Random delay bound of a stream's runs: at most a tenth of its interval."""
+    return min(max_jitter_seconds, interval_seconds / 10)
+
+
+# -- lock file ------------------------------------------------------------------------------------
+
+
+def lock_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".lock")
+
+
+@contextmanager
+def database_lock(db_path: Path) -> Iterator[Path]:
+    """Hold an exclusive lock beside ``db_path`` (released by the kernel if the process dies)."""
+    path = lock_path(db_path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise DaemonError(
+            f"cannot create the lock file {path} ({exc.strerror}). Fix: run touchpoint as a "
+            "user who may write the database's folder, or choose another [store] path"
+        ) from None
+    try:
+        if not _try_lock(fd):
+            pid = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            raise DaemonError(
+                f"another `touchpoint run` (pid {pid}) is using {db_path} (lock file {path}). "
+                f"Fix: stop it first (kill -TERM {pid}), or run this one with another --db"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing releases the lock; the file stays (unlinking it would race)
+
+
+def _try_lock(fd: int, attempts: int = 5) -> bool:
+    # a `touchpoint status` may hold a shared lock for an instant: try a few times
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < attempts:
+                time.sleep(0.1)
+    return False
+
+
+def daemon_holder(db_path: Path) -> str | None:
+    """The pid of the daemon holding ``db_path``'s lock ("unknown" if unreadable), or None."""
+    path = lock_path(db_path)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
+        return text if text.isdigit() else "unknown"
+    finally:
+        os.close(fd)  # also drops the shared lock if it was granted
+    return None
+
+
+# -- the daemon -----------------------------------------------------------------------------------
+
+
+class Daemon:
+    """Schedules the jobs, runs until SIGTERM or SIGINT, then stops within the grace period."""
+
+    def __init__(self, settings: Settings, db_path: Path) -> None:
+        self.settings = settings
+        self.db_path = db_path
+        self.options = settings.daemon
+        self._stop = threading.Event()
+        self._local = threading.local()
+        self._collectors: dict[str, Collector] = {}
+        self._platform_locks = {p: threading.Lock() for p in settings.platforms_in_use()}
+        self._busy = threading.Condition()
+        self._in_flight: set[str] = set()
+        self._process_again = threading.Event()
+        self._label_check_since: datetime | None = None
+        self._scheduler: BackgroundScheduler | None = None
+
+    # lifecycle --------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until a signal; return the exit status (0 after a clean or bounded stop)."""
+        with database_lock(self.db_path) as lock:
+            db = self._db()  # applies migrations before any job starts
+            jobs = plan_streams(self.settings)
+            scheduler = self._build_scheduler(jobs, store.last_run_starts(db), utcnow())
+            self._install_signal_handlers()
+            logger.info(
+                "touchpoint run started: pid %d, %d streams, database %s, lock %s",
+                os.getpid(),
+                len(jobs),
+                self.db_path,
+                lock,
+            )
+            warning = store.sqlite_version_warning()
+            if warning:
+                logger.warning("%s; avoid writing from another process meanwhile", warning)
+            scheduler.start()
+            while not self._stop.wait(1.0):
+                pass
+            scheduler.shutdown(wait=False)
+            if not self._wait_idle(self.options.shutdown_grace_seconds):
+                self._abandon()
+            self._close_collectors()
+        logger.info("touchpoint run stopped")
+        return 0
+
+    def stop(self) -> None:
+        """Ask the daemon to stop (what SIGTERM and SIGINT do)."""
+        self._stop.set()
+
+    def _install_signal_handlers(self) -> None:
+        def handle(signum: int, frame: FrameType | None) -> None:
+            logger.info("%s received: stopping", signal.Signals(signum).name)
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def _wait_idle(self, timeout: float) -> bool:
+        with self._busy:
+            return self._busy.wait_for(lambda: not self._in_flight, timeout=timeout)
+
+    def _abandon(self) -> None:
+        """Exit with jobs still in flight: their open transactions die with the process, and
+        SQLite rolls them back, exactly as after a crash; the next start does the work again."""
+        with self._busy:
+            names = ", ".join(sorted(self._in_flight))
+        logger.warning(
+            "still running after %.0fs: %s; exiting, uncommitted work is rolled back",
+            self.options.shutdown_grace_seconds,
+            names,
+        )
+        logging.shutdown()
+        os._exit(0)
+
+    def _close_collectors(self) -> None:
+        for collector in self._collectors.values():
+            collector.close()
+
+    # scheduling -------------------------------------------------------------------------------
+
+    def _build_scheduler(
+        self,
+        jobs: Sequence[StreamJob],
+        last_starts: dict[tuple[str, str, str], datetime],
+        now: datetime,
+    ) -> BackgroundScheduler:
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=len(jobs) + 4)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+        for job in jobs:
+            first = first_run_at(job, last_starts, now)
+            scheduler.add_job(
+                self._guarded(job.id, partial(self._collect, job)),
+                IntervalTrigger(
+                    seconds=job.interval_seconds,
+                    start_date=first,
+                    jitter=jitter_seconds(job.interval_seconds, self.options.max_jitter_seconds),
+                    timezone=UTC,
+                ),
+                id=job.id,
+                name=job.id,
+                next_run_time=first,
+                misfire_grace_time=max(60, job.interval_seconds),
+            )
+            logger.debug("%s: every %ds, first run %s", job.id, job.interval_seconds, first)
+        every = self.options.alerts_interval_seconds
+        scheduler.add_job(
+            self._guarded(PROCESS_JOB, self._process),
+            IntervalTrigger(seconds=every, timezone=UTC),
+            id=PROCESS_JOB,
+            name=PROCESS_JOB,
+            next_run_time=now + timedelta(seconds=every),  # new items wake it up sooner
+            misfire_grace_time=max(60, every),
+        )
+        if self.settings.digest.enabled:
+            scheduler.add_job(
+                self._guarded(DIGEST_JOB, self._send_digests),
+                IntervalTrigger(seconds=DIGEST_CHECK_SECONDS, timezone=UTC),
+                id=DIGEST_JOB,
+                name=DIGEST_JOB,
+                next_run_time=now,
+                misfire_grace_time=DIGEST_CHECK_SECONDS,
+            )
+        scheduler.add_job(
+            self._guarded(CHECKPOINT_JOB, self._checkpoint),
+            IntervalTrigger(hours=24, timezone=UTC),
+            id=CHECKPOINT_JOB,
+            name=CHECKPOINT_JOB,
+            next_run_time=now + timedelta(hours=1),
+            misfire_grace_time=3600,
+        )
+        scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        self._scheduler = scheduler
+        return scheduler
+
+    def _on_skipped(self, event: JobExecutionEvent) -> None:
+        # APScheduler's own warnings are held back (see setup_logging): say it once, plainly
+        if event.code == EVENT_JOB_MISSED:
+            logger.warning("%s: a run was missed (the process was busy or asleep)", event.job_id)
+        else:
+            logger.debug("%s: run skipped, the previous one is still going", event.job_id)
+
+    def _guarded(self, name: str, work: Callable[[], None]) -> Callable[[], None]:
+        """Wrap a job: count it in flight, never let an exception reach the scheduler."""
+
+        def job() -> None:
+            if self._stop.is_set():
+                return
+            with self._busy:
+                self._in_flight.add(name)
+            try:
+                work()
+            except Exception:
+                logger.exception("%s: job failed", name)
+            finally:
+                with self._busy:
+                    self._in_flight.discard(name)
+                    self._busy.notify_all()
+
+        return job
+
+    # jobs ---------------------------------------------------------------------------------------
+
+    def _db(self) -> Database:
+        """This thread's connection (a SQLite connection stays in the thread that opened it)."""
+        db: Database | None = getattr(self._local, "db", None)
+        if db is None:
+            db = store.open_db(self.db_path)
+            self._local.db = db
+        return db
+
+    def _stop_check(self, deadline: float) -> pipeline.StopCheck:
+        def check() -> str | None:
+            if self._stop.is_set():
+                return "touchpoint run is stopping"
+            if time.monotonic() > deadline:
+                return f"job deadline of {self.options.job_deadline_seconds:.0f}s reached"
+            return None
+
+        return check
+
+    def _collect(self, job: StreamJob) -> None:
+        deadline = time.monotonic() + self.options.job_deadline_seconds
+        stop = self._stop_check(deadline)
+        lock = self._platform_locks[job.platform]  # one platform's client is used by one thread
+        if not _acquire(lock, stop):
+            logger.warning("%s: not run, %s", job.id, stop() or "platform busy")
+            return
+        try:
+            results = pipeline.collect(
+                self._db(),
+                self.settings,
+                pipeline.Selection(job.brand, job.platform, job.stream),
+                collectors=self._collectors,
+                stop=stop,
+            )
+        finally:
+            lock.release()
+        if any(r.items_new for r in results):
+            self._process_again.set()
+        self._wake_process(job.id)
+
+    def _wake_process(self, finished: str) -> None:
+        """Classify and alert soon after new items arrive, not one alerts interval later; but
+        only once no other collection is in flight, so that mentions are judged together with
+        the brand's replies collected in the same round (no alert for an answered mention)."""
+        with self._busy:
+            busy = PROCESS_JOB in self._in_flight or any(
+                name.startswith("collect:") and name != finished for name in self._in_flight
+            )
+        wanted = self._process_again.is_set() and not self._stop.is_set()
+        if wanted and not busy and self._scheduler is not None:
+            self._scheduler.modify_job(PROCESS_JOB, next_run_time=utcnow())
+
+    def _process(self) -> None:
+        for _ in range(3):  # new items that arrive meanwhile get one more pass, boundedly
+            self._process_again.clear()
+            self._process_once()
+            if not self._process_again.is_set() or self._stop.is_set():
+                return
+
+    def _process_once(self) -> None:
+        db = self._db()
+        started = utcnow()
+        if store.has_posts_to_label(db, collected_since=self._label_check_since):
+            deadline = time.monotonic() + self.options.job_deadline_seconds
+            if self._classify_in_child(self._stop_check(deadline)):
+                self._label_check_since = started - timedelta(minutes=1)
+        else:
+            self._label_check_since = started - timedelta(minutes=1)
+        if self._stop.is_set():
+            return
+        report = pipeline.run_alerts(db, self.settings)
+        if report.eventful:
+            logger.info("alerts: %s", report.summary())
+
+    def _send_digests(self) -> None:
+        """Send yesterday's digest of each brand once its local send_time has passed (once per
+        recipient: the store remembers what was sent)."""
+        sent = deliver_due(self._db(), self.settings, utcnow())
+        if sent:
+            logger.info("digest: %d emails sent", sent)
+
+    def _checkpoint(self) -> None:
+        """Keep the WAL file small: a long reader can hold automatic checkpoints back."""
+        busy, pages, done = store.checkpoint(self._db())
+        logger.info(
+            "checkpoint: %d of %d WAL pages copied%s", done, pages, ", busy" if busy else ""
+        )
+
+    def _classify_in_child(self, stop: pipeline.StopCheck) -> bool:
+        """Run ``touchpoint classify`` in a child process; True if it labelled everything."""
+        command = [
+            sys.executable,
+            "-m",
+            "monitor",
+            "--config",
+            str(self.settings.source),
+            "--db",
+            str(self.db_path),
+            "classify",
+        ]
+        started = time.monotonic()
+        child = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        output = _wait_child(child, stop)
+        last = output.strip().splitlines()[-1] if output.strip() else ""
+        if child.returncode == 0:
+            logger.info("classify: %s (%.1fs)", last, time.monotonic() - started)
+            return True
+        logger.error("classify failed (exit %s): %s", child.returncode, last or "no output")
+        return False
+
+
+def _acquire(lock: threading.Lock, stop: pipeline.StopCheck) -> bool:
+    while not lock.acquire(timeout=0.5):
+        if stop() is not None:
+            return False
+    return True
+
+
+def _wait_child(child: subprocess.Popen[str], stop: pipeline.StopCheck) -> str:
+    """Wait for a child, terminating it if ``stop`` gives a reason; return its output."""
+    chunks: list[str] = []
+    while True:
+        try:
+            out, _ = child.communicate(timeout=0.5)
+            chunks.append(out or "")
+            return "".join(chunks)
+        except subprocess.TimeoutExpired:
+            reason = stop()
+            if reason is None:
+                continue
+            logger.warning("classify stopped: %s", reason)
+            child.terminate()
+            try:
+                out, _ = child.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                out, _ = child.communicate()
+            chunks.append(out or "")
+            return "".join(chunks)
+
+
+def run_daemon(settings: Settings, db_path: Path, **_: Any) -> int:
+    """Start the daemon for ``settings`` on ``db_path``; return its exit status."""
+    return Daemon(settings, db_path).run()

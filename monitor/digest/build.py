@@ -1,0 +1,441 @@
+"""The digest's figures: pure functions from rows of the store to typed records. No I/O, no clock.
+
+For one brand and one period (a day in the brand's time zone), per channel (platform):
+
+* **content mix**: how many of the brand's broadcasts (``kind = 'post'``; replies are counted apart)
+  the classifier labelled engaging, inspiring or sales-pitch, and their shares of the labelled ones;
+* **self-promotion**: the sales-pitch share against the brand's target (its alert policy);
+* **mentions** received in the period, the share **answered** by ``as_of`` (a brand reply to the
+  mention, or to the same person's follow-up in the conversation: the alerts' definition), and the
+  **median** and **p90** response time (first brand reply − mention; p90 by the nearest rank);
+* the **oldest unanswered** mentions of the period;
+* **touchpoints alive**: channels where the brand posted or replied within ``ACTIVE_DAYS``; a brand
+  needs at least ``MIN_TOUCHPOINTS``;
+* **consistency**: a channel gone silent, or whose content mix or posting cadence over the last
+  ``WINDOW_DAYS`` departs sharply from each of the brand's other channels, is named with why;
+* the **change** against the previous period of the same length, judged the same way (its mentions
+  count as answered by ``as_of`` minus one period, so both days had the same time to be answered).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from monitor.alerts.rules import MentionRow
+
+LABELS = ("engaging", "inspiring", "sales-pitch")
+MIN_TOUCHPOINTS = 3
+ACTIVE_DAYS = 7
+WINDOW_DAYS = 14
+MIX_DEPARTURE = 0.3  # total variation distance between two content mixes
+CADENCE_FACTOR = 3.0  # posts, this many times more (or fewer) than on each other channel
+MIN_MIX_POSTS = 5  # labelled broadcasts a mix is judged from
+MAX_UNANSWERED = 5  # per channel
+MAX_UNANSWERED_BRAND = 10
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open time range [start, end) in UTC, and how the digest names it."""
+
+    start: datetime
+    end: datetime
+    label: str
+    timezone: str = ""  # a local day's zone: its previous period is the local day before
+
+    @property
+    def length(self) -> timedelta:
+        """How long the period is."""
+        return self.end - self.start
+
+    def previous(self) -> Period:
+        """The local day before a day; else the period of the same length just before."""
+        if self.timezone:
+            return day_period(date.fromisoformat(self.label) - timedelta(days=1), self.timezone)
+        return Period(self.start - self.length, self.start, f"the {_span(self.length)} before")
+
+
+def _span(length: timedelta) -> str:
+    hours = length.total_seconds() / 3600
+    return f"{hours / 24:g} days" if hours % 24 == 0 and hours > 24 else f"{hours:g} hours"
+
+
+def day_period(day: date, timezone: str) -> Period:
+    """The local day ``day`` in ``timezone`` (23, 24 or 25 hours around a DST change)."""
+    zone = ZoneInfo(timezone)
+    # in UTC: aware datetimes sharing one tzinfo subtract as wall times, hiding a DST hour
+    start = datetime.combine(day, time(0), zone).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), zone).astimezone(UTC)
+    return Period(start, end, day.isoformat(), timezone)
+
+
+def window_period(start: datetime, end: datetime, timezone: str) -> Period:
+    """Any [start, end), named by its local times (the demo's simulated day, for one)."""
+    zone = ZoneInfo(timezone)
+    first, last = start.astimezone(zone), end.astimezone(zone)
+    label = f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} {last:%Z}"
+    return Period(start.astimezone(UTC), end.astimezone(UTC), label)
+
+
+def local_yesterday(now: datetime, timezone: str) -> date:
+    """The day before ``now``'s date in ``timezone``."""
+    return now.astimezone(ZoneInfo(timezone)).date() - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class ActivityRow:
+    """One of the brand's own items: a broadcast (``post``) or a ``reply``, with its label."""
+
+    platform: str
+    kind: str
+    created_at: datetime
+    label: str | None
+
+
+@dataclass(frozen=True)
+class Mix:
+    """Labels of the brand's broadcasts; ``unlabelled`` ones are not classified yet."""
+
+    engaging: int = 0
+    inspiring: int = 0
+    sales_pitch: int = 0
+    unlabelled: int = 0
+
+    @property
+    def labelled(self) -> int:
+        """Broadcasts with a label."""
+        return self.engaging + self.inspiring + self.sales_pitch
+
+    def count(self, label: str) -> int:
+        """How many broadcasts carry ``label``."""
+        return {"engaging": self.engaging, "inspiring": self.inspiring}.get(
+            label, self.sales_pitch if label == "sales-pitch" else 0
+        )
+
+    def share(self, label: str) -> float | None:
+        """The share of ``label`` among the labelled broadcasts (None when there are none)."""
+        return self.count(label) / self.labelled if self.labelled else None
+
+    def shares(self) -> dict[str, float]:
+        """Every label's share (0 each when nothing is labelled)."""
+        return {label: self.share(label) or 0.0 for label in LABELS}
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What happened on one channel (or on all of them) in one period."""
+
+    posts: int
+    replies: int
+    mix: Mix
+    mentions: int
+    answered: int
+    median_response: timedelta | None
+    p90_response: timedelta | None
+
+    @property
+    def answered_share(self) -> float | None:
+        """Answered mentions over mentions received (None without mentions)."""
+        return self.answered / self.mentions if self.mentions else None
+
+    @property
+    def sales_share(self) -> float | None:
+        """The sales-pitch share of the labelled broadcasts."""
+        return self.mix.share("sales-pitch")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One figure now and in the previous period."""
+
+    metric: str  # posts | replies | mentions | answered_share | median_response | sales_share
+    current: float | None
+    previous: float | None
+
+    @property
+    def delta(self) -> float | None:
+        """current − previous, when both are known."""
+        if self.current is None or self.previous is None:
+            return None
+        return self.current - self.previous
+
+
+@dataclass(frozen=True)
+class ChannelDigest:
+    """One channel of a brand: its figures, how it compares, what waits for an answer."""
+
+    platform: str
+    current: Figures
+    previous: Figures
+    window_mix: Mix
+    posts_per_day: float  # broadcasts a day over the consistency window
+    last_activity: datetime | None
+    alive: bool
+    over_target: bool  # the period's sales-pitch share is above the brand's target
+    notes: tuple[str, ...]  # why the channel is inconsistent (empty: it is not)
+    unanswered: tuple[MentionRow, ...]  # the oldest, at most MAX_UNANSWERED
+    unanswered_total: int
+    changes: tuple[Change, ...] = ()
+
+    def change(self, metric: str) -> Change:
+        """The change of one figure against the previous period."""
+        return next(c for c in self.changes if c.metric == metric)
+
+
+@dataclass(frozen=True)
+class BrandDigest:
+    """Everything one brand's digest shows for one period."""
+
+    brand: str
+    timezone: str
+    period: Period
+    previous_period: Period
+    as_of: datetime
+    target_share: float
+    channels: tuple[ChannelDigest, ...]
+    total: Figures
+    previous_total: Figures
+    changes: tuple[Change, ...]
+    alive: int
+    min_alive: int
+    unanswered: tuple[MentionRow, ...]  # brand-wide, oldest first, at most MAX_UNANSWERED_BRAND
+    unanswered_total: int
+
+    @property
+    def enough_touchpoints(self) -> bool:
+        """Whether at least ``min_alive`` channels are alive."""
+        return self.alive >= self.min_alive
+
+    @property
+    def inconsistent(self) -> tuple[ChannelDigest, ...]:
+        """The channels named as inconsistent, with their reasons in ``notes``."""
+        return tuple(c for c in self.channels if c.notes)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least ``q`` of them at or below."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _in(when: datetime, period: Period) -> bool:
+    return period.start <= when < period.end
+
+
+def build_mix(rows: Iterable[ActivityRow]) -> Mix:
+    """Count the labels of the broadcasts among ``rows``."""
+    counts = dict.fromkeys((*LABELS, None), 0)
+    for row in rows:
+        if row.kind == "post":
+            counts[row.label if row.label in LABELS else None] += 1
+    return Mix(counts["engaging"], counts["inspiring"], counts["sales-pitch"], counts[None])
+
+
+def build_figures(
+    activity: Sequence[ActivityRow],
+    mentions: Sequence[MentionRow],
+    *,
+    period: Period,
+    as_of: datetime,
+) -> Figures:
+    """The figures of ``period`` from rows that may cover more time (they are filtered here)."""
+    own = [r for r in activity if _in(r.created_at, period)]
+    received = [m for m in mentions if _in(m.created_at, period)]
+    waits = [
+        (m.answered_at - m.created_at).total_seconds()
+        for m in received
+        if m.answered_at is not None and m.answered_at <= as_of
+    ]
+    return Figures(
+        posts=sum(1 for r in own if r.kind == "post"),
+        replies=sum(1 for r in own if r.kind == "reply"),
+        mix=build_mix(own),
+        mentions=len(received),
+        answered=len(waits),
+        median_response=timedelta(seconds=statistics.median(waits)) if waits else None,
+        p90_response=timedelta(seconds=percentile(waits, 0.9)) if waits else None,
+    )
+
+
+def unanswered(
+    mentions: Iterable[MentionRow], *, period: Period, as_of: datetime
+) -> list[MentionRow]:
+    """The period's mentions with no answer by ``as_of``, oldest first."""
+    return sorted(
+        (
+            m
+            for m in mentions
+            if _in(m.created_at, period) and (m.answered_at is None or m.answered_at > as_of)
+        ),
+        key=lambda m: (m.created_at, m.id),
+    )
+
+
+def build_digest(
+    brand: str,
+    *,
+    timezone: str,
+    platforms: Sequence[str],
+    period: Period,
+    as_of: datetime,
+    target_share: float,
+    activity: Sequence[ActivityRow],
+    mentions: Sequence[MentionRow],
+    last_activity: Mapping[str, datetime | None],
+) -> BrandDigest:
+    """Build a brand's digest for ``period``.
+
+    :param platforms: the brand's channels (its configured accounts); a platform seen only in the
+        rows is added after them.
+    :param activity: the brand's posts and replies from ``WINDOW_DAYS`` before ``period.end``.
+    :param mentions: the mentions of ``period`` and of the one before it.
+    :param last_activity: per platform, the brand's last post or reply before ``period.end``.
+    """
+    previous = period.previous()
+    earlier = as_of - period.length
+    seen = {r.platform for r in activity} | {m.platform for m in mentions}
+    channels = list(dict.fromkeys([*platforms, *sorted(seen)]))
+    window_start = period.end - timedelta(days=WINDOW_DAYS)
+    window = [r for r in activity if window_start <= r.created_at < period.end]
+    parts = []
+    for platform in channels:
+        own = [r for r in activity if r.platform == platform]
+        heard = [m for m in mentions if m.platform == platform]
+        current = build_figures(own, heard, period=period, as_of=as_of)
+        before = build_figures(own, heard, period=previous, as_of=earlier)
+        waiting = unanswered(heard, period=period, as_of=as_of)
+        last = last_activity.get(platform)
+        parts.append(
+            ChannelDigest(
+                platform=platform,
+                current=current,
+                previous=before,
+                window_mix=build_mix(r for r in window if r.platform == platform),
+                posts_per_day=sum(1 for r in window if r.platform == platform and r.kind == "post")
+                / WINDOW_DAYS,
+                last_activity=last,
+                alive=last is not None and last >= period.end - timedelta(days=ACTIVE_DAYS),
+                over_target=(current.sales_share or 0.0) > target_share,
+                notes=(),
+                unanswered=tuple(waiting[:MAX_UNANSWERED]),
+                unanswered_total=len(waiting),
+                changes=build_changes(current, before),
+            )
+        )
+    judged = judge_consistency(parts, period_end=period.end)
+    total = build_figures(activity, mentions, period=period, as_of=as_of)
+    previous_total = build_figures(activity, mentions, period=previous, as_of=earlier)
+    waiting = unanswered(mentions, period=period, as_of=as_of)
+    return BrandDigest(
+        brand=brand,
+        timezone=timezone,
+        period=period,
+        previous_period=previous,
+        as_of=as_of,
+        target_share=target_share,
+        channels=tuple(judged),
+        total=total,
+        previous_total=previous_total,
+        changes=build_changes(total, previous_total),
+        alive=sum(1 for c in parts if c.alive),
+        min_alive=MIN_TOUCHPOINTS,
+        unanswered=tuple(waiting[:MAX_UNANSWERED_BRAND]),
+        unanswered_total=len(waiting),
+    )
+
+
+def _seconds(span: timedelta | None) -> float | None:
+    return span.total_seconds() if span is not None else None
+
+
+def build_changes(current: Figures, previous: Figures) -> tuple[Change, ...]:
+    """The brand-wide figures now against the previous period."""
+    return (
+        Change("posts", current.posts, previous.posts),
+        Change("replies", current.replies, previous.replies),
+        Change("mentions", current.mentions, previous.mentions),
+        Change("answered_share", current.answered_share, previous.answered_share),
+        Change(
+            "median_response",
+            _seconds(current.median_response),
+            _seconds(previous.median_response),
+        ),
+        Change("sales_share", current.sales_share, previous.sales_share),
+    )
+
+
+def judge_consistency(
+    channels: Sequence[ChannelDigest], *, period_end: datetime
+) -> list[ChannelDigest]:
+    """Return the channels with ``notes`` saying why each departs from the others, if it does.
+
+    A silent channel is named as such. A living channel departs when its posting cadence, or its
+    content mix, is far from that of every other living channel: at least ``CADENCE_FACTOR``
+    times more (or fewer) posts than each, or a mix at a total variation distance of at least
+    ``MIX_DEPARTURE`` from each. It takes two others to tell which channel is the odd one out.
+    """
+    alive = [c for c in channels if c.alive]
+    judged = []
+    for channel in channels:
+        if not channel.alive:
+            notes = [_silence(channel, period_end)]
+        else:
+            others = [c for c in alive if c.platform != channel.platform]
+            notes = [n for n in (_cadence(channel, others), _mix(channel, others)) if n]
+        judged.append(replace(channel, notes=tuple(notes)))
+    return judged
+
+
+def _silence(channel: ChannelDigest, period_end: datetime) -> str:
+    if channel.last_activity is None:
+        return "silent: the brand has not posted or replied here"
+    days = (period_end - channel.last_activity).days
+    return f"silent: nothing posted or replied for {days} days"
+
+
+def _ratio(a: float, b: float) -> float:
+    if a == b:
+        return 1.0
+    return math.inf if min(a, b) == 0 else max(a, b) / min(a, b)
+
+
+def _span_of(values: Sequence[float], fmt: str) -> str:
+    low, high = format(min(values), fmt), format(max(values), fmt)
+    return low if low == high else f"{low} to {high}"
+
+
+def _cadence(channel: ChannelDigest, others: Sequence[ChannelDigest]) -> str | None:
+    rates = [c.posts_per_day * 7 for c in others]
+    rate = channel.posts_per_day * 7
+    if len(rates) < 2 or min(_ratio(rate, r) for r in rates) < CADENCE_FACTOR:
+        return None
+    if not (all(rate > r for r in rates) or all(rate < r for r in rates)):
+        return None
+    return (
+        f"cadence: {rate:.1f} posts a week here against {_span_of(rates, '.1f')} on the other "
+        f"channels in the last {WINDOW_DAYS} days"
+    )
+
+
+def _mix(channel: ChannelDigest, others: Sequence[ChannelDigest]) -> str | None:
+    mixes = [c.window_mix.shares() for c in others if c.window_mix.labelled >= MIN_MIX_POSTS]
+    if channel.window_mix.labelled < MIN_MIX_POSTS or len(mixes) < 2:
+        return None
+    here = channel.window_mix.shares()
+    distances = [sum(abs(here[lb] - m[lb]) for lb in LABELS) / 2 for m in mixes]
+    if min(distances) < MIX_DEPARTURE:
+        return None
+    label = max(LABELS, key=lambda lb: min(abs(here[lb] - m[lb]) for m in mixes))
+    return (
+        f"content mix: {here[label]:.0%} {label} here against "
+        f"{_span_of([m[label] for m in mixes], '.0%')} on the other channels in the last "
+        f"{WINDOW_DAYS} days"
+    )

@@ -1,0 +1,137 @@
+"""``touchpoint digest`` and the digest page ``touchpoint demo`` writes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner, Result
+
+from monitor import store
+from monitor.cli import cli
+from monitor.models import utcnow
+from monitor.sandbox import fleet
+from tests.alerts.servers import Sink, free_port
+from tests.digest import fixture
+from tests.digest.test_digest_send import OPS, TEAM, digest_config
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """The fixture brand's store and a config without a [digest] section."""
+    path = tmp_path / "touchpoint.toml"
+    fixture.settings(path)
+    db = store.open_db(tmp_path / "touchpoint.db")
+    fixture.fill(db)
+    db.conn.close()
+    return path
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Sink, int]]:
+    sink = Sink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield sink, port
+    controller.stop()
+
+
+def test_digest_cli_prints_the_text_version(config: Path) -> None:
+    result = run("--config", str(config), "digest", "--brand", "acme", "--date", "2026-11-20")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("touchpoint digest: acme, 2026-11-20 (Europe/Berlin)")
+    assert "mentions         9 (+7)" in result.output
+    assert "[E" in result.output  # the chart, in letters
+
+
+def test_digest_cli_default_day_is_yesterday_in_the_brand_zone(config: Path) -> None:
+    result = run("--config", str(config), "digest")
+    assert result.exit_code == 0, result.output
+    now = utcnow().astimezone(ZoneInfo(fixture.TIMEZONE))
+    yesterday = (now.date() - timedelta(days=1)).isoformat()
+    assert result.output.startswith(f"touchpoint digest: acme, {yesterday} ")
+
+
+def test_digest_cli_out_writes_html_and_text(config: Path, tmp_path: Path) -> None:
+    page = tmp_path / "out" / "acme.html"
+    result = run("--config", str(config), "digest", "--date", "2026-11-20", "--out", str(page))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"wrote {page} and {page.with_suffix('.txt')}"
+    assert 'id="mix-chart"' in page.read_text(encoding="utf-8")
+    assert "PER CHANNEL" in page.with_suffix(".txt").read_text(encoding="utf-8")
+
+
+def test_digest_cli_send_twice_sends_once(
+    config: Path, tmp_path: Path, smtp: tuple[Sink, int]
+) -> None:
+    sink, port = smtp
+    fixture.settings(config, digest_config(port))
+    first = run("--config", str(config), "digest", "--date", "2026-11-20", "--send")
+    assert first.exit_code == 0, first.output
+    assert first.output.splitlines() == [
+        f"acme 2026-11-20: sent to {TEAM}",
+        f"acme 2026-11-20: sent to {OPS}",
+    ]
+    again = run("--config", str(config), "digest", "--date", "2026-11-20", "--send")
+    assert again.exit_code == 0, again.output
+    assert "already sent to" in again.output and "sent to" not in again.output.replace(
+        "already sent to", ""
+    )
+    assert len(sink.received) == 2
+
+
+def test_digest_cli_send_failure_is_one_line_and_exit_1(config: Path) -> None:
+    fixture.settings(config, digest_config(free_port()))
+    result = run("--config", str(config), "digest", "--date", "2026-11-20", "--send")
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 2 and all(
+        e.startswith("error: acme 2026-11-20: not sent") for e in errors
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--send"], 1, "add a [digest] section"),
+        (["--send", "--out", "d.html"], 2, "--send or --out"),
+        (["--out", "d.txt"], 2, "names the HTML file"),
+        (["--brand", "nope"], 1, "no brand named 'nope'"),
+        (["--date", "20/11/2026"], 2, "Invalid value for '--date'"),
+    ],
+    ids=["send-unconfigured", "send-and-out", "out-txt", "unknown-brand", "bad-date"],
+)
+def test_digest_cli_errors_say_what_to_do(
+    config: Path, args: list[str], code: int, message: str
+) -> None:
+    result = run("--config", str(config), "digest", *args)
+    assert result.exit_code == code
+    assert message in result.output + result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_digest_demo_prints_the_digest_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in fleet.environment().items():  # the demo sets them; undone after the test
+        monkeypatch.setenv(name, value)
+    result = run("demo", "--dir", str(tmp_path / "demo"), "--days", "0.2")
+    assert result.exit_code == 0, result.output
+    match = re.search(r"^digest:   (.+)$", result.output, re.M)
+    assert match, result.output
+    page = Path(match[1])
+    assert page == tmp_path / "demo" / "digest.html" and page.exists()
+    html = page.read_text(encoding="utf-8")
+    assert 'id="mix-chart"' in html and 'id="unanswered"' in html
+    assert "mentions received" in html
+    assert page.with_suffix(".txt").exists()

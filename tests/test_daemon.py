@@ -1,0 +1,447 @@
+"""`touchpoint run` as a subprocess against the four sandboxes: every test is bounded in time."""
+
+from __future__ import annotations
+
+import configparser
+import io
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from monitor.config import load_settings
+from monitor.daemon import (
+    DaemonError,
+    daemon_holder,
+    database_lock,
+    first_run_at,
+    jitter_seconds,
+    plan_streams,
+)
+from monitor.logs import register_secret, setup_logging
+from monitor.models import iso, parse_iso, utcnow
+from monitor.sandbox import fleet
+from monitor.sandbox.server import SandboxServer
+from tests.alerts.servers import Receiver, Sink, free_port
+
+ALL_STREAMS = 12  # four platforms x (posts, mentions, keywords)
+
+
+@dataclass
+class Rig:
+    """The four sandboxes, a config pointing at them, and a webhook receiver for alerts."""
+
+    servers: dict[str, SandboxServer]
+    config: Path
+    db_path: Path
+    hook: Receiver
+    mail: Sink
+    end: datetime
+
+    def digests(self) -> list[list[str]]:
+        """The recipients of each digest email the SMTP server accepted."""
+        return [rcpt for _, rcpt, raw in self.mail.received if b"digest for" in raw]
+
+    def daemon(self, *args: str) -> subprocess.Popen[str]:
+        return spawn(self.config, "run", *args)
+
+    def expected_ids(self) -> set[str]:
+        """Every item the sandboxes serve now, as touchpoint stores it."""
+        return {
+            fleet.store_id(p, server, item)
+            for p, server in self.servers.items()
+            for item in server.visible()  # type: ignore[attr-defined]
+        }
+
+
+def spawn(config: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "monitor", "--config", str(config), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ),
+    )
+
+
+def query(db_path: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
+    if not db_path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        return list(conn.execute(sql, params))
+    except sqlite3.OperationalError:  # not migrated yet
+        return []
+    finally:
+        conn.close()
+
+
+def scalar(db_path: Path, sql: str, *params: object) -> int:
+    rows = query(db_path, sql, *params)
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 15) -> str:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=timeout)
+    return out
+
+
+def config_text(
+    servers: dict[str, SandboxServer],
+    hook: Receiver,
+    smtp_port: int,
+    *,
+    interval: int,
+    alerts: int = 1,
+) -> str:
+    text = fleet.config_text({p: s.url for p, s in servers.items()})
+    collect = (
+        f"[collect]\ninterval_seconds = {interval}\nread_timeout_seconds = 2\n"
+        "connect_timeout_seconds = 2\nmax_attempts = 2\nmax_rate_limit_wait_seconds = 0\n\n"
+        f"[daemon]\nmax_jitter_seconds = 0.2\nalerts_interval_seconds = {alerts}\n"
+        "shutdown_grace_seconds = 3\njob_deadline_seconds = 60\n\n"
+        "[alerts]\nwarn_after_minutes = 30\n\n"
+        '[alerts.channels.hook]\ntype = "webhook"\n'
+        f'url = "{hook.url("/touchpoint")}"\nallow_private_addresses = true\n'
+        "timeout_seconds = 2\n\n"
+        f'[alerts.channels.mail]\ntype = "email"\nhost = "127.0.0.1"\nport = {smtp_port}\n'
+        'security = "none"\nsender = "touchpoint@acme.example"\n'
+        'recipients = ["ops@acme.example"]\ntimeout_seconds = 5\n\n'
+        '[digest]\nrecipients = ["social@acme.example"]\nsend_time = "00:00"\n\n'
+    )
+    return text.replace("[platforms.", collect + "[platforms.", 1)
+
+
+@pytest.fixture
+def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Rig]]:
+    """Start the fleet (clock an hour before the traffic ends) and write a config for it."""
+    for name, value in fleet.environment().items():
+        monkeypatch.setenv(name, value)
+    hook = Receiver()
+    sink = Sink()
+    smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    started: list[Rig] = []
+
+    def make(*, interval: int = 2, alerts: int = 1, **rates: float) -> Rig:
+        end = utcnow().replace(microsecond=0)
+        context = fleet.running(seed=21, start=end - timedelta(days=1), end=end, **rates)
+        servers = context.__enter__()
+        for server in servers.values():
+            server.set_clock(end - timedelta(hours=1))
+        config = tmp_path / "touchpoint.toml"
+        config.write_text(config_text(servers, hook, smtp.port, interval=interval, alerts=alerts))
+        made = Rig(servers, config, tmp_path / "touchpoint.db", hook, sink, end)
+        made._context = context  # type: ignore[attr-defined]
+        started.append(made)
+        return made
+
+    yield make
+    for made in started:
+        made._context.__exit__(None, None, None)  # type: ignore[attr-defined]
+    hook.close()
+    smtp.stop()
+
+
+def runs_per_stream(db_path: Path, outcome: str = "ok") -> dict[tuple[str, str], int]:
+    rows = query(
+        db_path,
+        "SELECT platform, stream, count(*) FROM runs WHERE outcome = ? GROUP BY 1, 2",
+        outcome,
+    )
+    return {(str(p), str(s)): int(str(n)) for p, s, n in rows}
+
+
+# -- the plan, the lock and the logs, in process --------------------------------------------------
+
+
+def test_plan_has_one_job_per_stream_and_runs_overdue_streams_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "touchpoint.toml"
+    config.write_text(
+        "[collect]\ninterval_seconds = 300\n[platforms.mastodon]\ninterval_seconds = 60\n"
+        '[[brands]]\nname = "a"\nkeywords = ["a"]\naccounts = {x = "a", mastodon = "a"}\n'
+        '[[brands]]\nname = "b"\naccounts = {x = "b"}\n'
+    )
+    jobs = plan_streams(load_settings(config))
+    assert {(j.brand, j.platform, j.stream, j.interval_seconds) for j in jobs} == {
+        ("a", "x", "posts", 300),
+        ("a", "x", "mentions", 300),
+        ("a", "x", "keywords", 300),
+        ("a", "mastodon", "posts", 60),
+        ("a", "mastodon", "mentions", 60),
+        ("a", "mastodon", "keywords", 60),
+        ("b", "x", "posts", 300),
+        ("b", "x", "mentions", 300),
+    }
+    now = utcnow()
+    job = jobs[0]
+    key = (job.brand, job.platform, job.stream)
+    assert first_run_at(job, {}, now) == now  # never ran
+    assert first_run_at(job, {key: now - timedelta(hours=2)}, now) == now  # overdue
+    recent = now - timedelta(seconds=100)
+    assert first_run_at(job, {key: recent}, now) == recent + timedelta(seconds=300)
+    assert jitter_seconds(300, 30) == 30 and jitter_seconds(60, 30) == 6
+
+
+def test_database_lock_refuses_a_second_holder_naming_the_pid(tmp_path: Path) -> None:
+    db_path = tmp_path / "touchpoint.db"
+    assert daemon_holder(db_path) is None
+    with database_lock(db_path):
+        assert daemon_holder(db_path) == str(os.getpid())
+        with pytest.raises(DaemonError) as caught, database_lock(db_path):
+            pass
+        assert f"pid {os.getpid()}" in str(caught.value) and "Fix:" in str(caught.value)
+    assert daemon_holder(db_path) is None  # released: the next daemon may start
+    with database_lock(db_path):
+        pass
+
+
+def test_json_log_lines_carry_the_run_fields_and_mask_secrets() -> None:
+    stream = io.StringIO()
+    register_secret("s3cr3t-token-value")
+    setup_logging(logging.INFO, stream=stream, fmt="json")
+    logging.getLogger("monitor.pipeline").info(
+        "run %s: token s3cr3t-token-value", "a/x/posts", extra={"run": {"outcome": "ok", "new": 3}}
+    )
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert line["level"] == "INFO" and line["logger"] == "monitor.pipeline"
+    assert line["run"] == {"outcome": "ok", "new": 3}
+    assert "s3cr3t" not in stream.getvalue() and "[redacted]" in line["message"]
+
+
+def test_systemd_unit_runs_the_daemon_with_secrets_from_an_environment_file() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(Path(__file__).parents[1] / "contrib" / "touchpoint.service")
+    service = unit["Service"]
+    assert service["ExecStart"].endswith("touchpoint run --log-format json")
+    assert service["EnvironmentFile"].startswith("/etc/touchpoint/")
+    assert service["Restart"] == "on-failure" and service["KillSignal"] == "SIGTERM"
+    assert int(service["TimeoutStopSec"]) > 8  # more than the shutdown grace
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+# -- the daemon as a subprocess -------------------------------------------------------------------
+
+
+def test_daemon_collects_classifies_and_alerts_on_its_own(rig: Callable[..., Rig]) -> None:
+    r = rig(interval=2)
+    proc = r.daemon()
+    try:
+        wait_for(
+            lambda: len(runs_per_stream(r.db_path)) == ALL_STREAMS,
+            60,
+            "a successful run of every stream",
+        )
+        first = scalar(r.db_path, "SELECT count(*) FROM posts")
+        for server in r.servers.values():  # an hour of new traffic appears on every platform
+            server.set_clock(r.end)
+        wait_for(
+            lambda: scalar(r.db_path, "SELECT count(*) FROM posts") == len(r.expected_ids()),
+            60,
+            "the new hour of traffic to be collected",
+        )
+        wait_for(
+            lambda: (
+                scalar(
+                    r.db_path,
+                    "SELECT count(*) FROM posts p LEFT JOIN labels l ON l.post_id = p.id "
+                    "WHERE p.is_brand = 1 AND l.post_id IS NULL",
+                )
+                == 0
+            ),
+            90,
+            "every brand post to be labelled",
+        )
+        wait_for(lambda: len(r.hook.requests) > 0, 60, "an alert delivered to the webhook")
+        wait_for(lambda: len(r.digests()) > 0, 30, "yesterday's digest to be emailed")
+        assert min(runs_per_stream(r.db_path).values()) >= 2, "each stream polls on its interval"
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+    ids = [row[0] for row in query(r.db_path, "SELECT id FROM posts")]
+    assert len(ids) == len(set(ids)) and set(ids) == r.expected_ids()
+    assert first < len(ids)
+    labelled = scalar(r.db_path, "SELECT count(*) FROM labels")
+    assert labelled == scalar(r.db_path, "SELECT count(*) FROM posts WHERE is_brand = 1") > 0
+    assert scalar(r.db_path, "SELECT count(*) FROM alerts WHERE kind = 'unanswered_mention'") > 0
+    assert "labelled" in out, out  # the classify child's report is in the daemon's log
+    assert r.digests() == [["social@acme.example"]], "one digest, to its one recipient"
+    assert "digest: 1 emails sent" in out
+    assert "/mastodon/mentions" in out and ": ok, " in out, out[-2000:]
+
+
+def test_sigkill_mid_collection_then_restart_loses_nothing_and_runs_overdue_at_once(
+    rig: Callable[..., Rig],
+) -> None:
+    interval = 20
+    r = rig(interval=interval, alerts=60, mentions_per_day=120)
+    for server in r.servers.values():
+        server.set_clock(r.end)
+    # Mastodon's mentions come 5 to a page, the first 8 pages slowly: the kill lands mid-walk
+    r.servers["mastodon"].add_fault("slow", times=8, delay=0.4, endpoint="notifications")
+    text = r.config.read_text()
+    r.config.write_text(
+        text.replace("[platforms.mastodon]\n", "[platforms.mastodon]\npage_size = 5\n")
+    )
+    expected = r.expected_ids()
+    on_mastodon = "SELECT count(*) FROM posts WHERE platform = 'mastodon'"
+    first = r.daemon()
+    try:
+        wait_for(
+            lambda: scalar(r.db_path, on_mastodon + " AND kind = 'mention'") >= 10,
+            60,
+            "two pages of Mastodon mentions",
+        )
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=10)
+    assert (
+        0 < scalar(r.db_path, on_mastodon) < len({i for i in expected if i.startswith("mastodon:")})
+    ), "the kill must land inside the walk"
+    finished = {(str(p), str(s)) for p, s in query(r.db_path, "SELECT platform, stream FROM runs")}
+    assert ("mastodon", "mentions") not in finished, "the killed run never finished"
+
+    # once every stream that did run is overdue, restart: each must run at once
+    time.sleep(max(0.0, interval + 1 - (time.time() - last_start(r.db_path))))
+    restarted_at = utcnow()
+    second = r.daemon()
+    try:
+        wait_for(
+            lambda: (
+                len(
+                    query(
+                        r.db_path,
+                        "SELECT DISTINCT platform, stream FROM runs WHERE started_at >= ?",
+                        iso(restarted_at),
+                    )
+                )
+                == ALL_STREAMS
+            ),
+            interval / 2,
+            "every overdue stream to run right after the restart",
+        )
+        wait_for(
+            lambda: scalar(r.db_path, "SELECT count(*) FROM posts") == len(expected),
+            30,
+            "the interrupted walk to finish",
+        )
+    finally:
+        out = stop(second)
+    assert second.returncode == 0, out
+    ids = [row[0] for row in query(r.db_path, "SELECT id FROM posts")]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == expected
+
+
+def last_start(db_path: Path) -> float:
+    rows = query(db_path, "SELECT max(started_at) FROM runs")
+    assert rows and rows[0][0], "the first daemon ran nothing"
+    return parse_iso(str(rows[0][0])).timestamp()
+
+
+def test_second_daemon_on_the_same_database_is_refused_naming_the_first(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig(interval=60)
+    first = r.daemon()
+    try:
+        wait_for(lambda: Path(f"{r.db_path}.lock").exists(), 20, "the lock file")
+        wait_for(lambda: scalar(r.db_path, "SELECT count(*) FROM runs") > 0, 30, "a first run")
+        second = r.daemon()
+        out, _ = second.communicate(timeout=30)
+        assert second.returncode == 1
+        assert f"pid {first.pid}" in out, out
+        assert "Fix:" in out
+        status = spawn(r.config, "status")
+        status_out, _ = status.communicate(timeout=30)
+        assert f"daemon: running (pid {first.pid})" in status_out
+    finally:
+        out = stop(first)
+    assert first.returncode == 0, out
+
+
+def test_backfill_beside_the_daemon_is_never_locked_out_and_duplicates_nothing(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig(interval=1, alerts=1, posts_per_day=60, mentions_per_day=200)
+    for server in r.servers.values():
+        server.set_clock(r.end)
+    daemon = r.daemon("--log-format", "json")
+    try:
+        wait_for(lambda: scalar(r.db_path, "SELECT count(*) FROM runs") > 0, 30, "a first run")
+        since = (r.end - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+        until = r.end.strftime("%Y-%m-%dT%H:%M:%S")
+        backfill = spawn(r.config, "backfill", "--since", since, "--until", until)
+        out, _ = backfill.communicate(timeout=120)
+        assert backfill.returncode == 0, out
+        assert "locked" not in out
+    finally:
+        daemon_out = stop(daemon)
+    assert daemon.returncode == 0, daemon_out
+    assert "locked" not in daemon_out
+    lines = [json.loads(line) for line in daemon_out.splitlines() if line.startswith("{")]
+    assert lines and all({"time", "level", "logger", "message"} <= set(x) for x in lines)
+    assert any(x.get("run", {}).get("outcome") == "ok" for x in lines)
+    ids = [row[0] for row in query(r.db_path, "SELECT id FROM posts")]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == r.expected_ids()
+
+
+def test_one_platform_rate_limited_and_one_hanging_do_not_delay_the_others(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig(interval=1, alerts=30)
+    r.servers["x"].add_fault("slow", times=1000, delay=30)  # hangs past the read timeout
+    r.servers["reddit"].add_fault("429", times=1000, reset_in=600)
+    proc = r.daemon()
+    try:
+        time.sleep(8)
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+    ok = runs_per_stream(r.db_path)
+    for platform in ("mastodon", "bluesky"):
+        for stream in ("posts", "mentions", "keywords"):
+            assert ok.get((platform, stream), 0) >= 4, (platform, stream, ok)
+    assert not any(p in ("x", "reddit") for p, _ in ok)
+    reddit = query(r.db_path, "SELECT stream, outcome, error FROM runs WHERE platform = 'reddit'")
+    assert reddit and all("429" in str(e) or "rate" in str(e).lower() for _, _, e in reddit), reddit
+
+
+def test_sigterm_mid_collection_exits_0_within_10_seconds(rig: Callable[..., Rig]) -> None:
+    r = rig(interval=60)
+    for server in r.servers.values():
+        server.set_clock(r.end)
+        server.add_fault("slow", times=1000, delay=1.5)
+    proc = r.daemon()
+    wait_for(lambda: scalar(r.db_path, "SELECT count(*) FROM posts") > 0, 60, "a first page")
+    started = time.monotonic()
+    out = stop(proc, signal.SIGTERM, timeout=15)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, out
+    assert took < 10, f"took {took:.1f}s"
+    assert "SIGTERM received" in out
+    ids = [row[0] for row in query(r.db_path, "SELECT id FROM posts")]
+    assert len(ids) == len(set(ids))
