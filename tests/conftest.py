@@ -7,10 +7,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlite_utils import Database
 
 from monitor import store
 from monitor.config import PLATFORM_DEFAULTS
+from tests.alerts.servers import Sink, free_port
 
 TOKEN_ENV = "TOUCHPOINT_TEST_X_TOKEN"
 TOKEN = "SECRET-BEARER-1234567890"
@@ -73,3 +75,13 @@ def db(tmp_path: Path) -> Iterator[Database]:
     database = store.open_db(tmp_path / "store.db")
     yield database
     database.conn.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Sink, int]]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1: what it accepted, and its port."""
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield sink, controller.port
+    controller.stop()

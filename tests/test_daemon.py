@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from monitor.config import load_settings
 from monitor.daemon import (
@@ -33,7 +32,7 @@ from monitor.logs import register_secret, setup_logging
 from monitor.models import iso, parse_iso, utcnow
 from monitor.sandbox import fleet
 from monitor.sandbox.server import SandboxServer
-from tests.alerts.servers import Receiver, Sink, free_port
+from tests.alerts.servers import Receiver, Sink
 
 ALL_STREAMS = 12  # four platforms x (posts, mentions, keywords)
 
@@ -134,14 +133,14 @@ def config_text(
 
 
 @pytest.fixture
-def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Rig]]:
+def rig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp: tuple[Sink, int]
+) -> Iterator[Callable[..., Rig]]:
     """Start the fleet (clock an hour before the traffic ends) and write a config for it."""
     for name, value in fleet.environment().items():
         monkeypatch.setenv(name, value)
     hook = Receiver()
-    sink = Sink()
-    smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
-    smtp.start()
+    sink, smtp_port = smtp
     started: list[Rig] = []
 
     def make(*, interval: int = 2, alerts: int = 1, **rates: float) -> Rig:
@@ -151,7 +150,7 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..
         for server in servers.values():
             server.set_clock(end - timedelta(hours=1))
         config = tmp_path / "touchpoint.toml"
-        config.write_text(config_text(servers, hook, smtp.port, interval=interval, alerts=alerts))
+        config.write_text(config_text(servers, hook, smtp_port, interval=interval, alerts=alerts))
         made = Rig(servers, config, tmp_path / "touchpoint.db", hook, sink, end)
         made._context = context  # type: ignore[attr-defined]
         started.append(made)
@@ -161,7 +160,6 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..
     for made in started:
         made._context.__exit__(None, None, None)  # type: ignore[attr-defined]
     hook.close()
-    smtp.stop()
 
 
 def runs_per_stream(db_path: Path, outcome: str = "ok") -> dict[tuple[str, str], int]:

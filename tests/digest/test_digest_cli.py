@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
 
 from monitor import store
@@ -34,16 +32,6 @@ def config(tmp_path: Path) -> Path:
     fixture.fill(db)
     db.conn.close()
     return path
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Sink, int]]:
-    sink = Sink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield sink, port
-    controller.stop()
 
 
 def test_digest_cli_prints_the_text_version(config: Path) -> None:

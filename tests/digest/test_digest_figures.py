@@ -21,14 +21,6 @@ from monitor.digest.build import (
 from tests.digest import fixture
 
 
-@pytest.fixture
-def digest(db: Database, tmp_path: Path) -> BrandDigest:
-    fixture.fill(db)
-    settings = fixture.settings(tmp_path / "touchpoint.toml")
-    period = day_period(fixture.DAY, fixture.TIMEZONE)
-    return read_digest(db, settings.brands[0], period, as_of=fixture.AS_OF)
-
-
 def channel(digest: BrandDigest, platform: str) -> ChannelDigest:
     return next(c for c in digest.channels if c.platform == platform)
 

@@ -6,26 +6,16 @@ import email
 import email.policy
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from sqlite_utils import Database
 
-from monitor.digest import BrandDigest, day_period, read_digest, render_html, render_text, subject
+from monitor.digest import BrandDigest, render_html, render_text, subject
 from monitor.digest.build import Change, Mix
 from monitor.digest.render import change, duration, segments, text_bar
 from monitor.digest.send import build_mail
 from tests.digest import fixture
 
 CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-@pytest.fixture
-def digest(db: Database, tmp_path: Path) -> BrandDigest:
-    fixture.fill(db)
-    settings = fixture.settings(tmp_path / "touchpoint.toml")
-    period = day_period(fixture.DAY, fixture.TIMEZONE)
-    return read_digest(db, settings.brands[0], period, as_of=fixture.AS_OF)
 
 
 def test_digest_text_shows_the_figures(digest: BrandDigest) -> None:

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlite_utils import Database
 
 from monitor import store
@@ -22,16 +20,6 @@ from tests.alerts.servers import Sink, free_port
 from tests.digest import fixture
 
 TEAM, OPS = "team@brand.example", "ops@brand.example"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Sink, int]]:
-    sink = Sink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield sink, port
-    controller.stop()
 
 
 def digest_config(port: int, *, recipients: str = f'["{TEAM}", "{OPS}"]') -> str:
