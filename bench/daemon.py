@@ -28,7 +28,7 @@ from pathlib import Path
 
 from monitor.models import utcnow
 from monitor.sandbox import fleet
-from monitor.sandbox.server import SandboxServer
+from monitor.sandbox.traffic import TrafficSandbox
 
 # a part of the request path that tells each stream apart, most specific first (the sandboxes
 # record every request they answer)
@@ -87,7 +87,7 @@ def last_run_id(db_path: Path) -> int:
         conn.close()
 
 
-def requests_by_stream(servers: dict[str, SandboxServer]) -> Counter[tuple[str, str]]:
+def requests_by_stream(servers: dict[str, TrafficSandbox]) -> Counter[tuple[str, str]]:
     counts: Counter[tuple[str, str]] = Counter()
     for platform, server in servers.items():
         for request in server.requests:

@@ -72,7 +72,7 @@ def test_backfill_30_days_killed_and_restarted_loses_and_duplicates_nothing(
         )
         db_path = tmp_path / "touchpoint.db"
         items = [i for i in sandbox.visible() if SINCE <= i.created_at < END]  # type: ignore[attr-defined]
-        expected = {fleet.store_id(platform, sandbox, i) for i in items if reachable(platform, i)}
+        expected = {sandbox.store_id(i) for i in items if reachable(platform, i)}
         assert len(expected) > 300
 
         sandbox.add_fault("slow", times=8, delay=0.4)  # time for the kill to land mid-walk

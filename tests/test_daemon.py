@@ -31,7 +31,7 @@ from monitor.daemon import (
 from monitor.logs import register_secret, setup_logging
 from monitor.models import iso, parse_iso, utcnow
 from monitor.sandbox import fleet
-from monitor.sandbox.server import SandboxServer
+from monitor.sandbox.traffic import TrafficSandbox
 from tests.alerts.servers import Receiver, Sink
 
 ALL_STREAMS = 12  # four platforms x (posts, mentions, keywords)
@@ -41,7 +41,7 @@ ALL_STREAMS = 12  # four platforms x (posts, mentions, keywords)
 class Rig:
     """The four sandboxes, a config pointing at them, and a webhook receiver for alerts."""
 
-    servers: dict[str, SandboxServer]
+    servers: dict[str, TrafficSandbox]
     config: Path
     db_path: Path
     hook: Receiver
@@ -58,9 +58,7 @@ class Rig:
     def expected_ids(self) -> set[str]:
         """Every item the sandboxes serve now, as touchpoint stores it."""
         return {
-            fleet.store_id(p, server, item)
-            for p, server in self.servers.items()
-            for item in server.visible()  # type: ignore[attr-defined]
+            server.store_id(item) for p, server in self.servers.items() for item in server.visible()
         }
 
 
@@ -107,7 +105,7 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float 
 
 
 def config_text(
-    servers: dict[str, SandboxServer],
+    servers: dict[str, TrafficSandbox],
     hook: Receiver,
     smtp_port: int,
     *,

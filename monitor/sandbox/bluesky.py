@@ -41,7 +41,6 @@ from monitor.sandbox.server import (
     Request,
     Response,
     Route,
-    SandboxServer,
     format_time,
 )
 from monitor.sandbox.traffic import (
@@ -49,9 +48,9 @@ from monitor.sandbox.traffic import (
     POST,
     TrafficItem,
     TrafficRates,
+    TrafficSandbox,
     fit,
     traffic_window,
-    visible_items,
 )
 
 POST_TYPE = "app.bsky.feed.post"
@@ -725,7 +724,7 @@ def _rate_headers(limit: int, window: int, remaining: int, reset: int) -> Header
     )
 
 
-class BlueskySandbox(SandboxServer):
+class BlueskySandbox(TrafficSandbox):
     """A local Bluesky PDS + AppView over deterministic generated traffic.
 
     Only items with ``created_at <= clock`` are visible.  One account can log in: the brand's
@@ -738,6 +737,7 @@ class BlueskySandbox(SandboxServer):
     """
 
     label = "Bluesky sandbox"
+    platform = "bluesky"
     server_version = "BlueskySandbox/1.0"
     endpoints = ENDPOINTS
 
@@ -785,9 +785,8 @@ class BlueskySandbox(SandboxServer):
         """The brand account's DID."""
         return self.network.brand_did
 
-    def visible(self) -> list[TrafficItem]:
-        """The items published up to the clock, oldest first."""
-        return visible_items(self.items, self.clock)
+    def native_id(self, item: TrafficItem) -> str:
+        return self.uri(item)
 
     def uri(self, item: TrafficItem) -> str:
         """The at:// uri of ``item``'s post record."""

@@ -15,8 +15,7 @@ from typing import Any
 from monitor.sandbox.bluesky import BlueskySandbox
 from monitor.sandbox.mastodon import MastodonSandbox
 from monitor.sandbox.reddit import RedditSandbox
-from monitor.sandbox.server import SandboxServer
-from monitor.sandbox.traffic import TrafficItem, TrafficRates
+from monitor.sandbox.traffic import TrafficItem, TrafficRates, TrafficSandbox
 from monitor.sandbox.x import XSandbox
 
 PLATFORMS = ("x", "reddit", "mastodon", "bluesky")
@@ -86,7 +85,7 @@ def start_sandbox(
     port: int = 0,
     traffic: Sequence[TrafficItem] | None = None,
     **rates: Any,
-) -> SandboxServer:
+) -> TrafficSandbox:
     """Build (not start) the sandbox of ``platform`` with the demo credentials."""
     spec = SPECS[platform]
     common: dict[str, Any] = dict(
@@ -146,27 +145,14 @@ def running(
     platforms: Sequence[str] = PLATFORMS,
     first_port: int = 0,
     **rates: Any,
-) -> Iterator[dict[str, SandboxServer]]:
+) -> Iterator[dict[str, TrafficSandbox]]:
     """Start the sandboxes of ``platforms`` (ports first_port, +1, ... or free ones); stop after."""
     rates_: TrafficRates = rates  # type: ignore[assignment]
     with ExitStack() as stack:
-        servers: dict[str, SandboxServer] = {}
+        servers: dict[str, TrafficSandbox] = {}
         for offset, platform in enumerate(platforms):
             port = first_port + offset if first_port else 0
             server = start_sandbox(platform, seed=seed, start=start, end=end, port=port, **rates_)
             stack.enter_context(server)
             servers[platform] = server
         yield servers
-
-
-def store_id(platform: str, server: SandboxServer, item: TrafficItem) -> str:
-    """Return the ``posts.id`` touchpoint stores ``item`` under when collected from ``server``."""
-    if isinstance(server, XSandbox):
-        return f"x:{server.tweet_id(item)}"
-    if isinstance(server, RedditSandbox):
-        return f"reddit:{server.fullname(item)}"
-    if isinstance(server, MastodonSandbox):
-        return f"mastodon:{server.status_id(item)}"
-    if isinstance(server, BlueskySandbox):
-        return f"bluesky:{server.uri(item)}"
-    raise TypeError(f"not a sandbox of touchpoint's platforms: {platform}")

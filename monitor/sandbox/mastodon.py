@@ -33,7 +33,6 @@ from monitor.sandbox.server import (
     Request,
     Response,
     Route,
-    SandboxServer,
     format_time,
 )
 from monitor.sandbox.traffic import (
@@ -41,8 +40,8 @@ from monitor.sandbox.traffic import (
     POST,
     TrafficItem,
     TrafficRates,
+    TrafficSandbox,
     traffic_window,
-    visible_items,
 )
 
 T = TypeVar("T")
@@ -666,7 +665,7 @@ def _rate_headers(limit: int, remaining: int, reset: float) -> Headers:
     )
 
 
-class MastodonSandbox(SandboxServer):
+class MastodonSandbox(TrafficSandbox):
     """A local Mastodon instance over deterministic generated traffic.
 
     Only items with ``created_at <= clock`` are visible.  Any bearer token is accepted unless
@@ -677,6 +676,7 @@ class MastodonSandbox(SandboxServer):
     """
 
     label = "Mastodon sandbox"
+    platform = "mastodon"
     server_version = "Mastodon"
     endpoints = ENDPOINTS
 
@@ -718,9 +718,8 @@ class MastodonSandbox(SandboxServer):
         self._window: _RateWindow | None = None
         super().__init__(clock=clock or self.traffic_end, port=port)
 
-    def visible(self) -> list[TrafficItem]:
-        """The items published up to the clock, oldest first."""
-        return visible_items(self.items, self.clock)
+    def native_id(self, item: TrafficItem) -> str:
+        return self.status_id(item)
 
     def status_id(self, item: TrafficItem) -> str:
         """The Mastodon status id of ``item``."""

@@ -43,7 +43,6 @@ from monitor.sandbox.server import (
     Request,
     Response,
     Route,
-    SandboxServer,
 )
 from monitor.sandbox.traffic import (
     KEYWORD,
@@ -52,8 +51,8 @@ from monitor.sandbox.traffic import (
     REPLY,
     TrafficItem,
     TrafficRates,
+    TrafficSandbox,
     traffic_window,
-    visible_items,
 )
 
 ENDPOINTS = ("token", "me", "about", "overview", "inbox", "search", "info")
@@ -594,7 +593,7 @@ class _Token:
     expires_at: float
 
 
-class RedditSandbox(SandboxServer):
+class RedditSandbox(TrafficSandbox):
     """A local Reddit OAuth API over deterministic generated traffic.
 
     Only items with ``created_at <= clock`` are visible.  The token endpoint checks the HTTP Basic
@@ -605,6 +604,7 @@ class RedditSandbox(SandboxServer):
     """
 
     label = "Reddit sandbox"
+    platform = "reddit"
     server_version = "RedditSandbox/1.0"
     endpoints = ENDPOINTS
 
@@ -649,9 +649,8 @@ class RedditSandbox(SandboxServer):
 
     # public helpers -------------------------------------------------------------
 
-    def visible(self) -> list[TrafficItem]:
-        """The items published up to the clock, oldest first."""
-        return visible_items(self.items, self.clock)
+    def native_id(self, item: TrafficItem) -> str:
+        return self.fullname(item)
 
     def thing(self, item: TrafficItem) -> Thing:
         """The Reddit thing ``item`` is served as."""

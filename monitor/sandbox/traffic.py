@@ -15,12 +15,15 @@ import io
 import logging
 import math
 import re
+from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from random import Random
-from typing import TypedDict
+from typing import ClassVar, TypedDict
+
+from monitor.sandbox.server import SandboxServer
 
 logger = logging.getLogger(__name__)
 
@@ -423,3 +426,26 @@ def _aware(when: datetime, name: str) -> datetime:
     if when.tzinfo is None:
         raise ValueError(f"{name} must be timezone-aware")
     return when.astimezone(UTC)
+
+
+class TrafficSandbox(SandboxServer):
+    """A sandbox serving a window of traffic: the items published up to its clock.
+
+    Subclasses set ``platform``, fill ``items`` (see :func:`traffic_window`) and say how an item
+    is identified on their platform (:meth:`native_id`).
+    """
+
+    platform: ClassVar[str] = ""
+    items: list[TrafficItem]
+
+    def visible(self) -> list[TrafficItem]:
+        """The items published up to the clock, oldest first."""
+        return visible_items(self.items, self.clock)
+
+    @abstractmethod
+    def native_id(self, item: TrafficItem) -> str:
+        """The platform's own id of ``item``."""
+
+    def store_id(self, item: TrafficItem) -> str:
+        """The ``posts.id`` touchpoint stores ``item`` under when it collects it from here."""
+        return f"{self.platform}:{self.native_id(item)}"

@@ -31,7 +31,6 @@ from monitor.sandbox.server import (
     Request,
     Response,
     Route,
-    SandboxServer,
     format_time,
 )
 from monitor.sandbox.server import RecordedRequest as RecordedRequest
@@ -41,6 +40,7 @@ from monitor.sandbox.traffic import (
     REPLY,
     TrafficItem,
     TrafficRates,
+    TrafficSandbox,
     traffic_window,
     visible_items,
 )
@@ -709,7 +709,7 @@ def _rate_headers(limit: int, remaining: int, reset: int) -> Headers:
     )
 
 
-class XSandbox(SandboxServer):
+class XSandbox(TrafficSandbox):
     """A local X API v2 server over deterministic generated traffic.
 
     Only items with ``created_at <= clock`` are visible.  Use as a context manager, or call
@@ -717,6 +717,7 @@ class XSandbox(SandboxServer):
     """
 
     label = "X sandbox"
+    platform = "x"
     server_version = "XSandbox/1.0"
     endpoints = ENDPOINTS
 
@@ -755,9 +756,8 @@ class XSandbox(SandboxServer):
         self._rate_windows: dict[str, _RateWindow] = {}
         super().__init__(clock=clock or self.traffic_end, port=port)
 
-    def visible(self) -> list[TrafficItem]:
-        """The items published up to the clock, oldest first."""
-        return visible_items(self.items, self.clock)
+    def native_id(self, item: TrafficItem) -> str:
+        return self.tweet_id(item)
 
     def tweet_id(self, item: TrafficItem) -> str:
         """The X id of ``item``."""

@@ -17,7 +17,7 @@ from monitor.collectors.base import Collector
 from monitor.config import Settings, load_settings
 from monitor.models import StreamKey
 from monitor.sandbox import fleet
-from monitor.sandbox.server import SandboxServer
+from monitor.sandbox.traffic import TrafficSandbox
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=2)
@@ -40,7 +40,7 @@ class World:
     """A sandbox, a config pointing at it, a store, and collectors kept across runs."""
 
     platform: str
-    server: SandboxServer
+    server: TrafficSandbox
     settings: Settings
     db: Database
     collectors: dict[str, Collector]
@@ -51,7 +51,7 @@ class World:
 
     def expected(self, *kinds: str) -> set[str]:
         visible = self.server.visible()  # type: ignore[attr-defined]
-        return {fleet.store_id(self.platform, self.server, i) for i in visible if i.kind in kinds}
+        return {self.server.store_id(i) for i in visible if i.kind in kinds}
 
     def stored(self, *kinds: str) -> set[str]:
         marks = ",".join("?" * len(kinds))
@@ -194,7 +194,7 @@ def test_contract_fault_on_one_platform_never_stops_another(
         outcomes = {(r.key.platform, r.key.stream): r.outcome for r in results}
         for platform in ("mastodon", "bluesky"):
             server = servers[platform]
-            expected = {fleet.store_id(platform, server, i) for i in server.visible()}  # type: ignore[attr-defined]
+            expected = {server.store_id(i) for i in server.visible()}
             stored = {
                 r[0] for r in db.execute("SELECT id FROM posts WHERE platform = ?", [platform])
             }
@@ -225,7 +225,7 @@ def test_contract_cli_collect_on_all_four_stores_once(
         assert second.exit_code == 0 and second.stdout.count(": ok, 0 new, ") == 12
         db = store.open_db(tmp_path / "touchpoint.db")
         for platform, server in servers.items():
-            expected = {fleet.store_id(platform, server, i) for i in server.visible()}  # type: ignore[attr-defined]
+            expected = {server.store_id(i) for i in server.visible()}
             stored = {
                 r[0] for r in db.execute("SELECT id FROM posts WHERE platform = ?", [platform])
             }
