@@ -58,7 +58,7 @@ def time_store(path: Path, posts: list[Post]) -> float:
 def time_bare(path: Path, posts: list[Post]) -> float:
     db = store.open_db(path)  # same schema, pragmas and indexes
     stamp = iso(utcnow())
-    rows = [store._post_row(p, stamp) for p in posts]
+    rows = [store.post_row(p, stamp) for p in posts]
     conn = db.conn
     started = time.perf_counter()
     conn.execute("BEGIN")

@@ -1,0 +1,149 @@
+"""The store: one ``open_db()``, the schema migrations, and every SQL statement touchpoint runs.
+
+Every write runs in a ``BEGIN IMMEDIATE`` transaction (a deferred one that reads and then writes
+fails at once with SQLITE_BUSY_SNAPSHOT when another process committed in between); posts and the
+cursor that covers them commit together.
+
+All SQL lives in this package; callers use its names (``from monitor import store``,
+``store.open_db(path)``), never a module of it, and the modules split it by subject:
+
+- :mod:`.db`: ``open_db()``, the migrations (``m001_...``; recorded by name, so never renamed,
+  reordered or removed), the pragmas, ``write_transaction()``, ``checkpoint()``, the SQLite
+  version check, and the generic ``table_counts()`` and ``explain()``;
+- :mod:`.posts`: the ingest upsert (``upsert_posts``, ``store_page``, ``post_row``,
+  ``UPSERT_POST_SQL``), ``iter_posts`` and ``count_posts``;
+- :mod:`.labels`: ``LabelRow`` and the classifier's reads and writes;
+- :mod:`.alerts`: the mentions-with-answers query, alert states and the deliveries outbox;
+- :mod:`.streams`: cursors, runs, stream status and deferrals, collector state and accounts;
+- :mod:`.digest`: the daily digest's queries and ``digest_sends``.
+
+Imports among them point one way: every module uses :mod:`.db`; :mod:`.posts` uses the cursor
+write of :mod:`.streams` (a page and its cursor share a transaction); :mod:`.digest` reuses the
+mentions query of :mod:`.alerts`.
+"""
+
+from __future__ import annotations
+
+from monitor.store.alerts import (
+    Delivery,
+    StoredAlert,
+    ack_alert,
+    count_deliveries,
+    get_alerts,
+    get_due_deliveries,
+    iter_labelled_posts,
+    iter_mentions_with_answers,
+    mark_notified,
+    queue_delivery,
+    record_delivery,
+    sync_alerts,
+)
+from monitor.store.db import (
+    BUSY_TIMEOUT_SECONDS,
+    StoreError,
+    checkpoint,
+    explain,
+    migrations,
+    open_db,
+    sqlite_version_warning,
+    table_counts,
+    write_transaction,
+)
+from monitor.store.digest import (
+    DIGEST_ACTIVITY_SQL,
+    DIGEST_LAST_ACTIVITY_SQL,
+    DIGEST_MENTIONS_SQL,
+    DigestSend,
+    get_digest_sends,
+    get_last_activity,
+    iter_brand_activity,
+    iter_mentions_between,
+    record_digest_failed,
+    record_digest_sent,
+)
+from monitor.store.labels import (
+    LabelRow,
+    count_labels,
+    has_posts_to_label,
+    iter_posts_to_label,
+    upsert_labels,
+)
+from monitor.store.posts import (
+    POST_COLUMNS,
+    UPSERT_POST_SQL,
+    count_posts,
+    iter_posts,
+    post_row,
+    store_page,
+    upsert_posts,
+)
+from monitor.store.streams import (
+    StreamStatus,
+    delete_cursor,
+    get_account_id,
+    get_collector_state,
+    get_cursor,
+    get_deferral,
+    get_stream_status,
+    last_run_starts,
+    record_run,
+    set_account_id,
+    set_collector_state,
+)
+
+__all__ = [
+    "BUSY_TIMEOUT_SECONDS",
+    "DIGEST_ACTIVITY_SQL",
+    "DIGEST_LAST_ACTIVITY_SQL",
+    "DIGEST_MENTIONS_SQL",
+    "POST_COLUMNS",
+    "UPSERT_POST_SQL",
+    "Delivery",
+    "DigestSend",
+    "LabelRow",
+    "StoreError",
+    "StoredAlert",
+    "StreamStatus",
+    "ack_alert",
+    "checkpoint",
+    "count_deliveries",
+    "count_labels",
+    "count_posts",
+    "delete_cursor",
+    "explain",
+    "get_account_id",
+    "get_alerts",
+    "get_collector_state",
+    "get_cursor",
+    "get_deferral",
+    "get_digest_sends",
+    "get_due_deliveries",
+    "get_last_activity",
+    "get_stream_status",
+    "has_posts_to_label",
+    "iter_brand_activity",
+    "iter_labelled_posts",
+    "iter_mentions_between",
+    "iter_mentions_with_answers",
+    "iter_posts",
+    "iter_posts_to_label",
+    "last_run_starts",
+    "mark_notified",
+    "migrations",
+    "open_db",
+    "post_row",
+    "queue_delivery",
+    "record_delivery",
+    "record_digest_failed",
+    "record_digest_sent",
+    "record_run",
+    "set_account_id",
+    "set_collector_state",
+    "sqlite_version_warning",
+    "store_page",
+    "sync_alerts",
+    "table_counts",
+    "upsert_labels",
+    "upsert_posts",
+    "write_transaction",
+]

@@ -1,0 +1,291 @@
+"""Alerts and their outbox: the mentions query the rules read, alert states, and deliveries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from monitor.models import Alert, iso, utcnow
+from monitor.store.db import write_transaction
+
+logger = logging.getLogger(__name__)
+
+# The unary + keeps SQLite off the brand indexes for the answer lookup: with them it would walk
+# the brand's whole history for every mention; without, it looks the replies up by in_reply_to_id.
+_MENTIONS_SQL = """
+SELECT m.id, m.platform, m.created_at, m.text, m.url, m.author_handle,
+  (SELECT min(r.created_at) FROM posts r
+    WHERE r.is_brand = 1 AND +r.brand = m.brand AND +r.created_at >= m.created_at
+      AND (r.in_reply_to_id = m.id OR r.in_reply_to_id IN (
+        SELECT f.id FROM posts f WHERE m.conversation_id IS NOT NULL
+          AND f.conversation_id = m.conversation_id AND f.author_id = m.author_id
+          AND f.created_at >= m.created_at))) AS answered_at
+FROM posts m
+WHERE m.brand = ? AND m.kind = 'mention' AND m.created_at >= ?
+"""
+
+
+def iter_mentions_with_answers(
+    db: Database, brand: str, *, since: datetime
+) -> Iterator[tuple[Any, ...]]:
+    """Yield the brand's mentions since ``since`` with the time of the brand's first answer.
+
+    Answered means a brand reply to the mention itself, or to a later post of the same author in
+    the same conversation (the person followed up, and the brand answered that)."""
+    yield from db.conn.execute(_MENTIONS_SQL, (brand, iso(since)))
+
+
+def iter_labelled_posts(
+    db: Database, brand: str, *, since: datetime | None
+) -> Iterator[tuple[Any, ...]]:
+    """Yield (id, platform, created_at, label, text, url) of the brand's own broadcasts."""
+    sql = (
+        "SELECT p.id, p.platform, p.created_at, l.label, p.text, p.url FROM posts p "
+        "JOIN labels l ON l.post_id = p.id WHERE p.brand = ? AND p.kind = 'post' "
+        "AND p.is_brand = 1 AND p.created_at >= ? ORDER BY p.created_at DESC"
+    )
+    yield from db.conn.execute(sql, (brand, iso(since) if since else ""))
+
+
+@dataclass(frozen=True)
+class StoredAlert:
+    """An alert as the outbox keeps it."""
+
+    id: int
+    fingerprint: str
+    kind: str
+    brand: str
+    platform: str
+    severity: str
+    title: str
+    state: str
+    created_at: str
+    last_notified_at: str | None
+    payload: dict[str, Any]
+
+
+_ALERT_COLUMNS = (
+    "id, fingerprint, kind, brand, platform, severity, title, state, created_at, "
+    "last_notified_at, payload"
+)
+
+
+def _stored_alert(row: Sequence[Any]) -> StoredAlert:
+    return StoredAlert(
+        id=row[0],
+        fingerprint=row[1],
+        kind=row[2],
+        brand=row[3],
+        platform=row[4],
+        severity=row[5],
+        title=row[6],
+        state=row[7],
+        created_at=row[8],
+        last_notified_at=row[9],
+        payload=json.loads(row[10] or "{}"),
+    )
+
+
+def get_alerts(
+    db: Database, *, states: Sequence[str] | None = None, brand: str | None = None
+) -> list[StoredAlert]:
+    """Return alerts, newest first, optionally only in ``states`` and of ``brand``."""
+    where: list[str] = ["1=1"]
+    params: list[Any] = []
+    if states:
+        where.append(f"state IN ({','.join('?' * len(states))})")
+        params.extend(states)
+    if brand:
+        where.append("brand = ?")
+        params.append(brand)
+    sql = f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {' AND '.join(where)} ORDER BY id DESC"
+    return [_stored_alert(r) for r in db.conn.execute(sql, params)]
+
+
+def sync_alerts(
+    db: Database, alerts: Sequence[Alert], *, brands: Sequence[str], now: datetime
+) -> tuple[int, int]:
+    """Record what the rules raised (inside the caller's transaction); resolve what they no
+    longer raise for ``brands``. Return (opened, resolved)."""
+    stamp, opened, raised = iso(now), 0, set()
+    conn = db.conn
+    for alert in alerts:
+        raised.add(alert.fingerprint)
+        row = conn.execute(
+            "SELECT id, state, severity FROM alerts WHERE fingerprint = ?", (alert.fingerprint,)
+        ).fetchone()
+        if row is None and alert.held:
+            continue
+        if row is None or row[1] == "resolved":
+            opened += 1
+        _upsert_alert(conn, alert, row, stamp)
+    marks = ",".join("?" * len(brands))
+    open_rows = conn.execute(
+        "SELECT id, fingerprint FROM alerts WHERE state IN ('open', 'acked') "
+        f"AND brand IN ({marks})",
+        list(brands),
+    ).fetchall()
+    gone = [(stamp, stamp, r[0]) for r in open_rows if r[1] not in raised]
+    conn.executemany(
+        "UPDATE alerts SET state = 'resolved', resolved_at = ?, updated_at = ? WHERE id = ?", gone
+    )
+    return opened, len(gone)
+
+
+_SEVERITY = {"info": 0, "warning": 1, "critical": 2}
+
+
+def _upsert_alert(
+    conn: sqlite3.Connection, alert: Alert, row: Sequence[Any] | None, stamp: str
+) -> None:
+    payload = json.dumps(alert.payload, sort_keys=True)
+    subject = json.dumps(list(alert.subject))
+    if row is None:
+        conn.execute(
+            "INSERT INTO alerts (fingerprint, kind, brand, platform, subject, payload, created_at, "
+            "state, updated_at, severity, title) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)",
+            (
+                alert.fingerprint,
+                alert.kind,
+                alert.brand,
+                alert.platform,
+                subject,
+                payload,
+                stamp,
+                stamp,
+                alert.severity,
+                alert.title,
+            ),
+        )
+        return
+    state = "open" if row[1] == "resolved" else row[1]
+    escalated = _SEVERITY.get(alert.severity, 0) > _SEVERITY.get(row[2] or "", 0)
+    # a reopened or escalated alert is news: it is sent again now, not at the next repeat
+    renotify = row[1] == "resolved" or (escalated and state == "open")
+    conn.execute(
+        "UPDATE alerts SET state = ?, severity = ?, title = ?, subject = ?, payload = ?, "
+        "updated_at = ?, resolved_at = NULL"
+        f"{', last_notified_at = NULL' if renotify else ''} WHERE id = ?",
+        (state, alert.severity, alert.title, subject, payload, stamp, row[0]),
+    )
+
+
+def mark_notified(db: Database, alert_ids: Sequence[int], *, now: datetime) -> None:
+    """Remember when alerts were last put in a delivery (inside the caller's transaction)."""
+    db.conn.executemany(
+        "UPDATE alerts SET last_notified_at = ? WHERE id = ?", [(iso(now), i) for i in alert_ids]
+    )
+
+
+def ack_alert(db: Database, alert_id: int) -> bool:
+    """Acknowledge an open alert: it is not repeated any more. Return False if there is none."""
+    with write_transaction(db) as conn:
+        done = conn.execute(
+            "UPDATE alerts SET state = 'acked', acked_at = ?, updated_at = ? "
+            "WHERE id = ? AND state = 'open'",
+            (iso(utcnow()), iso(utcnow()), alert_id),
+        ).rowcount
+    return bool(done)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One grouped message for one channel, in the outbox until it is sent."""
+
+    id: int
+    key: str
+    channel: str
+    brand: str
+    kind: str
+    alert_ids: tuple[int, ...]
+    message: dict[str, Any]
+    attempts: int
+    state: str
+
+
+def queue_delivery(
+    db: Database,
+    *,
+    key: str,
+    channel: str,
+    brand: str,
+    kind: str,
+    severity: str,
+    alert_ids: Sequence[int],
+    message: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Put one grouped message in the outbox (inside the caller's transaction)."""
+    db.conn.execute(
+        "INSERT INTO deliveries (key, channel, brand, kind, severity, alert_ids, message, "
+        "created_at, state, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+        "'pending', 0, ?) ON CONFLICT(key) DO NOTHING",
+        (
+            key,
+            channel,
+            brand,
+            kind,
+            severity,
+            json.dumps(list(alert_ids)),
+            json.dumps(message, sort_keys=True),
+            iso(now),
+            iso(now),
+        ),
+    )
+
+
+def get_due_deliveries(db: Database, *, now: datetime) -> list[Delivery]:
+    """Return the pending deliveries whose next attempt is due, oldest first."""
+    rows = db.conn.execute(
+        "SELECT id, key, channel, brand, kind, alert_ids, message, attempts, state "
+        "FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id",
+        (iso(now),),
+    )
+    return [
+        Delivery(
+            r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), json.loads(r[6]), r[7], r[8]
+        )
+        for r in rows
+    ]
+
+
+def record_delivery(
+    db: Database,
+    delivery_id: int,
+    *,
+    state: str,
+    attempts: int,
+    error: str | None,
+    next_attempt_at: datetime | None,
+    now: datetime,
+) -> None:
+    """Record the outcome of delivery attempts: sent, pending again, or dead."""
+    with write_transaction(db) as conn:
+        conn.execute(
+            "UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, next_attempt_at = ?, "
+            "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
+            (
+                state,
+                attempts,
+                error,
+                iso(next_attempt_at) if next_attempt_at else None,
+                state,
+                iso(now),
+                delivery_id,
+            ),
+        )
+
+
+def count_deliveries(db: Database) -> dict[str, int]:
+    """Return the number of deliveries per state."""
+    return {
+        str(k): int(n)
+        for k, n in db.conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state")
+    }

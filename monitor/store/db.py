@@ -1,0 +1,296 @@
+"""The database itself: ``open_db()``, the schema migrations, write transactions and checkpoints.
+
+Every write runs in a ``BEGIN IMMEDIATE`` transaction (a deferred one that reads and then writes
+fails at once with SQLITE_BUSY_SNAPSHOT when another process committed in between).
+
+The migrations are recorded by name in ``_sqlite_migrations``: never rename, reorder or remove
+one, or an existing store would apply it again (or never).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlite_utils import Database, Migrations
+
+logger = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_SECONDS = 30.0
+migrations = Migrations("touchpoint")
+
+
+class StoreError(Exception):
+    """The database cannot be opened or written; the message says why and what to do."""
+
+
+@migrations()
+def m001_create_tables(db: Database) -> None:
+    """Create every table of the data model, with the indexes the alerts and digest query."""
+    db.table("posts").create(
+        {
+            "id": str,
+            "platform": str,
+            "native_id": str,
+            "brand": str,
+            "author_id": str,
+            "author_handle": str,
+            "is_brand": int,
+            "kind": str,
+            "text": str,
+            "url": str,
+            "lang": str,
+            "created_at": str,
+            "in_reply_to_id": str,
+            "conversation_id": str,
+            "metrics": str,
+            "raw": str,
+            "collected_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"platform", "native_id", "brand", "kind", "text", "created_at"},
+    )
+    db.table("posts").create_index(["brand", "platform", "kind", "created_at"])
+    db.table("posts").create_index(["in_reply_to_id"])
+    db.table("posts").create_index(["conversation_id"])
+    db.table("posts").create_index(["collected_at"])
+    db.table("labels").create(
+        {
+            "post_id": str,
+            "label": str,
+            "confidence": float,
+            "probabilities": str,
+            "model_version": str,
+            "labeled_at": str,
+        },
+        pk="post_id",
+        foreign_keys=[("post_id", "posts", "id")],
+    )
+    db.table("cursors").create(
+        {
+            "brand": str,
+            "platform": str,
+            "stream": str,
+            "query": str,
+            "position": str,
+            "pending": str,
+            "updated_at": str,
+        },
+        pk=("brand", "platform", "stream", "query"),
+    )
+    db.table("runs").create(
+        {
+            "id": int,
+            "brand": str,
+            "platform": str,
+            "stream": str,
+            "query": str,
+            "started_at": str,
+            "finished_at": str,
+            "outcome": str,
+            "items_new": int,
+            "items_updated": int,
+            "pages": int,
+            "error": str,
+            "retry_at": str,
+        },
+        pk="id",
+    )
+    db.table("runs").create_index(["brand", "platform", "stream", "query", "id"])
+    db.table("alerts").create(
+        {
+            "id": int,
+            "fingerprint": str,
+            "kind": str,
+            "brand": str,
+            "platform": str,
+            "subject": str,
+            "payload": str,
+            "created_at": str,
+            "state": str,
+            "updated_at": str,
+        },
+        pk="id",
+    )
+    db.table("alerts").create_index(["fingerprint"], unique=True)
+    db.table("alerts").create_index(["state", "brand"])
+    db.table("deliveries").create(
+        {
+            "id": int,
+            "alert_id": int,
+            "channel": str,
+            "attempts": int,
+            "last_error": str,
+            "sent_at": str,
+            "next_attempt_at": str,
+        },
+        pk="id",
+        foreign_keys=[("alert_id", "alerts", "id")],
+    )
+    db.table("deliveries").create_index(["alert_id", "channel"], unique=True)
+    db.table("accounts").create(
+        {"platform": str, "handle": str, "native_id": str, "resolved_at": str},
+        pk=("platform", "handle"),
+    )
+
+
+@migrations()
+def m002_create_collector_state(db: Database) -> None:
+    """Keep what a collector needs across runs, e.g. a Bluesky session (not its password)."""
+    db.table("collector_state").create(
+        {"platform": str, "state": str, "updated_at": str}, pk="platform"
+    )
+
+
+@migrations()
+def m003_create_outbox(db: Database) -> None:
+    """Alerts keep their severity and notification times; deliveries become the grouped outbox."""
+    alerts = db.table("alerts")
+    for column in ("severity", "title", "last_notified_at", "resolved_at", "acked_at"):
+        alerts.add_column(column, str)
+    db.table("deliveries").drop()
+    db.table("deliveries").create(
+        {
+            "id": int,
+            "key": str,
+            "channel": str,
+            "brand": str,
+            "kind": str,
+            "severity": str,
+            "alert_ids": str,
+            "message": str,
+            "created_at": str,
+            "state": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "last_error": str,
+            "sent_at": str,
+        },
+        pk="id",
+    )
+    db.table("deliveries").create_index(["key"], unique=True)
+    db.table("deliveries").create_index(["state", "next_attempt_at"])
+
+
+@migrations()
+def m004_create_digest_sends(db: Database) -> None:
+    """Remember which daily digests reached which recipient; index posts by (brand, kind, time)."""
+    db.table("digest_sends").create(
+        {
+            "brand": str,
+            "day": str,
+            "recipient": str,
+            "state": str,
+            "attempts": int,
+            "message_id": str,
+            "last_error": str,
+            "next_attempt_at": str,
+            "sent_at": str,
+            "updated_at": str,
+        },
+        pk=("brand", "day", "recipient"),
+    )
+    # a brand's mentions or posts over a time range, whatever the platform (digest and alerts)
+    db.table("posts").create_index(["brand", "kind", "created_at"])
+
+
+def open_db(path: Path | str) -> Database:
+    """Open (creating if needed) the SQLite store in WAL mode and apply pending migrations."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS)
+        db = Database(conn)
+        _set_pragmas(conn)
+        if migrations.pending(db):
+            with write_transaction(db):
+                migrations.apply(db)
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"{path}: cannot open the database ({exc}). Fix: check that the path is "
+            "a touchpoint database on a local disk and that its folder is writable"
+        ) from None
+    except OSError as exc:
+        raise StoreError(
+            f"{path}: cannot create its folder ({exc.strerror}). Fix: choose a "
+            "writable [store] path or TOUCHPOINT_DB"
+        ) from None
+    return db
+
+
+def _set_pragmas(conn: sqlite3.Connection) -> None:
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise sqlite3.OperationalError(f"journal_mode stays {mode!r}, WAL is required")
+    # Cursors and the alert outbox drive what is sent and fetched next: a commit that a power loss
+    # could take back would be a duplicate or a gap.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    conn.execute("PRAGMA foreign_keys=ON")
+
+
+# SQLite already lets one connection write at a time; holding this lock as well means that within
+# one process (the daemon's threads) a commit, and the automatic checkpoint it may run, never
+# overlap another connection's write: the in-process half of the WAL-reset race (see
+# sqlite_version_warning).
+_WRITE_LOCK = threading.RLock()
+
+
+@contextmanager
+def write_transaction(db: Database) -> Iterator[sqlite3.Connection]:
+    """Run the block in one ``BEGIN IMMEDIATE`` transaction; commit on success, else roll back."""
+    conn = db.conn
+    with _WRITE_LOCK:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        conn.commit()
+
+
+def checkpoint(db: Database) -> tuple[int, int, int]:
+    """Copy the WAL into the database and truncate it (busy, WAL pages, pages checkpointed)."""
+    with _WRITE_LOCK:
+        row = db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def sqlite_version_warning() -> str | None:
+    """Say so when this SQLite has the WAL-reset bug (3.7.0 to 3.51.2 without a backport)."""
+    version = tuple(int(p) for p in sqlite3.sqlite_version.split("."))
+    fixed = (
+        version >= (3, 51, 3) or (3, 50, 7) <= version < (3, 51) or (3, 44, 6) <= version < (3, 45)
+    )
+    if fixed:
+        return None
+    return (
+        f"SQLite {sqlite3.sqlite_version} has the WAL-reset bug (fixed in 3.51.3, 3.50.7, "
+        "3.44.6): two processes writing the store at the same instant can corrupt it"
+    )
+
+
+def _encode_json(value: Any) -> str:
+    """Compact JSON text; orjson, because rows are encoded on the ingest hot path."""
+    return orjson.dumps(value).decode()
+
+
+def table_counts(
+    db: Database, tables: Iterable[str] = ("posts", "runs", "cursors")
+) -> dict[str, int]:
+    """Return the row count of each named table."""
+    return {t: int(db.conn.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0]) for t in tables}
+
+
+def explain(db: Database, sql: str, params: Sequence[Any]) -> list[str]:
+    """Return SQLite's query plan of ``sql`` (one line per step), to check what it scans."""
+    return [str(row[3]) for row in db.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]

@@ -1,0 +1,138 @@
+"""The daily digest's queries, and ``digest_sends``: which digest reached which recipient."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from monitor.models import iso
+from monitor.store.alerts import _MENTIONS_SQL
+from monitor.store.db import write_transaction
+
+logger = logging.getLogger(__name__)
+
+# The digest's own queries; each is a range scan of the (brand, kind, created_at) or the
+# (brand, platform, kind, created_at) index, whatever the size of the store (bench/digest.py).
+DIGEST_ACTIVITY_SQL = """
+SELECT p.platform, p.kind, p.created_at, l.label FROM posts p
+LEFT JOIN labels l ON l.post_id = p.id
+WHERE p.brand = ? AND p.kind IN ('post', 'reply') AND p.is_brand = 1
+  AND p.created_at >= ? AND p.created_at < ?
+"""
+# the alerts' definition of answered, for the mentions of one period
+DIGEST_MENTIONS_SQL = _MENTIONS_SQL + "  AND m.created_at < ?\n"
+DIGEST_LAST_ACTIVITY_SQL = (
+    "SELECT max(created_at) FROM posts "
+    "WHERE brand = ? AND platform = ? AND kind = ? AND created_at < ?"
+)
+
+
+def iter_brand_activity(
+    db: Database, brand: str, *, start: datetime, end: datetime
+) -> Iterator[tuple[Any, ...]]:
+    """Yield (platform, kind, created_at, label or None) of the brand's own posts and replies
+    created in [start, end)."""
+    yield from db.conn.execute(DIGEST_ACTIVITY_SQL, (brand, iso(start), iso(end)))
+
+
+def iter_mentions_between(
+    db: Database, brand: str, *, start: datetime, end: datetime
+) -> Iterator[tuple[Any, ...]]:
+    """Yield the brand's mentions created in [start, end), as :func:`iter_mentions_with_answers`
+    does (the time of the first answer, however late, is the last column)."""
+    yield from db.conn.execute(DIGEST_MENTIONS_SQL, (brand, iso(start), iso(end)))
+
+
+def get_last_activity(
+    db: Database, brand: str, platforms: Iterable[str], *, before: datetime
+) -> dict[str, str | None]:
+    """Return, per platform, when the brand last posted or replied there before ``before``."""
+    found: dict[str, str | None] = {}
+    for platform in platforms:
+        stamps = [
+            db.conn.execute(DIGEST_LAST_ACTIVITY_SQL, (brand, platform, k, iso(before))).fetchone()[
+                0
+            ]
+            for k in ("post", "reply")
+        ]
+        found[platform] = max((s for s in stamps if s), default=None)
+    return found
+
+
+@dataclass(frozen=True)
+class DigestSend:
+    """Where the digest of one brand and day stands for one recipient."""
+
+    recipient: str
+    state: str  # "sent" | "failed" (tried again from next_attempt_at) | "dead"
+    attempts: int
+    next_attempt_at: str | None
+    sent_at: str | None
+
+
+def get_digest_sends(db: Database, brand: str, day: str) -> dict[str, DigestSend]:
+    """Return the recorded sends of a brand's digest for ``day`` (YYYY-MM-DD), by recipient."""
+    rows = db.conn.execute(
+        "SELECT recipient, state, attempts, next_attempt_at, sent_at FROM digest_sends "
+        "WHERE brand = ? AND day = ?",
+        (brand, day),
+    )
+    return {r[0]: DigestSend(*r) for r in rows}
+
+
+def record_digest_sent(
+    db: Database, brand: str, day: str, recipient: str, *, message_id: str, now: datetime
+) -> None:
+    """Record that the SMTP server accepted a brand's digest for ``day`` to ``recipient``."""
+    with write_transaction(db) as conn:
+        conn.execute(
+            "INSERT INTO digest_sends (brand, day, recipient, state, attempts, message_id, "
+            "sent_at, updated_at) VALUES (?, ?, ?, 'sent', 1, ?, ?, ?) "
+            "ON CONFLICT(brand, day, recipient) DO UPDATE SET state = 'sent', "
+            "attempts = digest_sends.attempts + 1, message_id = excluded.message_id, "
+            "last_error = NULL, next_attempt_at = NULL, sent_at = excluded.sent_at, "
+            "updated_at = excluded.updated_at",
+            (brand, day, recipient, message_id, iso(now), iso(now)),
+        )
+
+
+def record_digest_failed(
+    db: Database,
+    brand: str,
+    day: str,
+    recipient: str,
+    *,
+    error: str,
+    next_attempt_at: datetime | None,
+    now: datetime,
+) -> int:
+    """Record a failed attempt (``next_attempt_at`` None: given up); return the attempts so far."""
+    state = "failed" if next_attempt_at is not None else "dead"
+    with write_transaction(db) as conn:
+        conn.execute(
+            "INSERT INTO digest_sends (brand, day, recipient, state, attempts, last_error, "
+            "next_attempt_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?) "
+            "ON CONFLICT(brand, day, recipient) DO UPDATE SET state = excluded.state, "
+            "attempts = digest_sends.attempts + 1, last_error = excluded.last_error, "
+            "next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at "
+            "WHERE digest_sends.state != 'sent'",
+            (
+                brand,
+                day,
+                recipient,
+                state,
+                error,
+                iso(next_attempt_at) if next_attempt_at else None,
+                iso(now),
+            ),
+        )
+        row = conn.execute(
+            "SELECT attempts FROM digest_sends WHERE brand = ? AND day = ? AND recipient = ?",
+            (brand, day, recipient),
+        ).fetchone()
+    return int(row[0])

@@ -1,0 +1,215 @@
+"""Streams: cursors, runs and the status built from them, deferrals, collector state, accounts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from monitor.models import Cursor, RunResult, StreamKey, iso, parse_iso, utcnow
+from monitor.store.db import write_transaction
+
+logger = logging.getLogger(__name__)
+
+# -- cursors -------------------------------------------------------------------------------------
+
+
+def get_cursor(db: Database, key: StreamKey) -> Cursor:
+    """Return the committed cursor of a stream (empty when the stream never stored anything)."""
+    row = db.conn.execute(
+        "SELECT position, pending FROM cursors "
+        "WHERE brand=? AND platform=? AND stream=? AND query=?",
+        (key.brand, key.platform, key.stream, key.query),
+    ).fetchone()
+    if row is None:
+        return Cursor()
+    return Cursor(position=row[0], pending=json.loads(row[1]) if row[1] else None)
+
+
+def _set_cursor(conn: sqlite3.Connection, key: StreamKey, cursor: Cursor, now: datetime) -> None:
+    conn.execute(
+        "INSERT INTO cursors (brand, platform, stream, query, position, pending, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(brand, platform, stream, query) DO UPDATE SET "
+        "position=excluded.position, pending=excluded.pending, updated_at=excluded.updated_at",
+        (
+            key.brand,
+            key.platform,
+            key.stream,
+            key.query,
+            cursor.position,
+            json.dumps(cursor.pending, sort_keys=True) if cursor.pending is not None else None,
+            iso(now),
+        ),
+    )
+
+
+def delete_cursor(db: Database, key: StreamKey) -> None:
+    """Forget a stream's cursor (a finished backfill)."""
+    with write_transaction(db) as conn:
+        conn.execute(
+            "DELETE FROM cursors WHERE brand=? AND platform=? AND stream=? AND query=?",
+            (key.brand, key.platform, key.stream, key.query),
+        )
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+def record_run(db: Database, run: RunResult) -> None:
+    """Append one run of one stream to ``runs``."""
+    with write_transaction(db) as conn:
+        conn.execute(
+            "INSERT INTO runs (brand, platform, stream, query, started_at, finished_at, outcome, "
+            "items_new, items_updated, pages, error, retry_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                run.key.brand,
+                run.key.platform,
+                run.key.stream,
+                run.key.query,
+                iso(run.started_at),
+                iso(run.finished_at or utcnow()),
+                run.outcome,
+                run.items_new,
+                run.items_updated,
+                run.pages,
+                run.error,
+                iso(run.retry_at) if run.retry_at else None,
+            ),
+        )
+
+
+def get_deferral(db: Database, key: StreamKey) -> datetime | None:
+    """Return until when the stream's last run deferred it (a rate limit), if it did."""
+    row = db.conn.execute(
+        "SELECT outcome, retry_at FROM runs WHERE brand=? AND platform=? AND stream=? AND query=? "
+        "AND outcome != 'skipped' ORDER BY id DESC LIMIT 1",
+        (key.brand, key.platform, key.stream, key.query),
+    ).fetchone()
+    if row is None or row[0] != "deferred" or not row[1]:
+        return None
+    return parse_iso(row[1])
+
+
+def last_run_starts(db: Database) -> dict[tuple[str, str, str], datetime]:
+    """Return when each (brand, platform, stream) last started a run, over all its queries."""
+    sql = (
+        "SELECT r.brand, r.platform, r.stream, r.started_at FROM runs r JOIN ("
+        " SELECT max(id) AS id FROM runs GROUP BY brand, platform, stream, query"
+        ") m ON r.id = m.id"
+    )
+    found: dict[tuple[str, str, str], datetime] = {}
+    for brand, platform, stream, started in db.conn.execute(sql):
+        when = parse_iso(started)
+        key = (brand, platform, stream)
+        if key not in found or when > found[key]:
+            found[key] = when
+    return found
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """A stream's health as ``touchpoint status`` shows it."""
+
+    key: StreamKey
+    last_run_at: str | None
+    outcome: str | None
+    items_new: int
+    last_success_at: str | None
+    consecutive_failures: int
+    cursor_updated_at: str | None
+    last_error: str | None
+    retry_at: str | None
+
+
+_STATUS_SQL = """
+WITH keys AS (
+  SELECT brand, platform, stream, query FROM runs
+  UNION SELECT brand, platform, stream, query FROM cursors
+),
+last AS (
+  SELECT r.* FROM runs r JOIN (
+    SELECT max(id) AS id FROM runs WHERE outcome != 'skipped'
+    GROUP BY brand, platform, stream, query
+  ) m ON r.id = m.id
+),
+ok AS (
+  SELECT brand, platform, stream, query, max(id) AS id, max(finished_at) AS at FROM runs
+  WHERE outcome = 'ok' GROUP BY 1, 2, 3, 4
+)
+SELECT k.brand, k.platform, k.stream, k.query, last.started_at, last.outcome,
+       coalesce(last.items_new, 0), ok.at,
+       (SELECT count(*) FROM runs f WHERE f.brand = k.brand AND f.platform = k.platform
+          AND f.stream = k.stream AND f.query = k.query AND f.outcome IN ('failed', 'auth_failed')
+          AND f.id > coalesce(ok.id, 0)),
+       c.updated_at,
+       (SELECT e.error FROM runs e WHERE e.brand = k.brand AND e.platform = k.platform
+          AND e.stream = k.stream AND e.query = k.query AND e.error IS NOT NULL
+          ORDER BY e.id DESC LIMIT 1),
+       last.retry_at
+FROM keys k
+LEFT JOIN last ON last.brand = k.brand AND last.platform = k.platform
+  AND last.stream = k.stream AND last.query = k.query
+LEFT JOIN ok ON ok.brand = k.brand AND ok.platform = k.platform
+  AND ok.stream = k.stream AND ok.query = k.query
+LEFT JOIN cursors c ON c.brand = k.brand AND c.platform = k.platform
+  AND c.stream = k.stream AND c.query = k.query
+ORDER BY k.brand, k.platform, k.stream, k.query
+"""
+
+
+def get_stream_status(db: Database) -> list[StreamStatus]:
+    """Return every stream that has run or holds a cursor, with its latest outcome and errors."""
+    return [
+        StreamStatus(StreamKey(r[0], r[1], r[2], r[3]), *r[4:])
+        for r in db.conn.execute(_STATUS_SQL)
+    ]
+
+
+# -- collector state ------------------------------------------------------------------------------
+
+
+def get_collector_state(db: Database, platform: str) -> dict[str, Any]:
+    """Return the state a platform's collector kept from earlier runs ({} when none)."""
+    row = db.conn.execute(
+        "SELECT state FROM collector_state WHERE platform = ?", (platform,)
+    ).fetchone()
+    return dict(json.loads(row[0])) if row else {}
+
+
+def set_collector_state(db: Database, platform: str, state: dict[str, Any]) -> None:
+    """Keep a collector's state for the next run."""
+    with write_transaction(db) as conn:
+        conn.execute(
+            "INSERT INTO collector_state (platform, state, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(platform) DO UPDATE SET state = excluded.state, "
+            "updated_at = excluded.updated_at",
+            (platform, json.dumps(state, sort_keys=True), iso(utcnow())),
+        )
+
+
+# -- accounts ------------------------------------------------------------------------------------
+
+
+def get_account_id(db: Database, platform: str, handle: str) -> str | None:
+    """Return a handle's platform id resolved earlier, if any."""
+    row = db.conn.execute(
+        "SELECT native_id FROM accounts WHERE platform = ? AND handle = ?",
+        (platform, handle.lower()),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def set_account_id(db: Database, platform: str, handle: str, native_id: str) -> None:
+    """Remember a handle's platform id, so it is resolved only once."""
+    with write_transaction(db) as conn:
+        conn.execute(
+            "INSERT INTO accounts (platform, handle, native_id, resolved_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(platform, handle) DO UPDATE SET native_id = excluded.native_id, "
+            "resolved_at = excluded.resolved_at",
+            (platform, handle.lower(), native_id, iso(utcnow())),
+        )
