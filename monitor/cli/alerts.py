@@ -1,0 +1,92 @@
+"""``touchpoint alerts``: list, acknowledge and test alerts."""
+
+from __future__ import annotations
+
+import click
+
+from monitor import store
+from monitor.alerts.channels import build_channel
+from monitor.alerts.channels.base import DeliveryError
+from monitor.alerts.message import make_test_message
+from monitor.cli.app import AppContext, cli, pass_app
+from monitor.cli.common import _age
+from monitor.config import ConfigError
+from monitor.logs import clean
+from monitor.models import iso, utcnow
+
+
+@cli.group()
+def alerts() -> None:
+    """List, acknowledge and test alerts (collect evaluates and sends them).
+
+    \b
+    Example:
+        touchpoint alerts list --open
+    """
+
+
+@alerts.command("list")
+@click.option("--open", "open_only", is_flag=True, help="Only alerts still open.")
+@click.option("--brand", help="Only this brand.")
+@pass_app
+def alerts_list(app: AppContext, open_only: bool, brand: str | None) -> None:
+    """Show alerts, newest first: id, state, severity, kind, brand, age and title.
+
+    \b
+    Example:
+        touchpoint alerts list --open --brand acme
+    """
+    db = app.open()
+    rows = store.get_alerts(db, states=["open"] if open_only else None, brand=brand)
+    if not rows:
+        click.echo("no alerts")
+        return
+    now = utcnow()
+    for a in rows:
+        click.echo(
+            f"{a.id:>5}  {a.state:8}  {a.severity:8}  {a.kind:18}  {a.brand}/{a.platform}"
+            f"  {_age(a.created_at, now):>5}  {clean(a.title)[:90]}"
+        )
+
+
+@alerts.command("ack")
+@click.argument("alert_id", type=int)
+@pass_app
+def alerts_ack(app: AppContext, alert_id: int) -> None:
+    """Acknowledge an open alert: it stays open until resolved but is not repeated.
+
+    \b
+    Example:
+        touchpoint alerts ack 42
+    """
+    if not store.ack_alert(app.open(), alert_id):
+        raise click.ClickException(
+            f"no open alert {alert_id}. Fix: see `touchpoint alerts list --open`"
+        )
+    click.echo(f"alert {alert_id} acknowledged")
+
+
+@alerts.command("test")
+@click.option("--channel", required=True, help="The channel's name in [alerts.channels].")
+@pass_app
+def alerts_test(app: AppContext, channel: str) -> None:
+    """Send a test message through one channel and say whether it arrived.
+
+    \b
+    Example:
+        touchpoint alerts test --channel slack
+    """
+    settings = app.settings()
+    if channel not in settings.channels and channel != "log":
+        known = ", ".join(settings.channels) or "(none configured)"
+        raise click.ClickException(f"no channel named {channel!r}. Fix: use one of: {known}")
+    try:
+        target = build_channel(settings, channel)
+        target.send(make_test_message(channel, now=iso(utcnow())))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except DeliveryError as exc:
+        raise click.ClickException(
+            f"{channel}: the test message was not delivered: {exc}"
+        ) from None
+    click.echo(f"{channel}: test message delivered")

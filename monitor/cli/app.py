@@ -1,0 +1,92 @@
+"""The ``touchpoint`` click group: global options, the context every command gets, ``main()``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from sqlite_utils import Database
+
+from monitor import __version__, store
+from monitor.config import (
+    ENV_CONFIG,
+    ENV_DB,
+    ConfigError,
+    Settings,
+    default_config_path,
+    load_settings,
+)
+from monitor.logs import setup_logging
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@dataclass
+class AppContext:
+    """What the group's options resolve to, shared by every command."""
+
+    config_path: Path
+    db_override: Path | None
+    verbose: int = 0
+
+    def settings(self) -> Settings:
+        try:
+            return load_settings(self.config_path)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    def db_path(self) -> Path:
+        if self.db_override is not None:
+            return self.db_override
+        return self.settings().db_path
+
+    def open(self, path: Path | None = None) -> Database:
+        try:
+            return store.open_db(path or self.db_path())
+        except store.StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Config file (default: ${ENV_CONFIG} or ./touchpoint.toml).",
+)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=ENV_DB,
+    help=f"SQLite database, overriding the config's [store] path (also ${ENV_DB}).",
+)
+@click.option("-v", "--verbose", count=True, help="-v logs each run, -vv logs at DEBUG.")
+@click.version_option(__version__, prog_name="touchpoint")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, verbose: int) -> None:
+    """touchpoint: watch a brand's social touchpoints and keep it honest.
+
+    Engage and inspire, don't sell; answer people promptly; stay consistent on every channel.
+
+    \b
+    Example:
+        touchpoint init && touchpoint check-config && touchpoint collect
+    """
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    setup_logging(levels.get(verbose, logging.DEBUG))
+    ctx.obj = AppContext(
+        config_path=config_path or default_config_path(), db_override=db_path, verbose=verbose
+    )
+
+
+def main() -> None:
+    """Entry point for ``python -m monitor``."""
+    cli(prog_name="touchpoint")

@@ -1,0 +1,144 @@
+"""``touchpoint classify``, ``evaluate`` and ``train``: the classifier's commands.
+
+scikit-learn loads only inside these commands, never when ``monitor.cli`` is imported (the daemon
+stays lean).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from monitor import pipeline, store
+from monitor.cli.app import AppContext, cli, pass_app
+from monitor.config import Settings
+
+if TYPE_CHECKING:  # scikit-learn loads only for the commands that classify (the daemon stays lean)
+    import classifiers
+
+
+def _classifier(settings: Settings | None) -> classifiers.Classifier:
+    import classifiers
+
+    try:
+        if settings is None:
+            return classifiers.load_default()
+        return pipeline.load_classifier(settings)
+    except classifiers.ModelLoadError as exc:
+        raise click.ClickException(
+            f"the classifier model cannot be loaded: {exc}. Fix: check "
+            "[classifier] model_path, or retrain with `touchpoint train`"
+        ) from None
+
+
+@cli.command()
+@click.option("--since", type=click.DateTime(), help="Only posts created at or after (UTC).")
+@click.option(
+    "--relabel", is_flag=True, help="Also relabel posts labelled by another model version."
+)
+@pass_app
+def classify(app: AppContext, since: datetime | None, relabel: bool) -> None:
+    """Label the brand's posts engaging, inspiring or sales-pitch (collect does this too).
+
+    \b
+    Example:
+        touchpoint classify --relabel
+    """
+    settings = app.settings()
+    classifier = _classifier(settings)
+    db = app.open(app.db_override or settings.db_path)
+    done = pipeline.classify_pending(
+        db, classifier, relabel=relabel, since=since.replace(tzinfo=UTC) if since else None
+    )
+    counts = ", ".join(f"{n} {label}" for label, n in sorted(store.count_labels(db).items()))
+    click.echo(
+        f"labelled {done} posts with model {classifier.version}; all labels: {counts or '-'}"
+    )
+
+
+@cli.command()
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV with columns text and label (others ignored).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a report.")
+@pass_app
+def evaluate(app: AppContext, data: Path, as_json: bool) -> None:
+    """Score the classifier on your own labelled posts: macro-F1, accuracy, per class.
+
+    \b
+    Example:
+        touchpoint evaluate --data labelled.csv --json
+    """
+    from classifiers.evaluate import evaluate as score
+
+    texts, labels = _read_labelled(data)
+    settings = app.settings() if app.config_path.exists() else None
+    model = _classifier(settings)
+    try:
+        report = score(model, texts, labels)
+    except ValueError as exc:
+        raise click.ClickException(f"{data}: {exc}") from None
+    if as_json:
+        keys = ("macro_f1", "accuracy", "per_class", "n")
+        click.echo(json.dumps({k: report[k] for k in keys}, indent=2))
+        return
+    click.echo(
+        f"n={report['n']}  macro-F1 {report['macro_f1']:.3f}  accuracy {report['accuracy']:.3f}"
+    )
+    for label, row in report["per_class"].items():
+        click.echo(
+            f"  {label:12} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
+            f"F1 {row['f1']:.3f}  n={row['support']}"
+        )
+
+
+def _read_labelled(path: Path) -> tuple[list[str], list[str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not {"text", "label"} <= set(reader.fieldnames or ()):
+            raise click.ClickException(
+                f"{path}: needs the columns text and label. Fix: add a header line text,label"
+            )
+        rows = [(r["text"], r["label"].strip()) for r in reader if (r["text"] or "").strip()]
+    if not rows:
+        raise click.ClickException(f"{path}: no labelled posts in it")
+    return [t for t, _ in rows], [label for _, label in rows]
+
+
+@cli.command()
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Your own labelled posts (CSV: text,label) added to the shipped corpus.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Model file to write (default: touchpoint-model.skops beside the config).",
+)
+def train(data: Path | None, output: Path | None) -> None:
+    """Retrain the classifier on the shipped corpus plus your labelled posts.
+
+    Writes the model and its sidecar; point [classifier] model_path at it to use it.
+
+    \b
+    Example:
+        touchpoint train --data our_posts.csv -o touchpoint-model.skops
+    """
+    from classifiers.train import main as train_main
+
+    target = output or Path("touchpoint-model.skops")
+    args = ["--out", str(target), "--no-card"] + (["--data", str(data)] if data else [])
+    if train_main(args) != 0:
+        raise click.ClickException("training failed (see the log above)")
+    click.echo(f'wrote {target}. Use it: [classifier] model_path = "{target}"')

@@ -1,0 +1,247 @@
+"""``touchpoint collect``, ``backfill``, ``status`` and ``export``: collect, then look at it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import click
+
+from monitor import pipeline, store
+from monitor.cli.app import AppContext, cli, pass_app
+from monitor.cli.common import _report_alerts, _report_labels, render_status
+from monitor.collectors import collector_class
+from monitor.config import STREAMS, ConfigError, Settings
+from monitor.daemon import daemon_holder
+from monitor.models import KINDS, Post, RunResult, StreamKey, parse_iso, utcnow
+
+
+def _selection_options(func: Any) -> Any:
+    func = click.option("--stream", type=click.Choice(STREAMS), help="Only this stream.")(func)
+    func = click.option("--platform", help="Only this platform (e.g. x).")(func)
+    return click.option("--brand", help="Only this brand (its name in the config).")(func)
+
+
+@cli.command()
+@_selection_options
+@pass_app
+def collect(app: AppContext, brand: str | None, platform: str | None, stream: str | None) -> None:
+    """Collect every configured stream once: brand posts, mentions and keyword hits.
+
+    Incremental: each stream goes on from its stored cursor, so running it again stores nothing
+    twice. Exits 1 when a stream failed (the others still ran).
+
+    \b
+    Example:
+        touchpoint collect --brand acme --platform x
+    """
+    settings = app.settings()
+    _check_selection(settings, brand, platform)
+    db = app.open(app.db_override or settings.db_path)
+    results = pipeline.collect(db, settings, pipeline.Selection(brand, platform, stream))
+    _report_labels(pipeline.classify_new(db, settings))
+    _report_alerts(pipeline.run_alerts(db, settings))
+    _report(results)
+
+
+def _check_selection(settings: Settings, brand: str | None, platform: str | None) -> None:
+    try:
+        if brand is not None:
+            settings.brand(brand)
+        settings.check_secrets()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if platform is not None and platform not in settings.platforms_in_use():
+        raise click.ClickException(
+            f"no brand has an account on {platform!r}. Fix: use one of: "
+            f"{', '.join(settings.platforms_in_use())}"
+        )
+
+
+def _report(results: Sequence[RunResult]) -> None:
+    for r in results:
+        if r.outcome in ("ok", "deferred", "skipped"):
+            note = f" ({r.error})" if r.error else ""
+            click.echo(
+                f"{r.key}: {r.outcome}, {r.items_new} new, {r.items_updated} updated, "
+                f"{r.pages} pages{note}"
+            )
+    failed = pipeline.failures(results)
+    by_error: dict[str, list[str]] = {}
+    for r in failed:
+        by_error.setdefault(r.error or "unknown error", []).append(str(r.key))
+    for error, keys in by_error.items():
+        click.echo(f"error: {', '.join(keys)}: {error}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--since", required=True, type=click.DateTime(), help="Start (UTC), e.g. 2026-11-01.")
+@click.option("--until", type=click.DateTime(), help="End (UTC); default now.")
+@_selection_options
+@pass_app
+def backfill(
+    app: AppContext,
+    since: datetime,
+    until: datetime | None,
+    brand: str | None,
+    platform: str | None,
+    stream: str | None,
+) -> None:
+    """Collect history between --since and --until, page by page, resumable.
+
+    Killed half-way, the same command goes on where it stopped. X reaches back 7 days for keyword
+    search and 3,200 posts for a timeline; older items cannot be had.
+
+    \b
+    Example:
+        touchpoint backfill --since 2026-11-01 --until 2026-11-08 --platform x
+    """
+    start = since.replace(tzinfo=UTC)
+    end = until.replace(tzinfo=UTC) if until else utcnow()
+    if end <= start:
+        raise click.ClickException("--until must be after --since")
+    settings = app.settings()
+    _check_selection(settings, brand, platform)
+    db = app.open(app.db_override or settings.db_path)
+    for name in settings.platforms_in_use():
+        if platform in (None, name):
+            for note in collector_class(name).backfill_reach(start, utcnow()):
+                click.echo(f"note: {note}", err=True)
+    with _progress(start, end) as on_page:
+        results = pipeline.collect(
+            db,
+            settings,
+            pipeline.Selection(brand, platform, stream),
+            backfill=(start, end),
+            on_page=on_page,
+        )
+    _report(results)
+
+
+@contextmanager
+def _progress(start: datetime, end: datetime) -> Iterator[pipeline.ProgressHook]:
+    """Show one progress bar per stream: how far back in the window the walk has come."""
+    total = int((end - start).total_seconds()) or 1
+    bars: dict[StreamKey, Any] = {}
+
+    def on_page(result: RunResult, posts: Sequence[Post]) -> None:
+        bar = bars.get(result.key)
+        if bar is None:
+            for other in bars.values():
+                other.render_finish()
+            bar = click.progressbar(length=total, label=str(result.key), file=sys.stderr)
+            bar.__enter__()
+            bars[result.key] = bar
+        if posts:
+            oldest = min(parse_iso(p.created_at) for p in posts)
+            covered = min(total, max(0, int((end - oldest).total_seconds())))
+            bar.update(covered - bar.pos)
+
+    try:
+        yield on_page
+    finally:
+        for bar in bars.values():
+            bar.update(total - bar.pos)
+            bar.__exit__(None, None, None)
+
+
+@cli.command()
+@pass_app
+def status(app: AppContext) -> None:
+    """Show each stream: last run, outcome, new items, lag since its last success, consecutive
+    failures, last error; and whether `touchpoint run` is running on this database.
+
+    \b
+    Example:
+        touchpoint status
+    """
+    path = app.db_path()
+    db = app.open(path)
+    click.echo(render_status(store.get_stream_status(db), utcnow()))
+    pid = daemon_holder(path)
+    click.echo(f"\ndaemon: {f'running (pid {pid})' if pid else 'not running'} on {path}")
+
+
+EXPORT_COLUMNS = [c for c in store.POST_COLUMNS if c != "raw"]
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl"]),
+    default="csv",
+    show_default=True,
+    help="CSV with a header, or one JSON object per line.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.File("w", encoding="utf-8"),
+    default="-",
+    help="File to write (default: standard output).",
+)
+@click.option("--brand", help="Only this brand.")
+@click.option("--platform", help="Only this platform.")
+@click.option(
+    "--kind", type=click.Choice(KINDS), help="Only posts, replies, mentions or keyword hits."
+)
+@click.option("--since", type=click.DateTime(), help="Only items created at or after (UTC).")
+@click.option("--raw", is_flag=True, help="Include the raw API JSON of each item.")
+@pass_app
+def export(
+    app: AppContext,
+    fmt: str,
+    output: TextIO,
+    brand: str | None,
+    platform: str | None,
+    kind: str | None,
+    since: datetime | None,
+    raw: bool,
+) -> None:
+    """Export collected posts as CSV or JSON lines, oldest first.
+
+    \b
+    Example:
+        touchpoint export --format jsonl --kind mention -o mentions.jsonl
+    """
+    db = app.open()
+    rows = store.iter_posts(
+        db,
+        brand=brand,
+        platform=platform,
+        kind=kind,
+        since=since.replace(tzinfo=UTC) if since else None,
+    )
+    columns = EXPORT_COLUMNS + (["raw"] if raw else [])
+    count = write_rows(rows, columns, fmt, output)
+    click.echo(f"exported {count} posts", err=True)
+
+
+def write_rows(rows: Iterator[dict[str, Any]], columns: list[str], fmt: str, output: TextIO) -> int:
+    """Write post rows as CSV or JSON lines; return how many were written."""
+    count = 0
+    writer = (
+        csv.DictWriter(output, fieldnames=columns, extrasaction="ignore") if fmt == "csv" else None
+    )
+    if writer is not None:
+        writer.writeheader()
+    for row in rows:
+        count += 1
+        row = {c: row.get(c) for c in columns}
+        if writer is not None:
+            writer.writerow(row)
+            continue
+        for column in ("metrics", "raw"):
+            if isinstance(row.get(column), str):
+                row[column] = json.loads(row[column])
+        row["is_brand"] = bool(row["is_brand"])
+        output.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return count

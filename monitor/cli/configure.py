@@ -1,0 +1,58 @@
+"""``touchpoint init`` and ``touchpoint check-config``: write and validate the config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from monitor import store
+from monitor.alerts import outbox
+from monitor.cli.app import AppContext, cli, pass_app
+from monitor.config import ConfigError, template_text
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite the file if it exists.")
+@pass_app
+def init(app: AppContext, path: Path | None, force: bool) -> None:
+    """Write a starter config file, every key documented.
+
+    \b
+    Example:
+        touchpoint init touchpoint.toml
+    """
+    target = path or app.config_path
+    if target.exists() and not force:
+        raise click.ClickException(f"{target} already exists. Fix: pass --force to overwrite it")
+    target.write_text(template_text(), encoding="utf-8")
+    click.echo(
+        f"wrote {target}: edit the brand and its accounts, export the tokens it names, "
+        "then run `touchpoint check-config`"
+    )
+
+
+@cli.command("check-config")
+@pass_app
+def check_config(app: AppContext) -> None:
+    """Validate the config file and the secrets it names; exit 1 with the fix if wrong.
+
+    \b
+    Example:
+        touchpoint --config touchpoint.toml check-config
+    """
+    settings = app.settings()
+    try:
+        settings.check_secrets()
+        outbox.check_channels(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    brands = ", ".join(b.name for b in settings.brands)
+    click.echo(
+        f"{settings.source}: ok. Brands: {brands}; platforms: "
+        f"{', '.join(settings.platforms_in_use())}; database: {settings.db_path}"
+    )
+    warning = store.sqlite_version_warning()
+    if warning:
+        click.echo(f"note: {warning}; do not run a backfill while the daemon writes", err=True)

@@ -1,0 +1,141 @@
+"""``touchpoint demo`` and ``touchpoint sandbox``: run against local sandbox APIs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlite_utils import Database
+
+from monitor import pipeline, store
+from monitor.cli.app import cli
+from monitor.cli.common import _report_alerts, _report_labels, render_status
+from monitor.config import Settings, load_settings
+from monitor.digest import read_digest, window_period, write_digest
+from monitor.models import RunResult, utcnow
+from monitor.sandbox import fleet
+
+
+def _traffic_options(func: Any) -> Any:
+    func = click.option(
+        "--days",
+        type=click.FloatRange(0.1, 30),
+        default=1.0,
+        show_default=True,
+        help="Days of simulated traffic, ending now.",
+    )(func)
+    return click.option(
+        "--seed", type=int, default=7, show_default=True, help="Seed of the simulated traffic."
+    )(func)
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the config and database (default: a new temporary folder).",
+)
+@_traffic_options
+def demo(directory: Path | None, seed: int, days: float) -> None:
+    """Run touchpoint end to end against local sandboxes: no API key, no network.
+
+    Starts sandbox X, Reddit, Mastodon and Bluesky servers on 127.0.0.1, writes a config for a
+    brand on all four, collects a simulated day of brand posts, mentions and replies into a SQLite
+    file, shows the status of every stream, and writes the digest of the simulated day
+    (digest.html and digest.txt in the folder).
+
+    \b
+    Example:
+        touchpoint demo --dir ./touchpoint-demo
+    """
+    folder = directory or Path(tempfile.mkdtemp(prefix="touchpoint-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    end = utcnow().replace(microsecond=0)
+    os.environ.update(fleet.environment())
+    with fleet.running(seed=seed, start=end - timedelta(days=days), end=end) as servers:
+        config_path = folder / "touchpoint.toml"
+        config_path.write_text(fleet.config_text({p: s.url for p, s in servers.items()}))
+        settings = load_settings(config_path)
+        db = store.open_db(settings.db_path)
+        started = time.monotonic()
+        results = pipeline.collect(db, settings)
+        seconds = time.monotonic() - started
+    _report_demo(db, settings, results, seconds)
+    _report_labels(pipeline.classify_new(db, settings))
+    _report_alerts(pipeline.run_alerts(db, settings))
+    click.echo(f"alerts:   touchpoint --config {settings.source} alerts list --open")
+    period = window_period(end - timedelta(days=min(days, 1.0)), end, settings.brands[0].timezone)
+    page, _ = write_digest(
+        read_digest(db, settings.brands[0], period, as_of=end), folder / "digest.html"
+    )
+    click.echo(f"digest:   {page}")
+    if pipeline.failures(results):
+        sys.exit(1)
+
+
+def _report_demo(
+    db: Database, settings: Settings, results: Sequence[RunResult], seconds: float
+) -> None:
+    click.echo(f"collected {len(results)} streams in {seconds:.1f}s\n")
+    click.echo(render_status(store.get_stream_status(db), utcnow()))
+    by_platform: dict[str, list[str]] = {}
+    for (_, platform, kind), n in sorted(store.count_posts(db).items()):
+        by_platform.setdefault(platform, []).append(f"{n} {kind}")
+    click.echo("")
+    for platform, counts in by_platform.items():
+        click.echo(f"stored from {platform}: {', '.join(counts)}")
+    click.echo(f"database: {settings.db_path}")
+    click.echo(f"config:   {settings.source}")
+    click.echo(f"try:      touchpoint --config {settings.source} export --kind mention | head")
+
+
+@cli.command()
+@click.option(
+    "--port",
+    type=click.IntRange(1024, 65530),
+    default=8400,
+    show_default=True,
+    help="First port on 127.0.0.1: X, Reddit, Mastodon and Bluesky take it and the next 3.",
+)
+@click.option(
+    "--write-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a config that points touchpoint at the sandboxes.",
+)
+@_traffic_options
+def sandbox(port: int, write_config: Path | None, seed: int, days: float) -> None:
+    """Serve sandbox X, Reddit, Mastodon and Bluesky APIs on 127.0.0.1 until interrupted.
+
+    Each speaks its platform's wire format with simulated traffic for the brand "acme". The
+    credentials they accept are printed as environment variables to export.
+
+    \b
+    Example:
+        touchpoint sandbox --write-config sandbox.toml &
+        touchpoint --config sandbox.toml collect
+    """
+    end = utcnow().replace(microsecond=0)
+    with fleet.running(
+        seed=seed, start=end - timedelta(days=days), end=end, first_port=port
+    ) as servers:
+        for platform, server in servers.items():
+            click.echo(f"{platform:9} {server.url}")
+        if write_config is not None:
+            write_config.write_text(fleet.config_text({p: s.url for p, s in servers.items()}))
+            click.echo(f"wrote {write_config}")
+        for name, value in fleet.environment().items():
+            click.echo(f"export {name}={value}")
+        click.echo("Ctrl-C stops them")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,111 @@
+"""``touchpoint digest``: show, write or email a brand's daily digest."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+from sqlite_utils import Database
+
+from monitor.cli.app import AppContext, cli, pass_app
+from monitor.config import ConfigError, Settings
+from monitor.digest import (
+    BrandDigest,
+    day_period,
+    digest_mailer,
+    local_yesterday,
+    read_digest,
+    render_text,
+    send_digest,
+    write_digest,
+)
+from monitor.models import utcnow
+
+
+@cli.command()
+@click.option("--brand", help="Only this brand (default: every brand).")
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The day, in the brand's time zone (default: yesterday there).",
+)
+@click.option(
+    "--send", is_flag=True, help="Email it to the [digest] recipients that have not had it."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the HTML page to this file and the text version beside it (.txt).",
+)
+@pass_app
+def digest(
+    app: AppContext, brand: str | None, day: datetime | None, send: bool, out: Path | None
+) -> None:
+    """Show a brand's daily digest: content mix, answers, response times, touchpoints.
+
+    Per channel: the mix of engaging, inspiring and sales-pitch posts against the self-promotion
+    target, mentions received and answered, median and p90 response time, the oldest unanswered
+    mentions, channels alive or silent, and the change against the day before. Prints the text
+    version; --out writes the HTML page (and FILE.txt); --send emails both, once per recipient
+    and day (a second --send for the same day sends nothing).
+
+    \b
+    Example:
+        touchpoint digest --brand acme --date 2026-11-22 --out digest.html
+    """
+    if send and out:
+        raise click.UsageError("use --send or --out, not both")
+    if out and out.suffix.lower() == ".txt":
+        raise click.UsageError("--out names the HTML file, e.g. digest.html (the text goes beside)")
+    settings = app.settings()
+    try:
+        brands = [settings.brand(brand)] if brand else list(settings.brands)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if out and len(brands) > 1:
+        raise click.UsageError("--out writes one brand's digest: add --brand NAME")
+    db = app.open(app.db_override or settings.db_path)
+    now = utcnow()
+    for one in brands:
+        when = day.date() if day else local_yesterday(now, one.timezone)
+        report = read_digest(db, one, day_period(when, one.timezone), as_of=now)
+        if send:
+            _send_digest(db, settings, report, now)
+        elif out:
+            page, text = write_digest(report, out)
+            click.echo(f"wrote {page} and {text}")
+        else:
+            click.echo(render_text(report))
+
+
+def _send_digest(db: Database, settings: Settings, report: BrandDigest, now: datetime) -> None:
+    if not settings.digest.enabled:
+        raise click.ClickException(
+            "no digest recipients. Fix: add a [digest] section (see config.example.toml)"
+        )
+    try:
+        mailer = digest_mailer(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    sender = settings.digest.sender or mailer.sender
+    result = send_digest(
+        db,
+        report,
+        mailer=mailer,
+        recipients=settings.digest.recipients,
+        sender=sender,
+        now=now,
+        retry_now=True,
+    )
+    where = f"{report.brand} {report.period.label}"
+    for recipient in result.sent:
+        click.echo(f"{where}: sent to {recipient}")
+    for recipient in result.already:
+        click.echo(f"{where}: already sent to {recipient}")
+    for recipient, error in result.failed:
+        click.echo(f"error: {where}: not sent to {recipient}: {error}", err=True)
+    if result.failed:
+        sys.exit(1)
