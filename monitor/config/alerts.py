@@ -1,0 +1,249 @@
+"""Parse the alert sections: ``[alerts]``, its ``[alerts.channels.NAME]`` and ``[digest]``.
+
+``[alerts]`` holds the rules' policy (:class:`AlertPolicy`); a brand's ``alerts`` table overrides it
+through the same parser.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from monitor.config.settings import (
+    SELF_PROMOTION_PRESETS,
+    WEEKDAYS,
+    AlertPolicy,
+    ChannelSettings,
+    DigestSettings,
+)
+from monitor.config.validate import _Validator
+
+_POLICY_KEYS = {
+    "warn_after_minutes": (1, 100_000),
+    "breach_after_minutes": (1, 1_000_000),
+    "ignore_older_than_days": (1, 3650),
+    "self_promotion_window_days": (1, 365),
+    "self_promotion_last_posts": (0, 10_000),
+    "self_promotion_min_posts": (1, 10_000),
+    "health_failures": (1, 1000),
+    "stale_after_intervals": (1, 1000),
+}
+
+
+def _parse_policy(
+    v: _Validator, table: Mapping[str, Any], key: str, base: AlertPolicy, *, extra: set[str]
+) -> AlertPolicy:
+    allowed = {
+        *_POLICY_KEYS,
+        "business_hours",
+        "business_days",
+        "self_promotion",
+        "repeat_hours",
+        *extra,
+    }
+    v.known_keys(table, key, allowed)
+    values: dict[str, Any] = {
+        name: v.integer(table, key, name, getattr(base, name), low, high)
+        for name, (low, high) in _POLICY_KEYS.items()
+    }
+    values["repeat_hours"] = v.number(table, key, "repeat_hours", base.repeat_hours, 0.05, 720)
+    values["self_promotion_max_share"] = _self_promotion(v, table, key, base)
+    values["business_hours"] = _business_hours(v, table, key, base.business_hours)
+    days = v.string_list(table, key, "business_days") if "business_days" in table else None
+    if days is not None and (not days or any(d.lower() not in WEEKDAYS for d in days)):
+        raise v.error(
+            f"{key}.business_days",
+            f"must be days among {', '.join(WEEKDAYS)}",
+            'write business_days = ["mon", "tue", "wed", "thu", "fri"]',
+        )
+    values["business_days"] = tuple(d.lower() for d in days) if days else base.business_days
+    if "channels" in table:
+        values["channels"] = tuple(v.string_list(table, key, "channels"))
+    policy = AlertPolicy(**{**base.__dict__, **values})
+    if policy.breach_after_minutes < policy.warn_after_minutes:
+        raise v.error(
+            f"{key}.breach_after_minutes",
+            "is shorter than warn_after_minutes",
+            "make the breach later than the warning",
+        )
+    return policy
+
+
+def _self_promotion(v: _Validator, table: Mapping[str, Any], key: str, base: AlertPolicy) -> float:
+    value = table.get("self_promotion", base.self_promotion_max_share)
+    if isinstance(value, str) and value in SELF_PROMOTION_PRESETS:
+        return SELF_PROMOTION_PRESETS[value]
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1:
+        return float(value)
+    raise v.error(
+        f"{key}.self_promotion",
+        f"{value!r} is neither a share nor a preset",
+        'write a share such as 0.2, or one of "80-20", "4-1-1", "thirds"',
+    )
+
+
+def _business_hours(v: _Validator, table: Mapping[str, Any], key: str, default: str) -> str:
+    value = table.get("business_hours", default)
+    if value == "":
+        return ""
+    match = isinstance(value, str) and re.fullmatch(r"(\d\d):(\d\d)-(\d\d):(\d\d)", value)
+    if not match or not (
+        int(match[1]) < 24
+        and int(match[3]) <= 24
+        and int(match[2]) < 60
+        and int(match[4]) < 60
+        and match[1] + match[2] < match[3] + match[4]
+    ):
+        raise v.error(
+            f"{key}.business_hours",
+            f"{value!r} is not a time range",
+            'write business_hours = "09:00-17:00", or "" for around the clock',
+        )
+    return str(value)
+
+
+CHANNEL_KEYS: dict[str, tuple[set[str], set[str]]] = {
+    # type: (plain option keys, secret names read from *_env keys)
+    "email": (
+        {"host", "port", "security", "sender", "recipients", "timeout_seconds"},
+        {"username", "password"},
+    ),
+    "slack": ({"timeout_seconds", "allow_private_addresses"}, {"webhook_url"}),
+    "webhook": ({"url", "timeout_seconds", "allow_private_addresses"}, {"secret"}),
+    "log": (set(), set()),
+}
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "email": ("host", "sender", "recipients"),
+    "slack": ("webhook_url_env",),
+    "webhook": ("url",),
+    "log": (),
+}
+
+
+def _parse_channels(v: _Validator, table: Mapping[str, Any]) -> dict[str, ChannelSettings]:
+    channels = {}
+    for name in table:
+        key = f"alerts.channels.{name}"
+        section = v.table(table, name, prefix="alerts.channels")
+        kind = section.get("type")
+        if not isinstance(kind, str) or kind not in CHANNEL_KEYS:
+            raise v.error(
+                f"{key}.type",
+                f"{kind!r} is not a channel type",
+                f"use one of: {', '.join(CHANNEL_KEYS)}",
+            )
+        plain, secrets = CHANNEL_KEYS[kind]
+        v.known_keys(section, key, {"type", *plain, *(f"{s}_env" for s in secrets)})
+        for required in _REQUIRED[kind]:
+            if required not in section:
+                raise v.error(
+                    f"{key}.{required}",
+                    "is missing",
+                    f"add {required} = ... (see config.example.toml)",
+                )
+        channels[name] = ChannelSettings(
+            name=name,
+            type=kind,
+            options=_channel_options(v, section, key, plain),
+            secret_env={
+                s: v.env_name(section, key, f"{s}_env", default="X")
+                for s in secrets
+                if f"{s}_env" in section
+            },
+        )
+    return channels
+
+
+def _channel_options(
+    v: _Validator, section: Mapping[str, Any], key: str, plain: set[str]
+) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name in plain & set(section):
+        value = section[name]
+        if name == "recipients":
+            options[name] = tuple(v.string_list(section, key, name))
+        elif name == "port":
+            options[name] = v.integer(section, key, name, 587, 1, 65535)
+        elif name == "timeout_seconds":
+            options[name] = v.number(section, key, name, 10, 0.1, 300)
+        elif name == "allow_private_addresses":
+            if not isinstance(value, bool):
+                raise v.error(f"{key}.{name}", "must be true or false", f"write {name} = false")
+            options[name] = value
+        elif name == "security":
+            if value not in ("starttls", "ssl", "none"):
+                raise v.error(
+                    f"{key}.security",
+                    f"{value!r} is not a security mode",
+                    'use "starttls", "ssl" or "none"',
+                )
+            options[name] = value
+        else:
+            options[name] = v.string(section, key, name)
+    return options
+
+
+_ADDRESS = re.compile(r"[^@\s\x00-\x1f\x7f<>,;\"]+@[A-Za-z0-9.-]+")
+
+
+def _parse_digest(
+    v: _Validator, data: Mapping[str, Any], channels: Mapping[str, ChannelSettings]
+) -> DigestSettings:
+    if "digest" not in data:
+        return DigestSettings()
+    table = v.table(data, "digest")
+    v.known_keys(table, "digest", set(DigestSettings.__dataclass_fields__))
+    send_time = v.string(table, "digest", "send_time", default="08:00")
+    match = re.fullmatch(r"(\d\d):(\d\d)", send_time)
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise v.error(
+            "digest.send_time",
+            f"{send_time!r} is not a time of day",
+            'write send_time = "08:00" (HH:MM in the brand\'s time zone)',
+        )
+    channel = _digest_channel(v, table, channels)
+    recipients = tuple(v.string_list(table, "digest", "recipients"))
+    sender = table.get("sender", "")
+    examples = {"recipients": '["social@example.com"]', "sender": '"touchpoint@example.com"'}
+    for key, address in [("recipients", r) for r in recipients] + [("sender", sender)]:
+        if address and not (isinstance(address, str) and _ADDRESS.fullmatch(address)):
+            raise v.error(
+                f"digest.{key}",
+                f"{address!r} is not an email address",
+                f"write a plain address, e.g. {key} = {examples[key]}",
+            )
+    return DigestSettings(
+        recipients=recipients or tuple(channels[channel].options.get("recipients", ())),
+        send_time=send_time,
+        channel=channel,
+        sender=sender,
+    )
+
+
+def _digest_channel(
+    v: _Validator, table: Mapping[str, Any], channels: Mapping[str, ChannelSettings]
+) -> str:
+    emails = [name for name, c in channels.items() if c.type == "email"]
+    if "channel" in table:
+        name = v.string(table, "digest", "channel")
+        if name not in emails:
+            raise v.error(
+                "digest.channel",
+                f"no email channel named {name!r}",
+                f"use one of: {', '.join(emails)}"
+                if emails
+                else f'define [alerts.channels.{name}] with type = "email"',
+            )
+        return name
+    if len(emails) != 1:
+        problem = "several email channels" if emails else "no email channel to send the digest by"
+        raise v.error(
+            "digest.channel",
+            problem,
+            f"name one: channel = {json.dumps(emails[0])} (one of {', '.join(emails)})"
+            if emails
+            else 'define an [alerts.channels.NAME] with type = "email" (see config.example.toml)',
+        )
+    return emails[0]
