@@ -88,6 +88,7 @@ BAD = [
         "shorter",
     ),
     ('[alerts.channels.x]\ntype = "pager"\n' + B, "alerts.channels.x.type", "not a channel type"),
+    ("[alerts.channels.x]\ntype = []\n" + B, "alerts.channels.x.type", "not a channel type"),
     (
         '[alerts.channels.m]\ntype = "email"\nhost = "h"\n' + B,
         "alerts.channels.m.sender",
