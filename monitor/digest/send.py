@@ -15,7 +15,7 @@ import email.utils
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 FIRST_RETRY = timedelta(minutes=5)
 LONGEST_RETRY = timedelta(hours=6)
+CATCH_UP_DAYS = (
+    7  # after downtime, the days missed since the last digest are sent, this many at most
+)
 
 
 @dataclass(frozen=True)
@@ -185,15 +188,29 @@ def _send_time(settings: Settings) -> time:
     return time(hour, minute)
 
 
-def _pending(db: Database, settings: Settings, brand: BrandSettings, now: datetime) -> list[str]:
-    day = local_yesterday(now, brand.timezone).isoformat()
-    records = store.get_digest_sends(db, brand.name, day)
+def _days_due(db: Database, brand: BrandSettings, now: datetime) -> list[date]:
+    """Yesterday, and the days before it back to the last digest recorded (at most
+    ``CATCH_UP_DAYS`` in all): a daemon that was down for a while sends what it missed. A brand
+    with no digest yet starts with yesterday's."""
+    yesterday = local_yesterday(now, brand.timezone)
+    last = store.last_digest_day(db, brand.name)
+    if last is None:
+        return [yesterday]
+    first = max(date.fromisoformat(last), yesterday - timedelta(days=CATCH_UP_DAYS - 1))
+    return [first + timedelta(days=n) for n in range((yesterday - first).days + 1)]
+
+
+def _pending(
+    db: Database, settings: Settings, brand: BrandSettings, day: date, now: datetime
+) -> list[str]:
+    records = store.get_digest_sends(db, brand.name, day.isoformat())
     return [r for r in settings.digest.recipients if _due(records.get(r), now)]
 
 
 def deliver_due(db: Database, settings: Settings, now: datetime) -> int:
     """Send yesterday's digest of every brand whose local time has passed ``[digest]
-    send_time`` and that not every recipient has had yet; return the number of emails sent.
+    send_time`` and that not every recipient has had yet (and the days missed since the last
+    digest, see :func:`_days_due`); return the number of emails sent.
 
     Failures are recorded and logged, never raised: the next call tries again when due.
     """
@@ -204,25 +221,37 @@ def deliver_due(db: Database, settings: Settings, now: datetime) -> int:
     for brand in settings.brands:
         if now.astimezone(ZoneInfo(brand.timezone)).time() < _send_time(settings):
             continue
-        pending = _pending(db, settings, brand, now)
-        if not pending:
-            continue
-        try:
-            mailer = mailer or digest_mailer(settings)
-        except ConfigError as exc:
-            logger.error("digests not sent: %s", exc)
-            return count
-        period = day_period(local_yesterday(now, brand.timezone), brand.timezone)
-        digest = read_digest(db, brand, period, as_of=now)
-        report = send_digest(
-            db,
-            digest,
-            mailer=mailer,
-            recipients=pending,
-            sender=settings.digest.sender or mailer.sender,
-            now=now,
-        )
-        count += len(report.sent)
-        for recipient, error in report.failed:
-            logger.warning("digest %s not sent to %s: %s", brand.name, recipient, error)
+        for day in _days_due(db, brand, now):
+            pending = _pending(db, settings, brand, day, now)
+            if not pending:
+                continue
+            try:
+                mailer = mailer or digest_mailer(settings)
+            except ConfigError as exc:
+                logger.error("digests not sent: %s", exc)
+                return count
+            count += _send_day(db, settings, brand, day, pending, mailer, now)
     return count
+
+
+def _send_day(
+    db: Database,
+    settings: Settings,
+    brand: BrandSettings,
+    day: date,
+    recipients: list[str],
+    mailer: EmailChannel,
+    now: datetime,
+) -> int:
+    digest = read_digest(db, brand, day_period(day, brand.timezone), as_of=now)
+    report = send_digest(
+        db,
+        digest,
+        mailer=mailer,
+        recipients=recipients,
+        sender=settings.digest.sender or mailer.sender,
+        now=now,
+    )
+    for recipient, error in report.failed:
+        logger.warning("digest %s not sent to %s: %s", brand.name, recipient, error)
+    return len(report.sent)

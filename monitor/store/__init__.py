@@ -58,6 +58,7 @@ from monitor.store.digest import (
     get_last_activity,
     iter_brand_activity,
     iter_mentions_between,
+    last_digest_day,
     record_digest_failed,
     record_digest_sent,
 )
@@ -127,6 +128,7 @@ __all__ = [
     "iter_mentions_with_answers",
     "iter_posts",
     "iter_posts_to_label",
+    "last_digest_day",
     "last_run_starts",
     "mark_notified",
     "migrations",

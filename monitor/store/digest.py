@@ -85,6 +85,12 @@ def get_digest_sends(db: Database, brand: str, day: str) -> dict[str, DigestSend
     return {r[0]: DigestSend(*r) for r in rows}
 
 
+def last_digest_day(db: Database, brand: str) -> str | None:
+    """The latest day (YYYY-MM-DD) a digest of ``brand`` was sent or tried, or None."""
+    row = db.conn.execute("SELECT max(day) FROM digest_sends WHERE brand = ?", (brand,)).fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
 def record_digest_sent(
     db: Database, brand: str, day: str, recipient: str, *, message_id: str, now: datetime
 ) -> None:

@@ -80,6 +80,27 @@ def test_digest_waits_for_the_local_send_time(
     assert store.get_digest_sends(db, "acme", "2026-11-20") == {}
 
 
+def test_digest_days_missed_while_down_are_sent_once_each(
+    db: Database, settings: Settings, smtp: tuple[Sink, int]
+) -> None:
+    sink, _ = smtp
+    assert deliver_due(db, settings, fixture.AS_OF) == 2  # the 20th only: the first digest
+    # down for three days: at 08:00 on the 24th the 21st, 22nd and 23rd are due, once each
+    back = fixture.AS_OF + timedelta(days=3)
+    assert deliver_due(db, settings, back) == 6
+    assert deliver_due(db, settings, back + timedelta(hours=1)) == 0
+    days = [str(mail["Subject"]).split(" digest for ")[1][:10] for _, mail in received(sink)]
+    assert sorted(days) == sorted(2 * ["2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23"])
+    assert store.last_digest_day(db, "acme") == "2026-11-23"
+
+
+def test_digest_catch_up_is_bounded_to_a_week(
+    db: Database, settings: Settings, smtp: tuple[Sink, int]
+) -> None:
+    assert deliver_due(db, settings, fixture.AS_OF) == 2
+    assert deliver_due(db, settings, fixture.AS_OF + timedelta(days=30)) == 2 * 7
+
+
 def test_digest_temporary_refusal_is_retried_later(
     db: Database, settings: Settings, smtp: tuple[Sink, int]
 ) -> None:
