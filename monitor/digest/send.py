@@ -38,9 +38,8 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 FIRST_RETRY = timedelta(minutes=5)
 LONGEST_RETRY = timedelta(hours=6)
-CATCH_UP_DAYS = (
-    7  # after downtime, the days missed since the last digest are sent, this many at most
-)
+SEND_LEASE = timedelta(minutes=10)  # a claimed send no other process may take meanwhile
+CATCH_UP_DAYS = 7  # after downtime, the days missed since the last digest: this many at most
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ def build_mail(
 def _due(record: store.DigestSend | None, now: datetime) -> bool:
     if record is None:
         return True
-    if record.state != "failed":
+    if record.state not in ("failed", "sending"):
         return False  # sent, or given up
     return record.next_attempt_at is None or parse_iso(record.next_attempt_at) <= now
 
@@ -141,7 +140,16 @@ def send_digest(
         if record is not None and record.state == "sent":
             already.append(recipient)
             continue
-        if not (retry_now or _due(record, now)):
+        claimed = store.claim_digest_send(
+            db,
+            digest.brand,
+            day,
+            recipient,
+            now=now,
+            lease_until=now + SEND_LEASE,
+            retry_now=retry_now,
+        )
+        if not claimed:  # waits for its next attempt, or another process is sending it
             waiting.append(recipient)
             continue
         mail = build_mail(digest, sender=sender, recipient=recipient, now=now, text=text, html=html)

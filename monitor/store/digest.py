@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from monitor.models import iso
+from monitor.models import iso, parse_iso
 from monitor.store.alerts import _MENTIONS_SQL
 from monitor.store.db import write_transaction
 
@@ -69,7 +69,9 @@ class DigestSend:
     """Where the digest of one brand and day stands for one recipient."""
 
     recipient: str
-    state: str  # "sent" | "failed" (tried again from next_attempt_at) | "dead"
+    # "sent" | "failed" (tried again from next_attempt_at) | "dead" | "sending" (claimed by a
+    # process until next_attempt_at: a crash before the outcome is recorded frees it then)
+    state: str
     attempts: int
     next_attempt_at: str | None
     sent_at: str | None
@@ -89,6 +91,42 @@ def last_digest_day(db: Database, brand: str) -> str | None:
     """The latest day (YYYY-MM-DD) a digest of ``brand`` was sent or tried, or None."""
     row = db.conn.execute("SELECT max(day) FROM digest_sends WHERE brand = ?", (brand,)).fetchone()
     return str(row[0]) if row and row[0] else None
+
+
+def claim_digest_send(
+    db: Database,
+    brand: str,
+    day: str,
+    recipient: str,
+    *,
+    now: datetime,
+    lease_until: datetime,
+    retry_now: bool = False,
+) -> bool:
+    """Claim the send of a brand's digest for ``day`` to ``recipient`` until ``lease_until``;
+    False if it was sent, given up, claimed by another process, or (unless ``retry_now``) waits
+    for its next attempt. Two processes sending the same digest at once send it once."""
+    with write_transaction(db) as conn:
+        row = conn.execute(
+            "SELECT state, next_attempt_at FROM digest_sends "
+            "WHERE brand = ? AND day = ? AND recipient = ?",
+            (brand, day, recipient),
+        ).fetchone()
+        if row is not None:
+            state, next_at = row
+            if state in ("sent", "dead"):
+                return False
+            waiting = next_at is not None and parse_iso(next_at) > now
+            if waiting and (state == "sending" or not retry_now):
+                return False
+        conn.execute(
+            "INSERT INTO digest_sends (brand, day, recipient, state, attempts, next_attempt_at, "
+            "updated_at) VALUES (?, ?, ?, 'sending', 0, ?, ?) "
+            "ON CONFLICT(brand, day, recipient) DO UPDATE SET state = 'sending', "
+            "next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at",
+            (brand, day, recipient, iso(lease_until), iso(now)),
+        )
+    return True
 
 
 def record_digest_sent(

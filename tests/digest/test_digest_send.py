@@ -16,6 +16,7 @@ from sqlite_utils import Database
 from monitor import store
 from monitor.config import Settings
 from monitor.digest import deliver_due
+from monitor.digest.send import SEND_LEASE
 from tests.alerts.servers import Sink, free_port
 from tests.digest import fixture
 
@@ -141,11 +142,29 @@ def test_digest_crash_after_acceptance_is_sent_again_with_the_same_id(
         deliver_due(db, settings, fixture.AS_OF)
     assert len(sink.received) == 1  # accepted, but not recorded
     monkeypatch.setattr(store, "record_digest_sent", record)
-    assert deliver_due(db, settings, fixture.AS_OF + timedelta(minutes=1)) == 2
+    # the crashed send stays claimed for its lease (another process may be sending it), then
+    # goes again; the other recipient was never tried
+    assert deliver_due(db, settings, fixture.AS_OF + timedelta(minutes=1)) == 1
+    assert deliver_due(db, settings, fixture.AS_OF + SEND_LEASE + timedelta(minutes=1)) == 1
     mails = received(sink)
-    assert [rcpt[0] for rcpt, _ in mails] == [TEAM, TEAM, OPS]
+    assert [rcpt[0] for rcpt, _ in mails] == [TEAM, OPS, TEAM]
     # at least once: the repeat carries the same Message-ID, for the receiver to drop it
-    assert mails[0][1]["Message-ID"] == mails[1][1]["Message-ID"]
+    assert mails[0][1]["Message-ID"] == mails[2][1]["Message-ID"]
+
+
+def test_digest_claimed_by_another_process_is_not_sent_twice(
+    db: Database, settings: Settings, smtp: tuple[Sink, int], tmp_path: Path
+) -> None:
+    sink, _ = smtp
+    other = store.open_db(tmp_path / "store.db")  # a second connection to it: the CLI beside
+    day = fixture.DAY.isoformat()
+    lease = fixture.AS_OF + SEND_LEASE
+    assert store.claim_digest_send(other, "acme", day, TEAM, now=fixture.AS_OF, lease_until=lease)
+    assert deliver_due(db, settings, fixture.AS_OF) == 1  # OPS only: TEAM is being sent
+    assert not store.claim_digest_send(
+        other, "acme", day, OPS, now=fixture.AS_OF, lease_until=lease
+    )  # sent already
+    assert [rcpt for rcpt, _ in received(sink)] == [[OPS]]
 
 
 def test_digest_not_configured_sends_nothing(db: Database, tmp_path: Path) -> None:
