@@ -18,7 +18,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from monitor.cli import cli
 from monitor.config import load_settings
 from monitor.daemon import (
     DaemonError,
@@ -224,6 +226,15 @@ def test_json_log_lines_carry_the_run_fields_and_mask_secrets() -> None:
     assert line["level"] == "INFO" and line["logger"] == "monitor.pipeline"
     assert line["run"] == {"outcome": "ok", "new": 3}
     assert "s3cr3t" not in stream.getvalue() and "[redacted]" in line["message"]
+
+
+def test_run_refuses_to_start_without_a_secret_naming_the_variable(tmp_path: Path) -> None:
+    config = tmp_path / "touchpoint.toml"
+    config.write_text('[[brands]]\nname = "a"\naccounts = {x = "a"}\n')
+    result = CliRunner().invoke(cli, ["--config", str(config), "run"])
+    assert result.exit_code == 1
+    assert "X_BEARER_TOKEN is not set" in result.output and "Fix:" in result.output
+    assert not (tmp_path / "touchpoint.db.lock").exists()  # refused before taking the lock
 
 
 def test_systemd_unit_runs_the_daemon_with_secrets_from_an_environment_file() -> None:
