@@ -271,7 +271,8 @@ def test_bluesky_retries_500_then_succeeds(
     assert statuses[:2] == [500, 200]
 
 
-@pytest.mark.parametrize("fault", ["malformed", "slow", "503"])
+# "slow" and "503" on every platform: tests/collectors/test_contract.py
+@pytest.mark.parametrize("fault", ["malformed"])
 def test_bluesky_bad_answer_fails_the_run_and_changes_nothing(
     sandbox: BlueskySandbox, configure: CONFIG, db: Database, fault: str
 ) -> None:

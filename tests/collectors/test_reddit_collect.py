@@ -242,7 +242,8 @@ def test_reddit_collect_retries_500_then_succeeds(
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize("fault", ["malformed", "slow", "503"])
+# "slow" and "503" on every platform: tests/collectors/test_contract.py
+@pytest.mark.parametrize("fault", ["malformed"])
 def test_reddit_collect_bad_answer_fails_the_run_and_changes_nothing(
     sandbox: RedditSandbox, tmp_path: Path, db: Database, fault: str
 ) -> None:

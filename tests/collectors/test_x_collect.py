@@ -147,7 +147,8 @@ def test_x_collect_retries_500_then_succeeds(
     assert statuses[:2] == [500, 200]
 
 
-@pytest.mark.parametrize("fault", ["malformed", "slow", "503"])
+# "slow" and "503" on every platform: tests/collectors/test_contract.py
+@pytest.mark.parametrize("fault", ["malformed"])
 def test_x_collect_bad_answer_fails_the_run_and_changes_nothing(
     sandbox: XSandbox, write_config: Callable[..., Path], db: Database, fault: str
 ) -> None:
