@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -476,6 +475,6 @@ def _wait_child(child: subprocess.Popen[str], stop: pipeline.StopCheck) -> str:
             return "".join(chunks)
 
 
-def run_daemon(settings: Settings, db_path: Path, **_: Any) -> int:
+def run_daemon(settings: Settings, db_path: Path) -> int:
     """Start the daemon for ``settings`` on ``db_path``; return its exit status."""
     return Daemon(settings, db_path).run()
