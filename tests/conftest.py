@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -85,3 +86,17 @@ def smtp() -> Iterator[tuple[Sink, int]]:
     controller.start()
     yield sink, controller.port
     controller.stop()
+
+
+def read_store(db_path: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
+    """Rows of ``sql`` from the store another process is writing (read-only; [] while the file
+    or its tables do not exist yet)."""
+    if not db_path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        return list(conn.execute(sql, params))
+    except sqlite3.OperationalError:  # not migrated yet
+        return []
+    finally:
+        conn.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from monitor.sandbox import fleet
 from monitor.sandbox.traffic import TrafficItem
+from tests.conftest import read_store
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SINCE = END - timedelta(days=30)
@@ -27,15 +27,7 @@ def reachable(platform: str, item: TrafficItem) -> bool:
 
 
 def posts_in(db_path: Path) -> list[str]:
-    if not db_path.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
-    try:
-        return [r[0] for r in conn.execute("SELECT id FROM posts")]
-    except sqlite3.OperationalError:  # not migrated yet
-        return []
-    finally:
-        conn.close()
+    return [str(r[0]) for r in read_store(db_path, "SELECT id FROM posts")]
 
 
 def backfill(config: Path) -> subprocess.Popen[bytes]:

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from monitor.models import iso, parse_iso, utcnow
 from monitor.sandbox import fleet
 from monitor.sandbox.traffic import TrafficSandbox
 from tests.alerts.servers import Receiver, Sink
+from tests.conftest import read_store
 
 ALL_STREAMS = 12  # four platforms x (posts, mentions, keywords)
 
@@ -74,20 +74,8 @@ def spawn(config: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def query(db_path: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
-    if not db_path.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
-    try:
-        return list(conn.execute(sql, params))
-    except sqlite3.OperationalError:  # not migrated yet
-        return []
-    finally:
-        conn.close()
-
-
 def scalar(db_path: Path, sql: str, *params: object) -> int:
-    rows = query(db_path, sql, *params)
+    rows = read_store(db_path, sql, *params)
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
@@ -163,7 +151,7 @@ def rig(
 
 
 def runs_per_stream(db_path: Path, outcome: str = "ok") -> dict[tuple[str, str], int]:
-    rows = query(
+    rows = read_store(
         db_path,
         "SELECT platform, stream, count(*) FROM runs WHERE outcome = ? GROUP BY 1, 2",
         outcome,
@@ -287,7 +275,7 @@ def test_daemon_collects_classifies_and_alerts_on_its_own(rig: Callable[..., Rig
     finally:
         out = stop(proc)
     assert proc.returncode == 0, out
-    ids = [row[0] for row in query(r.db_path, "SELECT id FROM posts")]
+    ids = [row[0] for row in read_store(r.db_path, "SELECT id FROM posts")]
     assert len(ids) == len(set(ids)) and set(ids) == r.expected_ids()
     assert first < len(ids)
     labelled = scalar(r.db_path, "SELECT count(*) FROM labels")
@@ -327,7 +315,9 @@ def test_sigkill_mid_collection_then_restart_loses_nothing_and_runs_overdue_at_o
     assert (
         0 < scalar(r.db_path, on_mastodon) < len({i for i in expected if i.startswith("mastodon:")})
     ), "the kill must land inside the walk"
-    finished = {(str(p), str(s)) for p, s in query(r.db_path, "SELECT platform, stream FROM runs")}
+    finished = {
+        (str(p), str(s)) for p, s in read_store(r.db_path, "SELECT platform, stream FROM runs")
+    }
     assert ("mastodon", "mentions") not in finished, "the killed run never finished"
 
     # once every stream that did run is overdue, restart: each must run at once
@@ -338,7 +328,7 @@ def test_sigkill_mid_collection_then_restart_loses_nothing_and_runs_overdue_at_o
         wait_for(
             lambda: (
                 len(
-                    query(
+                    read_store(
                         r.db_path,
                         "SELECT DISTINCT platform, stream FROM runs WHERE started_at >= ?",
                         iso(restarted_at),
@@ -357,13 +347,13 @@ def test_sigkill_mid_collection_then_restart_loses_nothing_and_runs_overdue_at_o
     finally:
         out = stop(second)
     assert second.returncode == 0, out
-    ids = [row[0] for row in query(r.db_path, "SELECT id FROM posts")]
+    ids = [row[0] for row in read_store(r.db_path, "SELECT id FROM posts")]
     assert len(ids) == len(set(ids))
     assert set(ids) == expected
 
 
 def last_start(db_path: Path) -> float:
-    rows = query(db_path, "SELECT max(started_at) FROM runs")
+    rows = read_store(db_path, "SELECT max(started_at) FROM runs")
     assert rows and rows[0][0], "the first daemon ran nothing"
     return parse_iso(str(rows[0][0])).timestamp()
 
@@ -411,7 +401,7 @@ def test_backfill_beside_the_daemon_is_never_locked_out_and_duplicates_nothing(
     lines = [json.loads(line) for line in daemon_out.splitlines() if line.startswith("{")]
     assert lines and all({"time", "level", "logger", "message"} <= set(x) for x in lines)
     assert any(x.get("run", {}).get("outcome") == "ok" for x in lines)
-    ids = [row[0] for row in query(r.db_path, "SELECT id FROM posts")]
+    ids = [row[0] for row in read_store(r.db_path, "SELECT id FROM posts")]
     assert len(ids) == len(set(ids))
     assert set(ids) == r.expected_ids()
 
@@ -433,7 +423,9 @@ def test_one_platform_rate_limited_and_one_hanging_do_not_delay_the_others(
         for stream in ("posts", "mentions", "keywords"):
             assert ok.get((platform, stream), 0) >= 4, (platform, stream, ok)
     assert not any(p in ("x", "reddit") for p, _ in ok)
-    reddit = query(r.db_path, "SELECT stream, outcome, error FROM runs WHERE platform = 'reddit'")
+    reddit = read_store(
+        r.db_path, "SELECT stream, outcome, error FROM runs WHERE platform = 'reddit'"
+    )
     assert reddit and all("429" in str(e) or "rate" in str(e).lower() for _, _, e in reddit), reddit
 
 
@@ -450,5 +442,5 @@ def test_sigterm_mid_collection_exits_0_within_10_seconds(rig: Callable[..., Rig
     assert proc.returncode == 0, out
     assert took < 10, f"took {took:.1f}s"
     assert "SIGTERM received" in out
-    ids = [row[0] for row in query(r.db_path, "SELECT id FROM posts")]
+    ids = [row[0] for row in read_store(r.db_path, "SELECT id FROM posts")]
     assert len(ids) == len(set(ids))

@@ -13,21 +13,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor.sandbox.x import XSandbox
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, read_store
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def count_posts(db_path: Path) -> int:
-    if not db_path.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
-    try:
-        return int(conn.execute("SELECT count(*) FROM posts").fetchone()[0])
-    except sqlite3.OperationalError:  # not migrated yet
-        return 0
-    finally:
-        conn.close()
+    rows = read_store(db_path, "SELECT count(*) FROM posts")
+    return int(str(rows[0][0])) if rows else 0
 
 
 def collect(config: Path) -> subprocess.Popen[bytes]:
