@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import email
 import email.policy
-import shutil
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -21,7 +19,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from monitor.alerts.channels.base import DeliveryError
 from monitor.alerts.channels.email import EmailChannel, message_id
 from monitor.alerts.message import AlertItem, Message
-from tests.alerts.servers import Sink, free_port
+from tests.alerts.servers import Sink, free_port, self_signed_certificate
 
 SENDER = "alerts@touchpoint.example"
 RECIPIENTS = ("team@brand.example", "oncall@brand.example")
@@ -291,22 +289,10 @@ def test_bad_settings_refused(bad: dict[str, Any]) -> None:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (needs openssl)."""
-    if shutil.which("openssl") is None:
+    made = self_signed_certificate(tmp_path_factory.mktemp("smtp-tls"), "localhost")
+    if made is None:
         pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("smtp-tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
-    return cert, key
+    return made
 
 
 def contexts(certificate: tuple[Path, Path]) -> tuple[ssl.SSLContext, ssl.SSLContext]:

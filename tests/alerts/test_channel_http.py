@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-import shutil
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,7 +24,7 @@ from monitor.alerts.channels.webhook import (
 )
 from monitor.alerts.message import AlertItem, Message
 from monitor.logs import setup_logging
-from tests.alerts.servers import Receiver, Reply
+from tests.alerts.servers import Receiver, Reply, self_signed_certificate
 
 SLACK_PATH = "/services/T0000/B0000/SLACKSECRETPATH123"
 WEBHOOK_SECRET = "WEBHOOK-HMAC-SECRET-456"
@@ -329,22 +327,10 @@ def test_unresolvable_host_is_retryable() -> None:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for hooks.example.test and 127.0.0.1 (needs openssl)."""
-    if shutil.which("openssl") is None:
+    made = self_signed_certificate(tmp_path_factory.mktemp("tls"), "hooks.example.test")
+    if made is None:
         pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", "/CN=hooks.example.test",
-            "-addext", "subjectAltName=DNS:hooks.example.test,IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
-    return cert, key
+    return made
 
 
 @pytest.fixture
