@@ -55,36 +55,31 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def runs_ok(db_path: Path) -> Counter[tuple[str, str]]:
+def rows(db_path: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
+    """Read the daemon's store beside it ([] until it has created its tables)."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
     try:
-        rows = conn.execute(
-            "SELECT platform, stream, count(*) FROM runs WHERE outcome = 'ok' GROUP BY 1, 2"
-        )
-        return Counter({(p, s): n for p, s, n in rows})
+        return list(conn.execute(sql, params))
     except sqlite3.OperationalError:  # the daemon has not created its tables yet
-        return Counter()
+        return []
     finally:
         conn.close()
+
+
+def runs_ok(db_path: Path) -> Counter[tuple[str, str]]:
+    found = rows(
+        db_path, "SELECT platform, stream, count(*) FROM runs WHERE outcome = 'ok' GROUP BY 1, 2"
+    )
+    return Counter({(str(p), str(s)): int(str(n)) for p, s, n in found})
 
 
 def new_items(db_path: Path, since_run_id: int) -> int:
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
-    try:
-        row = conn.execute(
-            "SELECT coalesce(sum(items_new), 0) FROM runs WHERE id > ?", (since_run_id,)
-        ).fetchone()
-        return int(row[0])
-    finally:
-        conn.close()
+    found = rows(db_path, "SELECT coalesce(sum(items_new), 0) FROM runs WHERE id > ?", since_run_id)
+    return int(str(found[0][0]))
 
 
 def last_run_id(db_path: Path) -> int:
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(conn.execute("SELECT coalesce(max(id), 0) FROM runs").fetchone()[0])
-    finally:
-        conn.close()
+    return int(str(rows(db_path, "SELECT coalesce(max(id), 0) FROM runs")[0][0]))
 
 
 def requests_by_stream(servers: dict[str, TrafficSandbox]) -> Counter[tuple[str, str]]:

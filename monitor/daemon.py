@@ -122,7 +122,7 @@ def database_lock(db_path: Path) -> Iterator[Path]:
         ) from None
     try:
         if not _try_lock(fd):
-            pid = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            pid = _read_pid(fd)
             raise DaemonError(
                 f"another `touchpoint run` (pid {pid}) is using {db_path} (lock file {path}). "
                 f"Fix: stop it first (kill -TERM {pid}), or run this one with another --db"
@@ -147,6 +147,11 @@ def _try_lock(fd: int, attempts: int = 5) -> bool:
     return False
 
 
+def _read_pid(fd: int) -> str:
+    text = os.read(fd, 32).decode("ascii", "replace").strip()
+    return text if text.isdigit() else "unknown"
+
+
 def daemon_holder(db_path: Path) -> str | None:
     """The pid of the daemon holding ``db_path``'s lock ("unknown" if unreadable), or None."""
     path = lock_path(db_path)
@@ -157,8 +162,7 @@ def daemon_holder(db_path: Path) -> str | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        text = os.read(fd, 32).decode("ascii", "replace").strip()
-        return text if text.isdigit() else "unknown"
+        return _read_pid(fd)
     finally:
         os.close(fd)  # also drops the shared lock if it was granted
     return None
