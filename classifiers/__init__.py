@@ -4,6 +4,7 @@ Public API::
 
     from classifiers import LABELS, load_default
     clf = load_default()                 # loaded once per process
+    clf = load_default(accurate=True)    # + the optional mpnet part (the ``accurate`` extra)
     preds = clf.predict(["Shop now: 20% off!"])
     preds[0].label, preds[0].confidence, preds[0].probabilities
 
@@ -34,13 +35,17 @@ __all__ = [
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.skops"
 
 _lock = threading.Lock()
-_cache: dict[Path, Classifier] = {}
+_cache: dict[tuple[Path, bool], Classifier] = {}
 
 
-def load_default(path: Path | None = None) -> Classifier:
-    """The shipped model (or ``path``), loaded and verified once per process, then reused."""
-    key = Path(path or DEFAULT_MODEL_PATH).resolve()
+def load_default(path: Path | None = None, accurate: bool = False) -> Classifier:
+    """The shipped model (or ``path``), loaded and verified once per process, then reused.
+
+    ``accurate=True`` adds the optional mpnet part (the ``accurate`` extra: torch, transformers
+    and the mpnet weight packages; slower, more accurate, see MODEL_CARD.md).
+    """
+    key = (Path(path or DEFAULT_MODEL_PATH).resolve(), accurate)
     with _lock:
         if key not in _cache:
-            _cache[key] = load(key)
+            _cache[key] = load(key[0], accurate=accurate)
         return _cache[key]

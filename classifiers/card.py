@@ -105,6 +105,34 @@ def _verdict(rep: dict[str, Any]) -> str:
     )
 
 
+def _scores(rep: dict[str, Any]) -> list[str]:
+    return [
+        _verdict(rep),
+        "",
+        *_per_class_table(rep),
+        "",
+        "Confusion matrix (summed over seeds):",
+        "",
+        *_confusion(rep),
+        "",
+    ]
+
+
+def _accurate(cv: dict[str, Any], mode: str) -> list[str]:
+    if "accurate" not in cv:
+        return []
+    return [
+        "## The accurate variant (optional, `load_default(accurate=True)`)",
+        "",
+        "The linear part, the fine-tuned MiniLM and all-mpnet-base-v2 with its top two layers "
+        "fine-tuned (`classifiers.mpnet`), averaged with equal weights (fixed before scoring). "
+        "Needs torch and the mpnet weight packages (the `accurate` extra); far slower than the "
+        "default (see the README's performance table).",
+        "",
+        *_scores(cv["accurate"][mode]),
+    ]
+
+
 def _counts(counts: dict[str, dict[str, int]]) -> list[str]:
     lines = [
         "| source | engaging | inspiring | sales-pitch | total | scored |",
@@ -150,14 +178,8 @@ def render(result: TrainResult, model_path: Path) -> str:
         out += [
             f"## Grouped-CV scores (headline: {name}, {_MODES[mode]})",
             "",
-            _verdict(head),
-            "",
-            *_per_class_table(head),
-            "",
-            "Confusion matrix (summed over seeds):",
-            "",
-            *_confusion(head),
-            "",
+            *_scores(head),
+            *_accurate(cv, mode),
             "## All variants",
             "",
             *_variants(cv),

@@ -99,7 +99,8 @@ class _Tok:
         return batch["input_ids"], batch["attention_mask"]
 
 
-def _schedule(step: int, total: int, warmup: float) -> float:
+def warmup_schedule(step: int, total: int, warmup: float) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup`` of the steps, then linear decay."""
     warm = max(1.0, warmup * total)
     if step < warm:
         return step / warm
@@ -125,7 +126,7 @@ def train_model(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     n = len(texts)
     total = cfg.epochs * ((n + cfg.batch_size - 1) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, total, cfg.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_schedule(s, total, cfg.warmup))
     rng = np.random.default_rng(seed)
     model.train()
     for epoch in range(cfg.epochs):
@@ -237,12 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         groups = [e.account for e in brand]
         oofs.append(cross_validate_onnx(texts, labels, groups, LABELS, rows, args.work, seed))
     if oofs:
-        np.savez(
-            tr.TRANSFORMER_OOF,
-            seeds=np.asarray(args.cv_seeds),
-            proba=np.asarray(oofs, dtype=np.float32),
-            data_sha256=np.asarray(tr.data_sha256(brand)),
-        )
+        tr.save_oof(tr.TRANSFORMER_OOF, args.cv_seeds, oofs, brand)
     if not args.skip_final:
         onnx, tok = onnx_paths(tr.DEFAULT_MODEL)
         all_t = texts + [e.text for e in extra]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -72,6 +72,15 @@ def fuse(linear: Array, transformer: Array | None, weight: float) -> Array:
     return np.asarray((1.0 - weight) * linear + weight * transformer)
 
 
+def fuse_all(parts: Sequence[Array], weights: Sequence[float]) -> Array:
+    """Weighted mean of any number of probability matrices (weights sum to 1)."""
+    return np.asarray(sum(w * p for w, p in zip(weights, parts, strict=True)))
+
+
+class ProbaModel(Protocol):
+    def predict_proba(self, texts: Sequence[str]) -> Array: ...
+
+
 class Classifier:
     """Labels posts; ``predict`` works in batches and returns one :class:`Prediction` a post."""
 
@@ -83,8 +92,16 @@ class Classifier:
         transformer_weight: float = 0.0,
         class_bias: Sequence[float] | None = None,
         version: str = "",
+        accurate: ProbaModel | None = None,
+        accurate_weights: Sequence[float] = (),
     ) -> None:
         self.linear = linear
+        # The optional accurate part (classifiers.mpnet); when set, linear, MiniLM and it are
+        # averaged with ``accurate_weights`` instead of the two-part ``transformer_weight``.
+        self.accurate = accurate
+        self.accurate_weights = tuple(accurate_weights)
+        if accurate is not None and (transformer is None or len(self.accurate_weights) != 3):
+            raise ValueError("the accurate part needs the MiniLM part and three fusion weights")
         self.labels = tuple(labels)
         self.transformer = transformer
         self.transformer_weight = transformer_weight if transformer is not None else 0.0
@@ -109,6 +126,10 @@ class Classifier:
 
     def _proba_batch(self, texts: list[str]) -> Array:
         linear = np.asarray(self.linear.predict_proba(texts), dtype=np.float64)
+        if self.accurate is not None and self.transformer is not None:
+            parts = [linear, self.transformer.predict_proba(texts)]
+            fused = fuse_all([*parts, self.accurate.predict_proba(texts)], self.accurate_weights)
+            return apply_bias(fused, self.class_bias)
         neural = None
         if self.transformer is not None and self.transformer_weight > 0:
             neural = self.transformer.predict_proba(texts)

@@ -5,6 +5,8 @@ A model is a set of files sharing a stem (``default.skops`` ...):
 - ``STEM.skops``: the linear pipeline and fusion settings, written by skops (never pickle/joblib);
   loaded with an explicit list of trusted types, anything else is refused;
 - ``STEM.onnx`` and ``STEM.tokenizer.json`` (optional): the fine-tuned MiniLM run by onnxruntime;
+- ``STEM.mpnet.npz`` (optional): the accurate part's fine-tuned mpnet layers
+  (:mod:`classifiers.mpnet`), used only when asked for (``accurate=True``);
 - ``STEM.json``: the sidecar: model version, scikit-learn and skops versions, training-data sha256,
   labels, metrics, and the sha256 of every model file, checked before anything is read.
 """
@@ -83,13 +85,18 @@ def onnx_paths(model_path: Path) -> tuple[Path, Path]:
     return model_path.with_suffix(".onnx"), model_path.with_suffix(".tokenizer.json")
 
 
+def mpnet_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".mpnet.npz")
+
+
 def save(
     classifier: Classifier,
     path: Path,
     metadata: Mapping[str, Any],
     transformer_files: tuple[Path, Path] | None = None,
+    mpnet_file: Path | None = None,
 ) -> Path:
-    """Write ``path`` (.skops) and its sidecar; copy the ONNX files beside it if given."""
+    """Write ``path`` (.skops) and its sidecar; copy the ONNX and mpnet files beside it if given."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -98,15 +105,20 @@ def save(
         "labels": list(classifier.labels),
         "transformer_weight": float(classifier.transformer_weight),
         "class_bias": [float(b) for b in classifier.class_bias],
+        "accurate_weights": [float(w) for w in classifier.accurate_weights],
     }
     _strip_stop_words(classifier.linear)
     _skops().dump(state, path, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
     files = {path.name: sha256_file(path)}
+    copies: list[tuple[Path, Path]] = []
     if transformer_files is not None:
-        for src, dst in zip(transformer_files, onnx_paths(path), strict=True):
-            if Path(src).resolve() != dst.resolve():
-                dst.write_bytes(Path(src).read_bytes())
-            files[dst.name] = sha256_file(dst)
+        copies += zip(transformer_files, onnx_paths(path), strict=True)
+    if mpnet_file is not None:
+        copies.append((mpnet_file, mpnet_path(path)))
+    for src, dst in copies:
+        if Path(src).resolve() != dst.resolve():
+            dst.write_bytes(Path(src).read_bytes())
+        files[dst.name] = sha256_file(dst)
     side = {
         **dict(metadata),
         "format": FORMAT,
@@ -166,8 +178,11 @@ def _check_types(path: Path) -> None:
         raise ModelLoadError(f"{path.name} contains types that are not trusted: {unknown}")
 
 
-def load(path: Path, verify: bool = True) -> Classifier:
-    """Load a model saved by :func:`save`; raises :class:`ModelLoadError` if unsafe or changed."""
+def load(path: Path, verify: bool = True, accurate: bool = False) -> Classifier:
+    """Load a model saved by :func:`save`; raises :class:`ModelLoadError` if unsafe or changed.
+
+    ``accurate`` adds the mpnet part (:mod:`classifiers.mpnet`; torch is loaded on first use).
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
@@ -180,19 +195,44 @@ def load(path: Path, verify: bool = True) -> Classifier:
         state = _skops().load(path, trusted=list(TRUSTED_TYPES))
     except Exception as exc:  # skops raises several types for a corrupt file
         raise ModelLoadError(f"cannot read {path.name}: {exc}") from exc
-    return _from_state(path, state, side)
+    return _from_state(path, state, side, accurate)
 
 
-def _from_state(path: Path, state: Any, side: Mapping[str, Any]) -> Classifier:
+def _accurate_part(path: Path, state: Mapping[str, Any], side: Mapping[str, Any]) -> Any:
+    weights = mpnet_path(path)
+    if weights.name not in side.get("files", {}) or len(state.get("accurate_weights", [])) != 3:
+        raise ModelLoadError(f"{path.name} has no accurate part; train one with classifiers.mpnet")
+    from classifiers import mpnet
+
+    try:
+        mpnet.check_available()
+    except mpnet.MpnetUnavailableError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    return mpnet.MpnetTextModel(weights, len(state["labels"]))
+
+
+def _accurate_version(path: Path, side: Mapping[str, Any]) -> str:
+    """``+mpnet-<sha256 prefix of the weights>``: labels say which accurate part wrote them."""
+    return f"+mpnet-{str(side['files'][mpnet_path(path).name])[:8]}"
+
+
+def _from_state(path: Path, state: Any, side: Mapping[str, Any], accurate: bool) -> Classifier:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ModelLoadError(f"{path.name} is not a {FORMAT} model")
     onnx, tok = onnx_paths(path)
-    transformer = OnnxTextModel(onnx, tok) if onnx.name in side.get("files", {}) else None
+    files = side.get("files", {})
+    transformer = OnnxTextModel(onnx, tok) if onnx.name in files else None
+    if accurate and transformer is None:
+        raise ModelLoadError(f"{path.name} has no MiniLM part, so no accurate variant")
+    part = _accurate_part(path, state, side) if accurate else None
     return Classifier(
         linear=state["linear"],
         labels=state["labels"],
         transformer=transformer,
         transformer_weight=float(state["transformer_weight"]),
         class_bias=state["class_bias"],
-        version=str(side.get("model_version", "")),
+        version=str(side.get("model_version", ""))
+        + (_accurate_version(path, side) if accurate else ""),
+        accurate=part,
+        accurate_weights=state.get("accurate_weights", []) if accurate else (),
     )

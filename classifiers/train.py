@@ -22,8 +22,8 @@ import numpy as np
 
 from classifiers import evaluate as ev
 from classifiers.encoder import OnnxTextModel
-from classifiers.model import LABELS, Classifier, LinearConfig, build_pipeline, fuse
-from classifiers.persist import onnx_paths, save, sha256_file, sha256_text
+from classifiers.model import LABELS, Classifier, LinearConfig, build_pipeline, fuse, fuse_all
+from classifiers.persist import mpnet_path, onnx_paths, save, sha256_file, sha256_text
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ DATA_DIR = PACKAGE_DIR / "data"
 MODELS_DIR = PACKAGE_DIR / "models"
 DEFAULT_MODEL = MODELS_DIR / "default.skops"
 TRANSFORMER_OOF = MODELS_DIR / "transformer_oof.npz"
+MPNET_OOF = MODELS_DIR / "mpnet_oof.npz"
 MODEL_CARD = PACKAGE_DIR / "MODEL_CARD.md"
 BRAND_FILE = "brand_posts_labeled.csv"
 EXTRA_FILE = "labelled_extra.csv"
@@ -53,6 +54,8 @@ class Example:
 class TrainConfig:
     linear: LinearConfig = field(default_factory=LinearConfig)
     transformer_weight: float = 0.5
+    # linear, MiniLM, mpnet: the accurate variant's fusion (equal, fixed before scoring)
+    accurate_weights: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
     use_extra: bool = True
     use_written: bool = True
     tune_bias: bool = False
@@ -63,6 +66,7 @@ class TrainConfig:
 class TrainResult:
     classifier: Classifier
     metrics: dict[str, Any]
+    mpnet_file: Path | None = None  # the accurate part's weights, shipped beside the model
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -129,15 +133,27 @@ def _fit_predict(cfg: LinearConfig) -> ev.FitPredict:
     return fit_predict
 
 
-def load_transformer_oof(path: Path, brand: Sequence[Example]) -> dict[int, Array]:
-    """Out-of-fold MiniLM probabilities by seed, checked against the brand posts they belong to."""
+def load_oof(path: Path, brand: Sequence[Example]) -> dict[int, Array]:
+    """Out-of-fold probabilities by seed (MiniLM or mpnet), checked against the brand posts."""
     if not path.is_file():
         return {}
     with np.load(path, allow_pickle=False) as data:
         if str(data["data_sha256"]) != data_sha256(brand):
-            log.warning("%s does not match the brand posts; transformer not scored", path.name)
+            log.warning("%s does not match the brand posts; that part is not scored", path.name)
             return {}
         return {int(s): np.asarray(p) for s, p in zip(data["seeds"], data["proba"], strict=True)}
+
+
+def save_oof(
+    path: Path, seeds: Sequence[int], oofs: Sequence[Array], brand: Sequence[Example]
+) -> None:
+    """Write out-of-fold probabilities by seed for :func:`load_oof`."""
+    np.savez(
+        path,
+        seeds=np.asarray(seeds),
+        proba=np.asarray(oofs, dtype=np.float32),
+        data_sha256=np.asarray(data_sha256(brand)),
+    )
 
 
 def _labels_idx(labels: Sequence[str]) -> Array:
@@ -157,14 +173,25 @@ def cross_validate(
     extra: Sequence[Example],
     config: TrainConfig,
     transformer_oof: dict[int, Array],
+    mpnet_oof: dict[int, Array] | None = None,
 ) -> dict[str, Any]:
-    """Grouped-by-account CV on the brand posts; extras only ever join training folds."""
+    """Grouped-by-account CV on the brand posts; extras only ever join training folds.
+
+    The fine-tuned parts' out-of-fold probabilities (same folds, same seeds) are read from their
+    files; the linear part is refitted here. ``accurate`` fuses all three parts.
+    """
     texts = [e.text for e in brand]
     labels = [e.label for e in brand]
     groups = [e.account for e in brand]
     y = _labels_idx(labels)
     extra_rows = [(e.text, e.label, e.account) for e in extra]
-    runs: dict[str, list[dict[str, Any]]] = {"linear": [], "transformer": [], "fused": []}
+    runs: dict[str, list[dict[str, Any]]] = {
+        "linear": [],
+        "transformer": [],
+        "fused": [],
+        "mpnet": [],
+        "accurate": [],
+    }
     fused_oof: dict[int, Array] = {}
     for seed in config.seeds:
         start = time.perf_counter()
@@ -176,6 +203,11 @@ def cross_validate(
             runs["transformer"].append(_variant_scores(y, groups, neural, seed))
             fused_oof[seed] = fuse(lin, neural, config.transformer_weight)
             runs["fused"].append(_variant_scores(y, groups, fused_oof[seed], seed))
+            if mpnet_oof and seed in mpnet_oof:
+                parts = [lin, neural, mpnet_oof[seed]]
+                accurate = fuse_all(parts, config.accurate_weights)
+                runs["mpnet"].append(_variant_scores(y, groups, mpnet_oof[seed], seed))
+                runs["accurate"].append(_variant_scores(y, groups, accurate, seed))
     summary = {name: _mean_reports(r) for name, r in runs.items() if r}
     headline = "fused" if fused_oof else "linear"
     head_oof = fused_oof[min(fused_oof)] if fused_oof else lin
@@ -248,8 +280,10 @@ def fit_final(
     transformer: OnnxTextModel | None,
     bias: Sequence[float] | None,
     version: str,
+    with_accurate: bool = False,
 ) -> Classifier:
-    """The linear part fitted on every example; fused with the shipped transformer."""
+    """The linear part fitted on every example; fused with the shipped transformer (and, when
+    asked for at load time, the accurate part with ``config.accurate_weights``)."""
     linear = build_pipeline(config.linear).fit(
         [e.text for e in examples], [e.label for e in examples]
     )
@@ -260,6 +294,7 @@ def fit_final(
         transformer_weight=config.transformer_weight if transformer is not None else 0.0,
         class_bias=bias,
         version=version,
+        accurate_weights=config.accurate_weights if with_accurate else (),
     )
 
 
@@ -279,17 +314,24 @@ def train(
     transformer: OnnxTextModel | None = None,
     transformer_oof_path: Path = TRANSFORMER_OOF,
     run_cv: bool = True,
+    mpnet_oof_path: Path = MPNET_OOF,
+    mpnet_file: Path | None = None,
 ) -> TrainResult:
-    """Cross-validate, then fit the final model on everything. No database involved."""
+    """Cross-validate, then fit the final model on everything. No database involved.
+
+    ``mpnet_file``: the accurate part's weights (from ``python -m classifiers.mpnet``) to ship
+    beside the model; it needs the transformer.
+    """
     cfg = config or TrainConfig()
     brand = load_brand_posts(data_dir)
     extra = load_extra(data_dir) if cfg.use_extra else []
     written = load_written(data_dir) if cfg.use_written else []
     user = load_user_csv(user_csv) if user_csv else []
     training_only = [*extra, *written, *user]
-    oof = load_transformer_oof(transformer_oof_path, brand) if transformer is not None else {}
+    oof = load_oof(transformer_oof_path, brand) if transformer is not None else {}
+    mpnet_oof = load_oof(mpnet_oof_path, brand) if transformer is not None else {}
     cv = (
-        cross_validate(brand, training_only, cfg, oof)
+        cross_validate(brand, training_only, cfg, oof, mpnet_oof)
         if run_cv
         else {"variants": {}, "fused_oof": {}}
     )
@@ -297,7 +339,8 @@ def train(
     bias = _final_bias(cv, brand, use_fused) if cfg.tune_bias else None
     all_examples = [*brand, *training_only]
     version = model_version(all_examples, transformer)
-    clf = fit_final(all_examples, cfg, transformer, bias, version)
+    mpnet_file = mpnet_file if transformer is not None else None
+    clf = fit_final(all_examples, cfg, transformer, bias, version, mpnet_file is not None)
     metrics = {
         "cv": cv["variants"],
         "headline": {
@@ -310,12 +353,13 @@ def train(
         "counts": _counts(brand, extra, written, user),
         "config": {
             "transformer_weight": clf.transformer_weight,
+            "accurate_weights": list(clf.accurate_weights),
             "class_bias": clf.class_bias,
             "linear": cfg.linear.__dict__,
         },
         "training_data_sha256": data_sha256(all_examples),
     }
-    return TrainResult(clf, metrics)
+    return TrainResult(clf, metrics, mpnet_file)
 
 
 def model_version(examples: Sequence[Example], transformer: OnnxTextModel | None) -> str:
@@ -350,12 +394,17 @@ def save_result(result: TrainResult, path: Path = DEFAULT_MODEL) -> Path:
         "training_data_sha256": result.metrics["training_data_sha256"],
         "metrics": result.metrics,
     }
-    return save(result.classifier, path, meta, files)
+    return save(result.classifier, path, meta, files, result.mpnet_file)
 
 
 def shipped_transformer(path: Path = DEFAULT_MODEL) -> OnnxTextModel | None:
     onnx, tok = onnx_paths(path)
     return OnnxTextModel(onnx, tok) if onnx.is_file() and tok.is_file() else None
+
+
+def shipped_mpnet(path: Path = DEFAULT_MODEL) -> Path | None:
+    weights = mpnet_path(path)
+    return weights if weights.is_file() else None
 
 
 def label_counts(examples: Sequence[Example]) -> Counter[str]:
@@ -376,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         transformer = OnnxTextModel(transformer.model_path, transformer.tokenizer_path)
         log.info("the transformer files will be copied to %s", staged[0].parent)
     config = TrainConfig() if transformer is not None else TrainConfig(transformer_weight=0.0)
-    result = train(config, user_csv=args.data, transformer=transformer)
+    mpnet = None if args.no_transformer else shipped_mpnet(DEFAULT_MODEL)
+    result = train(config, user_csv=args.data, transformer=transformer, mpnet_file=mpnet)
     path = save_result(result, args.out)
     if not args.no_card:
         from classifiers.card import write_card

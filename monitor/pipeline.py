@@ -310,7 +310,7 @@ def load_classifier(settings: Settings) -> classifiers.Classifier:
     """The configured model (or the shipped one), loaded and verified once per process."""
     import classifiers
 
-    return classifiers.load_default(settings.model_path)
+    return classifiers.load_default(settings.model_path, accurate=settings.accurate_classifier)
 
 
 def classify_new(db: Database, settings: Settings) -> int | None:

@@ -42,6 +42,13 @@ def test_classify_collect_labels_every_new_brand_post_once(
         assert "classified 0 new brand posts" in again.stdout
         relabel = runner.invoke(cli, ["--config", str(config), "classify", "--relabel"])
         assert relabel.exit_code == 0 and "labelled 0 posts" in relabel.stdout  # same model
+        accurate = runner.invoke(
+            cli, ["--config", str(config), "classify", "--relabel", "--accurate"]
+        )
+        assert accurate.exit_code == 0, accurate.output
+        assert f"labelled {brand_posts} posts" in accurate.stdout  # another model version
+        versions = {v for (v,) in db.execute("SELECT DISTINCT model_version FROM labels")}
+        assert len(versions) == 1 and "+mpnet-" in versions.pop()
         db.conn.close()
 
 

@@ -100,6 +100,7 @@ BAD = [
         "unknown key",
     ),
     (B + '[brands.alerts]\nchannels = ["nope"]\n', "brands[a].alerts.channels", "no channel named"),
+    ('[classifier]\naccurate = "yes"\n' + B, "classifier.accurate", "true or false"),
 ]
 
 

@@ -7,6 +7,7 @@ stays lean).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,18 +23,28 @@ if TYPE_CHECKING:  # scikit-learn loads only for the commands that classify (the
     import classifiers
 
 
-def _classifier(settings: Settings | None) -> classifiers.Classifier:
+def _classifier(settings: Settings | None, accurate: bool) -> classifiers.Classifier:
     import classifiers
 
     try:
         if settings is None:
-            return classifiers.load_default()
+            return classifiers.load_default(accurate=accurate)
+        if accurate:
+            settings = dataclasses.replace(settings, accurate_classifier=True)
         return pipeline.load_classifier(settings)
     except classifiers.ModelLoadError as exc:
         raise click.ClickException(
             f"the classifier model cannot be loaded: {exc}. Fix: check "
-            "[classifier] model_path, or retrain with `touchpoint train`"
+            "[classifier] model_path and accurate, or retrain with `touchpoint train`"
         ) from None
+
+
+_ACCURATE = click.option(
+    "--accurate",
+    is_flag=True,
+    help="Add the slower, more accurate mpnet part (as [classifier] accurate = true; "
+    "needs the accurate extra).",
+)
 
 
 @cli.command()
@@ -41,8 +52,9 @@ def _classifier(settings: Settings | None) -> classifiers.Classifier:
 @click.option(
     "--relabel", is_flag=True, help="Also relabel posts labelled by another model version."
 )
+@_ACCURATE
 @pass_app
-def classify(app: AppContext, since: datetime | None, relabel: bool) -> None:
+def classify(app: AppContext, since: datetime | None, relabel: bool, accurate: bool) -> None:
     """Label the brand's posts engaging, inspiring or sales-pitch (collect does this too).
 
     \b
@@ -50,7 +62,7 @@ def classify(app: AppContext, since: datetime | None, relabel: bool) -> None:
         touchpoint classify --relabel
     """
     settings = app.settings()
-    classifier = _classifier(settings)
+    classifier = _classifier(settings, accurate)
     db = app.open(app.db_override or settings.db_path)
     done = pipeline.classify_pending(
         db, classifier, relabel=relabel, since=since.replace(tzinfo=UTC) if since else None
@@ -70,8 +82,9 @@ def classify(app: AppContext, since: datetime | None, relabel: bool) -> None:
     help="CSV with columns text and label (others ignored).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a report.")
+@_ACCURATE
 @pass_app
-def evaluate(app: AppContext, data: Path, as_json: bool) -> None:
+def evaluate(app: AppContext, data: Path, as_json: bool, accurate: bool) -> None:
     """Score the classifier on your own labelled posts: macro-F1, accuracy, per class.
 
     \b
@@ -82,7 +95,7 @@ def evaluate(app: AppContext, data: Path, as_json: bool) -> None:
 
     texts, labels = _read_labelled(data)
     settings = app.settings() if app.config_path.exists() else None
-    model = _classifier(settings)
+    model = _classifier(settings, accurate)
     try:
         report = score(model, texts, labels)
     except ValueError as exc:

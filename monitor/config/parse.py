@@ -96,13 +96,14 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
         brands=brands,
         channels=channels,
         model_path=_parse_model_path(v, v.table(data, "classifier"), path),
+        accurate_classifier=v.boolean(v.table(data, "classifier"), "classifier", "accurate", False),
         daemon=_parse_daemon(v, v.table(data, "daemon")),
         digest=_parse_digest(v, data, channels),
     )
 
 
 def _parse_model_path(v: _Validator, table: Mapping[str, Any], path: Path) -> Path | None:
-    v.known_keys(table, "classifier", {"model_path"})
+    v.known_keys(table, "classifier", {"model_path", "accurate"})
     raw = table.get("model_path", "")
     if raw == "":
         return None

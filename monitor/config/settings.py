@@ -188,6 +188,7 @@ class Settings:
     brands: tuple[BrandSettings, ...]
     channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
     model_path: Path | None = None  # a retrained classifier; None = the shipped model
+    accurate_classifier: bool = False  # add the mpnet part (the `accurate` extra; slower)
     digest: DigestSettings = DigestSettings()
     daemon: DaemonSettings = DaemonSettings()
 

