@@ -122,6 +122,7 @@ class _Base:
     """Tokenizer and layers 0..9 of the published model (frozen): texts to hidden states."""
 
     def __init__(self, threads: int) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never ask the hub
         self.torch = _mod("torch")
         transformers = _mod("transformers")
         self.torch.set_num_threads(threads)
