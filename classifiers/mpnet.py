@@ -125,6 +125,7 @@ class _Base:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never ask the hub
         self.torch = _mod("torch")
         transformers = _mod("transformers")
+        transformers.utils.logging.disable_progress_bar()  # no bars in the daemon's log
         self.torch.set_num_threads(threads)
         path = str(base_model_dir())
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
