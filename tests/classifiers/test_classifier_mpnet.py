@@ -132,3 +132,27 @@ def test_a_short_fine_tune_learns_a_tiny_set() -> None:
     assert (proba.argmax(axis=1) == y).all()  # it fits what it saw
     assert not base.torch.equal(head.layers[0].attention.attn.q.weight, before)
     assert base.torch.equal(base.top[0].attention.attn.q.weight, before)  # base untouched
+
+
+def test_a_saved_model_carries_the_accurate_part_along(tmp_path: Path) -> None:
+    from classifiers.persist import onnx_paths, save, sidecar_path
+
+    default = classifiers.load_default()
+    assert default.transformer is not None
+    shipped = mpnet_path(classifiers.DEFAULT_MODEL_PATH)
+    target = tmp_path / "retrained.skops"
+    model = classifiers.Classifier(
+        linear=default.linear,
+        transformer=default.transformer,
+        transformer_weight=default.transformer_weight,
+        version="retrained",
+        accurate_weights=(0.2, 0.3, 0.5),
+    )
+    files = (default.transformer.model_path, default.transformer.tokenizer_path)
+    save(model, target, {"training_data_sha256": "x"}, files, shipped)
+    assert mpnet_path(target).read_bytes() == shipped.read_bytes()
+    listed = json.loads(sidecar_path(target).read_text("utf-8"))["files"]
+    assert {"retrained.mpnet.npz", onnx_paths(target)[0].name} <= set(listed)
+    again = load(target, accurate=True)
+    assert again.accurate_weights == (0.2, 0.3, 0.5)
+    assert again.predict_labels(POSTS[:1]) == ["sales-pitch"]
