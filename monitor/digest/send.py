@@ -31,7 +31,6 @@ from monitor.digest.build import BrandDigest, day_period, local_yesterday
 from monitor.digest.read import read_digest
 from monitor.digest.render import render_html, render_text, subject
 from monitor.logs import clean
-from monitor.models import parse_iso
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +99,7 @@ def build_mail(
 
 
 def _due(record: store.DigestSend | None, now: datetime) -> bool:
-    if record is None:
-        return True
-    if record.state not in ("failed", "sending"):
-        return False  # sent, or given up
-    return record.next_attempt_at is None or parse_iso(record.next_attempt_at) <= now
+    return record is None or store.send_is_due(record.state, record.next_attempt_at, now)
 
 
 def _retry_at(attempts: int, error: DeliveryError, now: datetime) -> datetime | None:

@@ -62,6 +62,7 @@ from monitor.store.digest import (
     last_digest_day,
     record_digest_failed,
     record_digest_sent,
+    send_is_due,
 )
 from monitor.store.labels import (
     LabelRow,
@@ -141,6 +142,7 @@ __all__ = [
     "record_digest_failed",
     "record_digest_sent",
     "record_run",
+    "send_is_due",
     "set_account_id",
     "set_collector_state",
     "sqlite_version_warning",

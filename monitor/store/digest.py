@@ -93,6 +93,18 @@ def last_digest_day(db: Database, brand: str) -> str | None:
     return str(row[0]) if row and row[0] else None
 
 
+def send_is_due(
+    state: str, next_attempt_at: str | None, now: datetime, *, retry_now: bool = False
+) -> bool:
+    """Whether a recorded send may be tried at ``now``: never once sent or given up; a failed
+    one from its next attempt (at once with ``retry_now``); a claimed one when its lease ends."""
+    if state in ("sent", "dead"):
+        return False
+    if next_attempt_at is None or parse_iso(next_attempt_at) <= now:
+        return True
+    return retry_now and state != "sending"
+
+
 def claim_digest_send(
     db: Database,
     brand: str,
@@ -112,13 +124,8 @@ def claim_digest_send(
             "WHERE brand = ? AND day = ? AND recipient = ?",
             (brand, day, recipient),
         ).fetchone()
-        if row is not None:
-            state, next_at = row
-            if state in ("sent", "dead"):
-                return False
-            waiting = next_at is not None and parse_iso(next_at) > now
-            if waiting and (state == "sending" or not retry_now):
-                return False
+        if row is not None and not send_is_due(row[0], row[1], now, retry_now=retry_now):
+            return False
         conn.execute(
             "INSERT INTO digest_sends (brand, day, recipient, state, attempts, next_attempt_at, "
             "updated_at) VALUES (?, ?, ?, 'sending', 0, ?, ?) "
