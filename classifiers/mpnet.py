@@ -123,9 +123,15 @@ def check_available() -> Path:
 
 
 class _Base:
-    """Tokenizer and layers 0..9 of the published model (frozen): texts to hidden states."""
+    """Tokenizer and the lower, frozen layers of the published model: texts to hidden states.
 
-    def __init__(self, threads: int) -> None:
+    ``top_layers`` (2 by default) are set apart in ``top`` for fine-tuning; the rest stay frozen.
+    """
+
+    def __init__(self, threads: int, top_layers: int = TOP_LAYERS) -> None:
+        if not 1 <= top_layers <= N_LAYERS:
+            raise ValueError(f"top_layers must be 1..{N_LAYERS}, not {top_layers}")
+        self.top_layers = top_layers
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never ask the hub
         self.torch = _mod("torch")
         transformers = _mod("transformers")
@@ -134,14 +140,15 @@ class _Base:
         path = str(base_model_dir())
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         model = transformers.AutoModel.from_pretrained(path).eval()
-        self.top = [model.encoder.layer[i] for i in range(N_LAYERS - TOP_LAYERS, N_LAYERS)]
+        self.top = [model.encoder.layer[i] for i in range(N_LAYERS - top_layers, N_LAYERS)]
         self.relative_bias = model.encoder.relative_attention_bias
         self.config = model.config
-        model.encoder.layer = model.encoder.layer[: N_LAYERS - TOP_LAYERS]
+        model.encoder.layer = model.encoder.layer[: N_LAYERS - top_layers]
         self.model = model
 
     def states(self, texts: Sequence[str]) -> list[Any]:
-        """One (tokens x 768) tensor of layer-10 states per text, computed in length order."""
+        """One (tokens x 768) tensor of hidden states per text at the first fine-tuned layer's
+        input, computed in length order."""
         out: list[Any] = [None] * len(texts)
         order = np.argsort([len(t) for t in texts], kind="stable")
         with self.torch.no_grad():
@@ -240,7 +247,7 @@ def _base_tensors(base: _Base) -> dict[str, Any]:
 def save_head(base: _Base, head: Any, path: Path) -> None:
     """Write what fine-tuning changed: int8 row-scaled differences for matrices, float32 else."""
     published = _base_tensors(base)
-    arrays: dict[str, Array] = {}
+    arrays: dict[str, Array] = {"top_layers": np.asarray(base.top_layers, dtype=np.int64)}
     for name, tensor in head.state_dict().items():
         value = tensor.detach().numpy().astype(np.float32)
         if name in published and value.ndim == 2:
@@ -257,12 +264,22 @@ def save_head(base: _Base, head: Any, path: Path) -> None:
     log.info("saved %s (%.1f MB)", path.name, path.stat().st_size / 1e6)
 
 
+def saved_top_layers(path: Path) -> int:
+    """How many top layers a :func:`save_head` file fine-tuned (files before the key: two)."""
+    with np.load(path, allow_pickle=False) as data:
+        return int(data["top_layers"]) if "top_layers" in data else TOP_LAYERS
+
+
 def load_head(base: _Base, path: Path, n_labels: int) -> Any:
     """Rebuild the fine-tuned head from :func:`save_head`'s file (no pickle)."""
     torch = base.torch
     head = _build_head(base, n_labels, 0.0)
     published = _base_tensors(base)
     state: dict[str, Any] = {}
+    if saved_top_layers(path) != base.top_layers:
+        raise MpnetUnavailableError(
+            f"{path.name} fine-tuned {saved_top_layers(path)} top layers, not {base.top_layers}"
+        )
     with np.load(path, allow_pickle=False) as data:
         for name in head.state_dict():
             if f"{name}::q" in data:
@@ -292,7 +309,7 @@ class MpnetTextModel:
         if self._base is None:
             if not self.weights_path.is_file():
                 raise MpnetUnavailableError(f"model file missing: {self.weights_path}")
-            base = _Base(self.threads)
+            base = _Base(self.threads, saved_top_layers(self.weights_path))
             self._head = load_head(base, self.weights_path, self.n_labels)
             self._base = base
         return self._base
@@ -312,12 +329,14 @@ def cross_validate(
     extra: Sequence[tuple[str, str, str]],
     seed: int = 0,
     cfg: MpnetConfig | None = None,
+    top_layers: int = TOP_LAYERS,
 ) -> Array:
-    """Out-of-fold probabilities, grouped by account (about 6 minutes a fold on 2 cores)."""
+    """Out-of-fold probabilities, grouped by account (about 6 minutes a fold on 2 cores with the
+    top two layers fine-tuned)."""
     from classifiers.evaluate import oof_proba
 
     cfg = cfg or MpnetConfig()
-    base = _Base(cfg.threads)
+    base = _Base(cfg.threads, top_layers)
     every = list(dict.fromkeys([*texts, *(t for t, _, _ in extra)]))
     cache = dict(zip(every, base.states(every), strict=True))
     index = {lab: i for i, lab in enumerate(label_names)}
@@ -341,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fine-tune mpnet's top layers (accurate part).")
     parser.add_argument("--cv-seeds", type=int, nargs="*", default=[], help="grouped-CV seeds")
     parser.add_argument("--skip-final", action="store_true", help="only the CV")
+    parser.add_argument(
+        "--top-layers", type=int, default=TOP_LAYERS, help="layers to fine-tune (default 2)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     brand = tr.load_brand_posts()
@@ -348,14 +370,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     texts, labels = [e.text for e in brand], [e.label for e in brand]
     rows = [(e.text, e.label, e.account) for e in extra]
     oofs = [
-        cross_validate(texts, labels, [e.account for e in brand], LABELS, rows, seed)
+        cross_validate(
+            texts, labels, [e.account for e in brand], LABELS, rows, seed, None, args.top_layers
+        )
         for seed in args.cv_seeds
     ]
     if oofs:
         tr.save_oof(tr.MPNET_OOF, args.cv_seeds, oofs, brand)
     if not args.skip_final:
         cfg = MpnetConfig()
-        base = _Base(cfg.threads)
+        base = _Base(cfg.threads, args.top_layers)
         all_t = texts + [e.text for e in extra]
         index = {lab: i for i, lab in enumerate(LABELS)}
         y = np.asarray([index[e.label] for e in [*brand, *extra]], dtype=np.int64)

@@ -56,14 +56,20 @@ def test_mpnet_part_alone_reads_the_obvious_posts(accurate: classifiers.Classifi
     assert accurate.accurate.predict_proba([]).shape == (0, len(LABELS))
 
 
-def test_saved_differences_rebuild_the_fine_tuned_layers(tmp_path: Path) -> None:
-    base = mp._Base(threads=2)
+def _moved_head(base: mp._Base) -> object:
+    """A "fine-tuned" head: every parameter of the published layers moved a little."""
     head = mp._build_head(base, len(LABELS), 0.0)
     torch = base.torch
-    with torch.no_grad():  # a "fine-tuned" head: every parameter moved a little
+    with torch.no_grad():
         gen = torch.Generator().manual_seed(0)
         for p in head.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 1e-3)
+    return head
+
+
+def test_saved_differences_rebuild_the_fine_tuned_layers(tmp_path: Path) -> None:
+    base = mp._Base(threads=2)
+    head = _moved_head(base)
     path = tmp_path / "m.mpnet.npz"
     mp.save_head(base, head, path)
     with np.load(path, allow_pickle=False) as data:
@@ -78,6 +84,22 @@ def test_saved_differences_rebuild_the_fine_tuned_layers(tmp_path: Path) -> None
     np.testing.assert_allclose(
         mp.head_proba(base, head, states), mp.head_proba(base, rebuilt, states), atol=1e-3
     )
+
+
+def test_the_number_of_fine_tuned_layers_travels_with_the_weights(tmp_path: Path) -> None:
+    base = mp._Base(threads=2, top_layers=3)
+    head = _moved_head(base)
+    path = tmp_path / "three.mpnet.npz"
+    mp.save_head(base, head, path)
+    assert mp.saved_top_layers(path) == 3
+    model = mp.MpnetTextModel(path, len(LABELS), threads=2)  # builds its base from the file
+    np.testing.assert_allclose(
+        model.predict_proba(POSTS), mp.head_proba(base, head, base.states(POSTS)), atol=1e-3
+    )
+    with pytest.raises(mp.MpnetUnavailableError, match="3 top layers, not 2"):
+        mp.load_head(mp._Base(threads=2), path, len(LABELS))
+    with pytest.raises(ValueError, match="top_layers"):
+        mp._Base(threads=2, top_layers=0)
 
 
 def test_tampered_mpnet_weights_are_refused(tmp_path: Path) -> None:
