@@ -3,12 +3,15 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
+from monitor import store
 from monitor.cli import cli
+from monitor.models import RunResult, StreamKey, utcnow
 from tests.conftest import TOKEN_ENV
 
 
@@ -132,3 +135,45 @@ def test_cli_export_writes_jsonl_and_csv(tmp_path: Path, write_config: Callable[
         (record,) = list(csv.DictReader(handle))
     assert record["text"] == 'say "hi",\nthere'
     assert run("export", "--kind", "post").stdout.count("\n") == 1  # header only
+
+
+def test_cli_status_judges_each_streams_health(write_config: Callable[..., Path]) -> None:
+    write_config("http://127.0.0.1:9")  # streams run every 300 s; at most 30 s of jitter
+    now = utcnow()
+    keys = {
+        name: StreamKey("acme", "x", stream, query)
+        for name, stream, query in [
+            ("fresh", "posts", ""),
+            ("late", "mentions", ""),
+            ("failing", "keywords", "acme"),
+            ("deferred", "keywords", "acme corp"),
+            ("backfill", "backfill-posts", ""),
+        ]
+    }
+    db = store.open_db(Path("touchpoint.db"))
+
+    def ran(name: str, minutes_ago: float, outcome: str = "ok", **kw: object) -> None:
+        at = now - timedelta(minutes=minutes_ago)
+        result = RunResult(keys[name], at, at, outcome, **kw)  # type: ignore[arg-type]
+        store.record_run(db, result)
+
+    ran("fresh", 1)
+    ran("late", 11)  # missed one run and more: 2 x 300 s + 30 s = 10.5 min
+    for _ in range(3):
+        ran("failing", 2, "failed", error="boom")
+    ran("deferred", 20, "deferred", retry_at=now + timedelta(minutes=5))
+    ran("backfill", 600)
+    db.conn.close()
+    out = run("status").stdout
+    lines = out.splitlines()
+
+    def row(key: str) -> str:
+        (line,) = (line for line in lines if line.startswith(str(keys[key]) + " "))
+        return line
+
+    assert "HEALTH" in lines[0]
+    assert "  ok  " in row("fresh")
+    assert "overdue (runs every 5m)" in row("late")
+    assert "warning: 3 runs failed in a row" in row("failing")
+    assert "overdue" not in row("deferred") and "  ok  " in row("deferred")  # waits on purpose
+    assert "  -  " in row("backfill") and "overdue" not in row("backfill")  # not judged

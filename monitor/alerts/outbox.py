@@ -90,26 +90,29 @@ def _raise_alerts(db: Database, settings: Settings, now: datetime) -> list[Alert
 
 
 def _health(db: Database, settings: Settings) -> list[rules.StreamHealth]:
-    brands = {b.name for b in settings.brands}
-    rows = []
-    for s in store.get_stream_status(db):
-        platform = settings.platforms.get(s.key.platform)
-        if s.key.brand not in brands or platform is None or s.key.stream.startswith("backfill"):
-            continue
-        rows.append(
-            rules.StreamHealth(
-                brand=s.key.brand,
-                platform=s.key.platform,
-                stream=s.key.stream,
-                outcome=s.outcome,
-                consecutive_failures=s.consecutive_failures,
-                last_success_at=parse_iso(s.last_success_at) if s.last_success_at else None,
-                last_run_at=parse_iso(s.last_run_at) if s.last_run_at else None,
-                last_error=s.last_error,
-                interval_seconds=platform.interval_seconds,
-            )
-        )
-    return rows
+    found = (stream_health(s, settings) for s in store.get_stream_status(db))
+    return [h for h in found if h is not None]
+
+
+def stream_health(s: store.StreamStatus, settings: Settings) -> rules.StreamHealth | None:
+    """What the health rule judges of one stream's status; None for a backfill, or a stream of a
+    brand or platform no longer configured."""
+    platform = settings.platforms.get(s.key.platform)
+    if platform is None or s.key.stream.startswith("backfill"):
+        return None
+    if s.key.brand not in {b.name for b in settings.brands}:
+        return None
+    return rules.StreamHealth(
+        brand=s.key.brand,
+        platform=s.key.platform,
+        stream=s.key.stream,
+        outcome=s.outcome,
+        consecutive_failures=s.consecutive_failures,
+        last_success_at=parse_iso(s.last_success_at) if s.last_success_at else None,
+        last_run_at=parse_iso(s.last_run_at) if s.last_run_at else None,
+        last_error=s.last_error,
+        interval_seconds=platform.interval_seconds,
+    )
 
 
 def _mentions(db: Database, brand: BrandSettings, now: datetime) -> list[rules.MentionRow]:

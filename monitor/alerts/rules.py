@@ -195,7 +195,7 @@ def evaluate_health(
     """Raise an alert for each stream that fails, is refused, or has gone stale."""
     alerts = []
     for s in streams:
-        problem = _health_problem(s, now=now, policy=policies[s.brand])
+        problem = health_problem(s, now=now, policy=policies[s.brand])
         if problem is None:
             continue
         severity, detail = problem
@@ -213,9 +213,10 @@ def evaluate_health(
     return alerts
 
 
-def _health_problem(
+def health_problem(
     s: StreamHealth, *, now: datetime, policy: AlertPolicy
 ) -> tuple[str, str] | None:
+    """(severity, detail) when the stream is refused, failing or stale; None when healthy."""
     if s.outcome == "auth_failed":
         return "critical", "the platform refused the credentials"
     if s.consecutive_failures >= policy.health_failures:

@@ -14,7 +14,7 @@ import click
 
 from monitor import pipeline, store
 from monitor.cli.app import AppContext, cli, pass_app
-from monitor.cli.common import _report_alerts, _report_labels, render_status
+from monitor.cli.common import _report_alerts, _report_labels, health_cells, render_status
 from monitor.collectors import collector_class
 from monitor.config import STREAMS, ConfigError, Settings
 from monitor.daemon import daemon_holder
@@ -156,7 +156,11 @@ def _progress(start: datetime, end: datetime) -> Iterator[pipeline.ProgressHook]
 @pass_app
 def status(app: AppContext) -> None:
     """Show each stream: last run, outcome, new items, lag since its last success, consecutive
-    failures, last error; and whether `touchpoint run` is running on this database.
+    failures, health, last error; and whether `touchpoint run` is running on this database.
+
+    HEALTH applies the alert rules' health checks (refused credentials, failing runs in a row, no
+    success for `stale_after_intervals`) and says "overdue" when a stream has not run for two of
+    its intervals: the daemon is probably not running.
 
     \b
     Example:
@@ -164,7 +168,14 @@ def status(app: AppContext) -> None:
     """
     path = app.db_path()
     db = app.open(path)
-    click.echo(render_status(store.get_stream_status(db), utcnow()))
+    rows, now = store.get_stream_status(db), utcnow()
+    try:
+        health = health_cells(rows, app.settings(), now)
+    except click.ClickException:
+        if app.db_override is None:
+            raise
+        health = {}  # --db without a config: no intervals or policies to judge health by
+    click.echo(render_status(rows, now, health))
     pid = daemon_holder(path)
     click.echo(f"\ndaemon: {f'running (pid {pid})' if pid else 'not running'} on {path}")
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import click
 
 from monitor import pipeline, store
-from monitor.models import parse_iso
+from monitor.alerts import rules
+from monitor.alerts.outbox import stream_health
+from monitor.config import Settings
+from monitor.models import StreamKey, parse_iso
 
 
 def _report_labels(labelled: int | None) -> None:
@@ -26,12 +29,14 @@ def _report_alerts(report: pipeline.AlertsReport) -> None:
         click.echo(f"error: alerts not delivered: {report.error}", err=True)
 
 
-def render_status(rows: Sequence[store.StreamStatus], now: datetime) -> str:
-    """Render the stream status table as text."""
+def render_status(
+    rows: Sequence[store.StreamStatus], now: datetime, health: Mapping[StreamKey, str] | None = None
+) -> str:
+    """Render the stream status table as text; ``health`` from :func:`health_cells`."""
     if not rows:
         return "no stream has run yet: run `touchpoint collect`"
-    header = ("STREAM", "LAST RUN", "OUTCOME", "NEW", "LAG (LAST OK)", "FAILS", "LAST ERROR")
-    lines = [header]
+    header = ("STREAM", "LAST RUN", "OUTCOME", "NEW", "LAG (LAST OK)", "FAILS", "HEALTH")
+    lines = [(*header, "LAST ERROR")]
     for r in rows:
         lines.append(
             (
@@ -41,20 +46,50 @@ def render_status(rows: Sequence[store.StreamStatus], now: datetime) -> str:
                 str(r.items_new),
                 _age(r.last_success_at, now) if r.last_success_at else "never ok",
                 str(r.consecutive_failures),
+                (health or {}).get(r.key, "-"),
                 (r.last_error or "-")[:70],
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)) + "  " + line[-1]
         for line in lines
     )
 
 
+def health_cells(
+    rows: Sequence[store.StreamStatus], settings: Settings, now: datetime
+) -> dict[StreamKey, str]:
+    """Each configured stream's health by the alert rules (refused, failing, stale), else
+    "overdue" when no run started for two intervals (is `touchpoint run` running?), else "ok"."""
+    policies = {b.name: b.alerts for b in settings.brands}
+    slack = settings.daemon.max_jitter_seconds
+    cells: dict[StreamKey, str] = {}
+    for r in rows:
+        h = stream_health(r, settings)
+        if h is None:
+            continue
+        problem = rules.health_problem(h, now=now, policy=policies[h.brand])
+        waiting = r.retry_at is not None and parse_iso(r.retry_at) > now  # deferred on purpose
+        last = h.last_run_at
+        late = last is not None and (now - last).total_seconds() > 2 * h.interval_seconds + slack
+        if problem:
+            cells[r.key] = f"{problem[0]}: {problem[1]}"
+        elif late and not waiting:
+            cells[r.key] = f"overdue (runs every {_age_seconds(h.interval_seconds)})"
+        else:
+            cells[r.key] = "ok"
+    return cells
+
+
 def _age(stamp: str | None, now: datetime) -> str:
     if not stamp:
         return "-"
-    seconds = max(0, int((now - parse_iso(stamp)).total_seconds()))
+    return _age_seconds(int((now - parse_iso(stamp)).total_seconds()))
+
+
+def _age_seconds(seconds: int) -> str:
+    seconds = max(0, seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"
