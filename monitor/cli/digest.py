@@ -33,7 +33,10 @@ from monitor.models import utcnow
     help="The day, in the brand's time zone (default: yesterday there).",
 )
 @click.option(
-    "--send", is_flag=True, help="Email it to the [digest] recipients that have not had it."
+    "--send",
+    is_flag=True,
+    help="Email it to the brand's recipients (its digest_recipients, else the [digest] "
+    "recipients) that have not had it.",
 )
 @click.option(
     "--out",
@@ -50,7 +53,8 @@ def digest(
     target, mentions received and answered, median and p90 response time, the oldest unanswered
     mentions, channels alive or silent, and the change against the day before. Prints the text
     version; --out writes the HTML page (and FILE.txt); --send emails both, once per recipient
-    and day (a second --send for the same day sends nothing).
+    and day (a second --send for the same day sends nothing); a brand with no recipients is
+    skipped.
 
     \b
     Example:
@@ -84,8 +88,14 @@ def digest(
 def _send_digest(db: Database, settings: Settings, report: BrandDigest, now: datetime) -> None:
     if not settings.digest.enabled:
         raise click.ClickException(
-            "no digest recipients. Fix: add a [digest] section (see config.example.toml)"
+            "no digest recipients. Fix: add a [digest] section, or digest_recipients to a "
+            "[[brands]] table (see config.example.toml)"
         )
+    where = f"{report.brand} {report.period.label}"
+    recipients = settings.digest.recipients_for(report.brand)
+    if not recipients:
+        click.echo(f"{where}: not sent: the brand has no digest recipients")
+        return
     try:
         mailer = digest_mailer(settings)
     except ConfigError as exc:
@@ -95,12 +105,11 @@ def _send_digest(db: Database, settings: Settings, report: BrandDigest, now: dat
         db,
         report,
         mailer=mailer,
-        recipients=settings.digest.recipients,
+        recipients=recipients,
         sender=sender,
         now=now,
         retry_now=True,
     )
-    where = f"{report.brand} {report.period.label}"
     for recipient in result.sent:
         click.echo(f"{where}: sent to {recipient}")
     for recipient in result.already:

@@ -1,4 +1,5 @@
-"""Parse the alert sections: ``[alerts]``, its ``[alerts.channels.NAME]`` and ``[digest]``.
+"""Parse the alert sections: ``[alerts]``, its ``[alerts.channels.NAME]`` and ``[digest]`` (with
+the brands' own ``digest_recipients``).
 
 ``[alerts]`` holds the rules' policy (:class:`AlertPolicy`); a brand's ``alerts`` table overrides it
 through the same parser.
@@ -8,13 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from monitor.config.settings import (
     SELF_PROMOTION_PRESETS,
     WEEKDAYS,
     AlertPolicy,
+    BrandSettings,
     ChannelSettings,
     DigestSettings,
 )
@@ -186,15 +188,58 @@ def _channel_options(
 
 
 _ADDRESS = re.compile(r"[^@\s\x00-\x1f\x7f<>,;\"]+@[A-Za-z0-9.-]+")
+_ADDRESS_EXAMPLE = '"social@example.com"'
+
+
+def _addresses(v: _Validator, table: Mapping[str, Any], key: str, name: str) -> tuple[str, ...]:
+    """A list of plain email addresses (``[digest] recipients``, a brand's digest_recipients)."""
+    value = table.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(a, str) and a.strip() for a in value):
+        raise v.error(
+            f"{key}.{name}",
+            "must be a list of email addresses",
+            f"write {name} = [{_ADDRESS_EXAMPLE}]",
+        )
+    addresses = tuple(a.strip() for a in value)
+    for address in addresses:
+        if not _ADDRESS.fullmatch(address):
+            raise v.error(
+                f"{key}.{name}",
+                f"{address!r} is not an email address",
+                f"write a plain address, e.g. {name} = [{_ADDRESS_EXAMPLE}]",
+            )
+    return addresses
+
+
+def _brand_recipients(
+    v: _Validator, data: Mapping[str, Any], brands: Sequence[BrandSettings]
+) -> dict[str, tuple[str, ...]]:
+    """Each brand's own ``digest_recipients`` by brand name, for the brands that set it."""
+    entries = data.get("brands", [])  # already checked: a list of tables, one per brand
+    return {
+        brand.name: _addresses(v, entry, f"brands[{i}]", "digest_recipients")
+        for i, (entry, brand) in enumerate(zip(entries, brands, strict=True))
+        if "digest_recipients" in entry
+    }
 
 
 def _parse_digest(
-    v: _Validator, data: Mapping[str, Any], channels: Mapping[str, ChannelSettings]
+    v: _Validator,
+    data: Mapping[str, Any],
+    channels: Mapping[str, ChannelSettings],
+    brands: Sequence[BrandSettings],
 ) -> DigestSettings:
+    own = _brand_recipients(v, data, brands)
     if "digest" not in data:
-        return DigestSettings()
+        # a brand's own recipients turn the email on for that brand alone, through the only
+        # email channel; the others, with no [digest] recipients to fall back on, get none
+        first = next((i for i, b in enumerate(brands) if own.get(b.name)), None)
+        if first is None:
+            return DigestSettings(brand_recipients=own)
+        channel = _digest_channel(v, {}, channels, key=f"brands[{first}].digest_recipients")
+        return DigestSettings(channel=channel, brand_recipients=own)
     table = v.table(data, "digest")
-    v.known_keys(table, "digest", set(DigestSettings.__dataclass_fields__))
+    v.known_keys(table, "digest", {"recipients", "send_time", "channel", "sender"})
     send_time = v.string(table, "digest", "send_time", default="08:00")
     match = re.fullmatch(r"(\d\d):(\d\d)", send_time)
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
@@ -204,27 +249,31 @@ def _parse_digest(
             'write send_time = "08:00" (HH:MM in the brand\'s time zone)',
         )
     channel = _digest_channel(v, table, channels)
-    recipients = tuple(v.string_list(table, "digest", "recipients"))
+    recipients = _addresses(v, table, "digest", "recipients")
     sender = table.get("sender", "")
-    examples = {"recipients": '["social@example.com"]', "sender": '"touchpoint@example.com"'}
-    for key, address in [("recipients", r) for r in recipients] + [("sender", sender)]:
-        if address and not (isinstance(address, str) and _ADDRESS.fullmatch(address)):
-            raise v.error(
-                f"digest.{key}",
-                f"{address!r} is not an email address",
-                f"write a plain address, e.g. {key} = {examples[key]}",
-            )
+    if sender and not (isinstance(sender, str) and _ADDRESS.fullmatch(sender)):
+        raise v.error(
+            "digest.sender",
+            f"{sender!r} is not an email address",
+            'write a plain address, e.g. sender = "touchpoint@example.com"',
+        )
     return DigestSettings(
         recipients=recipients or tuple(channels[channel].options.get("recipients", ())),
         send_time=send_time,
         channel=channel,
         sender=sender,
+        brand_recipients=own,
     )
 
 
 def _digest_channel(
-    v: _Validator, table: Mapping[str, Any], channels: Mapping[str, ChannelSettings]
+    v: _Validator,
+    table: Mapping[str, Any],
+    channels: Mapping[str, ChannelSettings],
+    *,
+    key: str = "digest.channel",
 ) -> str:
+    """The email channel the digest is sent by; ``key`` names what needs one in an error."""
     emails = [name for name, c in channels.items() if c.type == "email"]
     if "channel" in table:
         name = v.string(table, "digest", "channel")
@@ -240,9 +289,9 @@ def _digest_channel(
     if len(emails) != 1:
         problem = "several email channels" if emails else "no email channel to send the digest by"
         raise v.error(
-            "digest.channel",
+            key,
             problem,
-            f"name one: channel = {json.dumps(emails[0])} (one of {', '.join(emails)})"
+            f"name one in [digest]: channel = {json.dumps(emails[0])} (one of {', '.join(emails)})"
             if emails
             else 'define an [alerts.channels.NAME] with type = "email" (see config.example.toml)',
         )

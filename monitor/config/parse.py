@@ -98,7 +98,7 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
         model_path=_parse_model_path(v, v.table(data, "classifier"), path),
         accurate_classifier=v.boolean(v.table(data, "classifier"), "classifier", "accurate", False),
         daemon=_parse_daemon(v, v.table(data, "daemon")),
-        digest=_parse_digest(v, data, channels),
+        digest=_parse_digest(v, data, channels, brands),
     )
 
 
@@ -237,7 +237,10 @@ def _parse_brands(
 def _parse_brand(
     v: _Validator, entry: Mapping[str, Any], key: str, policy: AlertPolicy
 ) -> BrandSettings:
-    v.known_keys(entry, key, {"name", "accounts", "keywords", "timezone", "alerts"})
+    # digest_recipients is read with [digest], in .alerts._parse_digest
+    v.known_keys(
+        entry, key, {"name", "accounts", "keywords", "timezone", "alerts", "digest_recipients"}
+    )
     name = v.string(entry, key, "name")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
         raise v.error(

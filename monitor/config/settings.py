@@ -153,17 +153,25 @@ class ChannelSettings:
 
 @dataclass(frozen=True)
 class DigestSettings:
-    """The daily digest by email: ``[digest]``; off (no recipients) when the section is absent."""
+    """The daily digest by email: ``[digest]``, and the brands' own ``digest_recipients``; off
+    (no recipients) when neither is there."""
 
-    recipients: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()  # every brand's, unless it has its own in brand_recipients
     send_time: str = "08:00"  # HH:MM in each brand's time zone: yesterday's digest goes out after
     channel: str = ""  # the [alerts.channels.NAME] of type email whose SMTP settings are used
     sender: str = ""  # the From address; "" = the channel's sender
+    # brand name -> its own ``digest_recipients`` (() = none); only the brands that set the key
+    brand_recipients: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def recipients_for(self, brand: str) -> tuple[str, ...]:
+        """Who gets ``brand``'s digest: its own ``digest_recipients``, else ``recipients``."""
+        return self.brand_recipients.get(brand, self.recipients)
 
     @property
     def enabled(self) -> bool:
-        """Whether digests are emailed (``touchpoint digest`` prints or writes them anyway)."""
-        return bool(self.recipients and self.channel)
+        """Whether digests are emailed (``touchpoint digest`` prints or writes them anyway): an
+        email channel, and someone to send to (every brand's recipients or one brand's own)."""
+        return bool(self.channel and (self.recipients or any(self.brand_recipients.values())))
 
 
 @dataclass(frozen=True)

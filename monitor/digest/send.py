@@ -207,13 +207,16 @@ def _pending(
     db: Database, settings: Settings, brand: BrandSettings, day: date, now: datetime
 ) -> list[str]:
     records = store.get_digest_sends(db, brand.name, day.isoformat())
-    return [r for r in settings.digest.recipients if _due(records.get(r), now)]
+    recipients = dict.fromkeys(settings.digest.recipients_for(brand.name))
+    return [r for r in recipients if _due(records.get(r), now)]
 
 
 def deliver_due(db: Database, settings: Settings, now: datetime) -> int:
     """Send yesterday's digest of every brand whose local time has passed ``[digest]
-    send_time`` and that not every recipient has had yet (and the days missed since the last
-    digest, see :func:`_days_due`); return the number of emails sent.
+    send_time`` and that not every one of its recipients has had yet (and the days missed since
+    the last digest, see :func:`_days_due`); return the number of emails sent. A brand's
+    recipients are its own ``digest_recipients``, else ``[digest] recipients``; a brand with
+    neither gets none.
 
     Failures are recorded and logged, never raised: the next call tries again when due.
     """
@@ -222,6 +225,8 @@ def deliver_due(db: Database, settings: Settings, now: datetime) -> int:
     mailer: EmailChannel | None = None
     count = 0
     for brand in settings.brands:
+        if not settings.digest.recipients_for(brand.name):
+            continue
         if now.astimezone(ZoneInfo(brand.timezone)).time() < _send_time(settings):
             continue
         for day in _days_due(db, brand, now):

@@ -126,3 +126,97 @@ def test_digest_config_example_block_is_valid(tmp_path: Path) -> None:
     assert digest.enabled and digest.channel == "team-mail"
     assert digest.recipients == ("social@example.com",)
     assert (digest.send_time, digest.sender) == ("08:00", "digest@example.com")
+
+
+BETA = '[[brands]]\nname = "beta"\naccounts = { x = "beta" }\n'
+
+
+def test_digest_config_brand_recipients_replace_the_global_list(tmp_path: Path) -> None:
+    # beta is brands[0] (load() appends acme after it)
+    text = MAIL + "[digest]\n" + BETA + 'digest_recipients = ["beta-social@example.com"]\n'
+    digest = load(tmp_path, text).digest  # type: ignore[attr-defined]
+    assert digest.enabled and digest.recipients == ("team@example.com",)
+    assert digest.brand_recipients == {"beta": ("beta-social@example.com",)}
+    assert digest.recipients_for("beta") == ("beta-social@example.com",)
+    assert digest.recipients_for("acme") == ("team@example.com",)  # unset: the global list
+
+
+def test_digest_config_brand_recipients_empty_list_means_nobody(tmp_path: Path) -> None:
+    text = MAIL + "[digest]\n" + BETA + "digest_recipients = []\n"
+    digest = load(tmp_path, text).digest  # type: ignore[attr-defined]
+    assert digest.recipients_for("beta") == ()
+    assert digest.recipients_for("acme") == ("team@example.com",)
+    assert digest.enabled
+
+
+def test_digest_config_brand_recipients_alone_turn_the_email_on(tmp_path: Path) -> None:
+    # no [digest] section: the brand's own list turns it on, through the only email channel;
+    # the brands without one have no global list to fall back on
+    text = MAIL + BETA + 'digest_recipients = ["beta-social@example.com"]\n'
+    digest = load(tmp_path, text).digest  # type: ignore[attr-defined]
+    assert digest.enabled and digest.channel == "mail"
+    assert (digest.recipients, digest.send_time, digest.sender) == ((), "08:00", "")
+    assert digest.recipients_for("beta") == ("beta-social@example.com",)
+    assert digest.recipients_for("acme") == ()
+    # an empty list alone turns nothing on
+    empty = MAIL + BETA + "digest_recipients = []\n"
+    off = load(tmp_path, empty).digest  # type: ignore[attr-defined]
+    assert not off.enabled and off.channel == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem", "fix"),
+    [
+        (
+            MAIL + "[digest]\n" + BETA + 'digest_recipients = ["beta social"]\n',
+            "brands[0].digest_recipients",
+            "'beta social' is not an email address",
+            'digest_recipients = ["social@example.com"]',
+        ),
+        (
+            MAIL + BETA + 'digest_recipients = ["ok@example.com", "<x@example.com>"]\n',
+            "brands[0].digest_recipients",
+            "not an email address",
+            "write a plain address",
+        ),
+        (
+            MAIL + "[digest]\n" + BETA + 'digest_recipients = "beta@example.com"\n',
+            "brands[0].digest_recipients",
+            "must be a list of email addresses",
+            'digest_recipients = ["social@example.com"]',
+        ),
+        (
+            BETA + 'digest_recipients = ["beta@example.com"]\n',
+            "brands[0].digest_recipients",
+            "no email channel to send the digest by",
+            'type = "email"',
+        ),
+        (
+            MAIL + MAIL.replace(".mail]", ".other]") + BETA + 'digest_recipients = ["b@x.org"]\n',
+            "brands[0].digest_recipients",
+            "several email channels",
+            'name one in [digest]: channel = "mail"',
+        ),
+    ],
+    ids=["bad-address", "bad-address-no-digest-section", "not-a-list", "no-channel", "several"],
+)
+def test_digest_config_brand_recipients_errors_name_the_key_and_the_fix(
+    tmp_path: Path, text: str, key: str, problem: str, fix: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text)
+    assert caught.value.key == key
+    assert problem in caught.value.problem
+    assert fix in caught.value.fix
+    assert "\n" not in str(caught.value)
+
+
+def test_digest_config_example_brand_recipients_line_is_valid(tmp_path: Path) -> None:
+    example = (Path(__file__).resolve().parents[2] / "config.example.toml").read_text("utf-8")
+    text = _uncomment(_uncomment(example, "# [alerts.channels.team-mail]"), "# [digest]")
+    text = _uncomment(text, "# digest_recipients = ")
+    path = tmp_path / "touchpoint.toml"
+    path.write_text(text, encoding="utf-8")
+    digest = load_settings(path).digest
+    assert digest.recipients_for("acme") == ("acme-social@example.com",)
+    assert digest.recipients == ("social@example.com",)
