@@ -73,19 +73,23 @@ def digest(
         raise click.UsageError("--out writes one brand's digest: add --brand NAME")
     db = app.open(app.db_override or settings.db_path)
     now = utcnow()
+    failed = False
     for one in brands:
         when = day.date() if day else local_yesterday(now, one.timezone)
         report = read_digest(db, one, day_period(when, one.timezone), as_of=now)
         if send:
-            _send_digest(db, settings, report, now)
+            failed |= not _send_digest(db, settings, report, now)  # the next brand still goes
         elif out:
             page, text = write_digest(report, out)
             click.echo(f"wrote {page} and {text}")
         else:
             click.echo(render_text(report))
+    if failed:
+        sys.exit(1)
 
 
-def _send_digest(db: Database, settings: Settings, report: BrandDigest, now: datetime) -> None:
+def _send_digest(db: Database, settings: Settings, report: BrandDigest, now: datetime) -> bool:
+    """Email one brand's digest to those who have not had it; False if a recipient failed."""
     if not settings.digest.enabled:
         raise click.ClickException(
             "no digest recipients. Fix: add a [digest] section, or digest_recipients to a "
@@ -95,7 +99,7 @@ def _send_digest(db: Database, settings: Settings, report: BrandDigest, now: dat
     recipients = settings.digest.recipients_for(report.brand)
     if not recipients:
         click.echo(f"{where}: not sent: the brand has no digest recipients")
-        return
+        return True
     try:
         mailer = digest_mailer(settings)
     except ConfigError as exc:
@@ -116,5 +120,4 @@ def _send_digest(db: Database, settings: Settings, report: BrandDigest, now: dat
         click.echo(f"{where}: already sent to {recipient}")
     for recipient, error in result.failed:
         click.echo(f"error: {where}: not sent to {recipient}: {error}", err=True)
-    if result.failed:
-        sys.exit(1)
+    return not result.failed

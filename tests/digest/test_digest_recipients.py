@@ -218,3 +218,22 @@ def test_digest_brand_recipients_bad_address_is_one_line_naming_the_key(
             'address. Fix: write a plain address, e.g. digest_recipients = ["social@example.com"]\n'
         )
     assert sink.received == []
+
+
+def test_digest_cli_send_goes_on_to_the_next_brand_after_a_refusal(
+    tmp_path: Path, smtp: tuple[Sink, int]
+) -> None:
+    sink, port = smtp
+    sink.data_replies = ["554 5.7.1 refused"]  # acme's first recipient, permanently
+    config = cli_config(tmp_path, digest_config(port), beta_brand())
+    result = run("--config", str(config), "digest", "--date", "2026-11-20", "--send")
+    assert result.exit_code == 1
+    assert f"error: acme 2026-11-20: not sent to {TEAM}" in result.stderr
+    assert result.stdout.splitlines() == [
+        f"acme 2026-11-20: sent to {OPS}",
+        f"beta 2026-11-20: sent to {MANAGER}",  # the failure did not stop the next brand
+    ]
+    assert by_recipient(sink, brand_only=True) == {
+        OPS: ["[touchpoint] acme"],
+        MANAGER: ["[touchpoint] beta"],
+    }
