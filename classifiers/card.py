@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from classifiers.model import LABELS
+from classifiers.mpnet import TOP_LAYERS, saved_top_layers
 
 if TYPE_CHECKING:
     from classifiers.train import TrainResult
@@ -123,13 +124,18 @@ def _scores(rep: dict[str, Any]) -> list[str]:
     ]
 
 
-def _accurate(cv: dict[str, Any], mode: str) -> list[str]:
+_NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def _accurate(cv: dict[str, Any], mode: str, mpnet_file: Path | None) -> list[str]:
     if "accurate" not in cv:
         return []
+    layers = saved_top_layers(mpnet_file) if mpnet_file else TOP_LAYERS
     return [
         "## The accurate variant (optional, `load_default(accurate=True)`)",
         "",
-        "The linear part, the fine-tuned MiniLM and all-mpnet-base-v2 with its top two layers "
+        "The linear part, the fine-tuned MiniLM and all-mpnet-base-v2 with its top "
+        f"{_NUMBERS.get(layers, str(layers))} layers "
         "fine-tuned (`classifiers.mpnet`), averaged with equal weights (fixed before scoring). "
         "Needs torch and the mpnet weight packages (the `accurate` extra); far slower than the "
         "default (see the README's performance table). Out-of-fold scores over "
@@ -186,7 +192,7 @@ def render(result: TrainResult, model_path: Path) -> str:
             f"## Grouped-CV scores (headline: {name}, {_MODES[mode]})",
             "",
             *_scores(head),
-            *_accurate(cv, mode),
+            *_accurate(cv, mode, result.mpnet_file),
             "## All variants",
             "",
             *_variants(cv),

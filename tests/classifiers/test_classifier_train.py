@@ -69,3 +69,21 @@ def test_user_csv_needs_text_and_label(tmp_path: Path) -> None:
     wrong.write_text("text,label\nhello,spam\n", "utf-8")
     with pytest.raises(ValueError, match="unknown label"):
         load_user_csv(wrong)
+
+
+def test_card_names_how_many_mpnet_layers_the_shipped_part_fine_tuned(tmp_path: Path) -> None:
+    import json
+
+    import numpy as np
+
+    from classifiers import DEFAULT_MODEL_PATH
+    from classifiers.card import _accurate
+    from classifiers.persist import mpnet_path, sidecar_path
+
+    cv = json.loads(sidecar_path(DEFAULT_MODEL_PATH).read_text("utf-8"))["metrics"]["cv"]
+    shipped = "\n".join(_accurate(cv, "argmax", mpnet_path(DEFAULT_MODEL_PATH)))
+    assert "top two layers" in shipped and "Targets" in shipped
+    three = tmp_path / "three.mpnet.npz"
+    np.savez(three, top_layers=np.asarray(3))
+    assert "top three layers" in "\n".join(_accurate(cv, "argmax", three))
+    assert _accurate({"linear": cv["linear"]}, "argmax", three) == []  # no accurate scores
