@@ -200,7 +200,11 @@ def _addresses(v: _Validator, table: Mapping[str, Any], key: str, name: str) -> 
             "must be a list of email addresses",
             f"write {name} = [{_ADDRESS_EXAMPLE}]",
         )
-    addresses = tuple(a.strip() for a in value)
+    # one address listed twice (in any case) would be two sends of the same mail
+    unique: dict[str, str] = {}
+    for address in value:
+        unique.setdefault(address.strip().lower(), address.strip())
+    addresses = tuple(unique.values())
     for address in addresses:
         if not _ADDRESS.fullmatch(address):
             raise v.error(

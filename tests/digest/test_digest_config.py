@@ -141,6 +141,15 @@ def test_digest_config_brand_recipients_replace_the_global_list(tmp_path: Path) 
     assert digest.recipients_for("acme") == ("team@example.com",)  # unset: the global list
 
 
+def test_digest_config_an_address_listed_twice_is_one_recipient(tmp_path: Path) -> None:
+    # the sent-once bookkeeping and the Message-ID go by the address in any case
+    twice = '["a@example.com", " B@example.com", "A@Example.com", "b@example.com"]'
+    text = MAIL + f"[digest]\nrecipients = {twice}\n" + BETA + f"digest_recipients = {twice}\n"
+    digest = load(tmp_path, text).digest  # type: ignore[attr-defined]
+    assert digest.recipients == ("a@example.com", "B@example.com")
+    assert digest.recipients_for("beta") == ("a@example.com", "B@example.com")
+
+
 def test_digest_config_brand_recipients_empty_list_means_nobody(tmp_path: Path) -> None:
     text = MAIL + "[digest]\n" + BETA + "digest_recipients = []\n"
     digest = load(tmp_path, text).digest  # type: ignore[attr-defined]
