@@ -131,6 +131,12 @@ class Browser:
                 raise TimeoutError("the page did not load")
             self.events.append(self._receive())
 
+    def emulate_phone(self, width: int, height: int) -> None:
+        """Lay pages out as a phone's screen of ``width`` x ``height`` CSS pixels (headless
+        Chromium's window cannot be narrower than 500)."""
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 2, "mobile": True}
+        self._send("Emulation.setDeviceMetricsOverride", metrics)
+
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page."""
         reply = self._send("Runtime.evaluate", {"expression": expression, "returnByValue": True})

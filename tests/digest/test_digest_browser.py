@@ -25,14 +25,19 @@ VISIBLE = """
 """
 
 
-@pytest.fixture
-def page(db: Database, tmp_path: Path) -> Iterator[tuple[Browser, Path]]:
+def digest_html(db: Database, tmp_path: Path) -> Path:
     fixture.fill(db)
     settings = fixture.settings(tmp_path / "touchpoint.toml")
     digest = read_digest(
         db, settings.brands[0], day_period(fixture.DAY, fixture.TIMEZONE), as_of=fixture.AS_OF
     )
     html, _ = write_digest(digest, tmp_path / "digest.html")
+    return html
+
+
+@pytest.fixture
+def page(db: Database, tmp_path: Path) -> Iterator[tuple[Browser, Path]]:
+    html = digest_html(db, tmp_path)
     browser = Browser()
     try:
         browser.open(html)
@@ -100,3 +105,23 @@ def test_digest_browser_hostile_text_is_shown_and_never_runs(page: tuple[Browser
     assert "Page.javascriptDialogOpening" not in methods
     assert "Runtime.exceptionThrown" not in methods
     assert "Runtime.consoleAPICalled" not in methods
+
+
+def test_digest_browser_fits_a_phone_screen(db: Database, tmp_path: Path) -> None:
+    html = digest_html(db, tmp_path)
+    browser = Browser()
+    try:
+        browser.emulate_phone(360, 780)  # the narrowest common phone (CSS pixels)
+        browser.open(html)
+        width, scrolled = browser.evaluate(
+            "[document.documentElement.clientWidth, document.documentElement.scrollWidth]"
+        )
+        assert width == 360
+        assert scrolled <= width  # nothing to scroll sideways: the seven-column table fits
+        tables = boxes(browser, "table[id]")
+        assert len(tables) == 5 and all(t["right"] <= width for t in tables), tables
+        assert all(on_page(b, width) for b in boxes(browser, "#mix-chart td.bar"))
+        assert all(on_page(m, width) for m in boxes(browser, "#unanswered td.mention"))
+    finally:
+        browser.screenshot(tmp_path / "phone.png")
+        browser.close()
