@@ -36,9 +36,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlite_utils import Database
 
 from monitor import pipeline, store
+from monitor.alerts import outbox
 from monitor.collectors import collector_class
 from monitor.collectors.base import Collector
-from monitor.config import Settings
+from monitor.config import ConfigError, Settings, load_settings
 from monitor.digest import deliver_due
 from monitor.models import utcnow
 
@@ -52,6 +53,14 @@ DIGEST_CHECK_SECONDS = 300  # how often due digests are looked for (each brand's
 
 class DaemonError(Exception):
     """The daemon cannot start (e.g. another one holds the database's lock)."""
+
+
+def check_for_daemon(settings: Settings) -> Settings:
+    """Check now what the daemon would otherwise find at 3 am: every secret the config names is
+    set, every alert channel can be built. Raises :class:`ConfigError`."""
+    settings.check_secrets()
+    outbox.build_channels(settings)
+    return settings
 
 
 # -- plan (pure) ----------------------------------------------------------------------------------
@@ -172,13 +181,16 @@ def daemon_holder(db_path: Path) -> str | None:
 
 
 class Daemon:
-    """Schedules the jobs, runs until SIGTERM or SIGINT, then stops within the grace period."""
+    """Schedules the jobs, runs until SIGTERM or SIGINT, then stops within the grace period;
+    SIGHUP reloads the config file."""
 
     def __init__(self, settings: Settings, db_path: Path) -> None:
         self.settings = settings
         self.db_path = db_path
         self.options = settings.daemon
         self._stop = threading.Event()
+        self._reload = threading.Event()  # SIGHUP: read the config file again
+        self._pausing = threading.Event()  # jobs in flight stop after their page (a reload)
         self._local = threading.local()
         self._collectors: dict[str, Collector] = {}
         self._platform_locks = {p: threading.Lock() for p in settings.platforms_in_use()}
@@ -209,8 +221,10 @@ class Daemon:
                 logger.warning("%s; avoid writing from another process meanwhile", warning)
             scheduler.start()
             while not self._stop.wait(1.0):
-                pass
-            scheduler.shutdown(wait=False)
+                if self._reload.is_set():
+                    scheduler = self._reloaded(scheduler, db)
+            if scheduler.running:  # a SIGTERM during a reload finds it shut down already
+                scheduler.shutdown(wait=False)
             if not self._wait_idle(self.options.shutdown_grace_seconds):
                 self._abandon()
             self._close_collectors()
@@ -221,13 +235,54 @@ class Daemon:
         """Ask the daemon to stop (what SIGTERM and SIGINT do)."""
         self._stop.set()
 
+    def reload(self) -> None:
+        """Ask the daemon to read its config file again (what SIGHUP does)."""
+        self._reload.set()
+
     def _install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:
             logger.info("%s received: stopping", signal.Signals(signum).name)
             self._stop.set()
 
+        def hangup(signum: int, frame: FrameType | None) -> None:
+            logger.info("SIGHUP received: reloading %s", self.settings.source)
+            self._reload.set()
+
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGHUP, hangup)
+
+    def _reloaded(self, scheduler: BackgroundScheduler, db: Database) -> BackgroundScheduler:
+        """Read the config again; if it is valid, let the jobs in flight stop after their page
+        and schedule the new plan (streams resume from their cursors); if not, say why and go on
+        with the old one. Nothing collected is lost either way."""
+        self._reload.clear()
+        try:
+            new = check_for_daemon(load_settings(self.settings.source))
+        except ConfigError as exc:
+            logger.error("config not reloaded, still running the previous one: %s", exc)
+            return scheduler
+        self._pausing.set()
+        scheduler.shutdown(wait=False)
+        while not self._wait_idle(1.0):
+            if self._stop.is_set():  # SIGTERM meanwhile: the normal shutdown takes over
+                return scheduler
+        self._close_collectors()
+        self._collectors = {}
+        if new.db_path != self.settings.db_path:
+            logger.warning(
+                "store.path changed to %s: restart `touchpoint run` to use it; still on %s",
+                new.db_path,
+                self.db_path,
+            )
+        self.settings, self.options = new, new.daemon
+        self._platform_locks = {p: threading.Lock() for p in new.platforms_in_use()}
+        jobs = plan_streams(new)
+        scheduler = self._build_scheduler(jobs, store.last_run_starts(db), utcnow())
+        self._pausing.clear()
+        scheduler.start()
+        logger.info("config reloaded: %d streams", len(jobs))
+        return scheduler
 
     def _wait_idle(self, timeout: float) -> bool:
         with self._busy:
@@ -320,7 +375,7 @@ class Daemon:
         """Wrap a job: count it in flight, never let an exception reach the scheduler."""
 
         def job() -> None:
-            if self._stop.is_set():
+            if self._stop.is_set() or self._pausing.is_set():
                 return
             with self._busy:
                 self._in_flight.add(name)
@@ -349,6 +404,8 @@ class Daemon:
         def check() -> str | None:
             if self._stop.is_set():
                 return "touchpoint run is stopping"
+            if self._pausing.is_set():
+                return "touchpoint run is reloading its config"
             if time.monotonic() > deadline:
                 return f"job deadline of {self.options.job_deadline_seconds:.0f}s reached"
             return None
@@ -385,6 +442,7 @@ class Daemon:
                 name.startswith("collect:") and name != finished for name in self._in_flight
             )
         wanted = self._process_again.is_set() and not self._stop.is_set()
+        wanted = wanted and not self._pausing.is_set()  # a reload: the new scheduler will
         if wanted and not busy and self._scheduler is not None:
             self._scheduler.modify_job(PROCESS_JOB, next_run_time=utcnow())
 

@@ -233,6 +233,7 @@ def test_systemd_unit_runs_the_daemon_with_secrets_from_an_environment_file() ->
     assert service["ExecStart"].endswith("touchpoint run --log-format json")
     assert service["EnvironmentFile"].startswith("/etc/touchpoint/")
     assert service["Restart"] == "on-failure" and service["KillSignal"] == "SIGTERM"
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"  # SIGHUP reloads the config
     assert int(service["TimeoutStopSec"]) > 8  # more than the shutdown grace
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
@@ -442,5 +443,41 @@ def test_sigterm_mid_collection_exits_0_within_10_seconds(rig: Callable[..., Rig
     assert proc.returncode == 0, out
     assert took < 10, f"took {took:.1f}s"
     assert "SIGTERM received" in out
+    ids = [row[0] for row in read_store(r.db_path, "SELECT id FROM posts")]
+    assert len(ids) == len(set(ids))
+
+
+def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_on_a_bad_one(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig(interval=2)
+    proc = r.daemon()
+    text = r.config.read_text("utf-8")
+    keyword_runs = "SELECT count(*) FROM runs WHERE stream = 'keywords'"
+    all_runs = "SELECT count(*) FROM runs"
+    try:
+        wait_for(lambda: len(runs_per_stream(r.db_path)) == ALL_STREAMS, 60, "every stream to run")
+        r.config.write_text(text.replace('keywords = ["', 'keywords = [] # ["', 1), "utf-8")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(3)  # the reload waits for the jobs in flight to stop after their page
+        before = scalar(r.db_path, keyword_runs)
+        runs = scalar(r.db_path, all_runs)
+        wait_for(lambda: scalar(r.db_path, all_runs) >= runs + 16, 30, "two rounds of 8 streams")
+        assert scalar(r.db_path, keyword_runs) == before, "the keyword streams are gone"
+        bad = text.replace("interval_seconds = 2", 'interval_seconds = "2s"')
+        r.config.write_text(bad, "utf-8")
+        proc.send_signal(signal.SIGHUP)
+        runs = scalar(r.db_path, all_runs)
+        wait_for(lambda: scalar(r.db_path, all_runs) >= runs + 16, 30, "collection to go on")
+        assert proc.poll() is None
+        assert scalar(r.db_path, keyword_runs) == before, "still the reloaded config's plan"
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+    assert "SIGHUP received: reloading" in out
+    assert "config reloaded: 8 streams" in out, out[-3000:]
+    assert "config not reloaded, still running the previous one" in out
+    assert "collect.interval_seconds" in out  # the bad key, named
+    assert "job failed" not in out and "Traceback" not in out, out[-3000:]
     ids = [row[0] for row in read_store(r.db_path, "SELECT id FROM posts")]
     assert len(ids) == len(set(ids))

@@ -8,10 +8,9 @@ import sys
 import click
 
 from monitor import store
-from monitor.alerts import outbox
 from monitor.cli.app import AppContext, cli, pass_app
 from monitor.config import ConfigError
-from monitor.daemon import DaemonError, run_daemon
+from monitor.daemon import DaemonError, check_for_daemon, run_daemon
 from monitor.logs import setup_logging
 
 
@@ -33,7 +32,10 @@ def run(app: AppContext, log_format: str) -> None:
     right after a collection stores something new. Logs one line per run (stream, outcome, new
     items, duration) at INFO. One daemon per database: a second one exits 1 naming the first's
     pid. SIGTERM or SIGINT: jobs in flight get [daemon] shutdown_grace_seconds, then exit 0.
-    See contrib/touchpoint.service for systemd.
+    SIGHUP reads the config file again: if it is valid, the jobs in flight stop after their page
+    and the new streams, intervals, channels and rules take over; if not, the error is logged and
+    the old config keeps running. [store] path and the environment (secrets) are read at start
+    only. See contrib/touchpoint.service for systemd (`systemctl reload touchpoint`).
 
     \b
     Example:
@@ -43,8 +45,7 @@ def run(app: AppContext, log_format: str) -> None:
     setup_logging(level, fmt="json" if log_format == "json" else "text")
     settings = app.settings()
     try:
-        settings.check_secrets()
-        outbox.build_channels(settings)  # a channel's missing secret is found now, not at 3 am
+        check_for_daemon(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     try:
