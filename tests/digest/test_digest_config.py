@@ -99,11 +99,17 @@ def test_digest_config_everything_set(tmp_path: Path) -> None:
 def test_digest_config_errors_name_the_key_and_the_fix(
     tmp_path: Path, text: str, key: str, problem: str, fix: str
 ) -> None:
+    refused(tmp_path, text, key, problem, fix)
+
+
+def refused(tmp_path: Path, text: str, key: str, problem: str, fix: str) -> None:
+    """Loading ``text`` fails with one line naming ``key``, the problem and the fix."""
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, text)
     assert caught.value.key == key
     assert problem in caught.value.problem
     assert fix in caught.value.fix
+    assert "\n" not in str(caught.value)
 
 
 def _uncomment(text: str, first: str) -> str:
@@ -212,12 +218,7 @@ def test_digest_config_brand_recipients_alone_turn_the_email_on(tmp_path: Path) 
 def test_digest_config_brand_recipients_errors_name_the_key_and_the_fix(
     tmp_path: Path, text: str, key: str, problem: str, fix: str
 ) -> None:
-    with pytest.raises(ConfigError) as caught:
-        load(tmp_path, text)
-    assert caught.value.key == key
-    assert problem in caught.value.problem
-    assert fix in caught.value.fix
-    assert "\n" not in str(caught.value)
+    refused(tmp_path, text, key, problem, fix)
 
 
 def test_digest_config_example_brand_recipients_line_is_valid(tmp_path: Path) -> None:
