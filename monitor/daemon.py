@@ -235,10 +235,6 @@ class Daemon:
         """Ask the daemon to stop (what SIGTERM and SIGINT do)."""
         self._stop.set()
 
-    def reload(self) -> None:
-        """Ask the daemon to read its config file again (what SIGHUP does)."""
-        self._reload.set()
-
     def _install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:
             logger.info("%s received: stopping", signal.Signals(signum).name)
