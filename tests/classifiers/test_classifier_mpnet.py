@@ -97,7 +97,7 @@ def test_the_number_of_fine_tuned_layers_travels_with_the_weights(tmp_path: Path
         model.predict_proba(POSTS), mp.head_proba(base, head, base.states(POSTS)), atol=1e-3
     )
     with pytest.raises(mp.MpnetUnavailableError, match="3 top layers, not 2"):
-        mp.load_head(mp._Base(threads=2), path, len(LABELS))
+        mp.load_head(mp._Base(threads=2, top_layers=2), path, len(LABELS))
     with pytest.raises(ValueError, match="top_layers"):
         mp._Base(threads=2, top_layers=0)
 
