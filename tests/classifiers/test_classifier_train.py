@@ -82,8 +82,11 @@ def test_card_names_how_many_mpnet_layers_the_shipped_part_fine_tuned(tmp_path: 
 
     cv = json.loads(sidecar_path(DEFAULT_MODEL_PATH).read_text("utf-8"))["metrics"]["cv"]
     shipped = "\n".join(_accurate(cv, "argmax", mpnet_path(DEFAULT_MODEL_PATH)))
-    assert "top two layers" in shipped and "Targets" in shipped
+    assert "layers fine-tuned" in shipped and "Targets" in shipped
     three = tmp_path / "three.mpnet.npz"
     np.savez(three, top_layers=np.asarray(3))
     assert "top three layers" in "\n".join(_accurate(cv, "argmax", three))
+    two = tmp_path / "two.mpnet.npz"
+    np.savez(two, other=np.zeros(1))  # written before the count was saved: two layers
+    assert "top two layers" in "\n".join(_accurate(cv, "argmax", two))
     assert _accurate({"linear": cv["linear"]}, "argmax", three) == []  # no accurate scores
