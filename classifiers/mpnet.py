@@ -278,9 +278,10 @@ def load_head(base: _Base, path: Path, n_labels: int) -> Any:
     head = _build_head(base, n_labels, 0.0)
     published = _base_tensors(base)
     state: dict[str, Any] = {}
-    if saved_top_layers(path) != base.top_layers:
+    saved = saved_top_layers(path)
+    if saved != base.top_layers:
         raise MpnetUnavailableError(
-            f"{path.name} fine-tuned {saved_top_layers(path)} top layers, not {base.top_layers}"
+            f"{path.name} fine-tuned {saved} top layers, not {base.top_layers}"
         )
     with np.load(path, allow_pickle=False) as data:
         for name in head.state_dict():
@@ -374,10 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = [*tr.load_extra(), *tr.load_written()]
     texts, labels = [e.text for e in brand], [e.label for e in brand]
     rows = [(e.text, e.label, e.account) for e in extra]
+    groups = [e.account for e in brand]
     oofs = [
-        cross_validate(
-            texts, labels, [e.account for e in brand], LABELS, rows, seed, None, args.top_layers
-        )
+        cross_validate(texts, labels, groups, LABELS, rows, seed, top_layers=args.top_layers)
         for seed in args.cv_seeds
     ]
     if oofs:

@@ -166,15 +166,17 @@ def status(app: AppContext) -> None:
     Example:
         touchpoint status
     """
-    path = app.db_path()
-    db = app.open(path)
-    rows, now = store.get_stream_status(db), utcnow()
+    settings: Settings | None = None
     try:
-        health = health_cells(rows, app.settings(), now)
+        settings = app.settings()
+        path = app.db_override or settings.db_path
     except click.ClickException:
         if app.db_override is None:
             raise
-        health = {}  # --db without a config: no intervals or policies to judge health by
+        path = app.db_override  # --db without a config: no intervals or policies to judge by
+    db = app.open(path)
+    rows, now = store.get_stream_status(db), utcnow()
+    health = health_cells(rows, settings, now) if settings else {}
     click.echo(render_status(rows, now, health))
     pid = daemon_holder(path)
     click.echo(f"\ndaemon: {f'running (pid {pid})' if pid else 'not running'} on {path}")
