@@ -594,6 +594,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", answer.content_type)
         for name, value in answer.headers:
             self.send_header(name, value)
+        if self.close_connection:  # the client sent "Connection: close" (prawcore's token POST)
+            # say so, as real servers do: without it the client pools the connection and may
+            # reuse it in the instant before this side closes it (RFC 9112, section 9.6)
+            self.send_header("Connection", "close")
         self.send_header("Content-Length", str(len(answer.body)))
         self.end_headers()
         self.wfile.write(answer.body)

@@ -211,6 +211,22 @@ def test_clock_is_timezone_aware_utc(toy: ToySandbox) -> None:
 # --------------------------------------------------------------------------- routing and auth
 
 
+def test_a_request_asking_to_close_gets_a_closing_answer(toy: ToySandbox) -> None:
+    """prawcore's token POST sends ``Connection: close``: the answer must say it closes, or the
+    client pools the connection and can reuse it just as the server hangs up (a flaky retry)."""
+    with requests.Session() as session:
+        kept = session.get(toy.url + "/toy/one", headers=AUTH, timeout=5)
+        closing = session.get(
+            toy.url + "/toy/two", headers={**AUTH, "Connection": "close"}, timeout=5
+        )
+        after = session.get(toy.url + "/toy/three", headers=AUTH, timeout=5)
+    assert "Connection" not in kept.headers
+    assert closing.headers["Connection"] == "close"
+    assert closing.raw.connection is None  # urllib3 dropped it instead of pooling it
+    assert after.status_code == 200
+    assert [r.path for r in toy.requests] == ["/toy/one", "/toy/two", "/toy/three"]
+
+
 def test_normal_answer_carries_the_subclass_status_headers_and_content_type(
     toy: ToySandbox,
 ) -> None:
