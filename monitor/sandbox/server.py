@@ -3,7 +3,8 @@
 A platform sandbox subclasses :class:`SandboxServer` and supplies routing, authentication, its
 normal answers and the shapes of its error answers.  Everything else lives here: the threaded
 server on ``127.0.0.1``, start and stop, the clock, request recording (Authorization redacted), the
-fault queue (rate limits, server errors, truncated bodies, hanging responses, expired tokens) and
+fault queue (rate limits, server errors, truncated bodies, hanging and trickling responses,
+expired tokens) and
 the control API (``POST /_sandbox/faults``, ``GET|POST /_sandbox/clock``,
 ``GET /_sandbox/requests``).
 """
@@ -36,7 +37,8 @@ Json = dict[str, Any]
 Query = dict[str, list[str]]
 Headers = tuple[tuple[str, str], ...]
 
-FAULT_KINDS = ("429", "500", "503", "malformed", "slow", "expired_token")
+FAULT_KINDS = ("429", "500", "503", "malformed", "slow", "trickle", "expired_token")
+TRICKLE_BYTES = 20  # body bytes a "trickle" answer sends one by one
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 CONTROL_PREFIX = "/_sandbox/"
 MAX_BODY = 64 * 1024  # request bytes handed on; the rest of a longer body is read and dropped
@@ -123,12 +125,17 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
-    """One answer: status, body, extra headers and its content type."""
+    """One answer: status, body, extra headers and its content type.
+
+    ``trickle`` above 0 sends the first :data:`TRICKLE_BYTES` bytes of the body one at a time,
+    ``trickle`` seconds apart (each gap shorter than a read timeout, the whole far longer).
+    """
 
     status: int
     body: bytes = b""
     headers: Headers = ()
     content_type: str = JSON_CONTENT_TYPE
+    trickle: float = 0.0
 
     @classmethod
     def json(
@@ -328,7 +335,9 @@ class SandboxServer(ABC):
 
         Kinds: ``429`` (reset ``reset_in`` seconds on), ``500``, ``503``, ``malformed`` (a 200
         whose body is the normal one cut short), ``slow`` (the normal answer after ``delay``
-        seconds) and ``expired_token`` (401).  Faults apply in the order they were queued.
+        seconds), ``trickle`` (the normal answer at once, but its first :data:`TRICKLE_BYTES` body
+        bytes one every ``delay`` seconds) and ``expired_token`` (401).  Faults apply in the order
+        they were queued.
         """
         self._queue_fault(_Fault(kind, times, endpoint, delay, reset_in))
 
@@ -393,6 +402,8 @@ class SandboxServer(ABC):
         if fault.kind == "malformed":
             normal = self._normal(route, request)
             return dataclasses.replace(normal, status=200, body=_truncated(normal.body))
+        if fault.kind == "trickle":
+            return dataclasses.replace(self._normal(route, request), trickle=fault.delay)
         if fault.kind == "429":
             return self.rate_limited(route, request, fault.reset_in)
         if fault.kind == "expired_token":
@@ -600,4 +611,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.send_header("Content-Length", str(len(answer.body)))
         self.end_headers()
-        self.wfile.write(answer.body)
+        body = answer.body
+        if answer.trickle > 0:
+            stopping = self._server.sandbox._stopping
+            for byte in body[:TRICKLE_BYTES]:
+                if stopping.wait(answer.trickle):  # stop() stays prompt
+                    self.close_connection = True
+                    return
+                self.wfile.write(bytes((byte,)))
+            body = body[TRICKLE_BYTES:]
+        self.wfile.write(body)

@@ -17,6 +17,7 @@ import requests
 
 from monitor.sandbox.server import (
     MAX_BODY,
+    TRICKLE_BYTES,
     Request,
     Response,
     Route,
@@ -379,6 +380,34 @@ def test_slow_answers_normally_after_the_delay(toy: ToySandbox) -> None:
     response = _post(toy, "/toy/slow")
     assert time.monotonic() - started >= 0.3
     assert response.status_code == 200 and response.json()["name"] == "slow"
+
+
+def test_trickle_sends_the_headers_at_once_then_the_body_byte_by_byte(toy: ToySandbox) -> None:
+    normal = _get(toy, "/toy/drip").content
+    toy.add_fault("trickle", delay=0.05)
+    started = time.monotonic()
+    with requests.get(toy.url + "/toy/drip", headers=AUTH, timeout=10, stream=True) as response:
+        headers_after = time.monotonic() - started
+        pieces = list(response.raw.stream(1))  # as the bytes arrive
+    took = time.monotonic() - started
+    assert response.status_code == 200 and headers_after < 0.5
+    assert b"".join(pieces) == normal and len(normal) > TRICKLE_BYTES  # nothing lost
+    assert took >= TRICKLE_BYTES * 0.05
+    assert _get(toy, "/toy/after").status_code == 200  # one request only
+
+
+def test_stop_is_prompt_while_an_answer_trickles() -> None:
+    sandbox = ToySandbox()
+    sandbox.start()
+    sandbox.add_fault("trickle", delay=30)
+    response = requests.get(sandbox.url + "/toy/drip", headers=AUTH, timeout=10, stream=True)
+    assert response.status_code == 200
+    started = time.monotonic()
+    sandbox.stop()
+    assert time.monotonic() - started < 2
+    with pytest.raises(requests.exceptions.RequestException):
+        response.content  # noqa: B018 - the cut body is the point
+    response.close()
 
 
 @pytest.mark.parametrize(
