@@ -49,6 +49,7 @@ from monitor.collectors.base import (
     clamp_retry_at,
     request_timeout,
 )
+from monitor.collectors.http import fetch_whole, request_deadline
 from monitor.config import ConfigError, Settings
 from monitor.logs import register_secret
 from monitor.models import Cursor, Kind, Post, iso, parse_iso
@@ -64,7 +65,6 @@ PIN_REASON = "app.bsky.feed.defs#reasonPin"
 MENTION_REASONS = ("mention", "reply")
 POST_REASONS = frozenset({"mention", "reply", "quote"})  # notifications that are someone's post
 TOKEN_ERRORS = frozenset({"ExpiredToken", "InvalidToken"})
-MAX_BODY_BYTES = 16 * 1024 * 1024
 SEARCH_DEPTH = 10_000  # palomar pages at most 10,000 hits deep into one query
 
 CREATE_SESSION = "com.atproto.server.createSession"
@@ -161,7 +161,7 @@ class BlueskyCollector(Collector):
         self.policy = policy or RetryPolicy()
         self.password_env = password_env
         self._sleep = sleep or time.sleep
-        self._deadline = timeout[0] + timeout[1]
+        self._deadline = request_deadline(timeout)
         self._client = httpx.Client(
             base_url=self.api_base,
             timeout=httpx.Timeout(timeout[1], connect=timeout[0]),
@@ -387,19 +387,18 @@ class BlueskyCollector(Collector):
     ) -> _Answer:
         """One HTTP exchange within an overall deadline; transport failures become typed."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        deadline = time.monotonic() + self._deadline
         try:
-            with self._client.stream(
-                method, f"/xrpc/{nsid}", params=params, json=body, headers=headers
-            ) as response:
-                content = bytearray()
-                for chunk in response.iter_bytes():
-                    content.extend(chunk)
-                    if len(content) > MAX_BODY_BYTES:
-                        raise MalformedResponse(f"{nsid}: answer larger than {MAX_BODY_BYTES:,} B")
-                    if time.monotonic() > deadline:
-                        raise TransientError(f"{nsid}: answer not complete in {self._deadline:g}s")
-                return _Answer(response.status_code, response.headers, bytes(content))
+            response = fetch_whole(
+                self._client,
+                method,
+                f"/xrpc/{nsid}",
+                params=params,
+                json=body,
+                headers=headers,
+                seconds=self._deadline,
+                what=nsid,
+            )
+            return _Answer(response.status_code, response.headers, response.content)
         except httpx.TimeoutException:
             raise TransientError(f"no answer from {self.api_base} in time ({nsid})") from None
         except httpx.DecodingError:

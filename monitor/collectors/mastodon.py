@@ -47,6 +47,7 @@ from monitor.collectors.base import (
     clamp_retry_at,
     request_timeout,
 )
+from monitor.collectors.http import fetch_whole, request_deadline
 from monitor.config import Settings
 from monitor.models import Cursor, Kind, Post, iso, parse_iso, utcnow
 
@@ -117,6 +118,7 @@ class MastodonCollector(Collector):
         self.policy = policy or RetryPolicy()
         self._sleep = sleep or time.sleep
         self._exhausted_until: datetime | None = None
+        self._deadline = request_deadline(timeout)
         self.client = httpx.Client(
             base_url=self.api_base,
             timeout=httpx.Timeout(read, connect=connect),
@@ -271,7 +273,14 @@ class MastodonCollector(Collector):
         def once() -> Answer:
             self._check_rate_budget()
             try:
-                response = self.client.get(path, params=tuple(params))
+                response = fetch_whole(
+                    self.client,
+                    "GET",
+                    path,
+                    params=tuple(params),
+                    seconds=self._deadline,
+                    what=f"mastodon GET {path}",
+                )
             except httpx.TimeoutException:
                 raise TransientError(f"no answer from {self.api_base} in time") from None
             except httpx.TransportError as exc:

@@ -52,6 +52,7 @@ from monitor.collectors.base import (
     clamp_retry_at,
     request_timeout,
 )
+from monitor.collectors.http import DeadlineAdapter
 from monitor.config import Settings
 from monitor.models import Cursor, Kind, Post, iso, utcnow
 
@@ -331,6 +332,8 @@ class RedditCollector(Collector):
         self.policy = policy or RetryPolicy()
         self._sleep = sleep or time.sleep
         self._http = requests.Session()
+        for scheme in ("http://", "https://"):  # every answer read within an overall deadline
+            self._http.mount(scheme, DeadlineAdapter(timeout))
         self.reddit = build_reddit(
             client_id=client_id,
             client_secret=client_secret,
@@ -706,6 +709,8 @@ def _translate(exc: Exception, api_base: str) -> CollectorError:
     if isinstance(exc, prawcore.Redirect):
         return CollectorError(f"Reddit redirected to {exc.path} (no such subreddit or user?)")
     if isinstance(exc, prawcore.RequestException):
+        if isinstance(exc.original_exception, CollectorError):  # the deadline, the size cap
+            return exc.original_exception
         return TransientError(_connection_problem(exc.original_exception, api_base))
     if isinstance(exc, prawcore.ResponseException):
         return _status_error(exc.response.status_code)

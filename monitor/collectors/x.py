@@ -1,8 +1,8 @@
 """X (Twitter) API v2 collector on tweepy's ``Client``.
 
 tweepy hard-codes ``https://api.twitter.com`` and sets no timeout, so a requests adapter mounted on
-``client.session`` rewrites the host to ``api_base`` and adds the timeout. Rate limits are handled
-here, never by tweepy's unbounded ``wait_on_rate_limit``.
+``client.session`` rewrites the host to ``api_base`` and adds the timeout and an overall deadline.
+Rate limits are handled here, never by tweepy's unbounded ``wait_on_rate_limit``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 
 import requests
 import tweepy
-from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 
 from monitor.collectors.base import (
@@ -34,6 +33,7 @@ from monitor.collectors.base import (
     clamp_retry_at,
     request_timeout,
 )
+from monitor.collectors.http import DeadlineAdapter
 from monitor.config import Settings
 from monitor.models import Cursor, Kind, Post, iso, parse_iso
 
@@ -55,13 +55,13 @@ USER_FIELDS = ["username", "name"]
 SEARCH_WINDOW = timedelta(days=7)
 
 
-class HostAdapter(HTTPAdapter):
-    """Send requests meant for api.twitter.com to ``base`` instead, always with a timeout."""
+class HostAdapter(DeadlineAdapter):
+    """Send requests meant for api.twitter.com to ``base`` instead, with the timeout and the
+    overall deadline of :class:`DeadlineAdapter`."""
 
     def __init__(self, base: str, timeout: tuple[float, float]) -> None:
-        super().__init__()
+        super().__init__(timeout)
         self.base = base.rstrip("/")
-        self.timeout = timeout
 
     def send(
         self,
@@ -79,7 +79,7 @@ class HostAdapter(HTTPAdapter):
         return super().send(
             request,
             stream=stream,
-            timeout=timeout or self.timeout,
+            timeout=timeout,
             verify=verify,
             cert=cert,
             proxies=proxies,

@@ -17,6 +17,7 @@ from monitor.collectors.base import Collector
 from monitor.config import Settings, load_settings
 from monitor.models import StreamKey
 from monitor.sandbox import fleet
+from monitor.sandbox.server import TRICKLE_BYTES
 from monitor.sandbox.traffic import TrafficSandbox
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -128,13 +129,28 @@ def advance(world: World) -> None:
     world.server.set_clock(END)
 
 
-@pytest.mark.parametrize("fault", ["malformed", "slow", "503"])
-def test_contract_bad_answers_fail_the_run_and_change_nothing(world: World, fault: str) -> None:
+@pytest.mark.parametrize(
+    ("fault", "delay"),
+    [
+        ("malformed", 3.0),
+        ("slow", 3.0),  # a read timeout (1 s)
+        ("503", 3.0),
+        ("trickle", 0.4),  # every gap under the read timeout, the body 8 s: past the 2 s deadline
+    ],
+)
+def test_contract_bad_answers_fail_the_run_and_change_nothing(
+    world: World, fault: str, delay: float
+) -> None:
     advance(world)
     before = world.cursor("posts"), world.stored("post", "reply")
-    world.server.add_fault(fault, times=2, delay=3.0)  # the next run's first stream is "posts"
+    world.server.add_fault(fault, times=2, delay=delay)  # the next run's first stream is "posts"
+    started = time.monotonic()
     results = world.collect()
+    took = time.monotonic() - started
     assert results["posts"].outcome == "failed" and results["posts"].error
+    if fault == "trickle":  # cut at the deadline, not when the trickle ends: 2 attempts of 8 s
+        assert "not complete in 2s" in results["posts"].error
+        assert took < TRICKLE_BYTES * delay, took
     assert (world.cursor("posts"), world.stored("post", "reply")) == before
     assert results["mentions"].outcome == "ok"  # the other streams went on
     healed = world.collect()
