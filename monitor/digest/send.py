@@ -131,7 +131,7 @@ def send_digest(
     failed: list[tuple[str, str]] = []
     waiting: list[str] = []
     for recipient in dict.fromkeys(recipients):
-        record = records.get(recipient)
+        record = records.get(store.recipient_key(recipient))
         if record is not None and record.state == "sent":
             already.append(recipient)
             continue
@@ -208,7 +208,7 @@ def _pending(
 ) -> list[str]:
     records = store.get_digest_sends(db, brand.name, day.isoformat())
     recipients = dict.fromkeys(settings.digest.recipients_for(brand.name))
-    return [r for r in recipients if _due(records.get(r), now)]
+    return [r for r in recipients if _due(records.get(store.recipient_key(r)), now)]
 
 
 def deliver_due(db: Database, settings: Settings, now: datetime) -> int:

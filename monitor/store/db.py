@@ -201,6 +201,18 @@ def m004_create_digest_sends(db: Database) -> None:
     db.table("posts").create_index(["brand", "kind", "created_at"])
 
 
+@migrations()
+def m005_fold_digest_recipients(db: Database) -> None:
+    """Know a digest recipient by the address in lower case (``store.recipient_key``): where one
+    address was recorded in two spellings for a day, keep the sent record (else the latest)."""
+    db.execute(
+        "DELETE FROM digest_sends WHERE rowid NOT IN (SELECT rowid FROM (SELECT rowid, "
+        "row_number() OVER (PARTITION BY brand, day, lower(trim(recipient)) "
+        "ORDER BY state = 'sent' DESC, updated_at DESC) AS n FROM digest_sends) WHERE n = 1)"
+    )
+    db.execute("UPDATE digest_sends SET recipient = lower(trim(recipient))")
+
+
 def open_db(path: Path | str) -> Database:
     """Open (creating if needed) the SQLite store in WAL mode and apply pending migrations."""
     path = Path(path)

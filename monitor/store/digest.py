@@ -78,13 +78,20 @@ class DigestSend:
 
 
 def get_digest_sends(db: Database, brand: str, day: str) -> dict[str, DigestSend]:
-    """Return the recorded sends of a brand's digest for ``day`` (YYYY-MM-DD), by recipient."""
+    """Return the recorded sends of a brand's digest for ``day`` (YYYY-MM-DD), by recipient
+    (its :func:`recipient_key`: one address in any case is one recipient)."""
     rows = db.conn.execute(
         "SELECT recipient, state, attempts, next_attempt_at, sent_at FROM digest_sends "
         "WHERE brand = ? AND day = ?",
         (brand, day),
     )
     return {r[0]: DigestSend(*r) for r in rows}
+
+
+def recipient_key(address: str) -> str:
+    """How ``digest_sends`` knows a recipient: the address in lower case, so that writing it
+    another way in the config (``Anna@Brand.example``) never sends that day's digest again."""
+    return address.strip().lower()
 
 
 def last_digest_day(db: Database, brand: str) -> str | None:
@@ -118,6 +125,7 @@ def claim_digest_send(
     """Claim the send of a brand's digest for ``day`` to ``recipient`` until ``lease_until``;
     False if it was sent, given up, claimed by another process, or (unless ``retry_now``) waits
     for its next attempt. Two processes sending the same digest at once send it once."""
+    recipient = recipient_key(recipient)
     with write_transaction(db) as conn:
         row = conn.execute(
             "SELECT state, next_attempt_at FROM digest_sends "
@@ -140,6 +148,7 @@ def record_digest_sent(
     db: Database, brand: str, day: str, recipient: str, *, message_id: str, now: datetime
 ) -> None:
     """Record that the SMTP server accepted a brand's digest for ``day`` to ``recipient``."""
+    recipient = recipient_key(recipient)
     with write_transaction(db) as conn:
         conn.execute(
             "INSERT INTO digest_sends (brand, day, recipient, state, attempts, message_id, "
@@ -163,6 +172,7 @@ def record_digest_failed(
     now: datetime,
 ) -> int:
     """Record a failed attempt (``next_attempt_at`` None: given up); return the attempts so far."""
+    recipient = recipient_key(recipient)
     state = "failed" if next_attempt_at is not None else "dead"
     with write_transaction(db) as conn:
         conn.execute(

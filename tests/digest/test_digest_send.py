@@ -67,6 +67,17 @@ def test_digest_sent_twice_reaches_each_recipient_once(
     assert {r: s.state for r, s in sends.items()} == {TEAM: "sent", OPS: "sent"}
 
 
+def test_digest_an_address_written_another_way_is_not_sent_again(
+    db: Database, settings: Settings, smtp: tuple[Sink, int], tmp_path: Path
+) -> None:
+    sink, port = smtp
+    assert deliver_due(db, settings, fixture.AS_OF) == 2
+    shouted = f'["{TEAM.upper()}", "{OPS.title()}"]'
+    edited = fixture.settings(tmp_path / "edited.toml", digest_config(port, recipients=shouted))
+    assert deliver_due(db, edited, fixture.AS_OF + timedelta(hours=1)) == 0
+    assert len(sink.received) == 2
+
+
 def test_digest_waits_for_the_local_send_time(
     db: Database, settings: Settings, smtp: tuple[Sink, int]
 ) -> None:
