@@ -18,6 +18,7 @@ from monitor.collectors.base import MalformedResponse, TransientError
 from monitor.collectors.http import MAX_BODY_BYTES, DeadlineAdapter, fetch_whole, read_body
 
 PAYLOAD = {"data": [{"id": str(n), "text": "Grüße " * 50} for n in range(200)]}
+PEERS: list[tuple[str, int]] = []  # the client end of each request's connection
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -27,6 +28,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        PEERS.append(self.client_address)
         body = gzip.compress(json.dumps(PAYLOAD).encode())
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -73,6 +75,15 @@ def test_the_adapter_reads_a_compressed_answer_whole(
     response = session.get(origin + path)
     assert response.json() == PAYLOAD
     assert list(response.iter_content(4096))  # the body stays readable, as requests keeps it
+
+
+def test_the_adapter_keeps_the_connection_for_the_next_request(
+    session: requests.Session, origin: str
+) -> None:
+    PEERS.clear()
+    for _ in range(3):
+        assert session.get(origin + "/gzip").json() == PAYLOAD
+    assert len(PEERS) == 3 and len(set(PEERS)) == 1  # read to the end, back to the pool
 
 
 def test_a_stall_mid_body_is_requests_read_timeout(session: requests.Session, origin: str) -> None:
