@@ -9,7 +9,7 @@ import click
 from monitor import store
 from monitor.alerts import outbox
 from monitor.cli.app import AppContext, cli, pass_app
-from monitor.config import ConfigError, template_text
+from monitor.config import ConfigError, Settings, template_text
 
 
 @cli.command()
@@ -38,6 +38,9 @@ def init(app: AppContext, path: Path | None, force: bool) -> None:
 def check_config(app: AppContext) -> None:
     """Validate the config file and the secrets it names; exit 1 with the fix if wrong.
 
+    Prints the brands, the platforms in use, the database, and who gets which brand's daily
+    digest (a brand's own digest_recipients, else [digest] recipients).
+
     \b
     Example:
         touchpoint --config touchpoint.toml check-config
@@ -53,6 +56,20 @@ def check_config(app: AppContext) -> None:
         f"{settings.source}: ok. Brands: {brands}; platforms: "
         f"{', '.join(settings.platforms_in_use())}; database: {settings.db_path}"
     )
+    click.echo(_digest_line(settings))
     warning = store.sqlite_version_warning()
     if warning:
         click.echo(f"note: {warning}; do not run a backfill while the daemon writes", err=True)
+
+
+def _digest_line(settings: Settings) -> str:
+    """Who gets which brand's daily digest, as the config says (a brand's own
+    ``digest_recipients`` before ``[digest] recipients``)."""
+    digest = settings.digest
+    if not digest.enabled:
+        return "digest: not emailed (no [digest] recipients and no brand's digest_recipients)"
+    brands = "; ".join(
+        f"{b.name} -> {', '.join(digest.recipients_for(b.name)) or 'nobody'}"
+        for b in settings.brands
+    )
+    return f"digest: daily at {digest.send_time} local time through {digest.channel!r}: {brands}"

@@ -8,6 +8,7 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 from sqlite_utils import Database
 
@@ -232,3 +233,21 @@ def test_digest_cli_send_goes_on_to_the_next_brand_after_a_refusal(
         OPS: ["[touchpoint] acme"],
         MANAGER: ["[touchpoint] beta"],
     }
+
+
+def test_digest_check_config_says_who_gets_which_brand(
+    tmp_path: Path, smtp: tuple[Sink, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, port = smtp
+    config = cli_config(tmp_path, digest_config(port), beta_brand())
+    for platform in parse_settings(tomllib.loads(config.read_text()), config).platforms.values():
+        for variable in platform.secret_env.values():  # the secrets check-config looks for
+            monkeypatch.setenv(variable, "s3cret-value")
+    result = run("--config", str(config), "check-config")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[1] == (
+        f"digest: daily at 08:00 local time through 'mail': acme -> {TEAM}, {OPS}; "
+        f"beta -> {MANAGER}"
+    )
+    nobody = cli_config(tmp_path, digest_config(port), beta_brand("[]"))
+    assert "beta -> nobody" in run("--config", str(nobody), "check-config").stdout
