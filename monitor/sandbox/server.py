@@ -3,9 +3,8 @@
 A platform sandbox subclasses :class:`SandboxServer` and supplies routing, authentication, its
 normal answers and the shapes of its error answers.  Everything else lives here: the threaded
 server on ``127.0.0.1``, start and stop, the clock, request recording (Authorization redacted), the
-fault queue (rate limits, server errors, truncated bodies, hanging and trickling responses,
-expired tokens) and
-the control API (``POST /_sandbox/faults``, ``GET|POST /_sandbox/clock``,
+fault queue (rate limits, server errors, truncated bodies, hanging and trickling responses, expired
+tokens) and the control API (``POST /_sandbox/faults``, ``GET|POST /_sandbox/clock``,
 ``GET /_sandbox/requests``).
 """
 
