@@ -82,11 +82,13 @@ def run_stream(
         _fail(result, "auth_failed", exc)
     except CollectorError as exc:
         _fail(result, "failed", exc)
-    except Exception as exc:  # a bug or a store error must not end the other streams' runs
+    except store.StoreError as exc:  # a full disk: the page and its cursor were rolled back
+        _fail(result, "failed", exc)
+    except Exception as exc:  # a bug must not end the other streams' runs
         logger.exception("%s: unexpected error", key)
         _fail(result, "failed", exc)
     result.finished_at = utcnow()
-    store.record_run(db, result)
+    _record(db, result)
     _log_run(result, time.monotonic() - clock)
     return result
 
@@ -95,7 +97,9 @@ def _fail(result: RunResult, outcome: Outcome, exc: Exception) -> None:
     result.outcome = outcome
     text = str(exc) or type(exc).__name__
     result.error = clean(
-        text if isinstance(exc, CollectorError) else f"{type(exc).__name__}: {text}"
+        text
+        if isinstance(exc, CollectorError | store.StoreError)
+        else f"{type(exc).__name__}: {text}"
     )
 
 
@@ -235,21 +239,32 @@ def _collect_account(
             if selection.stream in (None, target.stream):
                 results.append(_run_target(db, collector, target, hooks))
         return results
-    except CollectorError as exc:
+    except (CollectorError, store.StoreError) as exc:
         return [_account_failed(db, account_key, exc)]
     finally:
         state = collector.dump_state()  # e.g. a session refreshed even by a failed run
         if state is not None:
-            store.set_collector_state(db, platform, state)
+            try:
+                store.set_collector_state(db, platform, state)
+            except store.StoreError as exc:  # a full disk: the next run logs in again
+                logger.error("%s: its session could not be kept: %s", account_key, exc)
 
 
 def _account_failed(db: Database, key: StreamKey, exc: Exception) -> RunResult:
     result = _skipped(
         key, "auth_failed" if isinstance(exc, AuthError) else "failed", clean(str(exc))
     )
-    store.record_run(db, result)
+    _record(db, result)
     logger.info("%s: %s", key, result.error)
     return result
+
+
+def _record(db: Database, result: RunResult) -> None:
+    """Append the run to ``runs``; on a full disk say so in the log, the run goes on."""
+    try:
+        store.record_run(db, result)
+    except store.StoreError as exc:
+        logger.error("%s: the run could not be recorded: %s", result.key, exc)
 
 
 def _run_target(db: Database, collector: Collector, target: Target, hooks: _Hooks) -> RunResult:

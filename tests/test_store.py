@@ -109,6 +109,24 @@ def test_store_page_rolls_back_posts_when_cursor_write_fails(db: Database) -> No
     assert store.get_cursor(db, KEY) == Cursor()
 
 
+def test_store_full_disk_is_a_clear_error_and_the_write_is_rolled_back(tmp_path: Path) -> None:
+    path = tmp_path / "full.db"
+    db = store.open_db(path)
+    store.store_page(db, KEY, [post("1")], Cursor(position="1"))
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")  # a disk with no page left
+    many = [post(str(n), text="x" * 2000) for n in range(2, 60)]
+    with pytest.raises(store.StoreFull) as caught:
+        store.store_page(db, KEY, many, Cursor(position="59"))
+    assert str(caught.value).startswith(f"{path}: the disk is full")
+    assert "Fix: free space" in str(caught.value)
+    assert db.execute("SELECT count(*) FROM posts").fetchone()[0] == 1
+    assert store.get_cursor(db, KEY).position == "1"  # posts and cursor rolled back together
+    db.execute("PRAGMA max_page_count = 1073741823")  # space again: the same write goes through
+    assert store.store_page(db, KEY, many, Cursor(position="59")) == (58, 0)
+    db.conn.close()
+
+
 def test_store_write_waits_for_another_writer_instead_of_failing(tmp_path: Path) -> None:
     path = tmp_path / "w.db"
     db = store.open_db(path)

@@ -41,6 +41,7 @@ from monitor.store.alerts import (
 from monitor.store.db import (
     BUSY_TIMEOUT_SECONDS,
     StoreError,
+    StoreFull,
     checkpoint,
     explain,
     migrations,
@@ -106,6 +107,7 @@ __all__ = [
     "DigestSend",
     "LabelRow",
     "StoreError",
+    "StoreFull",
     "StoredAlert",
     "StreamStatus",
     "ack_alert",

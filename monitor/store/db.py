@@ -30,6 +30,10 @@ class StoreError(Exception):
     """The database cannot be opened or written; the message says why and what to do."""
 
 
+class StoreFull(StoreError):
+    """A write found the disk full (or the store at its size limit) and was rolled back whole."""
+
+
 @migrations()
 def m001_create_tables(db: Database) -> None:
     """Create every table of the data model, with the indexes the alerts and digest query."""
@@ -257,17 +261,37 @@ _WRITE_LOCK = threading.RLock()
 
 @contextmanager
 def write_transaction(db: Database) -> Iterator[sqlite3.Connection]:
-    """Run the block in one ``BEGIN IMMEDIATE`` transaction; commit on success, else roll back."""
+    """Run the block in one ``BEGIN IMMEDIATE`` transaction; commit on success, else roll back.
+
+    A full disk is :class:`StoreFull`, with the file and the fix, instead of SQLite's bare
+    "database or disk is full"."""
     conn = db.conn
     with _WRITE_LOCK:
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
-        conn.commit()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.commit()
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL:
+                raise
+            raise StoreFull(
+                f"{_file_of(conn)}: the disk is full (or the store is at its size limit); this "
+                "write was rolled back whole. Fix: free space on that disk; collection resumes "
+                "from the stored cursors"
+            ) from None
+
+
+def _file_of(conn: sqlite3.Connection) -> str:
+    """The main database file of ``conn``."""
+    for _, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return str(file) or ":memory:"
+    return "the store"
 
 
 def checkpoint(db: Database) -> tuple[int, int, int]:

@@ -158,6 +158,38 @@ def test_contract_bad_answers_fail_the_run_and_change_nothing(
     assert world.stored(*all_kinds()) == world.expected(*all_kinds())
 
 
+def test_contract_full_disk_fails_every_stream_clearly_and_loses_nothing(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    advance(world)
+    before = {s: world.cursor(s) for s in ("posts", "mentions")}, world.stored(*all_kinds())
+    pages = world.db.execute("PRAGMA page_count").fetchone()[0]
+    world.db.execute(f"PRAGMA max_page_count = {pages}")  # no page left on the "disk"
+    full = world.collect()
+    assert {r.outcome for r in full.values()} == {"failed"}
+    assert all("the disk is full" in (r.error or "") for r in full.values())
+    assert not [r for r in caplog.records if r.exc_info]  # a clear line, not a traceback
+    world.db.execute("PRAGMA max_page_count = 1073741823")
+    assert ({s: world.cursor(s) for s in ("posts", "mentions")}, world.stored(*all_kinds())) == (
+        before
+    )
+    healed = world.collect()
+    assert {r.outcome for r in healed.values()} == {"ok"}
+    assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+
+
+def test_contract_full_disk_on_the_first_run_fails_it_and_raises_nothing(world: World) -> None:
+    world.server.set_clock(END)
+    pages = world.db.execute("PRAGMA page_count").fetchone()[0]
+    world.db.execute(f"PRAGMA max_page_count = {pages}")
+    full = world.collect()  # account ids, sessions, pages: nothing can be written
+    assert full and {r.outcome for r in full.values()} == {"failed"}
+    assert world.stored(*all_kinds()) == set()
+    world.db.execute("PRAGMA max_page_count = 1073741823")
+    assert {r.outcome for r in world.collect().values()} == {"ok"}
+    assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+
+
 def test_contract_server_error_then_success(world: World) -> None:
     advance(world)
     world.server.add_fault("500", times=1)
