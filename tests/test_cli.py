@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from monitor import store
 from monitor.cli import cli
-from monitor.models import RunResult, StreamKey, utcnow
+from monitor.models import Post, RunResult, StreamKey, utcnow
 from tests.conftest import TOKEN_ENV
 
 
@@ -177,3 +179,64 @@ def test_cli_status_judges_each_streams_health(write_config: Callable[..., Path]
     assert "warning: 3 runs failed in a row" in row("failing")
     assert "overdue" not in row("deferred") and "  ok  " in row("deferred")  # waits on purpose
     assert "  -  " in row("backfill") and "overdue" not in row("backfill")  # not judged
+
+
+def store_with_posts(path: Path, count: int) -> Path:
+    db = store.open_db(path)
+    posts = [
+        Post(
+            platform="x",
+            native_id=str(n),
+            brand="acme",
+            author_id="1",
+            author_handle="bob",
+            is_brand=False,
+            kind="mention",
+            text=f"mention number {n} " + "words " * 20,
+            url=f"https://x.com/bob/status/{n}",
+            created_at="2026-11-20T10:00:00Z",
+        )
+        for n in range(count)
+    ]
+    store.upsert_posts(db, posts)
+    db.conn.close()
+    return path
+
+
+def touchpoint(config: Path, db: Path, *args: str) -> list[str]:
+    """The command line of a real ``touchpoint`` process."""
+    return [sys.executable, "-m", "monitor", "--config", str(config), "--db", str(db), *args]
+
+
+FULL_DISK = (
+    "Error: cannot write the output: No space left on device. Fix: free space or write elsewhere"
+)
+
+
+def test_cli_output_to_a_full_disk_is_one_clear_line(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    config = write_config("http://127.0.0.1:9")
+    db = store_with_posts(tmp_path / "touchpoint.db", 50)
+    with open("/dev/full", "w") as full:  # noqa: PTH123 - a device, not a path to build on
+        done = subprocess.run(
+            touchpoint(config, db, "export"), stdout=full, stderr=subprocess.PIPE, timeout=60
+        )
+    assert done.returncode == 1
+    assert done.stderr.decode() == FULL_DISK + "\n"  # no traceback, no "Exception ignored"
+    written = run("--config", str(config), "--db", str(db), "export", "-o", "/dev/full")
+    assert written.exit_code == 1 and one_error_line(written) == FULL_DISK
+
+
+def test_cli_output_into_a_closed_pipe_ends_quietly(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    config = write_config("http://127.0.0.1:9")
+    db = store_with_posts(tmp_path / "touchpoint.db", 3000)  # far more than a pipe holds
+    with subprocess.Popen(
+        touchpoint(config, db, "export"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None and process.stdout.read(100)
+        process.stdout.close()  # `| head -c 100` (click's main() handles EPIPE)
+        _, errors = process.communicate(timeout=60)
+    assert process.returncode == 1 and errors == b""

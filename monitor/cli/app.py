@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlite_utils import Database
@@ -51,8 +55,37 @@ class AppContext:
 
 pass_app = click.make_pass_decorator(AppContext)
 
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+
+class TouchpointGroup(click.Group):
+    """The group: a command that cannot write its output (a full disk, a read-only file system)
+    ends with one line on standard error instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:  # (a closed pipe, EPIPE, click's main() already ends quietly)
+            if exc.errno not in _FULL and exc.errno != errno.EROFS:
+                raise
+            _silence_stdout()  # stdout may be the full file: nothing more goes there
+            where = f" ({exc.filename})" if exc.filename else ""
+            fix = "write elsewhere" if exc.errno == errno.EROFS else "free space or write elsewhere"
+            raise click.ClickException(
+                f"cannot write the output{where}: {exc.strerror}. Fix: {fix}"
+            ) from None
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the flush at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (a test runner's capture)
+        pass
+
+
+@click.group(cls=TouchpointGroup, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "-c",
     "--config",
