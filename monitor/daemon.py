@@ -377,6 +377,8 @@ class Daemon:
                 self._in_flight.add(name)
             try:
                 work()
+            except store.StoreError as exc:  # a full disk: the message says it all
+                logger.error("%s: job failed: %s", name, exc)
             except Exception:
                 logger.exception("%s: job failed", name)
             finally:

@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from monitor import store
 from monitor.cli import cli
 from monitor.config import load_settings
 from monitor.daemon import (
+    Daemon,
     DaemonError,
     daemon_holder,
     database_lock,
@@ -188,6 +190,22 @@ def test_plan_has_one_job_per_stream_and_runs_overdue_streams_at_once(tmp_path: 
     recent = now - timedelta(seconds=100)
     assert first_run_at(job, {key: recent}, now) == recent + timedelta(seconds=300)
     assert jitter_seconds(300, 30) == 30 and jitter_seconds(60, 30) == 6
+
+
+def test_a_job_failing_on_a_full_disk_is_one_line_and_the_daemon_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "touchpoint.toml"
+    config.write_text('[[brands]]\nname = "a"\naccounts = {x = "a"}\n')
+    daemon = Daemon(load_settings(config), tmp_path / "touchpoint.db")
+    full = store.StoreFull(f"{tmp_path}/touchpoint.db: the disk is full")
+
+    def classify() -> None:
+        raise full
+
+    daemon._guarded("classify", classify)()  # returns: the scheduler never sees it
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.getMessage() == f"classify: job failed: {full}" and record.exc_info is None
 
 
 def test_database_lock_refuses_a_second_holder_naming_the_pid(tmp_path: Path) -> None:
