@@ -107,21 +107,22 @@ def test_digest_browser_hostile_text_is_shown_and_never_runs(page: tuple[Browser
     assert "Runtime.consoleAPICalled" not in methods
 
 
-def test_digest_browser_fits_a_phone_screen(db: Database, tmp_path: Path) -> None:
+@pytest.mark.parametrize("phone", [360, 320])  # the narrowest common phone; the narrowest at all
+def test_digest_browser_fits_a_phone_screen(db: Database, tmp_path: Path, phone: int) -> None:
     html = digest_html(db, tmp_path)
     browser = Browser()
     try:
-        browser.emulate_phone(360, 780)  # the narrowest common phone (CSS pixels)
+        browser.emulate_phone(phone, 780)  # CSS pixels
         browser.open(html)
         width, scrolled = browser.evaluate(
             "[document.documentElement.clientWidth, document.documentElement.scrollWidth]"
         )
-        assert width == 360
+        assert width == phone
         assert scrolled <= width  # nothing to scroll sideways: the seven-column table fits
         tables = boxes(browser, "table[id]")
         assert len(tables) == 5 and all(t["right"] <= width for t in tables), tables
         assert all(on_page(b, width) for b in boxes(browser, "#mix-chart td.bar"))
         assert all(on_page(m, width) for m in boxes(browser, "#unanswered td.mention"))
     finally:
-        browser.screenshot(tmp_path / "phone.png")
+        browser.screenshot(tmp_path / f"phone-{phone}.png")
         browser.close()
