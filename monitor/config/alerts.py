@@ -261,8 +261,10 @@ def _parse_digest(
             f"{sender!r} is not an email address",
             'write a plain address, e.g. sender = "touchpoint@example.com"',
         )
+    if "recipients" not in table:  # unset: the channel's; [] (as for a brand's own): nobody
+        recipients = tuple(channels[channel].options.get("recipients", ()))
     return DigestSettings(
-        recipients=recipients or tuple(channels[channel].options.get("recipients", ())),
+        recipients=recipients,
         send_time=send_time,
         channel=channel,
         sender=sender,

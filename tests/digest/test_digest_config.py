@@ -164,6 +164,18 @@ def test_digest_config_brand_recipients_empty_list_means_nobody(tmp_path: Path) 
     assert digest.enabled
 
 
+def test_digest_config_empty_recipients_mean_nobody_but_the_brands_own(tmp_path: Path) -> None:
+    # [] is nobody, as for a brand's own list; only a missing key takes the channel's recipients
+    text = MAIL + "[digest]\nrecipients = []\n" + BETA + 'digest_recipients = ["b@example.com"]\n'
+    digest = load(tmp_path, text).digest  # type: ignore[attr-defined]
+    assert digest.recipients_for("acme") == () and digest.recipients_for("beta") == (
+        "b@example.com",
+    )
+    assert digest.enabled
+    nobody = load(tmp_path, MAIL + "[digest]\nrecipients = []\n").digest  # type: ignore[attr-defined]
+    assert nobody.recipients == () and not nobody.enabled
+
+
 def test_digest_config_brand_recipients_alone_turn_the_email_on(tmp_path: Path) -> None:
     # no [digest] section: the brand's own list turns it on, through the only email channel;
     # the brands without one have no global list to fall back on
