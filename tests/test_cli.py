@@ -15,6 +15,7 @@ from monitor import store
 from monitor.cli import cli
 from monitor.models import Post, RunResult, StreamKey, utcnow
 from tests.conftest import TOKEN_ENV
+from tests.test_store import post
 
 
 def run(*args: str) -> Result:
@@ -104,7 +105,6 @@ def test_cli_unknown_brand_names_the_known_ones(write_config: Callable[..., Path
 
 def test_cli_export_writes_jsonl_and_csv(tmp_path: Path, write_config: Callable[..., Path]) -> None:
     from monitor import store
-    from monitor.models import Post
 
     write_config("http://127.0.0.1:9")
     db = store.open_db(tmp_path / "touchpoint.db")
@@ -183,22 +183,8 @@ def test_cli_status_judges_each_streams_health(write_config: Callable[..., Path]
 
 def store_with_posts(path: Path, count: int) -> Path:
     db = store.open_db(path)
-    posts = [
-        Post(
-            platform="x",
-            native_id=str(n),
-            brand="acme",
-            author_id="1",
-            author_handle="bob",
-            is_brand=False,
-            kind="mention",
-            text=f"mention number {n} " + "words " * 20,
-            url=f"https://x.com/bob/status/{n}",
-            created_at="2026-11-20T10:00:00Z",
-        )
-        for n in range(count)
-    ]
-    store.upsert_posts(db, posts)
+    texts = [f"mention {n} " + "word " * 20 for n in range(count)]
+    store.upsert_posts(db, [post(str(n), text=text) for n, text in enumerate(texts)])
     db.conn.close()
     return path
 
