@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 import threading
 import time
@@ -92,6 +93,18 @@ def test_store_page_counts_new_and_updated_and_never_duplicates(db: Database) ->
     )
     assert db.execute("SELECT count(*), count(DISTINCT id) FROM posts").fetchone() == (3, 3)
     assert store.get_cursor(db, KEY) == Cursor("3")
+
+
+def test_store_lone_surrogates_become_replacement_characters_and_the_page_is_stored(
+    db: Database,
+) -> None:
+    cut = "cut emoji \ud83d"  # what JSON's "\\ud83d" decodes to: half a surrogate pair
+    odd = post("1", text=cut, author_handle="b\udc00b", raw={"text": cut, "k\ud800": [cut]})
+    assert store.store_page(db, KEY, [odd], Cursor("1")) == (1, 0)
+    text, handle, raw = db.execute("SELECT text, author_handle, raw FROM posts").fetchone()
+    assert (text, handle) == ("cut emoji \ufffd", "b\ufffdb")
+    assert json.loads(raw) == {"text": "cut emoji \ufffd", "k\ufffd": ["cut emoji \ufffd"]}
+    assert store.get_cursor(db, KEY) == Cursor("1")
 
 
 def test_store_keyword_hit_becomes_mention_but_not_back(db: Database) -> None:

@@ -36,7 +36,19 @@ Json = dict[str, Any]
 Query = dict[str, list[str]]
 Headers = tuple[tuple[str, str], ...]
 
-FAULT_KINDS = ("429", "500", "503", "malformed", "slow", "trickle", "expired_token")
+FAULT_KINDS = (
+    "429",
+    "500",
+    "503",
+    "malformed",
+    "slow",
+    "trickle",
+    "expired_token",
+    "odd_text",
+)
+# What an "odd_text" answer appends to every text: a NUL, a right-to-left override and the first
+# half of an emoji's surrogate pair (a text cut mid-emoji), which JSON can only carry escaped.
+ODD_TEXT_SUFFIX = " \x00\u202e\ud83d"
 TRICKLE_BYTES = 20  # body bytes a "trickle" answer sends one by one
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 CONTROL_PREFIX = "/_sandbox/"
@@ -335,8 +347,9 @@ class SandboxServer(ABC):
         Kinds: ``429`` (reset ``reset_in`` seconds on), ``500``, ``503``, ``malformed`` (a 200
         whose body is the normal one cut short), ``slow`` (the normal answer after ``delay``
         seconds), ``trickle`` (the normal answer at once, but its first :data:`TRICKLE_BYTES` body
-        bytes one every ``delay`` seconds) and ``expired_token`` (401).  Faults apply in the order
-        they were queued.
+        bytes one every ``delay`` seconds), ``expired_token`` (401) and ``odd_text`` (the normal
+        answer with :data:`ODD_TEXT_SUFFIX` after every text).  Faults apply in the order they were
+        queued.
         """
         self._queue_fault(_Fault(kind, times, endpoint, delay, reset_in))
 
@@ -403,6 +416,9 @@ class SandboxServer(ABC):
             return dataclasses.replace(normal, status=200, body=_truncated(normal.body))
         if fault.kind == "trickle":
             return dataclasses.replace(self._normal(route, request), trickle=fault.delay)
+        if fault.kind == "odd_text":
+            normal = self._normal(route, request)
+            return dataclasses.replace(normal, body=_with_odd_texts(normal.body))
         if fault.kind == "429":
             return self.rate_limited(route, request, fault.reset_in)
         if fault.kind == "expired_token":
@@ -437,6 +453,26 @@ class SandboxServer(ABC):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _with_odd_texts(body: bytes) -> bytes:
+    """``body`` (JSON) with :data:`ODD_TEXT_SUFFIX` after every string holding a space (texts,
+    names; never ids, times, cursors or URLs), all non-ASCII escaped as the JSON of an API is."""
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except ValueError:
+        return body
+
+    def odd(value: Any) -> Any:
+        if isinstance(value, str):
+            return value + ODD_TEXT_SUFFIX if " " in value else value
+        if isinstance(value, dict):
+            return {k: odd(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [odd(v) for v in value]
+        return value
+
+    return json.dumps(odd(payload)).encode("ascii")
 
 
 def _truncated(body: bytes) -> bytes:

@@ -10,6 +10,7 @@ one, or an existing store would apply it again (or never).
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -315,9 +316,34 @@ def sqlite_version_warning() -> str | None:
     )
 
 
+# A lone UTF-16 surrogate: what an API's JSON escape of half an emoji (a text cut in the middle of a
+# surrogate pair) decodes to. Neither SQLite's UTF-8 nor orjson can take one.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """``text`` storable as UTF-8: each lone surrogate becomes U+FFFD (the replacement character),
+    so that one odd post can never fail a page, and the stream with it, on every run."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
+def _valid_json_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, dict):
+        return {valid_text(str(k)): _valid_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_valid_json_value(v) for v in value]
+    return value
+
+
 def _encode_json(value: Any) -> str:
-    """Compact JSON text; orjson, because rows are encoded on the ingest hot path."""
-    return orjson.dumps(value).decode()
+    """Compact JSON text; orjson, because rows are encoded on the ingest hot path. A lone surrogate
+    anywhere in ``value`` (an API's raw answer) becomes U+FFFD."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson refuses lone surrogates; anything else unencodable raises again
+        return orjson.dumps(_valid_json_value(value)).decode()
 
 
 def table_counts(

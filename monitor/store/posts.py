@@ -11,7 +11,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from monitor.models import Cursor, Post, StreamKey, iso, utcnow
-from monitor.store.db import _encode_json, write_transaction
+from monitor.store.db import _encode_json, valid_text, write_transaction
 from monitor.store.streams import _set_cursor
 
 logger = logging.getLogger(__name__)
@@ -96,9 +96,19 @@ def _upsert(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> t
         return 0, 0
     new = len(rows) - len(_existing_ids(conn, list(rows)))
     before = conn.total_changes
-    conn.executemany(UPSERT_POST_SQL, rows.values())
+    try:
+        conn.executemany(UPSERT_POST_SQL, rows.values())
+    except UnicodeEncodeError:  # a lone surrogate in a text (``raw`` is made valid when encoded)
+        logger.warning("a page held text that is not valid Unicode; replaced with U+FFFD")
+        # the rows before the bad one are written already: again with the same values they are
+        # no-ops (the upsert's WHERE), so the change count stays right
+        conn.executemany(UPSERT_POST_SQL, [_valid_row(row) for row in rows.values()])
     changed = conn.total_changes - before
     return new, changed - new
+
+
+def _valid_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(valid_text(v) if isinstance(v, str) else v for v in row)
 
 
 def upsert_posts(

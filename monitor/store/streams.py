@@ -12,7 +12,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from monitor.models import Cursor, RunResult, StreamKey, iso, parse_iso, utcnow
-from monitor.store.db import write_transaction
+from monitor.store.db import valid_text, write_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def record_run(db: Database, run: RunResult) -> None:
                 run.items_new,
                 run.items_updated,
                 run.pages,
-                run.error,
+                None if run.error is None else valid_text(run.error),
                 iso(run.retry_at) if run.retry_at else None,
             ),
         )

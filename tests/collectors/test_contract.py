@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from monitor.collectors.base import Collector
 from monitor.config import Settings, load_settings
 from monitor.models import StreamKey
 from monitor.sandbox import fleet
-from monitor.sandbox.server import TRICKLE_BYTES
+from monitor.sandbox.server import ODD_TEXT_SUFFIX, TRICKLE_BYTES
 from monitor.sandbox.traffic import TrafficSandbox
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -156,6 +157,22 @@ def test_contract_bad_answers_fail_the_run_and_change_nothing(
     healed = world.collect()
     assert healed["posts"].outcome == "ok"
     assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+
+
+def test_contract_odd_characters_in_texts_are_stored_and_never_block_a_stream(world: World) -> None:
+    # a lone surrogate fits neither SQLite's UTF-8 nor orjson: unreplaced, the page would fail on
+    # every run and the stream would never get past that post
+    assert "\ud83d" in ODD_TEXT_SUFFIX
+    advance(world)
+    world.server.add_fault("odd_text", times=1000)
+    results = world.collect()
+    assert {r.outcome for r in results.values()} == {"ok"}, results
+    assert sum(r.items_new for r in results.values()) > 0
+    assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+    rows = world.db.execute("SELECT text, raw FROM posts").fetchall()
+    odd = [text for text, _ in rows if "\ufffd" in text]
+    assert odd and all("\u202e" in text and "\ud83d" not in text for text in odd)
+    assert all(json.loads(raw) is not None for _, raw in rows)
 
 
 def test_contract_full_disk_fails_every_stream_clearly_and_loses_nothing(
