@@ -206,6 +206,7 @@ class Daemon:
         """Run until a signal; return the exit status (0 after a clean or bounded stop)."""
         with database_lock(self.db_path) as lock:
             db = self._db()  # applies migrations before any job starts
+            self._check_writable(db)
             jobs = plan_streams(self.settings)
             scheduler = self._build_scheduler(jobs, store.last_run_starts(db), utcnow())
             self._install_signal_handlers()
@@ -230,6 +231,15 @@ class Daemon:
             self._close_collectors()
         logger.info("touchpoint run stopped")
         return 0
+
+    @staticmethod
+    def _check_writable(db: Database) -> None:
+        """Refuse to start on a store that cannot be written (every job would fail); a store busy
+        with another program's write is only worth a warning: the jobs wait their turn."""
+        try:
+            store.check_writable(db)
+        except store.StoreBusy as exc:
+            logger.warning("%s", exc)
 
     def stop(self) -> None:
         """Ask the daemon to stop (what SIGTERM and SIGINT do)."""

@@ -398,6 +398,29 @@ def test_second_daemon_on_the_same_database_is_refused_naming_the_first(
     assert first.returncode == 0, out
 
 
+def immutable(path: Path, on: bool) -> bool:
+    """chattr +i / -i: a file nobody may write, not even root (which ignores chmod 0444)."""
+    flag = "+i" if on else "-i"
+    done = subprocess.run(["chattr", flag, str(path)], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def test_daemon_refuses_to_start_on_a_store_it_cannot_write(rig: Callable[..., Rig]) -> None:
+    r = rig(interval=60)
+    store.open_db(r.db_path).conn.close()
+    if not immutable(r.db_path, True):
+        pytest.skip("chattr +i is not permitted here (needs root's CAP_LINUX_IMMUTABLE)")
+    try:
+        daemon = r.daemon()
+        out, _ = daemon.communicate(timeout=60)
+    finally:
+        immutable(r.db_path, False)
+    assert daemon.returncode == 1, out
+    assert "the database cannot be written" in out and "Fix:" in out, out
+    assert str(r.db_path) in out and "Traceback" not in out
+    assert "touchpoint run started" not in out  # refused before any job was scheduled
+
+
 def test_backfill_beside_the_daemon_is_never_locked_out_and_duplicates_nothing(
     rig: Callable[..., Rig],
 ) -> None:

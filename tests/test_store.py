@@ -107,6 +107,39 @@ def test_store_lone_surrogates_become_replacement_characters_and_the_page_is_sto
     assert store.get_cursor(db, KEY) == Cursor("1")
 
 
+def test_store_read_only_database_is_a_clear_error_and_check_writable_says_so(
+    db: Database,
+) -> None:
+    store.check_writable(db)  # writable: passes, and changes nothing
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 0
+    db.execute("PRAGMA query_only = 1")  # SQLite refuses writes as for a read-only file
+    with pytest.raises(store.StoreReadOnly) as caught:
+        store.store_page(db, KEY, [post("1")], Cursor("1"))
+    assert "store.db: the database cannot be written" in str(caught.value)
+    assert "Fix:" in str(caught.value)
+    with pytest.raises(store.StoreReadOnly):
+        store.check_writable(db)
+    db.execute("PRAGMA query_only = 0")
+    assert db.execute("SELECT count(*) FROM posts").fetchone()[0] == 0
+    assert store.get_cursor(db, KEY) == Cursor()
+
+
+def test_store_write_lock_held_past_the_busy_timeout_is_a_clear_error(
+    db: Database, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another program's long write
+    db.execute("PRAGMA busy_timeout = 200")
+    started = time.monotonic()
+    with pytest.raises(store.StoreBusy) as caught:
+        store.store_page(db, KEY, [post("1")], Cursor("1"))
+    assert 0.15 < time.monotonic() - started < 5
+    assert "held the database's write lock for over 0.2 s" in str(caught.value)
+    assert "Fix:" in str(caught.value)
+    other.execute("ROLLBACK")
+    assert store.store_page(db, KEY, [post("1")], Cursor("1")) == (1, 0)  # the next one goes in
+
+
 def test_store_keyword_hit_becomes_mention_but_not_back(db: Database) -> None:
     store.upsert_posts(db, [post("1", kind="keyword")])
     store.upsert_posts(db, [post("1", kind="mention")])

@@ -35,6 +35,14 @@ class StoreFull(StoreError):
     """A write found the disk full (or the store at its size limit) and was rolled back whole."""
 
 
+class StoreBusy(StoreError):
+    """Another program held the write lock past the busy timeout; the write was rolled back."""
+
+
+class StoreReadOnly(StoreError):
+    """The database file, its folder or its disk cannot be written; the write was rolled back."""
+
+
 @migrations()
 def m001_create_tables(db: Database) -> None:
     """Create every table of the data model, with the indexes the alerts and digest query."""
@@ -264,8 +272,9 @@ _WRITE_LOCK = threading.RLock()
 def write_transaction(db: Database) -> Iterator[sqlite3.Connection]:
     """Run the block in one ``BEGIN IMMEDIATE`` transaction; commit on success, else roll back.
 
-    A full disk is :class:`StoreFull`, with the file and the fix, instead of SQLite's bare
-    "database or disk is full"."""
+    A full disk, a write lock held by another program past the busy timeout and a read-only
+    database are :class:`StoreFull`, :class:`StoreBusy` and :class:`StoreReadOnly`, naming the
+    file and the fix, instead of SQLite's bare message."""
     conn = db.conn
     with _WRITE_LOCK:
         try:
@@ -278,13 +287,53 @@ def write_transaction(db: Database) -> Iterator[sqlite3.Connection]:
                     conn.rollback()
                 raise
         except sqlite3.Error as exc:
-            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL:
+            translated = _store_error(conn, exc)
+            if translated is None:
                 raise
-            raise StoreFull(
-                f"{_file_of(conn)}: the disk is full (or the store is at its size limit); this "
-                "write was rolled back whole. Fix: free space on that disk; collection resumes "
-                "from the stored cursors"
-            ) from None
+            raise translated from None
+
+
+def _store_error(conn: sqlite3.Connection, exc: sqlite3.Error) -> StoreError | None:
+    """The :class:`StoreError` that says what ``exc`` means for the user, or None."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None  # extended codes keep it in 8 bits
+    if primary == sqlite3.SQLITE_FULL:
+        return StoreFull(
+            f"{_file_of(conn)}: the disk is full (or the store is at its size limit); this "
+            "write was rolled back whole. Fix: free space on that disk; collection resumes "
+            "from the stored cursors"
+        )
+    if primary == sqlite3.SQLITE_BUSY:
+        seconds = int(conn.execute("PRAGMA busy_timeout").fetchone()[0]) / 1000
+        return StoreBusy(
+            f"{_file_of(conn)}: another program held the database's write lock for over "
+            f"{seconds:g} s; this write was rolled back whole. Fix: end the other program's "
+            "open write (a sqlite3 shell inside BEGIN, a copy or backup tool); the next run "
+            "retries from the stored cursors"
+        )
+    if primary == sqlite3.SQLITE_READONLY:
+        return StoreReadOnly(
+            f"{_file_of(conn)}: the database cannot be written ({exc}); this write was rolled "
+            "back whole. Fix: let the user touchpoint runs as write the file, its -wal and -shm "
+            "files and their folder, on a disk mounted read-write"
+        )
+    return None
+
+
+class _RolledBack(Exception):
+    """Raised inside a write transaction to end it with a rollback."""
+
+
+def check_writable(db: Database) -> None:
+    """Raise :class:`StoreReadOnly` (or :class:`StoreBusy`) unless the store can be written now:
+    a header write is tried in a transaction that is then rolled back, so nothing changes."""
+    try:
+        with write_transaction(db) as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            conn.execute(f"PRAGMA user_version = {version}")
+            raise _RolledBack
+    except _RolledBack:
+        return
 
 
 def _file_of(conn: sqlite3.Connection) -> str:

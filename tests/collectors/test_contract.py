@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -187,6 +188,30 @@ def test_contract_full_disk_fails_every_stream_clearly_and_loses_nothing(
     assert all("the disk is full" in (r.error or "") for r in full.values())
     assert not [r for r in caplog.records if r.exc_info]  # a clear line, not a traceback
     world.db.execute("PRAGMA max_page_count = 1073741823")
+    assert ({s: world.cursor(s) for s in ("posts", "mentions")}, world.stored(*all_kinds())) == (
+        before
+    )
+    healed = world.collect()
+    assert {r.outcome for r in healed.values()} == {"ok"}
+    assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+
+
+def test_contract_store_locked_by_another_program_fails_every_stream_clearly_and_heals(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    advance(world)
+    before = {s: world.cursor(s) for s in ("posts", "mentions")}, world.stored(*all_kinds())
+    world.db.execute("PRAGMA busy_timeout = 200")
+    other = sqlite3.connect(world.settings.db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # e.g. a sqlite3 shell left inside a transaction
+    try:
+        locked = world.collect()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert locked and {r.outcome for r in locked.values()} == {"failed"}
+    assert all("held the database's write lock" in (r.error or "") for r in locked.values())
+    assert not [r for r in caplog.records if r.exc_info]  # a clear line, not a traceback
     assert ({s: world.cursor(s) for s in ("posts", "mentions")}, world.stored(*all_kinds())) == (
         before
     )
