@@ -2,9 +2,10 @@
 
 ``evaluate`` runs the rules and, in the same transaction, records the alerts (unique by
 fingerprint), resolves the ones no longer raised and queues one grouped message per (brand, kind,
-channel) for the alerts that are due. ``deliver`` sends what is queued: one thread per channel, so a
-receiver that hangs holds up no other channel; bounded retries with jittered backoff; the same
-idempotency key on every attempt of a message.
+channel) for the alerts that are due. ``deliver`` claims what is due (so two processes never send
+it both) and sends it: one thread per channel, so a receiver that hangs holds up no other channel;
+bounded retries with jittered backoff; the same idempotency key on every attempt of a message; each
+outcome recorded as soon as it is known.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import queue
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +39,10 @@ ATTEMPTS_PER_RUN = 4
 MAX_ATTEMPTS = 12
 BASE_DELAY_SECONDS = 0.5
 MAX_DELAY_SECONDS = 300.0
+# A pass holds the messages it sends for CLAIM_SECONDS, renewed every RENEW_SECONDS while it runs:
+# if the process dies, its unsent messages go out again (same key) CLAIM_SECONDS later.
+CLAIM_SECONDS = 120.0
+RENEW_SECONDS = 30.0
 LOG_CHANNEL = "log"
 
 
@@ -286,23 +292,47 @@ def deliver(
     now: datetime | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DeliveryReport:
-    """Send every due message: one worker per channel, bounded retries, results recorded."""
+    """Send every due message: one worker per channel, bounded retries.
+
+    The due messages are claimed first (no other process sends them meanwhile; the claim is renewed
+    while the pass runs and lapses if this process dies), and each outcome is recorded as soon as
+    it is known, so a crash re-sends at most the message in flight."""
     now = now or utcnow()
+    started = time.monotonic()
+
+    def lease_end() -> datetime:
+        return now + timedelta(seconds=time.monotonic() - started + CLAIM_SECONDS)
+
     by_channel: dict[str, list[store.Delivery]] = {}
-    for delivery in store.get_due_deliveries(db, now=now):
+    for delivery in store.claim_due_deliveries(db, now=now, until=lease_end()):
         by_channel.setdefault(delivery.channel, []).append(delivery)
     counts = {"sent": 0, "pending": 0, "dead": 0}
     if not by_channel:
         return DeliveryReport(0, 0, 0)
+    unfinished = {d.id for deliveries in by_channel.values() for d in deliveries}
+    done: queue.SimpleQueue[tuple[store.Delivery, _Outcome]] = queue.SimpleQueue()
     with ThreadPoolExecutor(max_workers=len(by_channel), thread_name_prefix="deliver") as pool:
-        futures = [
-            pool.submit(_send_all, channels.get(name), deliveries, sleep)
+        workers = [
+            pool.submit(_send_all, channels.get(name), deliveries, sleep, done.put)
             for name, deliveries in by_channel.items()
         ]
-        for future in as_completed(futures):
-            for delivery, outcome in future.result():
-                _record(db, delivery, outcome)
-                counts[outcome.state] += 1
+        while unfinished:
+            try:
+                delivery, outcome = done.get(timeout=RENEW_SECONDS)
+            except queue.Empty:
+                if all(w.done() for w in workers) and done.empty():  # a worker died
+                    logger.error(
+                        "%d message(s) not sent: their delivery stopped early; they go out "
+                        "again in %d s",
+                        len(unfinished),
+                        CLAIM_SECONDS,
+                    )
+                    break
+                store.extend_claims(db, sorted(unfinished), until=lease_end())
+                continue
+            unfinished.discard(delivery.id)
+            _record(db, delivery, outcome)
+            counts[outcome.state] += 1
     return DeliveryReport(sent=counts["sent"], retrying=counts["pending"], dead=counts["dead"])
 
 
@@ -315,16 +345,23 @@ class _Outcome:
 
 
 def _send_all(
-    channel: Channel | None, deliveries: Sequence[store.Delivery], sleep: Callable[[float], None]
-) -> list[tuple[store.Delivery, _Outcome]]:
-    results = []
+    channel: Channel | None,
+    deliveries: Sequence[store.Delivery],
+    sleep: Callable[[float], None],
+    done: Callable[[tuple[store.Delivery, _Outcome]], None],
+) -> None:
     for delivery in deliveries:
         if channel is None:
             outcome = _Outcome("dead", delivery.attempts, "the channel is no longer configured")
         else:
-            outcome = _send_one(channel, delivery, sleep)
-        results.append((delivery, outcome))
-    return results
+            try:
+                outcome = _send_one(channel, delivery, sleep)
+            except Exception as exc:  # a bug in a channel must not hold up its other messages
+                logger.exception("deliver %s to %s: unexpected error", delivery.key, channel.name)
+                attempts = delivery.attempts + 1
+                state = "dead" if attempts >= MAX_ATTEMPTS else "pending"
+                outcome = _Outcome(state, attempts, clean(f"{type(exc).__name__}: {exc}"))
+        done((delivery, outcome))
 
 
 def _send_one(

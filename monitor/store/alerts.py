@@ -241,19 +241,36 @@ def queue_delivery(
     )
 
 
-def get_due_deliveries(db: Database, *, now: datetime) -> list[Delivery]:
-    """Return the pending deliveries whose next attempt is due, oldest first."""
-    rows = db.conn.execute(
-        "SELECT id, key, channel, brand, kind, alert_ids, message, attempts, state "
-        "FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id",
-        (iso(now),),
-    )
+def claim_due_deliveries(db: Database, *, now: datetime, until: datetime) -> list[Delivery]:
+    """Take the pending deliveries whose next attempt is due, oldest first, for this process
+    until ``until``: their next attempt moves there in the same transaction, so that no other
+    process (the daemon, a ``touchpoint collect``) sends them meanwhile. A claim whose holder dies
+    before recording an outcome lapses at ``until``: the message is sent again, with its key."""
+    with write_transaction(db) as conn:
+        rows = conn.execute(
+            "SELECT id, key, channel, brand, kind, alert_ids, message, attempts, state "
+            "FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id",
+            (iso(now),),
+        ).fetchall()
+        conn.executemany(
+            "UPDATE deliveries SET next_attempt_at = ? WHERE id = ?",
+            [(iso(until), r[0]) for r in rows],
+        )
     return [
         Delivery(
             r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), json.loads(r[6]), r[7], r[8]
         )
         for r in rows
     ]
+
+
+def extend_claims(db: Database, delivery_ids: Sequence[int], *, until: datetime) -> None:
+    """Hold this process's claims (deliveries still pending, still being sent) until ``until``."""
+    with write_transaction(db) as conn:
+        conn.executemany(
+            "UPDATE deliveries SET next_attempt_at = ? WHERE id = ? AND state = 'pending'",
+            [(iso(until), i) for i in delivery_ids],
+        )
 
 
 def record_delivery(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from sqlite_utils import Database
 
 from monitor import store
 from monitor.alerts import outbox
+from monitor.alerts.message import Message
 from monitor.cli import cli
 from monitor.config import Settings, load_settings
 from monitor.models import Post, iso, utcnow
@@ -181,6 +184,111 @@ def test_outbox_retries_with_one_key_and_a_hanging_channel_blocks_no_other(rig: 
     deliveries = {d["channel"]: d for d in rig.db["deliveries"].rows}
     assert deliveries["hook"]["attempts"] == 4 and deliveries["hook"]["state"] == "sent"
     assert deliveries["slack"]["attempts"] == 2
+
+
+def test_outbox_two_passes_at_once_send_each_message_once(rig: Rig) -> None:
+    # the daemon's alert job and a `touchpoint collect` delivering at the same moment
+    store.upsert_posts(rig.db, [mention(1, minutes_ago=120)])
+    now = utcnow()
+    assert outbox.evaluate(rig.db, rig.settings, now=now).queued == 3
+    rig.hook.script(Reply(delay=1.0))  # the first pass is still sending when the second looks
+    reports: list[outbox.DeliveryReport] = []
+
+    def one_pass() -> None:
+        db = store.open_db(rig.settings.db_path)  # a process of its own: its own connection
+        try:
+            channels = outbox.build_channels(rig.settings)
+            reports.append(outbox.deliver(db, channels, now=now, sleep=lambda s: None))
+        finally:
+            db.conn.close()
+
+    passes = [threading.Thread(target=one_pass) for _ in range(2)]
+    for t in passes:
+        t.start()
+    for t in passes:
+        t.join(30)
+    assert rig.counts() == (1, 1, 1)
+    assert sorted(r.sent for r in reports) == [0, 3]
+    assert {d["state"] for d in rig.db["deliveries"].rows} == {"sent"}
+
+
+def test_outbox_a_long_pass_keeps_its_claim_while_it_sends(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the store keeps whole seconds: a claim of 1.5 s, renewed, must still hold after 2 s
+    monkeypatch.setattr(outbox, "CLAIM_SECONDS", 1.5)
+    monkeypatch.setattr(outbox, "RENEW_SECONDS", 0.1)
+    (key,) = queue_messages(rig.db, "hook", 1)
+    rig.hook.script(Reply(500), Reply(500), Reply(500))  # 4 attempts, 0.8 s apart: about 2.4 s
+    now = utcnow()
+    channels = outbox.build_channels(rig.settings)
+    reports: list[outbox.DeliveryReport] = []
+
+    def slow_pass() -> None:
+        db = store.open_db(rig.settings.db_path)  # a process of its own: its own connection
+        try:
+            reports.append(outbox.deliver(db, channels, now=now, sleep=lambda s: time.sleep(0.8)))
+        finally:
+            db.conn.close()
+
+    slow = threading.Thread(target=slow_pass)
+    slow.start()
+    time.sleep(2.0)  # past the first claim: only its renewals keep the message
+    other = outbox.deliver(rig.db, channels, now=now + timedelta(seconds=2.0))
+    slow.join(10)
+    assert other == outbox.DeliveryReport(0, 0, 0)  # it found nothing to send
+    assert [r.sent for r in reports] == [1]
+    assert keys(rig.hook) == [key] * 4
+    assert [d["state"] for d in rig.db["deliveries"].rows] == ["sent"]
+
+
+class Died(BaseException):
+    """The process ending in the middle of a pass (what kill -9 does to a thread)."""
+
+
+def queue_messages(db: Database, channel: str, n: int) -> list[str]:
+    now = utcnow()
+    keys = [f"test-{i}" for i in range(n)]
+    with store.write_transaction(db):
+        for key in keys:
+            message = Message(key, "acme", "test", "warning", f"title {key}", "summary")
+            store.queue_delivery(
+                db,
+                key=key,
+                channel=channel,
+                brand="acme",
+                kind="test",
+                severity="warning",
+                alert_ids=[],
+                message=dataclasses.asdict(message),
+                now=now,
+            )
+    return keys
+
+
+def test_outbox_a_pass_that_dies_mid_batch_resends_only_what_it_had_not_sent(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox, "RENEW_SECONDS", 0.2)
+    first, second, third = queue_messages(rig.db, "hook", 3)
+    rig.hook.script(Reply(200), Reply(500))  # the second message's first attempt fails...
+
+    def die(seconds: float) -> None:  # ...and the process dies before its retry
+        raise Died
+
+    channels = outbox.build_channels(rig.settings)
+    now = utcnow()
+    report = outbox.deliver(rig.db, channels, now=now, sleep=die)
+    assert report.sent == 1 and keys(rig.hook) == [first, second]
+    state = {d["key"]: d["state"] for d in rig.db["deliveries"].rows}
+    assert state == {first: "sent", second: "pending", third: "pending"}  # the send was recorded
+
+    later = now + timedelta(seconds=outbox.CLAIM_SECONDS / 2)
+    assert outbox.deliver(rig.db, channels, now=later).sent == 0  # still claimed by the dead pass
+    lapsed = now + timedelta(seconds=outbox.CLAIM_SECONDS + 1)
+    assert outbox.deliver(rig.db, channels, now=lapsed).sent == 2
+    assert keys(rig.hook) == [first, second, second, third]  # the first one never again
+    assert {d["state"] for d in rig.db["deliveries"].rows} == {"sent"}
 
 
 def test_outbox_500_mentions_become_one_grouped_message_per_channel(rig: Rig) -> None:
