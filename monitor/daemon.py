@@ -49,6 +49,7 @@ PROCESS_JOB = "classify-and-alert"
 CHECKPOINT_JOB = "checkpoint"
 DIGEST_JOB = "digest"
 DIGEST_CHECK_SECONDS = 300  # how often due digests are looked for (each brand's send_time)
+PROCESS_FIRST_DELAY_SECONDS = 5  # the first classify-and-alert pass, after start
 
 
 class DaemonError(Exception):
@@ -346,7 +347,10 @@ class Daemon:
             IntervalTrigger(seconds=every, timezone=UTC),
             id=PROCESS_JOB,
             name=PROCESS_JOB,
-            next_run_time=now + timedelta(seconds=every),  # new items wake it up sooner
+            # soon after start, not one interval on: what a killed daemon left in the outbox goes
+            # out even if it is restarted faster than that (a crash loop); a collection round
+            # started at once makes it wait for its end; new items wake it up sooner later
+            next_run_time=now + timedelta(seconds=min(every, PROCESS_FIRST_DELAY_SECONDS)),
             misfire_grace_time=max(60, every),
         )
         if self.settings.digest.enabled:

@@ -32,10 +32,11 @@ from monitor.daemon import (
     plan_streams,
 )
 from monitor.logs import register_secret, setup_logging
-from monitor.models import iso, parse_iso, utcnow
+from monitor.models import RunResult, StreamKey, iso, parse_iso, utcnow
 from monitor.sandbox import fleet
 from monitor.sandbox.traffic import TrafficSandbox
 from tests.alerts.servers import Receiver, Sink
+from tests.alerts.test_outbox import queue_messages
 from tests.conftest import read_store
 
 ALL_STREAMS = 12  # four platforms x (posts, mentions, keywords)
@@ -419,6 +420,28 @@ def test_daemon_refuses_to_start_on_a_store_it_cannot_write(rig: Callable[..., R
     assert "the database cannot be written" in out and "Fix:" in out, out
     assert str(r.db_path) in out and "Traceback" not in out
     assert "touchpoint run started" not in out  # refused before any job was scheduled
+
+
+def test_a_restarted_daemon_sends_what_the_outbox_holds_at_once(rig: Callable[..., Rig]) -> None:
+    # killed with a message queued and restarted faster than the alerts interval (a crash loop):
+    # nothing is overdue, no new item wakes the alerts job, yet the message must go out
+    r = rig(interval=3600, alerts=3600)
+    settings = load_settings(r.config)
+    db = store.open_db(r.db_path)
+    now = utcnow()
+    for job in plan_streams(settings):
+        key = StreamKey(job.brand, job.platform, job.stream)
+        store.record_run(db, RunResult(key, started_at=now, finished_at=now))
+    (left,) = queue_messages(db, "hook", 1)
+    db.conn.close()
+    daemon = r.daemon()
+    try:
+        wait_for(lambda: bool(r.hook.requests), 30, "the queued message")
+    finally:
+        out = stop(daemon)
+    assert daemon.returncode == 0, out
+    assert [q.headers["idempotency-key"] for q in r.hook.requests] == [left]
+    assert scalar(r.db_path, "SELECT count(*) FROM runs") == len(plan_streams(settings))  # none ran
 
 
 def test_backfill_beside_the_daemon_is_never_locked_out_and_duplicates_nothing(
