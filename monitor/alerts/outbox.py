@@ -44,6 +44,7 @@ MAX_DELAY_SECONDS = 300.0
 CLAIM_SECONDS = 120.0
 RENEW_SECONDS = 30.0
 LOG_CHANNEL = "log"
+DELIVERY_FAILED = "delivery_failed"  # the kind of the notice sent when a message is given up
 
 
 @dataclass(frozen=True)
@@ -331,7 +332,7 @@ def deliver(
                 store.extend_claims(db, sorted(unfinished), until=lease_end())
                 continue
             unfinished.discard(delivery.id)
-            _record(db, delivery, outcome)
+            _record(db, delivery, outcome, [c for c in channels if c != delivery.channel])
             counts[outcome.state] += 1
     return DeliveryReport(sent=counts["sent"], retrying=counts["pending"], dead=counts["dead"])
 
@@ -397,7 +398,9 @@ def _backoff(attempts: int) -> float:
     return random.uniform(0, min(MAX_DELAY_SECONDS, BASE_DELAY_SECONDS * 2 ** (attempts - 1)))
 
 
-def _record(db: Database, delivery: store.Delivery, outcome: _Outcome) -> None:
+def _record(
+    db: Database, delivery: store.Delivery, outcome: _Outcome, others: Sequence[str]
+) -> None:
     now = utcnow()
     next_at = None
     if outcome.state == "pending":
@@ -405,6 +408,16 @@ def _record(db: Database, delivery: store.Delivery, outcome: _Outcome) -> None:
             outcome.retry_after if outcome.retry_after is not None else _backoff(outcome.attempts)
         )
         next_at = now + timedelta(seconds=min(max(wait, 1.0), MAX_DELAY_SECONDS))
+    if outcome.state == "dead":
+        logger.warning(
+            "gave up delivering %s to %s after %d attempts: %s",
+            delivery.key,
+            delivery.channel,
+            outcome.attempts,
+            outcome.error,
+        )
+        if delivery.kind != DELIVERY_FAILED:  # a notice that fails too is not noticed again
+            _queue_failure_notices(db, delivery, outcome, others, now)
     store.record_delivery(
         db,
         delivery.id,
@@ -414,11 +427,41 @@ def _record(db: Database, delivery: store.Delivery, outcome: _Outcome) -> None:
         next_attempt_at=next_at,
         now=now,
     )
-    if outcome.state == "dead":
-        logger.warning(
-            "gave up delivering %s to %s after %d attempts: %s",
-            delivery.key,
-            delivery.channel,
-            outcome.attempts,
-            outcome.error,
+
+
+def _queue_failure_notices(
+    db: Database,
+    delivery: store.Delivery,
+    outcome: _Outcome,
+    others: Sequence[str],
+    now: datetime,
+) -> None:
+    """Tell the other channels that a message was given up, carrying its items: queued before
+    the delivery is marked dead, and keyed by it, so a crash in between queues nothing twice."""
+    original = message_from_dict(delivery.message)
+    for channel in others:
+        notice = Message(
+            key=f"{delivery.key}-failed-{channel}",
+            brand=delivery.brand,
+            kind=DELIVERY_FAILED,
+            severity="critical",
+            title=f"{delivery.brand}: an alert could not be delivered to {delivery.channel}",
+            summary=(
+                f"{delivery.channel} gave up after {outcome.attempts} attempts "
+                f"({outcome.error}); the message was: {original.title}"
+            ),
+            items=original.items,
+            created_at=iso(now),
         )
+        with store.write_transaction(db):
+            store.queue_delivery(
+                db,
+                key=notice.key,
+                channel=channel,
+                brand=delivery.brand,
+                kind=DELIVERY_FAILED,
+                severity=notice.severity,
+                alert_ids=delivery.alert_ids,
+                message=dataclasses.asdict(notice),
+                now=now,
+            )

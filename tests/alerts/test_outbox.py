@@ -291,6 +291,25 @@ def test_outbox_a_pass_that_dies_mid_batch_resends_only_what_it_had_not_sent(
     assert {d["state"] for d in rig.db["deliveries"].rows} == {"sent"}
 
 
+def test_outbox_a_message_given_up_is_reported_on_the_other_channels_with_its_items(
+    rig: Rig,
+) -> None:
+    late = mention(1, minutes_ago=120, text="my parcel never came")
+    store.upsert_posts(rig.db, [late])
+    rig.sink.rcpt_replies.append("550 5.1.1 <social@example.com>: no such user")  # permanent
+    first = rig.run()
+    assert (first.sent, first.dead) == (2, 1) and rig.counts() == (0, 1, 1)
+    second = rig.run(at=timedelta(seconds=1))  # the notices, queued when the mail was given up
+    assert second.sent == 2 and rig.counts() == (0, 2, 2)
+    notice = rig.hook.requests[1].json()
+    assert notice["kind"] == outbox.DELIVERY_FAILED and notice["severity"] == "critical"
+    assert notice["title"] == "acme: an alert could not be delivered to mail"
+    assert "550" in notice["summary"] and "no such user" in notice["summary"]
+    assert [i["text"] for i in notice["items"]] == ["my parcel never came"]  # nothing lost
+    assert "my parcel never came" in rig.slack.requests[1].body.decode()
+    assert rig.run(at=timedelta(minutes=5)).sent == 0 and rig.counts() == (0, 2, 2)  # once only
+
+
 def test_outbox_500_mentions_become_one_grouped_message_per_channel(rig: Rig) -> None:
     store.upsert_posts(rig.db, [mention(n, minutes_ago=120 + n) for n in range(500)])
     rig.run()
