@@ -8,7 +8,8 @@ Login: ``com.atproto.server.createSession`` with the brand's handle and an app p
 the session (access and refresh JWTs, DID, handle) is kept across runs through
 :meth:`BlueskyCollector.dump_state` / :meth:`~BlueskyCollector.load_state`, and an expired access
 token is renewed with ``com.atproto.server.refreshSession``; only when the refresh token is refused
-too is createSession called again (the PDS allows 30 logins per 5 minutes and 300 a day).
+too is createSession called again (the PDS allows 30 logins per 5 minutes and 300 a day; a
+login answered 429 is not tried again before its reset, by any stream or run of the collector).
 
 Limitation: a config holds one app password (``platforms.bluesky.app_password_env``), so the
 collector logs in as the first brand with a Bluesky account. Every brand's posts and keyword
@@ -169,6 +170,7 @@ class BlueskyCollector(Collector):
         )
         self._session: Session | None = None
         self._login_refused: AuthError | None = None
+        self._login_limited: RateLimited | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlueskyCollector:
@@ -364,9 +366,16 @@ class BlueskyCollector(Collector):
     def _login(self) -> None:
         if self._login_refused is not None:
             raise self._login_refused  # one attempt per collector: the login limit is tight
+        limited = self._login_limited
+        if limited is not None and datetime.now(UTC) < limited.retry_at:
+            # every stream and run until the reset would only spend another login on a 429
+            raise RateLimited(str(limited), retry_at=limited.retry_at)
         body = {"identifier": self.identifier, "password": self._password}
         try:
             answer = self._procedure(CREATE_SESSION, body=body)
+        except RateLimited as exc:
+            self._login_limited = exc
+            raise
         except (SessionRejected, AuthError) as exc:
             self._login_refused = AuthError(
                 f"Bluesky refused the login of @{self.identifier} ({exc}). Fix: create an app "

@@ -13,6 +13,7 @@ from sqlite_utils import Database
 
 from monitor import pipeline, store
 from monitor.cli import cli
+from monitor.collectors import build_collector
 from monitor.collectors.bluesky import Mark
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, Post, RunResult, StreamKey
@@ -181,6 +182,21 @@ def test_bluesky_bad_app_password_is_one_auth_failure_and_one_login(
     assert sandbox.create_session_calls == 1
     assert [r.path for r in sandbox.requests] == ["/xrpc/com.atproto.server.createSession"]
     assert store.get_collector_state(db, "bluesky") == {}
+
+
+def test_bluesky_login_rate_limited_is_one_login_until_the_reset(
+    sandbox: BlueskySandbox, settings: Settings, db: Database
+) -> None:
+    sandbox.add_fault("429", endpoint="createSession", times=10, reset_in=120)
+    collectors = {"bluesky": build_collector("bluesky", settings)}  # kept, as the daemon does
+    try:
+        for _ in range(3):
+            results = pipeline.collect(db, settings, collectors=collectors)
+            assert results and all("rate limited until" in (r.error or "") for r in results)
+    finally:
+        collectors["bluesky"].close()
+    logins = [r for r in sandbox.requests if r.path.endswith("createSession")]
+    assert len(logins) == 1  # not one per stream and run: the limit is 30 per 5 min, 300 a day
 
 
 def test_bluesky_pagination_goes_on_through_empty_filtered_pages(
