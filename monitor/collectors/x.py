@@ -53,6 +53,7 @@ TWEET_FIELDS = [
 EXPANSIONS = ["author_id", "in_reply_to_user_id"]
 USER_FIELDS = ["username", "name"]
 SEARCH_WINDOW = timedelta(days=7)
+TWITTER_EPOCH = datetime(2010, 11, 4, 1, 42, 54, 657000, tzinfo=UTC)  # of snowflake ids
 
 
 class HostAdapter(DeadlineAdapter):
@@ -163,10 +164,13 @@ class XCollector(Collector):
         since = pending.get("since_id", cursor.position) if not target.is_backfill else None
         token: str | None = pending.get("next_token")
         newest: str | None = pending.get("newest_id")
+        if target.stream == "keywords" and since and _before_search_window(target, since):
+            params["start_time"] = _search_floor(None)  # X refuses such a since_id with a 400
+            token = newest = None  # a walk begun with it cannot go on either
         pages = 0
         while True:
             call = dict(params)
-            if since:
+            if since and "start_time" not in call:
                 call["since_id"] = since
             if token:
                 call[_token_param(target)] = token
@@ -288,9 +292,31 @@ def _token_param(target: Target) -> str:
     return "next_token" if target.stream == "keywords" else "pagination_token"
 
 
+def _search_floor(until: datetime | None) -> datetime:
+    """The oldest time X recent search reaches, a minute to spare."""
+    return (until or datetime.now(UTC)) - SEARCH_WINDOW + timedelta(minutes=1)
+
+
+def _before_search_window(target: Target, since_id: str) -> bool:
+    """True when the newest hit stored is older than the search window: a keyword quiet for a
+    week, or touchpoint stopped that long (then the hits before the window are lost for good)."""
+    created = TWITTER_EPOCH + timedelta(milliseconds=int(since_id) >> 22)
+    floor = _search_floor(None)
+    if created >= floor:
+        return False
+    logger.warning(
+        "%s: the newest hit stored (%s) is older than X's 7-day search window; searching from %s "
+        "(hits before that, if touchpoint was stopped meanwhile, cannot be fetched)",
+        target.key,
+        iso(created),
+        iso(floor),
+    )
+    return True
+
+
 def _search_start(target: Target) -> datetime:
     assert target.since is not None
-    floor = (target.until or datetime.now(UTC)) - SEARCH_WINDOW + timedelta(minutes=1)
+    floor = _search_floor(target.until)
     if target.since < floor:
         logger.warning(
             "%s: X recent search reaches back 7 days only; starting at %s, not %s",

@@ -140,6 +140,11 @@ def _not_found_user(parameter: str, value: str) -> Json:
     }
 
 
+def snowflake_time(tweet_id: int) -> datetime:
+    """When the post of a snowflake id was created (to the millisecond)."""
+    return TWITTER_EPOCH + timedelta(milliseconds=tweet_id >> 22)
+
+
 def snowflake(item: TrafficItem) -> int:
     """Snowflake-style id: milliseconds since X's epoch, shifted, with the seq in the low bits."""
     millis = (item.created_at - TWITTER_EPOCH) // timedelta(milliseconds=1)
@@ -684,6 +689,15 @@ def _check_search_start(params: _Params, window: _Window, clock: datetime) -> No
             f"{earliest:%Y-%m-%dT%H:%M}Z"
         )
         raise invalid_parameter("start_time", [raw], message)
+    # a since_id older than the window is refused too: 400 Invalid Request naming since_id
+    # (rooteco/tweetscape#421)
+    if window.since_id is not None and snowflake_time(window.since_id) < earliest:
+        raw = params.get("since_id") or ""
+        message = (
+            f"Invalid 'since_id':'{raw}'. 'since_id' must be a tweet id created after "
+            f"{earliest:%Y-%m-%dT%H:%M}Z"
+        )
+        raise invalid_parameter("since_id", [raw], message)
 
 
 # --------------------------------------------------------------------------- the sandbox

@@ -15,7 +15,7 @@ from monitor import pipeline, store
 from monitor.cli import cli
 from monitor.config import Settings, load_settings
 from monitor.models import StreamKey
-from monitor.sandbox.x import XSandbox
+from monitor.sandbox.x import TWITTER_EPOCH, XSandbox
 from tests.conftest import TOKEN
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -91,6 +91,28 @@ def test_x_collect_is_incremental_with_since_id(
     assert second["mentions"].items_new == len(expected_ids(sandbox, "mention") - before) > 0
     mention_calls = [r for r in sandbox.requests[seen:] if r.path.endswith("/mentions")]
     assert mention_calls[0].query["since_id"] == [cursor.position]
+
+
+def test_x_collect_keyword_search_quiet_for_over_a_week_searches_the_window_instead(
+    sandbox: XSandbox, settings: Settings, db: Database
+) -> None:
+    # X refuses a since_id older than its 7-day search window (400 Invalid Request): without care
+    # a keyword with no hit for a week, or a week's outage, would fail the stream for good
+    assert by_stream(pipeline.collect(db, settings))["keywords"].outcome == "ok"
+    three_weeks_ago = datetime.now(UTC) - timedelta(days=21)  # before the sandbox clock's week too
+    old_id = (three_weeks_ago - TWITTER_EPOCH) // timedelta(milliseconds=1) << 22
+    db.execute("UPDATE cursors SET position = ? WHERE stream = 'keywords'", [str(old_id)])
+    db.execute("DELETE FROM posts WHERE kind = 'keyword'")
+    db.conn.commit()
+    seen = len(sandbox.requests)
+    results = by_stream(pipeline.collect(db, settings))
+    assert results["keywords"].outcome == "ok", results["keywords"].error
+    assert stored(db, "keyword") == expected_ids(sandbox, "keyword")
+    searches = [r for r in sandbox.requests[seen:] if r.path.endswith("/search/recent")]
+    assert searches and all("since_id" not in r.query for r in searches)
+    assert searches[0].query["start_time"]
+    again = by_stream(pipeline.collect(db, settings))  # and from then on by since_id again
+    assert again["keywords"].outcome == "ok" and again["keywords"].items_new == 0
 
 
 def test_x_collect_walk_interrupted_by_429_is_deferred_then_resumed(

@@ -16,7 +16,7 @@ import tweepy
 from requests.adapters import HTTPAdapter
 
 from monitor.sandbox.traffic import KEYWORD, MENTION, POST, REPLY, TrafficItem
-from monitor.sandbox.x import XSandbox
+from monitor.sandbox.x import TWITTER_EPOCH, XSandbox
 
 TOKEN = "sandbox-bearer-token"
 END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -421,6 +421,9 @@ def test_time_and_until_id_bounds(client: Any, sandbox: XSandbox) -> None:
 # --------------------------------------------------------------------------- errors
 
 
+WEEK_AND_A_DAY_OLD_ID = (END - timedelta(days=8) - TWITTER_EPOCH) // timedelta(milliseconds=1) << 22
+
+
 @pytest.mark.parametrize(
     ("call", "parameter", "value"),
     [
@@ -442,6 +445,11 @@ def test_time_and_until_id_bounds(client: Any, sandbox: XSandbox) -> None:
             lambda c, s: c.search_recent_tweets("acme", start_time=END - timedelta(days=8)),
             "start_time",
             "2026-11-14T12:00:00Z",
+        ),
+        (  # a since_id from before the 7-day window (2026-11-14T12:00Z, as a snowflake)
+            lambda c, s: c.search_recent_tweets("acme", since_id=WEEK_AND_A_DAY_OLD_ID),
+            "since_id",
+            str(WEEK_AND_A_DAY_OLD_ID),
         ),
         (
             lambda c, s: c.get_users_tweets(s.brand_user_id, tweet_fields=["public_metircs"]),
