@@ -92,6 +92,7 @@ class RunResult:
     pages: int = 0
     error: str | None = None
     retry_at: datetime | None = None
+    gap: str | None = None  # why items may be missing (the platform's reach), though it went ok
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,9 @@ def run_stream(
             result.items_new += new
             result.items_updated += updated
             result.pages += 1
+            if page.gap:
+                result.gap = clean(page.gap)
+                logger.warning("%s: items may be missing: %s", key, result.gap)
             if on_page is not None:
                 on_page(result, posts)
             reason = stop() if stop is not None else None

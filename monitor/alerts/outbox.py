@@ -82,6 +82,7 @@ def _raise_alerts(db: Database, settings: Settings, now: datetime) -> list[Alert
     health = rules.evaluate_health(_health(db, settings), now=now, policies=policies)
     down = rules.down_accounts(health)
     alerts = list(health)
+    alerts += rules.evaluate_gaps(_gaps(db, settings, now), now=now, policies=policies)
     for brand in settings.brands:
         alerts += rules.evaluate_unanswered(
             _mentions(db, brand, now),
@@ -94,6 +95,18 @@ def _raise_alerts(db: Database, settings: Settings, now: datetime) -> list[Alert
             _labelled(db, brand, now), now=now, policy=brand.alerts
         )
     return alerts
+
+
+def _gaps(db: Database, settings: Settings, now: datetime) -> list[rules.Gap]:
+    brands = {b.name: b.alerts.repeat_hours for b in settings.brands}
+    if not brands:
+        return []
+    since = now - timedelta(hours=max(brands.values()))
+    return [
+        rules.Gap(g.key.brand, g.key.platform, g.key.stream, parse_iso(g.started_at), g.gap)
+        for g in store.get_gaps(db, since=since)
+        if g.key.brand in brands and not g.key.stream.startswith("backfill")
+    ]
 
 
 def _health(db: Database, settings: Settings) -> list[rules.StreamHealth]:
@@ -197,6 +210,7 @@ _HEADLINES = {
     rules.UNANSWERED: "{n} mention{s} waiting for an answer",
     rules.SELF_PROMOTION: "{n} channel{s} selling more than the target",
     rules.HEALTH: "{n} stream{s} not collecting",
+    rules.DATA_GAP: "{n} stream{s} may have missed items",
 }
 
 
@@ -233,7 +247,7 @@ def _item(alert: store.StoredAlert) -> AlertItem:
             created_at=alert.created_at,
             detail=f"{p.get('sales_pitch')} of {p.get('posts')} posts sell",
         )
-    if alert.kind == rules.HEALTH:
+    if alert.kind in (rules.HEALTH, rules.DATA_GAP):
         return AlertItem(
             text=str(p.get("last_error") or alert.title),
             url="",

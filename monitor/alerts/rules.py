@@ -2,7 +2,9 @@
 
 - unanswered mention: a mention with no brand reply older than the SLA (business hours aware);
 - self-promotion: the share of sales-pitch among a brand's posts on a channel above the target;
-- collector health: a stream failing N runs in a row, refused credentials, or data gone stale.
+- collector health: a stream failing N runs in a row, refused credentials, or data gone stale;
+- data gap: a run that went ok although the platform's listing ended before the position stored
+  (items between may be missing): reported once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from monitor.models import Alert
 UNANSWERED = "unanswered_mention"
 SELF_PROMOTION = "self_promotion"
 HEALTH = "collector_health"
-KINDS = (UNANSWERED, SELF_PROMOTION, HEALTH)
+DATA_GAP = "data_gap"
+KINDS = (UNANSWERED, SELF_PROMOTION, HEALTH, DATA_GAP)
 # streams whose health decides whether unanswered-mention alerts can be trusted
 WATCHED_STREAMS = ("account", "posts", "mentions")
 
@@ -226,6 +229,40 @@ def health_problem(
     if since_success is not None and since_success > stale_after:
         return "warning", f"no successful run for {_duration(since_success)}"
     return None
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A run after which items may be missing, and why."""
+
+    brand: str
+    platform: str
+    stream: str
+    at: datetime
+    detail: str
+
+
+def evaluate_gaps(
+    gaps: Iterable[Gap], *, now: datetime, policies: Mapping[str, AlertPolicy]
+) -> list[Alert]:
+    """Raise an alert for each gap of the last ``repeat_hours``: it is sent when it first shows,
+    and it resolves when a repeat would be due, so each gap is reported once."""
+    alerts = []
+    for g in gaps:
+        if now - g.at >= timedelta(hours=policies[g.brand].repeat_hours):
+            continue
+        alerts.append(
+            Alert(
+                fingerprint=f"{DATA_GAP}:{g.brand}:{g.platform}:{g.stream}:{g.at.isoformat()}",
+                kind=DATA_GAP,
+                brand=g.brand,
+                platform=g.platform,
+                severity="warning",
+                title=f"{g.brand}: {g.platform} {g.stream} may have missed items",
+                payload={"stream": g.stream, "detail": g.detail},
+            )
+        )
+    return alerts
 
 
 def down_accounts(health_alerts: Iterable[Alert]) -> set[tuple[str, str]]:

@@ -142,10 +142,15 @@ class Target:
 
 @dataclass(frozen=True)
 class Page:
-    """One raw API answer, and the cursor that holds once it is stored."""
+    """One raw API answer, and the cursor that holds once it is stored.
+
+    ``gap`` (on a walk's last page) says why items between this walk and the one before may be
+    missing: the platform's listing ended before the position stored. The run records it and one
+    alert reports it."""
 
     raw: dict[str, Any]
     cursor: Cursor
+    gap: str | None = None
 
 
 class Collector(ABC):

@@ -420,13 +420,14 @@ class RedditCollector(Collector):
             children, after = body["data"]["children"], body["data"]["after"]
             pages += 1
             kept = walk.take(children)
+            gap = None
             if walk.done or not after:
-                self._note_end(target, walk)
+                gap = self._gap(target, walk)
                 page_cursor = Cursor(position=walk.position())
             else:
                 page_cursor = Cursor(position=cursor.position, pending=walk.pending(after))
                 walk.after = after
-            yield Page(raw=_with_children(body, kept), cursor=page_cursor)
+            yield Page(raw=_with_children(body, kept), cursor=page_cursor, gap=gap)
             if page_cursor.pending is None:
                 return
             if target.max_pages is not None and pages >= target.max_pages:
@@ -457,9 +458,10 @@ class RedditCollector(Collector):
         }
         return API_PATH["search"].format(subreddit=subreddits), params
 
-    def _note_end(self, target: Target, walk: Walk) -> None:
+    def _gap(self, target: Target, walk: Walk) -> str | None:
+        """Why items may be missing when the listing ended before the walk's end, or None."""
         if walk.done:
-            return
+            return None
         if walk.is_backfill:
             logger.warning(
                 "%s: the listing ended after %d items before reaching the start of the window; "
@@ -468,15 +470,14 @@ class RedditCollector(Collector):
                 walk.seen,
                 LISTING_REACH,
             )
-        elif walk.stop is not None:
-            logger.warning(
-                "%s: the listing ended after %d items without reaching the newest item stored "
-                "before (%s); Reddit listings reach back about %d items, so some may be missing",
-                target.key,
-                walk.seen,
-                walk.stop.fullname,
-                LISTING_REACH,
-            )
+            return None  # the backfill command reports its reach itself
+        if walk.stop is None:
+            return None  # the stream's first walk: it never claimed to reach further
+        return (
+            f"the listing ended after {walk.seen} items without reaching the newest item stored "
+            f"before ({walk.stop.fullname}); Reddit listings reach back about {LISTING_REACH:,} "
+            "items, so what came between may be missing"
+        )
 
     def _get(
         self,

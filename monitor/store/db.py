@@ -226,6 +226,14 @@ def m005_fold_digest_recipients(db: Database) -> None:
     db.execute("UPDATE digest_sends SET recipient = lower(trim(recipient))")
 
 
+@migrations()
+def m006_add_run_gaps(db: Database) -> None:
+    """Record on a run why items may be missing although it went ok (``runs.gap``)."""
+    db.table("runs").add_column("gap", str)
+    # the alert pass looks for recent gaps every minute: only the few runs with one are indexed
+    db.execute("CREATE INDEX idx_runs_gap ON runs (started_at) WHERE gap IS NOT NULL")
+
+
 def open_db(path: Path | str) -> Database:
     """Open (creating if needed) the SQLite store in WAL mode and apply pending migrations."""
     path = Path(path)

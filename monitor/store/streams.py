@@ -65,7 +65,8 @@ def record_run(db: Database, run: RunResult) -> None:
     with write_transaction(db) as conn:
         conn.execute(
             "INSERT INTO runs (brand, platform, stream, query, started_at, finished_at, outcome, "
-            "items_new, items_updated, pages, error, retry_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "items_new, items_updated, pages, error, retry_at, gap) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 run.key.brand,
                 run.key.platform,
@@ -79,8 +80,28 @@ def record_run(db: Database, run: RunResult) -> None:
                 run.pages,
                 None if run.error is None else valid_text(run.error),
                 iso(run.retry_at) if run.retry_at else None,
+                None if run.gap is None else valid_text(run.gap),
             ),
         )
+
+
+@dataclass(frozen=True)
+class RunGap:
+    """A run that went ok although items before it may be missing, and why."""
+
+    key: StreamKey
+    started_at: str
+    gap: str
+
+
+def get_gaps(db: Database, *, since: datetime) -> list[RunGap]:
+    """Return the runs started at or after ``since`` that recorded a gap, oldest first."""
+    rows = db.conn.execute(
+        "SELECT brand, platform, stream, query, started_at, gap FROM runs "
+        "WHERE gap IS NOT NULL AND started_at >= ? ORDER BY started_at",
+        (iso(since),),
+    )
+    return [RunGap(StreamKey(b, p, s, q), started, gap) for b, p, s, q, started, gap in rows]
 
 
 def get_deferral(db: Database, key: StreamKey) -> datetime | None:

@@ -24,7 +24,7 @@ from monitor.alerts import outbox
 from monitor.alerts.message import Message
 from monitor.cli import cli
 from monitor.config import Settings, load_settings
-from monitor.models import Post, iso, utcnow
+from monitor.models import Post, RunResult, StreamKey, iso, utcnow
 from tests.alerts.servers import Receiver, Reply, Sink, free_port
 
 HOSTILE = (
@@ -308,6 +308,24 @@ def test_outbox_a_message_given_up_is_reported_on_the_other_channels_with_its_it
     assert [i["text"] for i in notice["items"]] == ["my parcel never came"]  # nothing lost
     assert "my parcel never came" in rig.slack.requests[1].body.decode()
     assert rig.run(at=timedelta(minutes=5)).sent == 0 and rig.counts() == (0, 2, 2)  # once only
+
+
+def test_outbox_a_data_gap_is_reported_once_on_every_channel(rig: Rig) -> None:
+    now = utcnow()
+    why = "the listing ended after 1000 items without reaching the newest item stored before"
+    key = StreamKey("acme", "x", "mentions")
+    store.record_run(rig.db, RunResult(key, started_at=now, finished_at=now, pages=10, gap=why))
+    assert rig.run().sent == 3 and rig.counts() == (1, 1, 1)
+    payload = rig.hook.requests[0].json()
+    assert payload["kind"] == "data_gap"
+    assert payload["title"] == "acme: 1 stream may have missed items"
+    assert why in json.dumps(payload["items"])
+    rig.run(at=timedelta(hours=1))  # (the stream then goes stale: a health alert, another kind)
+    rig.run(at=timedelta(hours=4, minutes=1))  # when a repeat would be due, it has resolved
+    kinds = [r.json()["kind"] for r in rig.hook.requests]
+    assert kinds.count("data_gap") == 1
+    gaps = [a.state for a in store.get_alerts(rig.db) if a.kind == "data_gap"]
+    assert gaps == ["resolved"]
 
 
 def test_outbox_500_mentions_become_one_grouped_message_per_channel(rig: Rig) -> None:

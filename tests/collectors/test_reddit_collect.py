@@ -173,6 +173,35 @@ def test_reddit_collect_is_incremental_by_fullname_and_time(
     assert len(inbox_calls) <= len(expected_ids(sandbox, "mention") - before) // 10 + 1
 
 
+def test_reddit_collect_burst_past_the_listing_reach_is_recorded_as_a_gap(
+    tmp_path: Path, db: Database
+) -> None:
+    with RedditSandbox(
+        seed=11,
+        brand_handle="acme",
+        keywords=(),
+        start=START,
+        end=END,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        username=USERNAME,
+        password=PASSWORD,
+        mentions_per_day=2400,
+    ) as sandbox:
+        extra = "page_size = 100\n"
+        settings = load_settings(write_config(tmp_path, sandbox.url, keywords="[]", extra=extra))
+        sandbox.set_clock(START + timedelta(hours=1))
+        first = by_stream(pipeline.collect(db, settings))
+        assert first["mentions"].outcome == "ok" and first["mentions"].gap is None
+        sandbox.set_clock(END)  # about 2,300 more mentions: the inbox lists the newest 1,000
+        second = by_stream(pipeline.collect(db, settings))
+    mentions = second["mentions"]
+    assert mentions.outcome == "ok" and mentions.items_new == 1000
+    assert mentions.gap and "without reaching the newest item stored" in mentions.gap
+    gaps = {g.key.stream: g.gap for g in store.get_gaps(db, since=START)}
+    assert gaps["mentions"] == mentions.gap  # recorded with the run, for the alert
+
+
 def test_reddit_collect_walk_interrupted_by_429_is_deferred_then_resumed(
     sandbox: RedditSandbox, tmp_path: Path, db: Database
 ) -> None:
