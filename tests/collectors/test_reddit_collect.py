@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Unpack
 
 import praw
 import pytest
@@ -21,6 +22,7 @@ from monitor.config import Settings, load_settings
 from monitor.models import Cursor, RunResult, StreamKey
 from monitor.sandbox.reddit import RedditSandbox
 from monitor.sandbox.server import Request, Response, Route
+from monitor.sandbox.traffic import TrafficRates
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=1)
@@ -42,19 +44,27 @@ def reddit_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
-@pytest.fixture
-def sandbox() -> Iterator[RedditSandbox]:
-    with RedditSandbox(
+def reddit_sandbox(
+    keywords: tuple[str, ...] = ("acme",), **rates: Unpack[TrafficRates]
+) -> RedditSandbox:
+    """The Reddit sandbox of these tests (the script app's credentials), not yet started."""
+    return RedditSandbox(
         seed=11,
         brand_handle="acme",
-        keywords=("acme",),
+        keywords=keywords,
         start=START,
         end=END,
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
         username=USERNAME,
         password=PASSWORD,
-    ) as server:
+        **rates,
+    )
+
+
+@pytest.fixture
+def sandbox() -> Iterator[RedditSandbox]:
+    with reddit_sandbox() as server:
         yield server
 
 
@@ -176,18 +186,7 @@ def test_reddit_collect_is_incremental_by_fullname_and_time(
 def test_reddit_collect_burst_past_the_listing_reach_is_recorded_as_a_gap(
     tmp_path: Path, db: Database
 ) -> None:
-    with RedditSandbox(
-        seed=11,
-        brand_handle="acme",
-        keywords=(),
-        start=START,
-        end=END,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        username=USERNAME,
-        password=PASSWORD,
-        mentions_per_day=2400,
-    ) as sandbox:
+    with reddit_sandbox(keywords=(), mentions_per_day=2400) as sandbox:
         extra = "page_size = 100\n"
         settings = load_settings(write_config(tmp_path, sandbox.url, keywords="[]", extra=extra))
         sandbox.set_clock(START + timedelta(hours=1))
