@@ -35,7 +35,7 @@ from monitor.collectors.base import (
 )
 from monitor.collectors.http import DeadlineAdapter
 from monitor.config import Settings
-from monitor.models import Cursor, Kind, Post, iso, parse_iso
+from monitor.models import Cursor, Kind, Post, StreamKey, iso, parse_iso
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ class XCollector(Collector):
         self.page_size = page_size
         self.policy = policy or RetryPolicy()
         self._sleep = sleep or time.sleep
+        self._before_window: set[StreamKey] = set()  # keyword streams already warned of it
 
     @classmethod
     def from_settings(cls, settings: Settings) -> XCollector:
@@ -164,7 +165,7 @@ class XCollector(Collector):
         since = pending.get("since_id", cursor.position) if not target.is_backfill else None
         token: str | None = pending.get("next_token")
         newest: str | None = pending.get("newest_id")
-        if target.stream == "keywords" and since and _before_search_window(target, since):
+        if target.stream == "keywords" and since and self._before_search_window(target, since):
             params["start_time"] = _search_floor(None)  # X refuses such a since_id with a 400
             token = newest = None  # a walk begun with it cannot go on either
         pages = 0
@@ -187,6 +188,25 @@ class XCollector(Collector):
             yield Page(raw=body, cursor=page_cursor)
             if not token or (target.max_pages is not None and pages >= target.max_pages):
                 return
+
+    def _before_search_window(self, target: Target, since_id: str) -> bool:
+        """True when the newest hit stored is older than the search window: a keyword quiet for a
+        week, or touchpoint stopped that long (then hits before the window are lost for good).
+        Said once per stream and process: a quiet keyword stays so at every poll."""
+        created = TWITTER_EPOCH + timedelta(milliseconds=int(since_id) >> 22)
+        floor = _search_floor(None)
+        if created >= floor:
+            return False
+        log = logger.debug if target.key in self._before_window else logger.warning
+        self._before_window.add(target.key)
+        log(
+            "%s: the newest hit stored (%s) is older than X's 7-day search window; searching "
+            "from %s (hits before that, if touchpoint was stopped meanwhile, cannot be fetched)",
+            target.key,
+            iso(created),
+            iso(floor),
+        )
+        return True
 
     def _stream_params(self, target: Target) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -295,23 +315,6 @@ def _token_param(target: Target) -> str:
 def _search_floor(until: datetime | None) -> datetime:
     """The oldest time X recent search reaches, a minute to spare."""
     return (until or datetime.now(UTC)) - SEARCH_WINDOW + timedelta(minutes=1)
-
-
-def _before_search_window(target: Target, since_id: str) -> bool:
-    """True when the newest hit stored is older than the search window: a keyword quiet for a
-    week, or touchpoint stopped that long (then the hits before the window are lost for good)."""
-    created = TWITTER_EPOCH + timedelta(milliseconds=int(since_id) >> 22)
-    floor = _search_floor(None)
-    if created >= floor:
-        return False
-    logger.warning(
-        "%s: the newest hit stored (%s) is older than X's 7-day search window; searching from %s "
-        "(hits before that, if touchpoint was stopped meanwhile, cannot be fetched)",
-        target.key,
-        iso(created),
-        iso(floor),
-    )
-    return True
 
 
 def _search_start(target: Target) -> datetime:

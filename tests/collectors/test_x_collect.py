@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from sqlite_utils import Database
 
 from monitor import pipeline, store
 from monitor.cli import cli
+from monitor.collectors import build_collector
 from monitor.config import Settings, load_settings
 from monitor.models import StreamKey
 from monitor.sandbox.x import TWITTER_EPOCH, XSandbox
@@ -94,25 +96,36 @@ def test_x_collect_is_incremental_with_since_id(
 
 
 def test_x_collect_keyword_search_quiet_for_over_a_week_searches_the_window_instead(
-    sandbox: XSandbox, settings: Settings, db: Database
+    sandbox: XSandbox, settings: Settings, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     # X refuses a since_id older than its 7-day search window (400 Invalid Request): without care
     # a keyword with no hit for a week, or a week's outage, would fail the stream for good
-    assert by_stream(pipeline.collect(db, settings))["keywords"].outcome == "ok"
+    caplog.set_level(logging.DEBUG, logger="monitor.collectors.x")
+    collectors = {"x": build_collector("x", settings)}  # kept across runs, as the daemon does
+    first = by_stream(pipeline.collect(db, settings, collectors=collectors))
+    assert first["keywords"].outcome == "ok"
     three_weeks_ago = datetime.now(UTC) - timedelta(days=21)  # before the sandbox clock's week too
     old_id = (three_weeks_ago - TWITTER_EPOCH) // timedelta(milliseconds=1) << 22
-    db.execute("UPDATE cursors SET position = ? WHERE stream = 'keywords'", [str(old_id)])
-    db.execute("DELETE FROM posts WHERE kind = 'keyword'")
-    db.conn.commit()
+
+    def quiet_for_three_weeks() -> dict[str, pipeline.RunResult]:
+        db.execute("UPDATE cursors SET position = ? WHERE stream = 'keywords'", [str(old_id)])
+        db.execute("DELETE FROM posts WHERE kind = 'keyword'")
+        db.conn.commit()
+        return by_stream(pipeline.collect(db, settings, collectors=collectors))
+
     seen = len(sandbox.requests)
-    results = by_stream(pipeline.collect(db, settings))
+    results = quiet_for_three_weeks()
     assert results["keywords"].outcome == "ok", results["keywords"].error
     assert stored(db, "keyword") == expected_ids(sandbox, "keyword")
     searches = [r for r in sandbox.requests[seen:] if r.path.endswith("/search/recent")]
     assert searches and all("since_id" not in r.query for r in searches)
     assert searches[0].query["start_time"]
-    again = by_stream(pipeline.collect(db, settings))  # and from then on by since_id again
-    assert again["keywords"].outcome == "ok" and again["keywords"].items_new == 0
+    again = by_stream(pipeline.collect(db, settings, collectors=collectors))
+    assert again["keywords"].outcome == "ok" and again["keywords"].items_new == 0  # by since_id
+    assert quiet_for_three_weeks()["keywords"].outcome == "ok"
+    warned = [r for r in caplog.records if "older than X's 7-day search window" in r.getMessage()]
+    assert [r.levelname for r in warned] == ["WARNING", "DEBUG"]  # said once per stream
+    collectors["x"].close()
 
 
 def test_x_collect_walk_interrupted_by_429_is_deferred_then_resumed(
