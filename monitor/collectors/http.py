@@ -87,6 +87,7 @@ class DeadlineAdapter(HTTPAdapter):
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
         started = time.monotonic()
+        proxies = self.route(request, proxies)
         response = super().send(
             request,
             stream=True,
@@ -109,6 +110,13 @@ class DeadlineAdapter(HTTPAdapter):
         response._content = body
         response._content_consumed = True  # type: ignore[attr-defined]
         return response
+
+    def route(
+        self, request: requests.PreparedRequest, proxies: Mapping[str, str] | None
+    ) -> Mapping[str, str] | None:
+        """Where ``request`` goes: a subclass may rewrite its URL in place and return the proxies
+        for the new one; as it is, nothing changes."""
+        return proxies
 
 
 def _reads(raw: BaseHTTPResponse) -> Iterator[bytes]:

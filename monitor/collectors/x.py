@@ -64,27 +64,15 @@ class HostAdapter(DeadlineAdapter):
         super().__init__(timeout)
         self.base = base.rstrip("/")
 
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: Any = None,
-        verify: bool | str = True,
-        cert: Any = None,
-        proxies: Mapping[str, str] | None = None,
-    ) -> requests.Response:
+    def route(
+        self, request: requests.PreparedRequest, proxies: Mapping[str, str] | None
+    ) -> Mapping[str, str] | None:
+        """api.twitter.com rewritten to ``base``, with the proxies chosen for ``base``."""
         url = request.url or ""
         if url.startswith(TWITTER_ORIGIN) and self.base != TWITTER_ORIGIN:
             request.url = self.base + url[len(TWITTER_ORIGIN) :]
-            proxies = get_environ_proxies(request.url)  # proxies chosen for the original host
-        return super().send(
-            request,
-            stream=stream,
-            timeout=timeout,
-            verify=verify,
-            cert=cert,
-            proxies=proxies,
-        )
+            return get_environ_proxies(request.url)  # those given were for api.twitter.com
+        return proxies
 
 
 class XCollector(Collector):
