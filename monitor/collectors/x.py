@@ -153,8 +153,9 @@ class XCollector(Collector):
         since = pending.get("since_id", cursor.position) if not target.is_backfill else None
         token: str | None = pending.get("next_token")
         newest: str | None = pending.get("newest_id")
-        if target.stream == "keywords" and since and self._before_search_window(target, since):
-            params["start_time"] = _search_floor(None)  # X refuses such a since_id with a 400
+        floor = self._window_floor(target, since) if target.stream == "keywords" else None
+        if floor is not None:
+            params["start_time"] = floor  # X refuses such a since_id with a 400
             token = newest = None  # a walk begun with it cannot go on either
         pages = 0
         while True:
@@ -177,14 +178,17 @@ class XCollector(Collector):
             if not token or (target.max_pages is not None and pages >= target.max_pages):
                 return
 
-    def _before_search_window(self, target: Target, since_id: str) -> bool:
-        """True when the newest hit stored is older than the search window: a keyword quiet for a
-        week, or touchpoint stopped that long (then hits before the window are lost for good).
-        Said once per stream and process: a quiet keyword stays so at every poll."""
+    def _window_floor(self, target: Target, since_id: str | None) -> datetime | None:
+        """The search window's edge when the newest hit stored is older than it (a keyword quiet
+        for a week, or touchpoint stopped that long: then hits before it are lost for good); None
+        when ``since_id`` is usable. Said once per stream and process: a quiet keyword stays so
+        at every poll."""
+        if not since_id:
+            return None
         created = TWITTER_EPOCH + timedelta(milliseconds=int(since_id) >> 22)
         floor = _search_floor(None)
         if created >= floor:
-            return False
+            return None
         log = logger.debug if target.key in self._before_window else logger.warning
         self._before_window.add(target.key)
         log(
@@ -194,7 +198,7 @@ class XCollector(Collector):
             iso(created),
             iso(floor),
         )
-        return True
+        return floor
 
     def _stream_params(self, target: Target) -> dict[str, Any]:
         params: dict[str, Any] = {
