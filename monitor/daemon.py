@@ -391,7 +391,7 @@ class Daemon:
                 self._in_flight.add(name)
             try:
                 work()
-            except store.StoreError as exc:  # a full disk: the message says it all
+            except store.StoreError as exc:  # full, busy, read-only: the message says it all
                 logger.error("%s: job failed: %s", name, exc)
             except Exception:
                 logger.exception("%s: job failed", name)

@@ -85,7 +85,7 @@ def run_stream(
         _fail(result, "auth_failed", exc)
     except CollectorError as exc:
         _fail(result, "failed", exc)
-    except store.StoreError as exc:  # a full disk: the page and its cursor were rolled back
+    except store.StoreError as exc:  # full, busy, read-only: page and cursor rolled back
         _fail(result, "failed", exc)
     except Exception as exc:  # a bug must not end the other streams' runs
         logger.exception("%s: unexpected error", key)
@@ -249,7 +249,7 @@ def _collect_account(
         if state is not None:
             try:
                 store.set_collector_state(db, platform, state)
-            except store.StoreError as exc:  # a full disk: the next run logs in again
+            except store.StoreError as exc:  # full, busy, read-only: next run logs in again
                 logger.error("%s: its session could not be kept: %s", account_key, exc)
 
 
@@ -263,7 +263,8 @@ def _account_failed(db: Database, key: StreamKey, exc: Exception) -> RunResult:
 
 
 def _record(db: Database, result: RunResult) -> None:
-    """Append the run to ``runs``; on a full disk say so in the log, the run goes on."""
+    """Append the run to ``runs``; when the store cannot take it (full, busy, read-only) say so in
+    the log, the run goes on."""
     try:
         store.record_run(db, result)
     except store.StoreError as exc:

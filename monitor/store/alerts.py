@@ -252,10 +252,7 @@ def claim_due_deliveries(db: Database, *, now: datetime, until: datetime) -> lis
             "FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id",
             (iso(now),),
         ).fetchall()
-        conn.executemany(
-            "UPDATE deliveries SET next_attempt_at = ? WHERE id = ?",
-            [(iso(until), r[0]) for r in rows],
-        )
+        _hold(conn, [r[0] for r in rows], until)
     return [
         Delivery(
             r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), json.loads(r[6]), r[7], r[8]
@@ -267,10 +264,15 @@ def claim_due_deliveries(db: Database, *, now: datetime, until: datetime) -> lis
 def extend_claims(db: Database, delivery_ids: Sequence[int], *, until: datetime) -> None:
     """Hold this process's claims (deliveries still pending, still being sent) until ``until``."""
     with write_transaction(db) as conn:
-        conn.executemany(
-            "UPDATE deliveries SET next_attempt_at = ? WHERE id = ? AND state = 'pending'",
-            [(iso(until), i) for i in delivery_ids],
-        )
+        _hold(conn, delivery_ids, until)
+
+
+def _hold(conn: sqlite3.Connection, delivery_ids: Sequence[int], until: datetime) -> None:
+    """Move the next attempt of the pending ones of ``delivery_ids`` to ``until``."""
+    conn.executemany(
+        "UPDATE deliveries SET next_attempt_at = ? WHERE id = ? AND state = 'pending'",
+        [(iso(until), i) for i in delivery_ids],
+    )
 
 
 def record_delivery(
