@@ -41,6 +41,7 @@ from monitor.collectors import collector_class
 from monitor.collectors.base import Collector
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.digest import deliver_due
+from monitor.logs import clean
 from monitor.models import utcnow
 
 logger = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ class Daemon:
             warning = store.sqlite_version_warning()
             if warning:
                 logger.warning("%s; avoid writing from another process meanwhile", warning)
+            self._remember(partial(store.record_daemon_start, db, pid=os.getpid()))
             scheduler.start()
             while not self._stop.wait(1.0):
                 if self._reload.is_set():
@@ -230,6 +232,7 @@ class Daemon:
             if not self._wait_idle(self.options.shutdown_grace_seconds):
                 self._abandon()
             self._close_collectors()
+            self._remember(partial(store.record_daemon_stop, db, pid=os.getpid()))
         logger.info("touchpoint run stopped")
         return 0
 
@@ -241,6 +244,15 @@ class Daemon:
             store.check_writable(db)
         except store.StoreBusy as exc:
             logger.warning("%s", exc)
+
+    @staticmethod
+    def _remember(write: Callable[[], None]) -> None:
+        """Record the daemon's own state (a start, a clean stop, a classification): a store that
+        is busy or full just now costs that record, not the daemon (it says so)."""
+        try:
+            write()
+        except store.StoreError as exc:
+            logger.warning("service state not recorded: %s", exc)
 
     def stop(self) -> None:
         """Ask the daemon to stop (what SIGTERM and SIGINT do)."""
@@ -468,6 +480,8 @@ class Daemon:
     def _process_once(self) -> None:
         db = self._db()
         started = utcnow()
+        if store.wal_bytes(db) > self.options.wal_alert_megabytes * 2**20:
+            self._shrink_wal(db)
         if store.has_posts_to_label(db, collected_since=self._label_check_since):
             deadline = time.monotonic() + self.options.job_deadline_seconds
             if self._classify_in_child(self._stop_check(deadline)):
@@ -486,6 +500,19 @@ class Daemon:
         sent = deliver_due(self._db(), self.settings, utcnow())
         if sent:
             logger.info("digest: %d emails sent", sent)
+
+    @staticmethod
+    def _shrink_wal(db: Database) -> None:
+        """The WAL grew past its alert limit: shrink it now if no reader holds it (the alert then
+        resolves); else the service alert says what holds it."""
+        before = store.wal_bytes(db)
+        if store.shrink_wal(db):
+            logger.info("checkpoint: the WAL of %d MB was copied back and truncated", before >> 20)
+        else:
+            logger.warning(
+                "checkpoint: the WAL is %d MB and a reader keeps it from being copied back",
+                before >> 20,
+            )
 
     def _checkpoint(self) -> None:
         """Keep the WAL file small: a long reader can hold automatic checkpoints back."""
@@ -512,10 +539,15 @@ class Daemon:
         )
         output = _wait_child(child, stop)
         last = output.strip().splitlines()[-1] if output.strip() else ""
+        db = self._db()
         if child.returncode == 0:
             logger.info("classify: %s (%.1fs)", last, time.monotonic() - started)
+            self._remember(partial(store.record_classification, db, error=None))
             return True
         logger.error("classify failed (exit %s): %s", child.returncode, last or "no output")
+        if not (self._stop.is_set() or self._pausing.is_set()):  # not the daemon's own stop
+            error = clean(last.removeprefix("Error: ") or f"exit status {child.returncode}")
+            self._remember(partial(store.record_classification, db, error=error[:500]))
         return False
 
 

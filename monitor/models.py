@@ -97,10 +97,11 @@ class RunResult:
 
 @dataclass(frozen=True)
 class Alert:
-    """An alert a rule raised: one unanswered mention, one channel's self-promotion, one stream."""
+    """An alert a rule raised: one unanswered mention, one channel's self-promotion, one stream,
+    one gap, one problem of touchpoint itself."""
 
     fingerprint: str
-    kind: str  # "unanswered_mention" | "self_promotion" | "collector_health"
+    kind: str  # one of alerts.rules.KINDS
     brand: str
     platform: str
     severity: str  # "warning" | "critical"

@@ -341,8 +341,11 @@ def classify_new(db: Database, settings: Settings) -> int | None:
         classifier = load_classifier(settings)
     except classifiers.ModelLoadError as exc:
         logger.error("posts not classified: %s", exc)
+        store.record_classification(db, error=clean(str(exc))[:500])
         return None
-    return classify_pending(db, classifier)
+    done = classify_pending(db, classifier)
+    store.record_classification(db, error=None)
+    return done
 
 
 @dataclass(frozen=True)

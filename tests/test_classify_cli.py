@@ -37,6 +37,8 @@ def test_classify_collect_labels_every_new_brand_post_once(
         assert set(labels) <= {"engaging", "inspiring", "sales-pitch"}
         row = db.execute("SELECT confidence, probabilities, model_version FROM labels").fetchone()
         assert 0 < row[0] <= 1 and abs(sum(json.loads(row[1]).values()) - 1) < 1e-3 and row[2]
+        status = store.get_classifier_status(db)
+        assert status is not None and status.failures == 0  # what the service alert reads
 
         again = runner.invoke(cli, ["--config", str(config), "collect"])
         assert "classified 0 new brand posts" in again.stdout
@@ -50,6 +52,26 @@ def test_classify_collect_labels_every_new_brand_post_once(
         versions = {v for (v,) in db.execute("SELECT DISTINCT model_version FROM labels")}
         assert len(versions) == 1 and "+mpnet-" in versions.pop()
         db.conn.close()
+
+
+def test_classify_collect_with_a_model_that_cannot_load_stores_posts_and_records_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in fleet.environment(["x"]).items():
+        monkeypatch.setenv(name, value)
+    with fleet.running(seed=4, start=END - timedelta(days=1), end=END, platforms=["x"]) as servers:
+        config = tmp_path / "touchpoint.toml"
+        text = fleet.config_text({p: s.url for p, s in servers.items()})
+        config.write_text(f'{text}\n[classifier]\nmodel_path = "gone.skops"\n')
+        result = CliRunner().invoke(cli, ["--config", str(config), "collect"])
+    assert result.exit_code == 0, result.output
+    db = store.open_db(tmp_path / "touchpoint.db")
+    assert db.execute("SELECT count(*) FROM posts WHERE is_brand = 1").fetchone()[0] > 0
+    assert db.execute("SELECT count(*) FROM labels").fetchone()[0] == 0
+    status = store.get_classifier_status(db)
+    assert status is not None and status.failures == 1
+    assert status.error is not None and "gone.skops" in status.error
+    db.conn.close()
 
 
 def test_classify_evaluate_reports_json_on_a_labelled_csv(tmp_path: Path) -> None:

@@ -86,9 +86,28 @@ def test_cli_unreachable_api_is_one_clear_line(write_config: Callable[..., Path]
 
 def test_cli_status_and_export_on_an_empty_store(write_config: Callable[..., Path]) -> None:
     write_config("http://127.0.0.1:9")
-    assert "no stream has run yet" in run("status").stdout
+    out = run("status").stdout
+    assert "no stream has run yet" in out and "classifier: no pass recorded yet" in out
+    assert "alert outbox: 0 waiting, 0 sent, 0 given up" in out
     exported = run("export", "--format", "jsonl")
     assert exported.exit_code == 0 and exported.stdout == ""
+
+
+def test_cli_status_tells_a_failing_classifier_and_restarts_after_unclean_stops(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    write_config("http://127.0.0.1:9")
+    db = store.open_db(tmp_path / "touchpoint.db")
+    earlier = utcnow() - timedelta(minutes=10)
+    store.record_classification(db, error="model file missing: gone.skops", now=earlier)
+    store.record_classification(db, error="model file missing: gone.skops")
+    for pid in (1, 2, 3):  # 1 and 2 were killed: two restarts after an unclean stop
+        store.record_daemon_start(db, pid=pid)
+    db.conn.close()
+    out = run("status").stdout
+    assert "classifier: FAILING, 2 passes in a row since 10m ago: model file missing" in out
+    assert "restarts after an unclean stop: 2 in the last day" in out
+    assert "write-ahead log: " in out
 
 
 def test_cli_backfill_rejects_an_empty_window(write_config: Callable[..., Path]) -> None:

@@ -7,13 +7,17 @@ import io
 import json
 import logging
 import os
+import pickle
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -37,8 +41,10 @@ from monitor.sandbox import fleet
 from monitor.sandbox.traffic import TrafficSandbox
 from tests.alerts.servers import Receiver, Sink
 from tests.alerts.test_outbox import queue_messages
+from tests.classifiers.test_classifier_persist import _WritesMarker
 from tests.conftest import read_store
 
+ROOT = Path(__file__).resolve().parents[1]
 ALL_STREAMS = 12  # four platforms x (posts, mentions, keywords)
 
 
@@ -207,6 +213,41 @@ def test_a_job_failing_on_a_full_disk_is_one_line_and_the_daemon_goes_on(
     daemon._guarded("classify", classify)()  # returns: the scheduler never sees it
     (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert record.getMessage() == f"classify: job failed: {full}" and record.exc_info is None
+
+
+def test_a_wal_held_by_an_open_reader_is_alerted_then_shrunk_once_it_closes(tmp_path: Path) -> None:
+    hook = Receiver()
+    config = tmp_path / "touchpoint.toml"
+    config.write_text(
+        "[daemon]\nwal_alert_megabytes = 1\n\n"
+        f'[alerts.channels.hook]\ntype = "webhook"\nurl = "{hook.url()}"\n'
+        "allow_private_addresses = true\n\n"
+        '[[brands]]\nname = "a"\naccounts = {x = "a"}\n'
+    )
+    db_path = tmp_path / "touchpoint.db"
+    daemon = Daemon(load_settings(config), db_path)
+    db = store.open_db(db_path)
+    reader = sqlite3.connect(db_path)  # a sqlite3 shell left inside a read transaction
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM posts").fetchone()
+    now = utcnow()
+    key = StreamKey("a", "x", "posts")
+    for _ in range(400):  # about 2 MB of WAL the reader keeps from being copied back
+        store.record_run(db, RunResult(key, started_at=now, finished_at=now, error="e" * 4000))
+    try:
+        daemon._process_once()
+        (body,) = [q.json() for q in hook.requests]
+        assert body["kind"] == "service_health" and "write-ahead log" in body["summary"]
+        assert store.wal_bytes(db) > 2**20  # not shrunk under the reader, and not waited for
+        reader.rollback()
+        daemon._process_once()
+        assert store.wal_bytes(db) < 64 * 1024  # truncated (the pass's own writes since)
+        (alert,) = store.get_alerts(db)
+        assert (alert.fingerprint, alert.state) == ("service_health:a:wal", "resolved")
+    finally:
+        reader.close()
+        db.conn.close()
+        hook.close()
 
 
 def test_database_lock_refuses_a_second_holder_naming_the_pid(tmp_path: Path) -> None:
@@ -442,6 +483,67 @@ def test_a_restarted_daemon_sends_what_the_outbox_holds_at_once(rig: Callable[..
     assert daemon.returncode == 0, out
     assert [q.headers["idempotency-key"] for q in r.hook.requests] == [left]
     assert scalar(r.db_path, "SELECT count(*) FROM runs") == len(plan_streams(settings))  # none ran
+
+
+def service_alerts(hook: Receiver) -> list[str]:
+    """Every service_health message the webhook received, as one text each."""
+    bodies = [q.json() for q in hook.requests]
+    return [json.dumps(b) for b in bodies if b["kind"] == "service_health"]
+
+
+def started(pid: int, db_path: Path) -> bool:
+    """Whether the daemon ``pid`` has recorded its start."""
+    rows = read_store(db_path, "SELECT state FROM service_state WHERE name = 'daemon'")
+    return bool(rows) and pid in [s["pid"] for s in json.loads(str(rows[0][0]))["starts"]]
+
+
+def test_a_daemon_killed_again_and_again_raises_a_crash_loop_alert(rig: Callable[..., Rig]) -> None:
+    r = rig(interval=3600)
+    for _ in range(3):  # killed three times, each while it works: no clean stop is recorded
+        killed = r.daemon()
+        wait_for(partial(started, killed.pid, r.db_path), 30, "the daemon's start")
+        killed.kill()
+        killed.communicate(timeout=15)
+    assert not service_alerts(r.hook)
+    daemon = r.daemon()
+    try:
+        wait_for(lambda: bool(service_alerts(r.hook)), 30, "the crash-loop alert")
+    finally:
+        out = stop(daemon)
+    assert daemon.returncode == 0, out
+    (alert,) = service_alerts(r.hook)
+    assert "touchpoint run restarted 3 times in 30 min after unclean stops" in alert
+    rerun = r.daemon()  # stopped cleanly this time: no new restart after a crash
+    wait_for(partial(started, rerun.pid, r.db_path), 30, "the next start")
+    stop(rerun)
+    assert len(store.restarts_after_crash(store.open_db(r.db_path))) == 3
+
+
+def test_a_model_file_swapped_for_a_pickle_is_refused_and_alerted_never_run(
+    rig: Callable[..., Rig], tmp_path: Path
+) -> None:
+    r = rig(interval=3600)
+    models = tmp_path / "model"
+    models.mkdir()
+    for part in (ROOT / "classifiers" / "models").glob("default.*"):
+        shutil.copy(part, models / part.name)
+    marker = tmp_path / "pwned.txt"
+    (models / "default.skops").write_bytes(pickle.dumps(_WritesMarker(str(marker))))
+    text = r.config.read_text().replace("warn_after_minutes = 30\n", "health_failures = 1\n")
+    r.config.write_text(f'{text}\n[classifier]\nmodel_path = "{models / "default.skops"}"\n')
+    daemon = r.daemon()
+    try:
+        wait_for(lambda: bool(service_alerts(r.hook)), 90, "the classifier alert")
+        assert daemon.poll() is None, "the daemon goes on without its classifier"
+    finally:
+        out = stop(daemon)
+    assert daemon.returncode == 0, out
+    assert not marker.exists(), "the pickle's payload ran"
+    (alert,) = service_alerts(r.hook)
+    assert "posts are not being labelled" in alert and "sha256 mismatch" in alert, alert
+    assert scalar(r.db_path, "SELECT count(*) FROM posts WHERE is_brand = 1") > 0
+    assert scalar(r.db_path, "SELECT count(*) FROM labels") == 0
+    assert "classify failed (exit 1)" in out, out[-3000:]
 
 
 def test_backfill_beside_the_daemon_is_never_locked_out_and_duplicates_nothing(

@@ -5,6 +5,7 @@ import json
 import sqlite3
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from sqlite_utils import Database
 
 from monitor import store
 from monitor.models import Cursor, Post, RunResult, StreamKey, utcnow
+from monitor.store.service import KEEP_STARTS
 
 KEY = StreamKey("acme", "x", "mentions")
 
@@ -43,6 +45,7 @@ def test_store_open_db_creates_every_table_in_wal(db: Database) -> None:
         "alerts",
         "deliveries",
         "accounts",
+        "service_state",
         "_sqlite_migrations",
     } <= tables
     assert set(db["posts"].columns_dict) == {
@@ -241,3 +244,61 @@ def test_store_posts_to_label_are_unlabelled_brand_posts_in_batches(db: Database
         db, [store.LabelRow(ids[0], "sales-pitch", 0.6, {"sales-pitch": 0.6}, "m2")]
     )
     assert store.count_labels(db) == {"inspiring": 2, "sales-pitch": 1}
+
+
+def test_store_restarts_after_crash_are_starts_that_followed_no_clean_stop(db: Database) -> None:
+    t0 = utcnow()
+    at = [t0 + timedelta(minutes=m) for m in range(6)]
+    store.record_daemon_start(db, pid=1, now=at[0])
+    store.record_daemon_stop(db, pid=1, now=at[0])  # SIGTERM: a clean stop
+    store.record_daemon_start(db, pid=2, now=at[1])  # after a clean stop: not a crash
+    store.record_daemon_start(db, pid=3, now=at[2])  # pid 2 never said it stopped: killed
+    store.record_daemon_start(db, pid=4, now=at[3])
+    assert store.restarts_after_crash(db) == [
+        at[2].replace(microsecond=0),
+        at[3].replace(microsecond=0),
+    ]
+    store.record_daemon_stop(db, pid=4, now=at[4])
+    store.record_daemon_start(db, pid=5, now=at[5])
+    assert len(store.restarts_after_crash(db)) == 2  # the running daemon is no crash
+    for pid in range(6, 40):  # only the last starts are kept
+        store.record_daemon_start(db, pid=pid, now=at[5])
+    assert len(store.restarts_after_crash(db)) == KEEP_STARTS - 1
+
+
+def test_store_classification_failures_count_in_a_row_and_a_success_clears_them(
+    db: Database,
+) -> None:
+    assert store.get_classifier_status(db) is None
+    t0 = utcnow().replace(microsecond=0)
+    store.record_classification(db, error="model refused", now=t0)
+    store.record_classification(db, error="model refused again", now=t0 + timedelta(minutes=1))
+    status = store.get_classifier_status(db)
+    assert status is not None
+    assert (status.failures, status.error, status.failing_since) == (2, "model refused again", t0)
+    store.record_classification(db, error=None, now=t0 + timedelta(minutes=2))
+    status = store.get_classifier_status(db)
+    assert status is not None
+    assert (status.failures, status.error, status.failing_since) == (0, None, None)
+
+
+def test_store_wal_held_by_a_reader_is_not_shrunk_until_the_reader_closes(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    db = store.open_db(path)
+    store.checkpoint(db)
+    reader = sqlite3.connect(path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM posts").fetchone()  # holds its snapshot open
+    store.upsert_posts(db, [post(str(i), text="x" * 2000) for i in range(600)])
+    grown = store.wal_bytes(db)
+    assert grown > 1_000_000
+    started = time.monotonic()
+    assert not store.shrink_wal(db)  # refused at once, not after the busy timeout
+    assert time.monotonic() - started < 2
+    assert store.wal_bytes(db) == grown
+    reader.rollback()
+    reader.close()
+    assert store.shrink_wal(db)
+    assert store.wal_bytes(db) == 0
+    assert store.count_posts(db) == {("acme", "x", "mention"): 600}
+    db.conn.close()

@@ -83,6 +83,7 @@ def _raise_alerts(db: Database, settings: Settings, now: datetime) -> list[Alert
     down = rules.down_accounts(health)
     alerts = list(health)
     alerts += rules.evaluate_gaps(_gaps(db, settings, now), now=now, policies=policies)
+    alerts += rules.evaluate_service(service_health(db, settings), now=now, policies=policies)
     for brand in settings.brands:
         alerts += rules.evaluate_unanswered(
             _mentions(db, brand, now),
@@ -107,6 +108,19 @@ def _gaps(db: Database, settings: Settings, now: datetime) -> list[rules.Gap]:
         for g in store.get_gaps(db, since=since)
         if g.key.brand in brands and not g.key.stream.startswith("backfill")
     ]
+
+
+def service_health(db: Database, settings: Settings) -> rules.ServiceHealth:
+    """What the store and its files say of touchpoint itself (the service rule's input)."""
+    classifier = store.get_classifier_status(db)
+    return rules.ServiceHealth(
+        restarts_after_crash=store.restarts_after_crash(db),
+        classifier_failures=classifier.failures if classifier else 0,
+        classifier_error=classifier.error if classifier else None,
+        classifier_failing_since=classifier.failing_since if classifier else None,
+        wal_bytes=store.wal_bytes(db),
+        wal_limit_bytes=int(settings.daemon.wal_alert_megabytes * 2**20),
+    )
 
 
 def _health(db: Database, settings: Settings) -> list[rules.StreamHealth]:
@@ -211,6 +225,7 @@ _HEADLINES = {
     rules.SELF_PROMOTION: "{n} channel{s} selling more than the target",
     rules.HEALTH: "{n} stream{s} not collecting",
     rules.DATA_GAP: "{n} stream{s} may have missed items",
+    rules.SERVICE: "touchpoint needs attention ({n} problem{s})",
 }
 
 
@@ -246,6 +261,15 @@ def _item(alert: store.StoredAlert) -> AlertItem:
             platform=alert.platform,
             created_at=alert.created_at,
             detail=f"{p.get('sales_pitch')} of {p.get('posts')} posts sell",
+        )
+    if alert.kind == rules.SERVICE:  # the title is in the summary; the text says why
+        return AlertItem(
+            text=str(p.get("detail", "")),
+            url="",
+            author="",
+            platform=alert.platform,
+            created_at=alert.created_at,
+            detail=str(p.get("problem", "")),
         )
     if alert.kind in (rules.HEALTH, rules.DATA_GAP):
         return AlertItem(

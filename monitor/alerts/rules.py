@@ -4,7 +4,10 @@
 - self-promotion: the share of sales-pitch among a brand's posts on a channel above the target;
 - collector health: a stream failing N runs in a row, refused credentials, or data gone stale;
 - data gap: a run that went ok although the platform's listing ended before the position stored
-  (items between may be missing): reported once.
+  (items between may be missing): reported once;
+- service health: touchpoint itself, for every brand it watches: the daemon restarting again and
+  again after unclean stops, the classifier failing (posts unlabelled, so self-promotion goes
+  unjudged), the write-ahead log grown past its limit (a reader holding checkpoints back).
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ UNANSWERED = "unanswered_mention"
 SELF_PROMOTION = "self_promotion"
 HEALTH = "collector_health"
 DATA_GAP = "data_gap"
-KINDS = (UNANSWERED, SELF_PROMOTION, HEALTH, DATA_GAP)
+SERVICE = "service_health"
+KINDS = (UNANSWERED, SELF_PROMOTION, HEALTH, DATA_GAP, SERVICE)
+SERVICE_PLATFORM = "touchpoint"  # the platform of a service alert: touchpoint itself
+RESTART_WINDOW = timedelta(minutes=30)
+RESTART_LIMIT = 3  # restarts after an unclean stop within RESTART_WINDOW that make a crash loop
 # streams whose health decides whether unanswered-mention alerts can be trusted
 WATCHED_STREAMS = ("account", "posts", "mentions")
 
@@ -262,6 +269,85 @@ def evaluate_gaps(
                 payload={"stream": g.stream, "detail": g.detail},
             )
         )
+    return alerts
+
+
+@dataclass(frozen=True)
+class ServiceHealth:
+    """What touchpoint knows of itself: when the daemon started again after an unclean stop, how
+    many classification passes failed in a row (and why, since when), and the WAL's size."""
+
+    restarts_after_crash: Sequence[datetime] = ()
+    classifier_failures: int = 0
+    classifier_error: str | None = None
+    classifier_failing_since: datetime | None = None
+    wal_bytes: int = 0
+    wal_limit_bytes: int = 256 * 2**20
+
+
+def service_problems(
+    s: ServiceHealth, *, now: datetime, policy: AlertPolicy
+) -> list[tuple[str, str, str, str]]:
+    """(problem, severity, title, detail) for each way touchpoint itself is unwell."""
+    problems = []
+    recent = [t for t in s.restarts_after_crash if now - t <= RESTART_WINDOW]
+    if len(recent) >= RESTART_LIMIT:
+        window = _duration(RESTART_WINDOW)
+        problems.append(
+            (
+                "restarts",
+                "critical",
+                f"touchpoint run restarted {len(recent)} times in {window} after unclean stops",
+                "each run ended without a clean stop (killed, crashed, out of memory or the "
+                "machine went down); see the service's log for why",
+            )
+        )
+    if s.classifier_failures >= policy.health_failures:
+        since = s.classifier_failing_since or now
+        problems.append(
+            (
+                "classifier",
+                "critical",
+                "posts are not being labelled",
+                f"the classifier failed {s.classifier_failures} time"
+                f"{'' if s.classifier_failures == 1 else 's'} in a row over "
+                f"{_duration(now - since)}, and self-promotion is not judged until it works "
+                f"again: {s.classifier_error or 'no reason given'}",
+            )
+        )
+    if s.wal_bytes > s.wal_limit_bytes:
+        problems.append(
+            (
+                "wal",
+                "warning",
+                f"the store's write-ahead log has grown to {s.wal_bytes / 2**20:.0f} MB",
+                "a long-open reader (a sqlite3 shell, a backup or report tool) keeps SQLite "
+                "from copying the log back; once it is closed the daemon shrinks the log "
+                f"(limit {s.wal_limit_bytes / 2**20:.0f} MB: [daemon] wal_alert_megabytes)",
+            )
+        )
+    return problems
+
+
+def evaluate_service(
+    service: ServiceHealth, *, now: datetime, policies: Mapping[str, AlertPolicy]
+) -> list[Alert]:
+    """Raise each service problem for every brand (each brand's people learn that its
+    monitoring is impaired, through its own channels)."""
+    alerts = []
+    for brand, policy in policies.items():
+        for problem, severity, title, detail in service_problems(service, now=now, policy=policy):
+            alerts.append(
+                Alert(
+                    fingerprint=f"{SERVICE}:{brand}:{problem}",
+                    kind=SERVICE,
+                    brand=brand,
+                    platform=SERVICE_PLATFORM,
+                    severity=severity,
+                    title=f"{brand}: {title}",
+                    payload={"problem": problem, "detail": detail},
+                )
+            )
     return alerts
 
 

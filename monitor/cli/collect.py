@@ -14,9 +14,15 @@ import click
 
 from monitor import pipeline, store
 from monitor.cli.app import AppContext, cli, pass_app
-from monitor.cli.common import _report_alerts, _report_labels, health_cells, render_status
+from monitor.cli.common import (
+    _report_alerts,
+    _report_labels,
+    health_cells,
+    render_service,
+    render_status,
+)
 from monitor.collectors import collector_class
-from monitor.config import STREAMS, ConfigError, Settings
+from monitor.config import STREAMS, ConfigError, DaemonSettings, Settings
 from monitor.daemon import daemon_holder
 from monitor.models import KINDS, Post, RunResult, StreamKey, parse_iso, utcnow
 
@@ -156,7 +162,9 @@ def _progress(start: datetime, end: datetime) -> Iterator[pipeline.ProgressHook]
 @pass_app
 def status(app: AppContext) -> None:
     """Show each stream: last run, outcome, new items, lag since its last success, consecutive
-    failures, health, last error; and whether `touchpoint run` is running on this database.
+    failures, health, last error; whether `touchpoint run` is running on this database; and
+    touchpoint itself: the classifier's last passes, restarts after unclean stops, the size of
+    the write-ahead log, and the alert outbox (messages waiting, sent, given up).
 
     HEALTH applies the alert rules' health checks (refused credentials, failing runs in a row, no
     success for `stale_after_intervals`) and says "overdue" when a stream has not run for two of
@@ -180,6 +188,8 @@ def status(app: AppContext) -> None:
     click.echo(render_status(rows, now, health))
     pid = daemon_holder(path)
     click.echo(f"\ndaemon: {f'running (pid {pid})' if pid else 'not running'} on {path}")
+    limit = (settings.daemon if settings else DaemonSettings()).wal_alert_megabytes
+    click.echo(render_service(db, now, wal_alert_megabytes=limit))
 
 
 EXPORT_COLUMNS = [c for c in store.POST_COLUMNS if c != "raw"]

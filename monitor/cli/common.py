@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import click
+from sqlite_utils import Database
 
 from monitor import pipeline, store
 from monitor.alerts import rules
 from monitor.alerts.outbox import stream_health
 from monitor.config import Settings
-from monitor.models import StreamKey, parse_iso
+from monitor.models import StreamKey, iso, parse_iso
 
 
 def _report_labels(labelled: int | None) -> None:
@@ -55,6 +56,38 @@ def render_status(
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)) + "  " + line[-1]
         for line in lines
     )
+
+
+def render_service(db: Database, now: datetime, *, wal_alert_megabytes: float) -> str:
+    """touchpoint itself, as the service rule sees it: the classifier's last passes, the
+    daemon's restarts after unclean stops, the WAL's size, and the alert outbox."""
+    classifier = store.get_classifier_status(db)
+    if classifier is None:
+        state = "no pass recorded yet"
+    elif classifier.failures == 0:
+        state = f"ok (last pass {_age(iso(classifier.at), now)} ago)"
+    else:
+        since = classifier.failing_since or classifier.at
+        state = (
+            f"FAILING, {classifier.failures} passes in a row since "
+            f"{_age(iso(since), now)} ago: {(classifier.error or '-')[:200]}"
+        )
+    lines = [f"classifier: {state}"]
+    recent = [t for t in store.restarts_after_crash(db) if now - t <= timedelta(days=1)]
+    if recent:
+        lines.append(
+            f"restarts after an unclean stop: {len(recent)} in the last day, the latest "
+            f"{_age(iso(recent[-1]), now)} ago"
+        )
+    wal = store.wal_bytes(db) / 2**20
+    over = " (over the alert limit)" if wal > wal_alert_megabytes else ""
+    lines.append(f"write-ahead log: {wal:.1f} MB{over}")
+    counts = store.count_deliveries(db)
+    lines.append(
+        f"alert outbox: {counts.get('pending', 0)} waiting, {counts.get('sent', 0)} sent, "
+        f"{counts.get('dead', 0)} given up"
+    )
+    return "\n".join(lines)
 
 
 def health_cells(

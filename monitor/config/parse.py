@@ -137,6 +137,9 @@ def _parse_daemon(v: _Validator, table: Mapping[str, Any]) -> DaemonSettings:
         shutdown_grace_seconds=v.number(
             table, "daemon", "shutdown_grace_seconds", d.shutdown_grace_seconds, 0, 60
         ),
+        wal_alert_megabytes=v.number(
+            table, "daemon", "wal_alert_megabytes", d.wal_alert_megabytes, 1, 1_000_000
+        ),
     )
 
 

@@ -103,6 +103,7 @@ class DaemonSettings:
     job_deadline_seconds: float = 600.0  # a stream's run stops after the page in flight
     alerts_interval_seconds: int = 60  # classify what is new, evaluate and deliver alerts
     shutdown_grace_seconds: float = 8.0  # SIGTERM: wait this long for jobs in flight
+    wal_alert_megabytes: float = 256.0  # alert when the store's -wal file grows past this
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,16 @@ All SQL lives in this package; callers use its names (``from monitor import stor
 ``store.open_db(path)``), never a module of it, and the modules split it by subject:
 
 - :mod:`.db`: ``open_db()``, the migrations (``m001_...``; recorded by name, so never renamed,
-  reordered or removed), the pragmas, ``write_transaction()``, ``checkpoint()``, the SQLite
-  version check, and the generic ``table_counts()`` and ``explain()``;
+  reordered or removed), the pragmas, ``write_transaction()``, the WAL's ``checkpoint()``,
+  ``wal_bytes()`` and ``shrink_wal()``, the SQLite version check, and the generic
+  ``table_counts()`` and ``explain()``;
 - :mod:`.posts`: the ingest upsert (``upsert_posts``, ``store_page``, ``post_row``,
   ``UPSERT_POST_SQL``), ``iter_posts`` and ``count_posts``;
 - :mod:`.labels`: ``LabelRow`` and the classifier's reads and writes;
 - :mod:`.alerts`: the mentions-with-answers query, alert states and the deliveries outbox;
 - :mod:`.streams`: cursors, runs, stream status and deferrals, collector state and accounts;
-- :mod:`.digest`: the daily digest's queries and ``digest_sends``.
+- :mod:`.digest`: the daily digest's queries and ``digest_sends``;
+- :mod:`.service`: the daemon's own state (starts and clean stops, the last classification).
 
 Imports among them point one way: every module uses :mod:`.db`; :mod:`.posts` uses the cursor
 write of :mod:`.streams` (a page and its cursor share a transaction); :mod:`.digest` reuses the
@@ -50,8 +52,10 @@ from monitor.store.db import (
     explain,
     migrations,
     open_db,
+    shrink_wal,
     sqlite_version_warning,
     table_counts,
+    wal_bytes,
     write_transaction,
 )
 from monitor.store.digest import (
@@ -86,6 +90,14 @@ from monitor.store.posts import (
     store_page,
     upsert_posts,
 )
+from monitor.store.service import (
+    ClassifierStatus,
+    get_classifier_status,
+    record_classification,
+    record_daemon_start,
+    record_daemon_stop,
+    restarts_after_crash,
+)
 from monitor.store.streams import (
     RunGap,
     StreamStatus,
@@ -109,6 +121,7 @@ __all__ = [
     "DIGEST_MENTIONS_SQL",
     "POST_COLUMNS",
     "UPSERT_POST_SQL",
+    "ClassifierStatus",
     "Delivery",
     "DigestSend",
     "LabelRow",
@@ -132,6 +145,7 @@ __all__ = [
     "extend_claims",
     "get_account_id",
     "get_alerts",
+    "get_classifier_status",
     "get_collector_state",
     "get_cursor",
     "get_deferral",
@@ -154,18 +168,24 @@ __all__ = [
     "post_row",
     "queue_delivery",
     "recipient_key",
+    "record_classification",
+    "record_daemon_start",
+    "record_daemon_stop",
     "record_delivery",
     "record_digest_failed",
     "record_digest_sent",
     "record_run",
+    "restarts_after_crash",
     "send_is_due",
     "set_account_id",
     "set_collector_state",
+    "shrink_wal",
     "sqlite_version_warning",
     "store_page",
     "sync_alerts",
     "table_counts",
     "upsert_labels",
     "upsert_posts",
+    "wal_bytes",
     "write_transaction",
 ]

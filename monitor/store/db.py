@@ -10,6 +10,7 @@ one, or an existing store would apply it again (or never).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -234,6 +235,13 @@ def m006_add_run_gaps(db: Database) -> None:
     db.execute("CREATE INDEX idx_runs_gap ON runs (started_at) WHERE gap IS NOT NULL")
 
 
+@migrations()
+def m007_create_service_state(db: Database) -> None:
+    """Keep what the daemon knows about itself across restarts: its starts and stops, and how the
+    last classification went (``store.service``)."""
+    db.table("service_state").create({"name": str, "state": str, "updated_at": str}, pk="name")
+
+
 def open_db(path: Path | str) -> Database:
     """Open (creating if needed) the SQLite store in WAL mode and apply pending migrations."""
     path = Path(path)
@@ -352,11 +360,33 @@ def _file_of(conn: sqlite3.Connection) -> str:
     return "the store"
 
 
+def wal_bytes(db: Database) -> int:
+    """The size of the store's write-ahead log file now (0 when there is none)."""
+    try:
+        return os.stat(_file_of(db.conn) + "-wal").st_size
+    except OSError:
+        return 0
+
+
 def checkpoint(db: Database) -> tuple[int, int, int]:
     """Copy the WAL into the database and truncate it (busy, WAL pages, pages checkpointed)."""
     with _WRITE_LOCK:
         row = db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     return int(row[0]), int(row[1]), int(row[2])
+
+
+def shrink_wal(db: Database) -> bool:
+    """Truncate the WAL file if no reader holds an old snapshot; True if it was truncated.
+
+    A passive checkpoint first (it never waits): only if it copied every page back does the
+    truncating one run, so a reader left open elsewhere never makes this wait out the busy
+    timeout while holding up the writes."""
+    with _WRITE_LOCK:
+        busy, pages, done = db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if busy or done < pages:
+            return False
+        busy, _, _ = db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return not busy
 
 
 def sqlite_version_warning() -> str | None:

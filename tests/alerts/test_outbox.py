@@ -328,6 +328,37 @@ def test_outbox_a_data_gap_is_reported_once_on_every_channel(rig: Rig) -> None:
     assert gaps == ["resolved"]
 
 
+def test_outbox_a_failing_classifier_and_a_crash_loop_reach_every_channel_then_resolve(
+    rig: Rig,
+) -> None:
+    now = utcnow()
+    for _ in range(3):  # the default policy alerts on the third failure in a row
+        store.record_classification(rig.db, error="model.skops: sha256 mismatch, refused", now=now)
+    for pid in range(4):  # three starts that followed a run killed without a clean stop
+        store.record_daemon_start(rig.db, pid=pid, now=now)
+    assert rig.run().sent == 3 and rig.counts() == (1, 1, 1)
+    payload = rig.hook.requests[0].json()
+    assert payload["kind"] == "service_health" and payload["severity"] == "critical"
+    assert payload["title"] == "acme: touchpoint needs attention (2 problems)"
+    assert "posts are not being labelled" in payload["summary"]
+    body = json.dumps(payload["items"])
+    assert "classifier" in body and "sha256 mismatch, refused" in body
+    assert "restarted 3 times in 30 min" in payload["summary"] and "killed, crashed" in body
+    mail = rig.emails()[0]
+    text = next(p for p in mail.walk() if p.get_content_type() == "text/plain")
+    assert "sha256 mismatch, refused" in text.get_payload(decode=True).decode()
+    assert "touchpoint needs attention" in mail["Subject"]
+
+    store.record_classification(rig.db, error=None)
+    rig.run(at=timedelta(minutes=31))  # the restarts are out of the window, labelling works
+    assert rig.counts() == (1, 1, 1)
+    states = {a.fingerprint: a.state for a in store.get_alerts(rig.db)}
+    assert states == {
+        "service_health:acme:classifier": "resolved",
+        "service_health:acme:restarts": "resolved",
+    }
+
+
 def test_outbox_500_mentions_become_one_grouped_message_per_channel(rig: Rig) -> None:
     store.upsert_posts(rig.db, [mention(n, minutes_ago=120 + n) for n in range(500)])
     rig.run()

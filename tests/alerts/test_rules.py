@@ -163,3 +163,47 @@ def test_rules_health(changes: dict[str, object], severity: str | None) -> None:
     assert [a.severity for a in alerts] == ([severity] if severity else [])
     if alerts:
         assert rules.down_accounts(alerts) == {("acme", "x")}
+
+
+def service(**fields: object) -> list:
+    health = rules.ServiceHealth(**fields)  # type: ignore[arg-type]
+    return rules.evaluate_service(health, now=NOW, policies={"acme": POLICY, "globex": POLICY})
+
+
+def test_rules_service_crash_loop_is_three_unclean_restarts_within_half_an_hour() -> None:
+    minutes = [NOW - timedelta(minutes=m) for m in (40, 20, 10)]
+    assert service(restarts_after_crash=minutes) == []  # only two inside the window
+    restarts = [*minutes, NOW - timedelta(minutes=1)]
+    alerts = service(restarts_after_crash=restarts)
+    assert [(a.brand, a.fingerprint, a.severity) for a in alerts] == [
+        ("acme", "service_health:acme:restarts", "critical"),
+        ("globex", "service_health:globex:restarts", "critical"),
+    ]
+    assert alerts[0].title == "acme: touchpoint run restarted 3 times in 30 min after unclean stops"
+    assert alerts[0].platform == "touchpoint"
+
+
+def test_rules_service_classifier_failing_health_failures_times_in_a_row() -> None:
+    since = NOW - timedelta(minutes=3)
+    failing = {"classifier_error": "the model file was refused", "classifier_failing_since": since}
+    assert service(classifier_failures=2, **failing) == []
+    alert = service(classifier_failures=3, **failing)[0]
+    assert alert.fingerprint == "service_health:acme:classifier"
+    assert alert.title == "acme: posts are not being labelled"
+    detail = alert.payload["detail"]
+    assert detail == (
+        "the classifier failed 3 times in a row over 3 min, and self-promotion is not judged "
+        "until it works again: the model file was refused"
+    )
+    strict = replace(POLICY, health_failures=1)
+    health = rules.ServiceHealth(classifier_failures=1, classifier_error="x")
+    assert rules.evaluate_service(health, now=NOW, policies={"acme": strict})
+
+
+def test_rules_service_wal_past_its_limit_is_a_warning_naming_the_size_and_the_key() -> None:
+    limit = 8 * 2**20
+    assert service(wal_bytes=limit, wal_limit_bytes=limit) == []
+    alert = service(wal_bytes=limit * 40, wal_limit_bytes=limit)[0]
+    assert (alert.fingerprint, alert.severity) == ("service_health:acme:wal", "warning")
+    assert "has grown to 320 MB" in alert.title
+    assert "limit 8 MB: [daemon] wal_alert_megabytes" in alert.payload["detail"]
