@@ -5,7 +5,8 @@ fingerprint), resolves the ones no longer raised and queues one grouped message 
 channel) for the alerts that are due. ``deliver`` claims what is due (so two processes never send
 it both) and sends it: one thread per channel, so a receiver that hangs holds up no other channel;
 bounded retries with jittered backoff; the same idempotency key on every attempt of a message; each
-outcome recorded as soon as it is known.
+outcome recorded as soon as it is known; no faster than the channel's rate (Slack: one a second),
+and nothing at all to a channel that asked to wait (a 429 with Retry-After) until then.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ ATTEMPTS_PER_RUN = 4
 MAX_ATTEMPTS = 12
 BASE_DELAY_SECONDS = 0.5
 MAX_DELAY_SECONDS = 300.0
+# A wait up to this long (backoff or Retry-After) is slept inside the pass; a longer one ends the
+# pass for the message, and a Retry-After holds its whole channel until then (store.hold_channel):
+# no further post to it from any process, the other channels unaffected.
+MAX_WAIT_IN_PASS_SECONDS = 5.0
+MAX_HOLD_SECONDS = 86400.0
 # A pass holds the messages it sends for CLAIM_SECONDS, renewed every RENEW_SECONDS while it runs:
 # if the process dies, its unsent messages go out again (same key) CLAIM_SECONDS later.
 CLAIM_SECONDS = 120.0
@@ -389,18 +395,35 @@ def _send_all(
     sleep: Callable[[float], None],
     done: Callable[[tuple[store.Delivery, _Outcome]], None],
 ) -> None:
+    held_until: float | None = None  # monotonic: the channel asked to be left alone until then
+    last_sent: float | None = None
     for delivery in deliveries:
         if channel is None:
             outcome = _Outcome("dead", delivery.attempts, "the channel is no longer configured")
+        elif held_until is not None:  # not tried: no attempt counted, the same wait
+            wait = max(held_until - time.monotonic(), 1.0)
+            outcome = _Outcome("pending", delivery.attempts, "not sent: channel held", wait)
         else:
-            try:
-                outcome = _send_one(channel, delivery, sleep)
-            except Exception as exc:  # a bug in a channel must not hold up its other messages
-                logger.exception("deliver %s to %s: unexpected error", delivery.key, channel.name)
-                attempts = delivery.attempts + 1
-                state = "dead" if attempts >= MAX_ATTEMPTS else "pending"
-                outcome = _Outcome(state, attempts, clean(f"{type(exc).__name__}: {exc}"))
+            pause = channel.min_interval_seconds - (time.monotonic() - (last_sent or 0.0))
+            if last_sent is not None and pause > 0:  # the receiver's rate: Slack's one a second
+                sleep(pause)
+            outcome = _send_guarded(channel, delivery, sleep)
+            last_sent = time.monotonic()
+            if outcome.state == "pending" and outcome.retry_after is not None:
+                held_until = time.monotonic() + outcome.retry_after
         done((delivery, outcome))
+
+
+def _send_guarded(
+    channel: Channel, delivery: store.Delivery, sleep: Callable[[float], None]
+) -> _Outcome:
+    try:
+        return _send_one(channel, delivery, sleep)
+    except Exception as exc:  # a bug in a channel must not hold up its other messages
+        logger.exception("deliver %s to %s: unexpected error", delivery.key, channel.name)
+        attempts = delivery.attempts + 1
+        state = "dead" if attempts >= MAX_ATTEMPTS else "pending"
+        return _Outcome(state, attempts, clean(f"{type(exc).__name__}: {exc}"))
 
 
 def _send_one(
@@ -423,9 +446,10 @@ def _send_one(
             )
             if not exc.retryable or attempts >= MAX_ATTEMPTS:
                 return _Outcome("dead", attempts, error)
-            if run_attempt == ATTEMPTS_PER_RUN or (exc.retry_after or 0) > MAX_DELAY_SECONDS:
+            wait = exc.retry_after if exc.retry_after is not None else _backoff(attempts)
+            if run_attempt == ATTEMPTS_PER_RUN or wait > MAX_WAIT_IN_PASS_SECONDS:
                 return _Outcome("pending", attempts, error, exc.retry_after)
-            sleep(min(exc.retry_after or _backoff(attempts), MAX_DELAY_SECONDS))
+            sleep(wait)
             continue
         logger.info("delivered %s to %s after %d attempts", message.key, channel.name, attempts)
         return _Outcome("sent", attempts)
@@ -441,10 +465,11 @@ def _record(
 ) -> None:
     now = utcnow()
     next_at = None
-    if outcome.state == "pending":
-        wait = (
-            outcome.retry_after if outcome.retry_after is not None else _backoff(outcome.attempts)
-        )
+    if outcome.state == "pending" and outcome.retry_after is not None:
+        next_at = now + timedelta(seconds=min(max(outcome.retry_after, 1.0), MAX_HOLD_SECONDS))
+        store.hold_channel(db, delivery.channel, until=next_at)
+    elif outcome.state == "pending":
+        wait = _backoff(outcome.attempts)
         next_at = now + timedelta(seconds=min(max(wait, 1.0), MAX_DELAY_SECONDS))
     if outcome.state == "dead":
         logger.warning(

@@ -17,11 +17,12 @@ All SQL lives in this package; callers use its names (``from monitor import stor
 - :mod:`.alerts`: the mentions-with-answers query, alert states and the deliveries outbox;
 - :mod:`.streams`: cursors, runs, stream status and deferrals, collector state and accounts;
 - :mod:`.digest`: the daily digest's queries and ``digest_sends``;
-- :mod:`.service`: the daemon's own state (starts and clean stops, the last classification).
+- :mod:`.service`: touchpoint's own state (the daemon's starts and clean stops, the last
+  classification, alert channels held after a Retry-After).
 
 Imports among them point one way: every module uses :mod:`.db`; :mod:`.posts` uses the cursor
 write of :mod:`.streams` (a page and its cursor share a transaction); :mod:`.digest` reuses the
-mentions query of :mod:`.alerts`.
+mentions query of :mod:`.alerts`; :mod:`.alerts` skips the channels :mod:`.service` holds.
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ from monitor.store.posts import (
 )
 from monitor.store.service import (
     ClassifierStatus,
+    get_channel_holds,
     get_classifier_status,
+    hold_channel,
     record_classification,
     record_daemon_start,
     record_daemon_stop,
@@ -145,6 +148,7 @@ __all__ = [
     "extend_claims",
     "get_account_id",
     "get_alerts",
+    "get_channel_holds",
     "get_classifier_status",
     "get_collector_state",
     "get_cursor",
@@ -154,6 +158,7 @@ __all__ = [
     "get_last_activity",
     "get_stream_status",
     "has_posts_to_label",
+    "hold_channel",
     "iter_brand_activity",
     "iter_labelled_posts",
     "iter_mentions_between",

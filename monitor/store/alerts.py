@@ -14,6 +14,7 @@ from sqlite_utils import Database
 
 from monitor.models import Alert, iso, utcnow
 from monitor.store.db import write_transaction
+from monitor.store.service import CHANNEL_HOLD
 
 logger = logging.getLogger(__name__)
 
@@ -245,12 +246,15 @@ def claim_due_deliveries(db: Database, *, now: datetime, until: datetime) -> lis
     """Take the pending deliveries whose next attempt is due, oldest first, for this process
     until ``until``: their next attempt moves there in the same transaction, so that no other
     process (the daemon, a ``touchpoint collect``) sends them meanwhile. A claim whose holder dies
-    before recording an outcome lapses at ``until``: the message is sent again, with its key."""
+    before recording an outcome lapses at ``until``: the message is sent again, with its key.
+    Nothing is taken for a channel held past ``now`` (``hold_channel``)."""
     with write_transaction(db) as conn:
         rows = conn.execute(
             "SELECT id, key, channel, brand, kind, alert_ids, message, attempts, state "
-            "FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id",
-            (iso(now),),
+            "FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? "
+            "AND ? || channel NOT IN (SELECT name FROM service_state WHERE name LIKE ? "
+            "AND json_extract(state, '$.until') > ?) ORDER BY id",
+            (iso(now), CHANNEL_HOLD, CHANNEL_HOLD + "%", iso(now)),
         ).fetchall()
         _hold(conn, [r[0] for r in rows], until)
     return [

@@ -1,6 +1,7 @@
-"""The daemon's own state across restarts (``service_state``): its starts and clean stops, and how
-the last classification went. The alert rules read it to tell a crash loop or a classifier that
-stopped labelling (``rules.SERVICE``)."""
+"""touchpoint's own state across restarts (``service_state``): the daemon's starts and clean stops,
+how the last classification went (the alert rules read them to tell a crash loop or a classifier
+that stopped labelling, ``rules.SERVICE``), and the alert channels that asked to be left alone
+until a time (a 429 with ``Retry-After``), which no process sends to before then."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from monitor.store.db import write_transaction
 DAEMON = "daemon"
 CLASSIFIER = "classifier"
 KEEP_STARTS = 20  # the daemon's last starts kept (enough to see a crash loop)
+CHANNEL_HOLD = "channel:"  # + a channel's name: the time it asked to be left alone until
 
 
 @dataclass(frozen=True)
@@ -97,3 +99,23 @@ def get_classifier_status(db: Database) -> ClassifierStatus | None:
         error=state.get("error"),
         failing_since=parse_iso(since) if since else None,
     )
+
+
+def hold_channel(db: Database, channel: str, *, until: datetime) -> None:
+    """Send nothing to ``channel`` before ``until`` (it answered 429 or 503 with Retry-After);
+    a later hold already recorded stays."""
+    with write_transaction(db):
+        now = utcnow()
+        before = _get(db, CHANNEL_HOLD + channel).get("until")
+        if before is None or parse_iso(before) < until:
+            _set(db, CHANNEL_HOLD + channel, {"until": iso(until)}, now)
+
+
+def get_channel_holds(db: Database, *, now: datetime) -> dict[str, datetime]:
+    """The channels held past ``now``, and until when."""
+    rows = db.conn.execute(
+        "SELECT substr(name, ?), json_extract(state, '$.until') FROM service_state "
+        "WHERE name LIKE ? AND json_extract(state, '$.until') > ?",
+        (len(CHANNEL_HOLD) + 1, CHANNEL_HOLD + "%", iso(now)),
+    )
+    return {str(name): parse_iso(until) for name, until in rows}

@@ -24,7 +24,7 @@ from monitor.alerts import outbox
 from monitor.alerts.message import Message
 from monitor.cli import cli
 from monitor.config import Settings, load_settings
-from monitor.models import Post, RunResult, StreamKey, iso, utcnow
+from monitor.models import Post, RunResult, StreamKey, iso, parse_iso, utcnow
 from tests.alerts.servers import Receiver, Reply, Sink, free_port
 
 HOSTILE = (
@@ -264,6 +264,52 @@ def queue_messages(db: Database, channel: str, n: int) -> list[str]:
                 now=now,
             )
     return keys
+
+
+def test_outbox_slack_429_holds_that_channel_for_its_retry_after_and_no_other(rig: Rig) -> None:
+    rig.slack.script(Reply(429, {"Retry-After": "30"}, b"rate_limited"))
+    slack_keys = queue_messages(rig.db, "slack", 3)
+    with store.write_transaction(rig.db):  # a message for the webhook too, queued alike
+        rig.db.conn.execute("UPDATE deliveries SET channel = 'hook' WHERE key = 'test-2'")
+    started = time.monotonic()
+    report = rig.run()
+    assert time.monotonic() - started < 5, "the Retry-After is not slept inside the pass"
+    assert len(rig.slack.requests) == 1 and len(rig.hook.requests) == 1
+    assert report.sent == 1 and report.retrying == 2
+    rows = {d["key"]: d for d in rig.db["deliveries"].rows}
+    assert [rows[k]["attempts"] for k in slack_keys[:2]] == [1, 0]  # the second was not tried
+    for key in slack_keys[:2]:
+        wait = parse_iso(rows[key]["next_attempt_at"]) - utcnow()
+        assert timedelta(seconds=25) < wait <= timedelta(seconds=30)
+    held = store.get_channel_holds(rig.db, now=utcnow())
+    assert set(held) == {"slack"}
+
+    store.upsert_posts(rig.db, [mention(1, minutes_ago=120)])  # new alerts, slack held still
+    rig.run(at=timedelta(seconds=10))
+    assert len(rig.slack.requests) == 1 and len(rig.hook.requests) == 2
+    assert len(rig.sink.received) == 1
+    rig.run(at=timedelta(seconds=31))
+    assert len(rig.slack.requests) == 4  # the two held back and the new alert's message
+    assert sorted(keys(rig.slack)[1:3]) == sorted(slack_keys[:2])
+
+
+def test_outbox_slack_gets_at_most_one_message_a_second(rig: Rig) -> None:
+    queue_messages(rig.db, "slack", 3)
+    with store.write_transaction(rig.db):
+        for key in ("hook-0", "hook-1", "hook-2"):
+            rig.db.conn.execute(
+                "INSERT INTO deliveries (key, channel, brand, kind, severity, alert_ids, message,"
+                " created_at, state, attempts, next_attempt_at) SELECT ?, 'hook', brand, kind, "
+                "severity, alert_ids, message, created_at, state, 0, next_attempt_at "
+                "FROM deliveries WHERE key = 'test-0'",
+                (key,),
+            )
+    report = outbox.deliver(rig.db, outbox.build_channels(rig.settings))
+    assert report.sent == 6
+    slack = [r.at for r in rig.slack.requests]
+    assert all(b - a >= 0.95 for a, b in zip(slack, slack[1:], strict=False)), slack
+    hook = [r.at for r in rig.hook.requests]
+    assert hook[-1] - hook[0] < 0.9, "a webhook has no such limit"
 
 
 def test_outbox_a_pass_that_dies_mid_batch_resends_only_what_it_had_not_sent(

@@ -50,6 +50,7 @@ class Channel(ABC):
 
     name: str
     kind: str = ""
+    min_interval_seconds: float = 0.0  # the receiver's rate limit: at most one send per this
 
     @abstractmethod
     def send(self, message: Message) -> None:

@@ -25,6 +25,7 @@ class SlackChannel(HttpChannel):
     """Posts alert messages to a Slack incoming webhook (one attempt per :meth:`send`)."""
 
     kind = "slack"
+    min_interval_seconds = 1.0  # Slack's incoming webhooks: one message a second
 
     def __init__(
         self,
