@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,14 +19,21 @@ from monitor.sandbox import fleet
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def test_classify_collect_labels_every_new_brand_post_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextmanager
+def x_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str = "") -> Iterator[Path]:
+    """The X sandbox running, and a config for it (plus ``extra`` TOML); yields the config."""
     for name, value in fleet.environment(["x"]).items():
         monkeypatch.setenv(name, value)
     with fleet.running(seed=4, start=END - timedelta(days=1), end=END, platforms=["x"]) as servers:
         config = tmp_path / "touchpoint.toml"
-        config.write_text(fleet.config_text({p: s.url for p, s in servers.items()}))
+        config.write_text(fleet.config_text({p: s.url for p, s in servers.items()}) + extra)
+        yield config
+
+
+def test_classify_collect_labels_every_new_brand_post_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with x_sandbox(tmp_path, monkeypatch) as config:
         runner = CliRunner()
         first = runner.invoke(cli, ["--config", str(config), "collect"])
         assert first.exit_code == 0, first.output
@@ -57,12 +66,7 @@ def test_classify_collect_labels_every_new_brand_post_once(
 def test_classify_collect_with_a_model_that_cannot_load_stores_posts_and_records_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in fleet.environment(["x"]).items():
-        monkeypatch.setenv(name, value)
-    with fleet.running(seed=4, start=END - timedelta(days=1), end=END, platforms=["x"]) as servers:
-        config = tmp_path / "touchpoint.toml"
-        text = fleet.config_text({p: s.url for p, s in servers.items()})
-        config.write_text(f'{text}\n[classifier]\nmodel_path = "gone.skops"\n')
+    with x_sandbox(tmp_path, monkeypatch, '\n[classifier]\nmodel_path = "gone.skops"\n') as config:
         result = CliRunner().invoke(cli, ["--config", str(config), "collect"])
     assert result.exit_code == 0, result.output
     db = store.open_db(tmp_path / "touchpoint.db")
@@ -71,6 +75,12 @@ def test_classify_collect_with_a_model_that_cannot_load_stores_posts_and_records
     status = store.get_classifier_status(db)
     assert status is not None and status.failures == 1
     assert status.error is not None and "gone.skops" in status.error
+    config.write_text(config.read_text().replace('model_path = "gone.skops"', ""))  # fixed
+    fixed = CliRunner().invoke(cli, ["--config", str(config), "classify"])
+    assert fixed.exit_code == 0, fixed.output
+    status = store.get_classifier_status(db)
+    assert status is not None and status.failures == 0
+    assert db.execute("SELECT count(*) FROM labels").fetchone()[0] > 0
     db.conn.close()
 
 
