@@ -480,8 +480,9 @@ class Daemon:
     def _process_once(self) -> None:
         db = self._db()
         started = utcnow()
-        if store.wal_bytes(db) > self.options.wal_alert_megabytes * 2**20:
-            self._shrink_wal(db)
+        wal = store.wal_bytes(db)
+        if wal > self.options.wal_alert_megabytes * 2**20:
+            self._shrink_wal(db, wal)
         if store.has_posts_to_label(db, collected_since=self._label_check_since):
             deadline = time.monotonic() + self.options.job_deadline_seconds
             if self._classify_in_child(self._stop_check(deadline)):
@@ -502,10 +503,9 @@ class Daemon:
             logger.info("digest: %d emails sent", sent)
 
     @staticmethod
-    def _shrink_wal(db: Database) -> None:
-        """The WAL grew past its alert limit: shrink it now if no reader holds it (the alert then
-        resolves); else the service alert says what holds it."""
-        before = store.wal_bytes(db)
+    def _shrink_wal(db: Database, before: int) -> None:
+        """The WAL (``before`` bytes) grew past its alert limit: shrink it now if no reader holds
+        it (the alert then resolves); else the service alert says what holds it."""
         if store.shrink_wal(db):
             logger.info("checkpoint: the WAL of %d MB was copied back and truncated", before >> 20)
         else:
@@ -539,15 +539,14 @@ class Daemon:
         )
         output = _wait_child(child, stop)
         last = output.strip().splitlines()[-1] if output.strip() else ""
-        db = self._db()
-        if child.returncode == 0:
+        if child.returncode == 0:  # the child recorded its success (pipeline.classify_pending)
             logger.info("classify: %s (%.1fs)", last, time.monotonic() - started)
-            self._remember(partial(store.record_classification, db, error=None))
             return True
         logger.error("classify failed (exit %s): %s", child.returncode, last or "no output")
         if not (self._stop.is_set() or self._pausing.is_set()):  # not the daemon's own stop
             error = clean(last.removeprefix("Error: ") or f"exit status {child.returncode}")
-            self._remember(partial(store.record_classification, db, error=error[:500]))
+            record = partial(store.record_classification, self._db(), error=error[:500])
+            self._remember(record)
         return False
 
 

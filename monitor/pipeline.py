@@ -304,7 +304,8 @@ def classify_pending(
     batch_size: int = 1000,
 ) -> int:
     """Label the brand's posts that have no label yet (or, with ``relabel``, one from another
-    model version), a batch at a time; return how many were labelled."""
+    model version), a batch at a time; return how many were labelled. Records the success, so a
+    classifier alert resolves once labelling works again, whoever labelled."""
     done = 0
     batches = store.iter_posts_to_label(
         db, model_version=classifier.version, relabel=relabel, since=since, batch_size=batch_size
@@ -322,6 +323,7 @@ def classify_pending(
             for (post_id, _), p in zip(batch, predictions, strict=True)
         ]
         done += store.upsert_labels(db, rows)
+    store.record_classification(db, error=None)
     return done
 
 
@@ -343,9 +345,7 @@ def classify_new(db: Database, settings: Settings) -> int | None:
         logger.error("posts not classified: %s", exc)
         store.record_classification(db, error=clean(str(exc))[:500])
         return None
-    done = classify_pending(db, classifier)
-    store.record_classification(db, error=None)
-    return done
+    return classify_pending(db, classifier)
 
 
 @dataclass(frozen=True)

@@ -404,9 +404,10 @@ def _send_all(
             wait = max(held_until - time.monotonic(), 1.0)
             outcome = _Outcome("pending", delivery.attempts, "not sent: channel held", wait)
         else:
-            pause = channel.min_interval_seconds - (time.monotonic() - (last_sent or 0.0))
-            if last_sent is not None and pause > 0:  # the receiver's rate: Slack's one a second
-                sleep(pause)
+            if last_sent is not None:  # the receiver's rate: Slack's one a second
+                pause = channel.min_interval_seconds - (time.monotonic() - last_sent)
+                if pause > 0:
+                    sleep(pause)
             outcome = _send_guarded(channel, delivery, sleep)
             last_sent = time.monotonic()
             if outcome.state == "pending" and outcome.retry_after is not None:

@@ -67,7 +67,6 @@ def classify(app: AppContext, since: datetime | None, relabel: bool, accurate: b
     done = pipeline.classify_pending(
         db, classifier, relabel=relabel, since=since.replace(tzinfo=UTC) if since else None
     )
-    store.record_classification(db, error=None)  # labelling works again: a failure alert resolves
     counts = ", ".join(f"{n} {label}" for label, n in sorted(store.count_labels(db).items()))
     click.echo(
         f"labelled {done} posts with model {classifier.version}; all labels: {counts or '-'}"

@@ -14,7 +14,7 @@ from sqlite_utils import Database
 
 from monitor.models import Alert, iso, utcnow
 from monitor.store.db import write_transaction
-from monitor.store.service import CHANNEL_HOLD
+from monitor.store.service import get_channel_holds
 
 logger = logging.getLogger(__name__)
 
@@ -249,12 +249,12 @@ def claim_due_deliveries(db: Database, *, now: datetime, until: datetime) -> lis
     before recording an outcome lapses at ``until``: the message is sent again, with its key.
     Nothing is taken for a channel held past ``now`` (``hold_channel``)."""
     with write_transaction(db) as conn:
+        held = sorted(get_channel_holds(db, now=now))
         rows = conn.execute(
             "SELECT id, key, channel, brand, kind, alert_ids, message, attempts, state "
             "FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? "
-            "AND ? || channel NOT IN (SELECT name FROM service_state WHERE name LIKE ? "
-            "AND json_extract(state, '$.until') > ?) ORDER BY id",
-            (iso(now), CHANNEL_HOLD, CHANNEL_HOLD + "%", iso(now)),
+            f"AND channel NOT IN ({', '.join('?' * len(held))}) ORDER BY id",
+            (iso(now), *held),
         ).fetchall()
         _hold(conn, [r[0] for r in rows], until)
     return [
