@@ -37,6 +37,7 @@ from sqlite_utils import Database
 
 from monitor import pipeline, store
 from monitor.alerts import outbox
+from monitor.alerts.watchdog import Watchdog
 from monitor.collectors import collector_class
 from monitor.collectors.base import Collector
 from monitor.config import ConfigError, Settings, load_settings
@@ -50,6 +51,7 @@ PROCESS_JOB = "classify-and-alert"
 CHECKPOINT_JOB = "checkpoint"
 DIGEST_JOB = "digest"
 DIGEST_CHECK_SECONDS = 300  # how often due digests are looked for (each brand's send_time)
+WATCHDOG_TICK_SECONDS = 60.0  # how often the watchdog looks (more often for a short watchdog_after)
 PROCESS_FIRST_DELAY_SECONDS = 5  # the first classify-and-alert pass, after start
 
 
@@ -201,6 +203,7 @@ class Daemon:
         self._process_again = threading.Event()
         self._label_check_since: datetime | None = None
         self._scheduler: BackgroundScheduler | None = None
+        self._watchdog = Watchdog({}, after=timedelta(0), repeat=timedelta(0), started=utcnow())
 
     # lifecycle --------------------------------------------------------------------------------
 
@@ -223,6 +226,8 @@ class Daemon:
             if warning:
                 logger.warning("%s; avoid writing from another process meanwhile", warning)
             self._remember(partial(store.record_daemon_start, db, pid=os.getpid()))
+            self._configure_watchdog()
+            threading.Thread(target=self._watch, name="watchdog", daemon=True).start()
             scheduler.start()
             while not self._stop.wait(1.0):
                 if self._reload.is_set():
@@ -295,6 +300,7 @@ class Daemon:
                 self.db_path,
             )
         self.settings, self.options = new, new.daemon
+        self._configure_watchdog()
         self._platform_locks = {p: threading.Lock() for p in new.platforms_in_use()}
         jobs = plan_streams(new)
         scheduler = self._build_scheduler(jobs, store.last_run_starts(db), utcnow())
@@ -473,7 +479,12 @@ class Daemon:
     def _process(self) -> None:
         for _ in range(3):  # new items that arrive meanwhile get one more pass, boundedly
             self._process_again.clear()
-            self._process_once()
+            try:
+                self._process_once()
+            except Exception as exc:  # the watchdog gives the reason if it happens every time
+                self._watchdog.failed(str(exc))
+                raise
+            self._watchdog.passed(utcnow())
             if not self._process_again.is_set() or self._stop.is_set():
                 return
 
@@ -494,6 +505,32 @@ class Daemon:
         report = pipeline.run_alerts(db, self.settings)
         if report.eventful:
             logger.info("alerts: %s", report.summary())
+
+    def _configure_watchdog(self) -> None:
+        """Tell the watchdog which channels to use and how long a pass may take: at least one
+        alerts interval plus a job deadline (the classify child's), however short the setting."""
+        names = self.options.watchdog_channels
+        channels = outbox.build_channels(self.settings)
+        chosen = {n: c for n, c in channels.items() if not names or n in names}
+        bound = self.options.alerts_interval_seconds + self.options.job_deadline_seconds
+        after = max(self.options.watchdog_after_seconds, bound)
+        hours = min((b.alerts.repeat_hours for b in self.settings.brands), default=4.0)
+        self._watchdog.configure(
+            chosen, after=timedelta(seconds=after), repeat=timedelta(hours=hours)
+        )
+        logger.info(
+            "watchdog: alerts not going out for %.0fs are told to %s", after, ", ".join(chosen)
+        )
+
+    def _watch(self) -> None:
+        """The watchdog thread: judge the alert passes until the daemon stops; never raise."""
+        while not self._stop.wait(
+            min(WATCHDOG_TICK_SECONDS, self._watchdog.after.total_seconds() / 5)
+        ):
+            try:
+                self._watchdog.check(self._db(), utcnow())
+            except Exception:
+                logger.exception("watchdog: check failed")
 
     def _send_digests(self) -> None:
         """Send yesterday's digest of each brand once its local send_time has passed (once per

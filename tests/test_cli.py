@@ -13,7 +13,8 @@ from click.testing import CliRunner, Result
 
 from monitor import store
 from monitor.cli import cli
-from monitor.models import Post, RunResult, StreamKey, utcnow
+from monitor.models import Post, RunResult, StreamKey, iso, utcnow
+from tests.alerts.test_outbox import queue_messages
 from tests.conftest import TOKEN_ENV
 from tests.test_store import post
 
@@ -103,8 +104,15 @@ def test_cli_status_tells_a_failing_classifier_and_restarts_after_unclean_stops(
     store.record_classification(db, error="model file missing: gone.skops")
     for pid in (1, 2, 3):  # 1 and 2 were killed: two restarts after an unclean stop
         store.record_daemon_start(db, pid=pid)
+    queue_messages(db, "hook", 2)
+    with store.write_transaction(db):  # one due 20 minutes ago, the other in an hour
+        db.conn.execute(
+            "UPDATE deliveries SET next_attempt_at = CASE key WHEN 'test-0' THEN ? ELSE ? END",
+            (iso(utcnow() - timedelta(minutes=20)), iso(utcnow() + timedelta(hours=1))),
+        )
     db.conn.close()
     out = run("status").stdout
+    assert "alert outbox: 2 waiting (1 due, the oldest for 20m), 0 sent, 0 given up" in out
     assert "classifier: FAILING, 2 passes in a row since 10m ago: model file missing" in out
     assert "restarts after an unclean stop: 2 in the last day" in out
     assert "write-ahead log: " in out

@@ -101,6 +101,8 @@ BAD = [
     ),
     (B + '[brands.alerts]\nchannels = ["nope"]\n', "brands[a].alerts.channels", "no channel named"),
     ('[classifier]\naccurate = "yes"\n' + B, "classifier.accurate", "true or false"),
+    ('[daemon]\nwatchdog_channels = ["ops"]\n' + B, "daemon.watchdog_channels", "no channel named"),
+    ("[daemon]\nwatchdog_after_seconds = 5\n" + B, "daemon.watchdog_after_seconds", "10"),
 ]
 
 
@@ -176,9 +178,12 @@ channels = ["slack"]
 [[brands]]
 name = "b"
 accounts = {x = "b"}
+[daemon]
+watchdog_channels = ["mail"]
 """,
     )
     settings = load_settings(path)
+    assert settings.daemon.watchdog_channels == ("mail",)
     a, b = settings.brands
     assert a.alerts.self_promotion_max_share == pytest.approx(1 / 3)
     assert a.alerts.channels == ("slack",) and a.alerts.business_hours == "09:00-17:30"

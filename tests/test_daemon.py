@@ -250,6 +250,28 @@ def test_a_wal_held_by_an_open_reader_is_alerted_then_shrunk_once_it_closes(tmp_
         hook.close()
 
 
+def test_the_watchdog_tells_its_channels_and_waits_at_least_a_pass_with_its_deadline(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "touchpoint.toml"
+    hook = '[alerts.channels.{}]\ntype = "webhook"\nurl = "https://hooks.example.com/{}"\n\n'
+    config.write_text(
+        "[daemon]\nalerts_interval_seconds = 120\njob_deadline_seconds = 900\n"
+        'watchdog_after_seconds = 600\nwatchdog_channels = ["ops"]\n\n'
+        "[alerts]\nrepeat_hours = 6\n\n"
+        + hook.format("ops", "ops")
+        + hook.format("team", "team")
+        + '[[brands]]\nname = "a"\naccounts = {x = "a"}\n[brands.alerts]\nrepeat_hours = 2\n'
+        + '[[brands]]\nname = "b"\naccounts = {x = "b"}\n'
+    )
+    daemon = Daemon(load_settings(config), tmp_path / "touchpoint.db")
+    daemon._configure_watchdog()
+    dog = daemon._watchdog
+    assert list(dog.channels) == ["ops"]
+    assert dog.after == timedelta(seconds=120 + 900)  # 600 s is shorter than a pass may take
+    assert dog.repeat == timedelta(hours=2)  # the shortest repeat of a brand
+
+
 def test_database_lock_refuses_a_second_holder_naming_the_pid(tmp_path: Path) -> None:
     db_path = tmp_path / "touchpoint.db"
     assert daemon_holder(db_path) is None
@@ -483,6 +505,49 @@ def test_a_restarted_daemon_sends_what_the_outbox_holds_at_once(rig: Callable[..
     assert daemon.returncode == 0, out
     assert [q.headers["idempotency-key"] for q in r.hook.requests] == [left]
     assert scalar(r.db_path, "SELECT count(*) FROM runs") == len(plan_streams(settings))  # none ran
+
+
+def watchdog_notices(hook: Receiver) -> list[dict[str, str]]:
+    return [b for b in (q.json() for q in hook.requests) if b["kind"] == "watchdog"]
+
+
+def test_alert_passes_stuck_behind_a_write_lock_are_told_by_the_watchdog_directly(
+    rig: Callable[..., Rig],
+) -> None:
+    # another program (a sqlite3 shell, a backup tool) holds the write lock: every alert pass
+    # waits out the busy timeout and fails, so nothing the outbox holds can go out, notices included
+    r = rig(interval=3600)
+    text = r.config.read_text().replace("job_deadline_seconds = 60", "job_deadline_seconds = 5")
+    r.config.write_text(text.replace("[daemon]\n", "[daemon]\nwatchdog_after_seconds = 10\n"))
+    settings = load_settings(r.config)
+    db = store.open_db(r.db_path)
+    now = utcnow()
+    for job in plan_streams(settings):  # nothing is overdue: no collection writes
+        key = StreamKey(job.brand, job.platform, job.stream)
+        store.record_run(db, RunResult(key, started_at=now, finished_at=now))
+    (left,) = queue_messages(db, "hook", 1)
+    db.conn.close()
+    daemon = r.daemon()
+    locker = sqlite3.connect(r.db_path, isolation_level=None)
+    try:
+        wait_for(partial(started, daemon.pid, r.db_path), 30, "the daemon's start")
+        locker.execute("BEGIN IMMEDIATE")  # before the first alert pass, 5 s after the start
+        wait_for(lambda: bool(watchdog_notices(r.hook)), 30, "the watchdog's notice")
+        (notice,) = watchdog_notices(r.hook)
+        assert notice["severity"] == "critical", notice
+        assert "no alert pass has finished since touchpoint run started" in notice["summary"]
+        assert "1 alert message due for" in notice["summary"], notice
+        assert [q for q in r.hook.requests if q.headers.get("idempotency-key") == left] == []
+        assert any(b"alerts are not going out" in raw for _, _, raw in r.mail.received)
+        locker.rollback()  # the lock is let go: the pass in its busy wait goes on and sends
+        wait_for(lambda: len(watchdog_notices(r.hook)) == 2, 40, "the all-clear")
+    finally:
+        locker.close()
+        out = stop(daemon)
+    assert daemon.returncode == 0, out
+    assert "going out again" in watchdog_notices(r.hook)[1]["title"]
+    assert [q.headers.get("idempotency-key") for q in r.hook.requests].count(left) == 1
+    assert "watchdog: alerts are not going out" in out, out[-3000:]
 
 
 def service_alerts(hook: Receiver) -> list[str]:

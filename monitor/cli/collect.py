@@ -164,7 +164,8 @@ def status(app: AppContext) -> None:
     """Show each stream: last run, outcome, new items, lag since its last success, consecutive
     failures, health, last error; whether `touchpoint run` is running on this database; and
     touchpoint itself: the classifier's last passes, restarts after unclean stops, the size of
-    the write-ahead log, and the alert outbox (messages waiting, sent, given up).
+    the write-ahead log, and the alert outbox (messages waiting, how long the oldest one due has
+    waited, sent, given up).
 
     HEALTH applies the alert rules' health checks (refused credentials, failing runs in a row, no
     success for `stale_after_intervals`) and says "overdue" when a stream has not run for two of

@@ -59,8 +59,9 @@ def render_status(
 
 
 def render_service(db: Database, now: datetime, *, wal_alert_megabytes: float) -> str:
-    """touchpoint itself, as the service rule sees it: the classifier's last passes, the
-    daemon's restarts after unclean stops, the WAL's size, and the alert outbox."""
+    """touchpoint itself, as the service rule and the watchdog see it: the classifier's last
+    passes, the daemon's restarts after unclean stops, the WAL's size, and the alert outbox
+    (messages due and not sent: is `touchpoint run` delivering?)."""
     classifier = store.get_classifier_status(db)
     if classifier is None:
         state = "no pass recorded yet"
@@ -83,9 +84,13 @@ def render_service(db: Database, now: datetime, *, wal_alert_megabytes: float) -
     over = " (over the alert limit)" if wal > wal_alert_megabytes else ""
     lines.append(f"write-ahead log: {wal:.1f} MB{over}")
     counts = store.count_deliveries(db)
+    due = store.overdue_deliveries(db, due_before=now)
+    late = ""
+    if due.oldest_due is not None:  # due and not sent: is a `touchpoint run` delivering?
+        late = f" ({due.count} due, the oldest for {_age(iso(due.oldest_due), now)})"
     lines.append(
-        f"alert outbox: {counts.get('pending', 0)} waiting, {counts.get('sent', 0)} sent, "
-        f"{counts.get('dead', 0)} given up"
+        f"alert outbox: {counts.get('pending', 0)} waiting{late}, "
+        f"{counts.get('sent', 0)} sent, {counts.get('dead', 0)} given up"
     )
     return "\n".join(lines)
 

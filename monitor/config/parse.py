@@ -79,11 +79,13 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     policy = _parse_policy(v, rule_keys, "alerts", AlertPolicy(), extra=set())
     channels = _parse_channels(v, v.table(alerts, "channels", prefix="alerts"))
     brands = _parse_brands(v, data, policy)
-    for brand in brands:
-        for name in brand.alerts.channels:
+    daemon = _parse_daemon(v, v.table(data, "daemon"))
+    named = [(f"brands[{b.name}].alerts.channels", b.alerts.channels) for b in brands]
+    for key, names in [*named, ("daemon.watchdog_channels", daemon.watchdog_channels)]:
+        for name in names:
             if name not in channels:
                 raise v.error(
-                    f"brands[{brand.name}].alerts.channels",
+                    key,
                     f"no channel named {name!r}",
                     f"define [alerts.channels.{name}] or use one of: "
                     f"{', '.join(channels) or '(none defined)'}",
@@ -97,7 +99,7 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
         channels=channels,
         model_path=_parse_model_path(v, v.table(data, "classifier"), path),
         accurate_classifier=v.boolean(v.table(data, "classifier"), "classifier", "accurate", False),
-        daemon=_parse_daemon(v, v.table(data, "daemon")),
+        daemon=daemon,
         digest=_parse_digest(v, data, channels, brands),
     )
 
@@ -140,6 +142,10 @@ def _parse_daemon(v: _Validator, table: Mapping[str, Any]) -> DaemonSettings:
         wal_alert_megabytes=v.number(
             table, "daemon", "wal_alert_megabytes", d.wal_alert_megabytes, 1, 1_000_000
         ),
+        watchdog_after_seconds=v.number(
+            table, "daemon", "watchdog_after_seconds", d.watchdog_after_seconds, 10, 86400
+        ),
+        watchdog_channels=tuple(v.string_list(table, "daemon", "watchdog_channels")),
     )
 
 

@@ -104,6 +104,10 @@ class DaemonSettings:
     alerts_interval_seconds: int = 60  # classify what is new, evaluate and deliver alerts
     shutdown_grace_seconds: float = 8.0  # SIGTERM: wait this long for jobs in flight
     wal_alert_megabytes: float = 256.0  # alert when the store's -wal file grows past this
+    # alerts due this long and not sent (or no alert pass finished): the watchdog tells these
+    # channels directly, not through the outbox (() = every configured channel)
+    watchdog_after_seconds: float = 900.0
+    watchdog_channels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from monitor.store.alerts import (
     Delivery,
+    Overdue,
     StoredAlert,
     ack_alert,
     claim_due_deliveries,
@@ -38,6 +39,7 @@ from monitor.store.alerts import (
     iter_labelled_posts,
     iter_mentions_with_answers,
     mark_notified,
+    overdue_deliveries,
     queue_delivery,
     record_delivery,
     sync_alerts,
@@ -128,6 +130,7 @@ __all__ = [
     "Delivery",
     "DigestSend",
     "LabelRow",
+    "Overdue",
     "RunGap",
     "StoreBusy",
     "StoreError",
@@ -170,6 +173,7 @@ __all__ = [
     "mark_notified",
     "migrations",
     "open_db",
+    "overdue_deliveries",
     "post_row",
     "queue_delivery",
     "recipient_key",

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from monitor.models import Alert, iso, utcnow
+from monitor.models import Alert, iso, parse_iso, utcnow
 from monitor.store.db import write_transaction
 from monitor.store.service import get_channel_holds
 
@@ -312,3 +312,22 @@ def count_deliveries(db: Database) -> dict[str, int]:
         str(k): int(n)
         for k, n in db.conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state")
     }
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """The messages due by some time and still waiting (none claimed by a sender meanwhile)."""
+
+    count: int
+    oldest_due: datetime | None
+
+
+def overdue_deliveries(db: Database, *, due_before: datetime) -> Overdue:
+    """The pending messages whose next attempt was due at ``due_before`` or earlier: nothing has
+    claimed them since (a claim moves the next attempt to its lease's end), so no sender runs."""
+    count, oldest = db.conn.execute(
+        "SELECT count(*), min(next_attempt_at) FROM deliveries "
+        "WHERE state = 'pending' AND next_attempt_at <= ?",
+        (iso(due_before),),
+    ).fetchone()
+    return Overdue(int(count), parse_iso(oldest) if oldest else None)

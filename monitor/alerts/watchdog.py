@@ -1,0 +1,195 @@
+"""The watchdog: a second path for the news that alerts are not going out.
+
+Every alert travels through the outbox, and the outbox is emptied by the daemon's alert pass. If
+that pass dies on every run (the store full or locked by another program, a bug), or stops
+running, nothing can say so through the outbox. The watchdog runs in its own thread of
+``touchpoint run``, only reads the store, and sends its notice straight to the channels (one
+attempt each, at the channel's own timeout, skipping a channel that asked to be left alone),
+without writing anything:
+
+* no alert pass has finished for ``[daemon] watchdog_after_seconds`` (the last failure's reason
+  is given);
+* or a message has been due that long and nothing has claimed it.
+
+A new daemon is given that long before it is judged, so a backlog left by downtime is not blamed
+on it. The notice is repeated every ``repeat_hours`` while the stall lasts, and an all-clear
+follows when passes finish and nothing due is left waiting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlite_utils import Database
+
+from monitor import store
+from monitor.alerts.channels.base import Channel, DeliveryError
+from monitor.alerts.message import AlertItem, Message
+from monitor.logs import clean
+from monitor.models import iso
+
+logger = logging.getLogger(__name__)
+
+KIND = "watchdog"
+PLATFORM = "touchpoint"
+
+
+@dataclass(frozen=True)
+class PassState:
+    """What the daemon knows of its alert passes."""
+
+    started: datetime  # when the daemon started
+    last_pass: datetime | None  # when a pass last finished
+    last_error: str | None  # why the last pass failed, if it did
+
+
+def stalls(db: Database, state: PassState, *, now: datetime, after: timedelta) -> list[str]:
+    """Why alerts are not going out (empty when they are), from the pass state and the outbox."""
+    if now - state.started < after:
+        return []
+    problems = []
+    since = state.last_pass or state.started
+    if now - since >= after:
+        ran = "since" if state.last_pass else "since touchpoint run started"
+        failed = f"; the last one failed: {state.last_error}" if state.last_error else ""
+        problems.append(f"no alert pass has finished {ran} {_minutes(now - since)}{failed}")
+    try:
+        overdue = store.overdue_deliveries(db, due_before=now - after)
+    except (store.StoreError, sqlite3.Error) as exc:
+        problems.append(f"the outbox cannot be read: {exc}")
+        return problems
+    if overdue.count and overdue.oldest_due is not None:
+        s = "" if overdue.count == 1 else "s"
+        problems.append(
+            f"{overdue.count} alert message{s} due for {_minutes(now - overdue.oldest_due)} "
+            "not sent yet"
+        )
+    return problems
+
+
+def _minutes(span: timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    return f"{minutes} min" if minutes else f"{int(span.total_seconds())} s"
+
+
+class Watchdog:
+    """Watches the alert passes; :meth:`check` sends a notice when they stall and when they
+    recover. Thread-safe: the alert job reports, the watchdog thread checks."""
+
+    def __init__(
+        self,
+        channels: Mapping[str, Channel],
+        *,
+        after: timedelta,
+        repeat: timedelta,
+        started: datetime,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._state = PassState(started, None, None)
+        self._notified_at: datetime | None = None  # the last notice of the current stall
+        self.configure(channels, after=after, repeat=repeat)
+
+    def configure(
+        self, channels: Mapping[str, Channel], *, after: timedelta, repeat: timedelta
+    ) -> None:
+        """Whom to tell, after how long, how often (again after a config reload)."""
+        self.channels = dict(channels)
+        self.after = after
+        self.repeat = repeat
+
+    def passed(self, at: datetime) -> None:
+        """An alert pass finished (whatever it found)."""
+        with self._lock:
+            self._state = PassState(self._state.started, at, None)
+
+    def failed(self, error: str) -> None:
+        """An alert pass died with ``error``."""
+        with self._lock:
+            self._state = PassState(self._state.started, self._state.last_pass, clean(error)[:300])
+
+    def check(self, db: Database, now: datetime) -> list[str]:
+        """Judge now; send a notice if due; return the problems found."""
+        with self._lock:
+            state = self._state
+        problems = stalls(db, state, now=now, after=self.after)
+        if problems:
+            last = self._notified_at
+            if last is None or now - last >= self.repeat:
+                logger.error("watchdog: alerts are not going out: %s", "; ".join(problems))
+                if self._send(db, _notice(problems, now), now):
+                    self._notified_at = now
+        elif self._notified_at is not None:
+            logger.info("watchdog: alerts are going out again")
+            if self._send(db, _all_clear(self._notified_at, now), now):
+                self._notified_at = None
+        return problems
+
+    def _send(self, db: Database, message: Message, now: datetime) -> bool:
+        """One attempt to each channel not held; True if any took it."""
+        try:
+            held = store.get_channel_holds(db, now=now)
+        except Exception as exc:  # the store's trouble may be the news itself: send anyway
+            logger.warning("watchdog: channel holds not read: %s", clean(str(exc)))
+            held = {}
+        taken = 0
+        for name, channel in self.channels.items():
+            if name in held:
+                logger.warning("watchdog: %s not told, it asked to wait until %s", name, held[name])
+                continue
+            try:
+                channel.send(message)
+            except DeliveryError as exc:
+                logger.warning("watchdog: %s not told: %s", name, exc)
+                continue
+            except Exception as exc:  # a bug in one channel must not silence the others
+                logger.warning("watchdog: %s not told: %s", name, clean(repr(exc)))
+                continue
+            taken += 1
+        return taken > 0
+
+
+def _notice(problems: list[str], now: datetime) -> Message:
+    text = "\n".join(problems)
+    return Message(
+        key=_key("stalled", text, now),
+        brand=PLATFORM,
+        kind=KIND,
+        severity="critical",
+        title="touchpoint: alerts are not going out",
+        summary=(
+            "; ".join(problems) + ". Sent straight from the watchdog of `touchpoint run`, "
+            "not through the outbox; `touchpoint status` shows what is waiting."
+        ),
+        items=tuple(_item(p, now) for p in problems),
+        created_at=iso(now),
+    )
+
+
+def _all_clear(since: datetime, now: datetime) -> Message:
+    return Message(
+        key=_key("recovered", iso(since), now),
+        brand=PLATFORM,
+        kind=KIND,
+        severity="info",
+        title="touchpoint: alerts are going out again",
+        summary="alert passes finish again and no message due is left waiting",
+        items=(),
+        created_at=iso(now),
+    )
+
+
+def _item(problem: str, now: datetime) -> AlertItem:
+    return AlertItem(
+        text=problem, url="", author="", platform=PLATFORM, created_at=iso(now), detail=KIND
+    )
+
+
+def _key(what: str, text: str, now: datetime) -> str:
+    digest = hashlib.sha256(f"{what}\n{text}\n{iso(now)}".encode()).hexdigest()
+    return f"touchpoint-{KIND}-{digest[:24]}"
