@@ -202,6 +202,7 @@ class Daemon:
         self._in_flight: set[str] = set()
         self._process_again = threading.Event()
         self._label_check_since: datetime | None = None
+        self._wal_held = False  # a reader keeps the WAL from being shrunk (said once)
         self._scheduler: BackgroundScheduler | None = None
         self._watchdog = Watchdog({}, after=timedelta(0), repeat=timedelta(0), started=utcnow())
 
@@ -539,17 +540,20 @@ class Daemon:
         if sent:
             logger.info("digest: %d emails sent", sent)
 
-    @staticmethod
-    def _shrink_wal(db: Database, before: int) -> None:
+    def _shrink_wal(self, db: Database, before: int) -> None:
         """The WAL (``before`` bytes) grew past its alert limit: shrink it now if no reader holds
-        it (the alert then resolves); else the service alert says what holds it."""
+        it (the alert then resolves); else the service alert says what holds it, and the log says
+        so once, not at every pass while the reader stays."""
         if store.shrink_wal(db):
+            self._wal_held = False
             logger.info("checkpoint: the WAL of %d MB was copied back and truncated", before >> 20)
-        else:
-            logger.warning(
-                "checkpoint: the WAL is %d MB and a reader keeps it from being copied back",
-                before >> 20,
-            )
+            return
+        log = logger.debug if self._wal_held else logger.warning
+        self._wal_held = True
+        log(
+            "checkpoint: the WAL is %d MB and a reader keeps it from being copied back",
+            before >> 20,
+        )
 
     def _checkpoint(self) -> None:
         """Keep the WAL file small: a long reader can hold automatic checkpoints back."""

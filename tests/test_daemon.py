@@ -215,7 +215,10 @@ def test_a_job_failing_on_a_full_disk_is_one_line_and_the_daemon_goes_on(
     assert record.getMessage() == f"classify: job failed: {full}" and record.exc_info is None
 
 
-def test_a_wal_held_by_an_open_reader_is_alerted_then_shrunk_once_it_closes(tmp_path: Path) -> None:
+def test_a_wal_held_by_an_open_reader_is_alerted_then_shrunk_once_it_closes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="monitor.daemon")
     hook = Receiver()
     config = tmp_path / "touchpoint.toml"
     config.write_text(
@@ -239,6 +242,9 @@ def test_a_wal_held_by_an_open_reader_is_alerted_then_shrunk_once_it_closes(tmp_
         (body,) = [q.json() for q in hook.requests]
         assert body["kind"] == "service_health" and "write-ahead log" in body["summary"]
         assert store.wal_bytes(db) > 2**20  # not shrunk under the reader, and not waited for
+        daemon._process_once()  # a minute later, the reader still there
+        held = [r for r in caplog.records if "a reader keeps it" in r.getMessage()]
+        assert [r.levelno for r in held] == [logging.WARNING, logging.DEBUG]  # warned once
         reader.rollback()
         daemon._process_once()
         assert store.wal_bytes(db) < 64 * 1024  # truncated (the pass's own writes since)
