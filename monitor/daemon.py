@@ -210,6 +210,7 @@ class Daemon:
 
     def run(self) -> int:
         """Run until a signal; return the exit status (0 after a clean or bounded stop)."""
+        store.check_local_disk(self.db_path)  # before the lock file is made beside it
         with database_lock(self.db_path) as lock:
             db = self._db()  # applies migrations before any job starts
             self._check_writable(db)

@@ -9,10 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlite_utils import Database
 
 from monitor import store
+from monitor.cli import cli
 from monitor.models import Cursor, Post, RunResult, StreamKey, utcnow
+from monitor.store import fs
 from monitor.store.service import KEEP_STARTS
 
 KEY = StreamKey("acme", "x", "mentions")
@@ -125,6 +128,79 @@ def test_store_read_only_database_is_a_clear_error_and_check_writable_says_so(
     db.execute("PRAGMA query_only = 0")
     assert db.execute("SELECT count(*) FROM posts").fetchone()[0] == 0
     assert store.get_cursor(db, KEY) == Cursor()
+
+
+def fake_mounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *lines: str) -> None:
+    """Point the mount lookup at a file of ``lines`` in /proc/mounts' format."""
+    mounts = tmp_path / "mounts"
+    mounts.write_text("".join(f"{line}\n" for line in lines))
+    monkeypatch.setattr(fs, "MOUNTS", mounts)
+
+
+def test_store_refuses_a_database_on_a_network_filesystem_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    share = tmp_path / "nas share"
+    share.mkdir()
+    escaped = str(share).replace(" ", "\\040")
+    fake_mounts(
+        tmp_path, monkeypatch, "/dev/vda / ext4 rw 0 0", f"nas:/export {escaped} nfs4 rw 0 0"
+    )
+    with pytest.raises(store.StoreError) as caught:
+        store.open_db(share / "sub" / "touchpoint.db")
+    message = str(caught.value)
+    assert f"(nfs4 nas:/export mounted at {share})" in message, message
+    assert (
+        "WAL" in message and "Fix: put [store] path (or TOUCHPOINT_DB) on a local disk" in message
+    )
+    assert not (share / "sub" / "touchpoint.db").exists()
+    link = tmp_path / "looks-local"
+    link.symlink_to(share)  # a symlink into the share is the share
+    with pytest.raises(store.StoreError, match="nfs4"):
+        store.open_db(link / "touchpoint.db")
+    store.open_db(tmp_path / "touchpoint.db").conn.close()  # beside it, on the local disk: fine
+
+
+def test_store_mount_of_a_path_is_the_longest_point_above_it_the_last_when_stacked() -> None:
+    mounts = fs.parse_mounts(
+        "/dev/vda / ext4 rw 0 0\n"
+        "nas:/a /mnt/nfs nfs rw 0 0\n"
+        "tmpfs /mnt/nfs/tmp tmpfs rw 0 0\n"
+        "//srv/share /mnt/smb cifs rw 0 0\n"
+        "overlay /mnt/smb overlay rw 0 0\n"
+        "host:/b /srv/odd\\040name\\011x fuse.sshfs rw 0 0\n"
+    )
+    types = {
+        path: (m.fstype if (m := fs.mount_of(path, mounts)) else None)
+        for path in [
+            "/mnt/nfs/db",
+            "/mnt/nfsx/db",
+            "/mnt/nfs/tmp/db",
+            "/mnt/smb/db",
+            "/srv/odd name\tx/db",
+            "/",
+        ]
+    }
+    assert types == {
+        "/mnt/nfs/db": "nfs",
+        "/mnt/nfsx/db": "ext4",  # /mnt/nfs is not above /mnt/nfsx
+        "/mnt/nfs/tmp/db": "tmpfs",
+        "/mnt/smb/db": "overlay",  # mounted over the share later
+        "/srv/odd name\tx/db": "fuse.sshfs",
+        "/": "ext4",
+    }
+
+
+def test_run_refuses_a_database_on_a_network_filesystem_before_its_lock_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_mounts(tmp_path, monkeypatch, "/dev/vda / ext4 rw 0 0", f"nas:/e {tmp_path} nfs rw 0 0")
+    config = tmp_path / "touchpoint.toml"
+    config.write_text('[[brands]]\nname = "a"\naccounts = {x = "a"}\n')
+    environment = {"X_BEARER_TOKEN": "test-token"}
+    result = CliRunner().invoke(cli, ["--config", str(config), "run"], env=environment)
+    assert result.exit_code == 1 and "network filesystem (nfs nas:/e" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mounts", "touchpoint.toml"]
 
 
 def test_store_write_lock_held_past_the_busy_timeout_is_a_clear_error(

@@ -22,6 +22,8 @@ from typing import Any
 import orjson
 from sqlite_utils import Database, Migrations
 
+from monitor.store.fs import network_mount
+
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -247,6 +249,7 @@ def open_db(path: Path | str) -> Database:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_local_disk(path)
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS)
         db = Database(conn)
         _set_pragmas(conn)
@@ -264,6 +267,18 @@ def open_db(path: Path | str) -> Database:
             "writable [store] path or TOUCHPOINT_DB"
         ) from None
     return db
+
+
+def check_local_disk(path: Path) -> None:
+    """Refuse a database path on a network filesystem (``store.fs``): raise StoreError."""
+    remote = network_mount(path)
+    if remote is not None:
+        raise StoreError(
+            f"{path}: the database would be on a network filesystem ({remote.fstype} "
+            f"{remote.source} mounted at {remote.point}), where SQLite's WAL mode, which "
+            "touchpoint needs, can corrupt it. Fix: put [store] path (or TOUCHPOINT_DB) on a "
+            "local disk"
+        )
 
 
 def _set_pragmas(conn: sqlite3.Connection) -> None:
