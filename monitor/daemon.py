@@ -53,6 +53,9 @@ DIGEST_JOB = "digest"
 DIGEST_CHECK_SECONDS = 300  # how often due digests are looked for (each brand's send_time)
 WATCHDOG_TICK_SECONDS = 60.0  # how often the watchdog looks (more often for a short watchdog_after)
 PROCESS_FIRST_DELAY_SECONDS = 5  # the first classify-and-alert pass, after start
+# The wall clock set back by more than this (NTP stepping, a hand-set clock, a VM restored) moves
+# every job's next run back as much: APScheduler 3 waits on wall-clock times and would stall.
+CLOCK_STEP_SECONDS = 30.0
 
 
 class DaemonError(Exception):
@@ -231,9 +234,13 @@ class Daemon:
             self._configure_watchdog()
             threading.Thread(target=self._watch, name="watchdog", daemon=True).start()
             scheduler.start()
+            clock = ClockWatch()
             while not self._stop.wait(1.0):
                 if self._reload.is_set():
                     scheduler = self._reloaded(scheduler, db)
+                back = clock.went_back()
+                if back > CLOCK_STEP_SECONDS:
+                    self._clock_went_back(scheduler, back)
             if scheduler.running:  # a SIGTERM during a reload finds it shut down already
                 scheduler.shutdown(wait=False)
             if not self._wait_idle(self.options.shutdown_grace_seconds):
@@ -310,6 +317,19 @@ class Daemon:
         scheduler.start()
         logger.info("config reloaded: %d streams", len(jobs))
         return scheduler
+
+    @staticmethod
+    def _clock_went_back(scheduler: BackgroundScheduler, seconds: float) -> None:
+        """Move every job's next run back by ``seconds``: each keeps its place in its interval on
+        the new clock, instead of waiting until the old time comes round again."""
+        logger.warning(
+            "the clock was set back %.0f s: every job's next run moves back as much", seconds
+        )
+        for job in scheduler.get_jobs():
+            if job.next_run_time is not None:
+                scheduler.modify_job(
+                    job.id, next_run_time=job.next_run_time - timedelta(seconds=seconds)
+                )
 
     def _wait_idle(self, timeout: float) -> bool:
         with self._busy:
@@ -590,6 +610,19 @@ class Daemon:
             record = partial(store.record_classification, self._db(), error=error[:500])
             self._remember(record)
         return False
+
+
+class ClockWatch:
+    """Notices the wall clock being set back: its offset from the monotonic clock drops."""
+
+    def __init__(self) -> None:
+        self._offset = time.time() - time.monotonic()
+
+    def went_back(self) -> float:
+        """Seconds the wall clock was set back since the last call (0 or less if it was not)."""
+        offset = time.time() - time.monotonic()
+        back, self._offset = self._offset - offset, offset
+        return back
 
 
 def _acquire(lock: threading.Lock, stop: pipeline.StopCheck) -> bool:

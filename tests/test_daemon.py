@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import time_machine
 from click.testing import CliRunner
 
 from monitor import store
@@ -276,6 +278,46 @@ def test_the_watchdog_tells_its_channels_and_waits_at_least_a_pass_with_its_dead
     assert list(dog.channels) == ["ops"]
     assert dog.after == timedelta(seconds=120 + 900)  # 600 s is shorter than a pass may take
     assert dog.repeat == timedelta(hours=2)  # the shortest repeat of a brand
+
+
+def test_a_clock_set_back_an_hour_does_not_stall_the_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # APScheduler 3 keeps its next run times on the wall clock: set back an hour (by NTP, by
+    # hand), it would wait that hour before any job ran again. The wall clock is moved for the
+    # whole process (time-machine), the monotonic clock is not, as on a real machine.
+    monkeypatch.setenv("X_BEARER_TOKEN", "test-token")
+    config = tmp_path / "touchpoint.toml"
+    config.write_text(
+        "[collect]\ninterval_seconds = 1\nmax_attempts = 1\nconnect_timeout_seconds = 1\n\n"
+        "[daemon]\nmax_jitter_seconds = 0\nshutdown_grace_seconds = 2\n\n"
+        '[platforms.x]\napi_base = "http://127.0.0.1:9"\n\n'  # refused at once: a failed run
+        '[[brands]]\nname = "a"\naccounts = {x = "a"}\n'
+    )
+    db_path = tmp_path / "touchpoint.db"
+    daemon = Daemon(load_settings(config), db_path)
+    runs = partial(scalar, db_path, "SELECT count(*) FROM runs")
+    failures: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            wait_for(lambda: runs() >= 2, 20, "runs before the clock is set back")
+            with time_machine.travel(utcnow() - timedelta(hours=1), tick=True):
+                before = runs()
+                wait_for(lambda: runs() >= before + 3, 20, "runs after the clock went back")
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            daemon.stop()
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    assert daemon.run() == 0  # in the main thread: it installs its signal handlers
+    driver.join()
+    if failures:
+        raise failures[0]
+    (step,) = [r.getMessage() for r in caplog.records if "clock was set back" in r.getMessage()]
+    assert abs(int(step.split()[5]) - 3600) <= 2, step  # "the clock was set back 3600 s: ..."
 
 
 def test_database_lock_refuses_a_second_holder_naming_the_pid(tmp_path: Path) -> None:
