@@ -194,15 +194,24 @@ def _labelled(db: Database, brand: BrandSettings, now: datetime) -> list[rules.L
 
 
 def _queue_due(db: Database, settings: Settings, now: datetime) -> int:
-    """Group the open alerts that are due (new, or past the repeat interval) and queue them."""
+    """Group the open alerts that are due (new, or past the repeat interval) and queue them. A
+    service problem is touchpoint's, not a brand's: a channel that several brands share gets
+    one message about it, not one per brand."""
     groups: dict[tuple[str, str], list[store.StoredAlert]] = {}
     for alert in store.get_alerts(db, states=["open"]):
         repeat = timedelta(hours=settings.brand(alert.brand).alerts.repeat_hours)
         last = parse_iso(alert.last_notified_at) if alert.last_notified_at else None
         if last is None or now - last >= repeat:
             groups.setdefault((alert.brand, alert.kind), []).append(alert)
+    told: dict[str, set[str]] = {}  # channel -> service problems queued to it in this pass
+    queued = 0
     for (brand, kind), alerts in groups.items():
         for channel in channels_of(settings, brand):
+            if kind == rules.SERVICE:
+                problems = {str(a.payload.get("problem")) for a in alerts}
+                if problems <= told.get(channel, set()):
+                    continue
+                told.setdefault(channel, set()).update(problems)
             message = build_message(brand, kind, alerts, channel=channel, now=now)
             store.queue_delivery(
                 db,
@@ -215,8 +224,9 @@ def _queue_due(db: Database, settings: Settings, now: datetime) -> int:
                 message=dataclasses.asdict(message),
                 now=now,
             )
+            queued += 1
         store.mark_notified(db, [a.id for a in alerts], now=now)
-    return sum(len(channels_of(settings, brand)) for brand, _ in groups)
+    return queued
 
 
 def channels_of(settings: Settings, brand: str) -> tuple[str, ...]:
@@ -250,7 +260,7 @@ def build_message(
         brand=brand,
         kind=kind,
         severity=severity,
-        title=f"{brand}: {headline}",
+        title=headline if kind == rules.SERVICE else f"{brand}: {headline}",
         summary="; ".join(a.title for a in ordered[:3]) + (f"; and {n - 3} more" if n > 3 else ""),
         items=tuple(_item(a) for a in ordered),
         created_at=iso(now),

@@ -333,7 +333,8 @@ def evaluate_service(
     service: ServiceHealth, *, now: datetime, policies: Mapping[str, AlertPolicy]
 ) -> list[Alert]:
     """Raise each service problem for every brand (each brand's people learn that its
-    monitoring is impaired, through its own channels)."""
+    monitoring is impaired, through its own channels; the outbox sends one copy to a channel
+    that several brands share). The title names no brand: the problem is touchpoint's."""
     alerts = []
     for brand, policy in policies.items():
         for problem, severity, title, detail in service_problems(service, now=now, policy=policy):
@@ -344,7 +345,7 @@ def evaluate_service(
                     brand=brand,
                     platform=SERVICE_PLATFORM,
                     severity=severity,
-                    title=f"{brand}: {title}",
+                    title=title,
                     payload={"problem": problem, "detail": detail},
                 )
             )

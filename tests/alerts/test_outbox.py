@@ -385,7 +385,7 @@ def test_outbox_a_failing_classifier_and_a_crash_loop_reach_every_channel_then_r
     assert rig.run().sent == 3 and rig.counts() == (1, 1, 1)
     payload = rig.hook.requests[0].json()
     assert payload["kind"] == "service_health" and payload["severity"] == "critical"
-    assert payload["title"] == "acme: touchpoint needs attention (2 problems)"
+    assert payload["title"] == "touchpoint needs attention (2 problems)"
     assert "posts are not being labelled" in payload["summary"]
     body = json.dumps(payload["items"])
     assert "classifier" in body and "sha256 mismatch, refused" in body
@@ -403,6 +403,27 @@ def test_outbox_a_failing_classifier_and_a_crash_loop_reach_every_channel_then_r
         "service_health:acme:classifier": "resolved",
         "service_health:acme:restarts": "resolved",
     }
+
+
+def test_outbox_a_service_problem_reaches_a_channel_brands_share_once(rig: Rig) -> None:
+    rig.config.write_text(  # globex's alerts go to the webhook only, which acme uses too
+        rig.config.read_text()
+        + '[[brands]]\nname = "globex"\naccounts = {x = "globex"}\n'
+        + '[brands.alerts]\nchannels = ["hook"]\n'
+    )
+    rig.settings = load_settings(rig.config)
+    for _ in range(3):
+        store.record_classification(rig.db, error="model.skops: sha256 mismatch, refused")
+    assert rig.run().sent == 3 and rig.counts() == (1, 1, 1)  # not two on the webhook
+    assert {a.brand for a in store.get_alerts(rig.db)} == {"acme", "globex"}  # both recorded
+    rig.run(at=timedelta(hours=4, minutes=1))  # repeated: again once per channel
+    assert rig.counts() == (2, 2, 2)
+    later = utcnow() + timedelta(hours=4, minutes=2)
+    for pid in range(1, 5):  # a crash loop: a new problem, while the other goes on
+        store.record_daemon_start(rig.db, pid=pid, now=later - timedelta(minutes=pid))
+    rig.run(at=timedelta(hours=4, minutes=2))
+    assert rig.counts() == (3, 3, 3)
+    assert "restarted" in rig.hook.requests[-1].json()["summary"]
 
 
 def test_outbox_500_mentions_become_one_grouped_message_per_channel(rig: Rig) -> None:

@@ -179,7 +179,7 @@ def test_rules_service_crash_loop_is_three_unclean_restarts_within_half_an_hour(
         ("acme", "service_health:acme:restarts", "critical"),
         ("globex", "service_health:globex:restarts", "critical"),
     ]
-    assert alerts[0].title == "acme: touchpoint run restarted 3 times in 30 min after unclean stops"
+    assert alerts[0].title == "touchpoint run restarted 3 times in 30 min after unclean stops"
     assert alerts[0].platform == "touchpoint"
 
 
@@ -189,7 +189,7 @@ def test_rules_service_classifier_failing_health_failures_times_in_a_row() -> No
     assert service(classifier_failures=2, **failing) == []
     alert = service(classifier_failures=3, **failing)[0]
     assert alert.fingerprint == "service_health:acme:classifier"
-    assert alert.title == "acme: posts are not being labelled"
+    assert alert.title == "posts are not being labelled"
     detail = alert.payload["detail"]
     assert detail == (
         "the classifier failed 3 times in a row over 3 min, and self-promotion is not judged "
