@@ -56,9 +56,10 @@ def stalls(db: Database, state: PassState, *, now: datetime, after: timedelta) -
     problems = []
     since = state.last_pass or state.started
     if now - since >= after:
-        ran = "since" if state.last_pass else "since touchpoint run started"
+        span = _minutes(now - since)
+        ran = f"for {span}" if state.last_pass else f"since touchpoint run started, {span} ago"
         failed = f"; the last one failed: {state.last_error}" if state.last_error else ""
-        problems.append(f"no alert pass has finished {ran} {_minutes(now - since)}{failed}")
+        problems.append(f"no alert pass has finished {ran}{failed}")
     try:
         overdue = store.overdue_deliveries(db, due_before=now - after)
     except (store.StoreError, sqlite3.Error) as exc:

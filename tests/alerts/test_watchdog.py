@@ -40,7 +40,7 @@ def test_a_stalled_outbox_is_told_to_every_channel_directly_then_again_then_all_
 
     problems = dog.check(rig.db, t0 + timedelta(minutes=20))
     assert problems == [
-        "no alert pass has finished since touchpoint run started 20 min",
+        "no alert pass has finished since touchpoint run started, 20 min ago",
         "2 alert messages due for 20 min not sent yet",
     ]
     assert rig.counts() == (1, 1, 1)  # email, Slack and the webhook, each once
@@ -73,7 +73,7 @@ def test_a_pass_that_dies_every_time_is_told_with_its_reason(rig: Rig) -> None:
     dog.failed(f"{rig.settings.db_path}: the disk is full\nforged line")
     (problem,) = dog.check(rig.db, t0 + timedelta(minutes=17))
     assert problem == (
-        f"no alert pass has finished since 16 min; the last one failed: "
+        f"no alert pass has finished for 16 min; the last one failed: "
         f"{rig.settings.db_path}: the disk is full\\nforged line"
     )
     assert "the disk is full" in rig.hook.requests[0].json()["summary"]
