@@ -248,8 +248,8 @@ def open_db(path: Path | str) -> Database:
     """Open (creating if needed) the SQLite store in WAL mode and apply pending migrations."""
     path = Path(path)
     try:
+        check_local_disk(path)  # before anything is made there, its folder included
         path.parent.mkdir(parents=True, exist_ok=True)
-        check_local_disk(path)
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS)
         db = Database(conn)
         _set_pragmas(conn)
