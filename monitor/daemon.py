@@ -37,6 +37,7 @@ from sqlite_utils import Database
 
 from monitor import pipeline, store
 from monitor.alerts import outbox
+from monitor.alerts.heartbeat import build_heartbeat
 from monitor.alerts.watchdog import Watchdog
 from monitor.collectors import collector_class
 from monitor.collectors.base import Collector
@@ -67,6 +68,7 @@ def check_for_daemon(settings: Settings) -> Settings:
     set, every alert channel can be built. Raises :class:`ConfigError`."""
     settings.check_secrets()
     outbox.build_channels(settings)
+    build_heartbeat(settings)
     return settings
 
 
@@ -537,22 +539,38 @@ class Daemon:
         bound = self.options.alerts_interval_seconds + self.options.job_deadline_seconds
         after = max(self.options.watchdog_after_seconds, bound)
         hours = min((b.alerts.repeat_hours for b in self.settings.brands), default=4.0)
+        heartbeat = build_heartbeat(self.settings)  # checked before start and reload
         self._watchdog.configure(
-            chosen, after=timedelta(seconds=after), repeat=timedelta(hours=hours)
+            chosen,
+            after=timedelta(seconds=after),
+            repeat=timedelta(hours=hours),
+            heartbeat=heartbeat,
         )
         logger.info(
             "watchdog: alerts not going out for %.0fs are told to %s", after, ", ".join(chosen)
         )
+        if heartbeat is not None:
+            logger.info(
+                "heartbeat: %s every %.0fs while alerts go out",
+                heartbeat.where,
+                heartbeat.every.total_seconds(),
+            )
 
     def _watch(self) -> None:
-        """The watchdog thread: judge the alert passes until the daemon stops; never raise."""
-        while not self._stop.wait(
-            min(WATCHDOG_TICK_SECONDS, self._watchdog.after.total_seconds() / 5)
-        ):
+        """The watchdog thread: judge the alert passes (and beat the heartbeat) until the daemon
+        stops; never raise."""
+        while not self._stop.wait(self._watch_tick()):
             try:
                 self._watchdog.check(self._db(), utcnow())
             except Exception:
                 logger.exception("watchdog: check failed")
+
+    def _watch_tick(self) -> float:
+        """Seconds between the watchdog's looks: often enough for its limit and the heartbeat."""
+        spans = [WATCHDOG_TICK_SECONDS, self._watchdog.after.total_seconds() / 5]
+        if self._watchdog.heartbeat is not None:
+            spans.append(self._watchdog.heartbeat.every.total_seconds() / 5)
+        return min(spans)
 
     def _send_digests(self) -> None:
         """Send yesterday's digest of each brand once its local send_time has passed (once per

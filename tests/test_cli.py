@@ -43,6 +43,32 @@ def test_cli_init_writes_a_config_that_validates(
     monkeypatch.setenv("X_BEARER_TOKEN", "t0ken-value")
     ok = run("check-config")
     assert ok.exit_code == 0 and "ok" in ok.stdout
+    assert "heartbeat: off" in ok.stdout
+
+
+def test_check_config_checks_the_heartbeat_url_and_says_where_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run("init").exit_code == 0
+    config = tmp_path / "touchpoint.toml"
+    text = config.read_text().replace('heartbeat_url_env = ""', 'heartbeat_url_env = "PING_URL"')
+    config.write_text(text)
+    monkeypatch.setenv("X_BEARER_TOKEN", "t0ken-value")
+    unset = run("check-config")
+    assert unset.exit_code == 1
+    line = one_error_line(unset)
+    assert "daemon.heartbeat_url_env" in line and "export PING_URL=" in line
+    monkeypatch.setenv("PING_URL", "https://127.0.0.1:9/ping/s3cret-token")
+    private = run("check-config")
+    line = one_error_line(private)
+    assert private.exit_code == 1 and "heartbeat_allow_private_addresses = true" in line
+    assert "s3cret-token" not in line
+    allow = "heartbeat_allow_private_addresses = false"
+    config.write_text(text.replace(allow, allow.replace("false", "true")))
+    ok = run("check-config")
+    assert ok.exit_code == 0, ok.output
+    assert "heartbeat: GET https://127.0.0.1:9/… every 300 s while alerts go out" in ok.stdout
+    assert "s3cret-token" not in ok.output
 
 
 def test_cli_bad_config_is_one_clear_line(tmp_path: Path) -> None:

@@ -355,6 +355,21 @@ def test_run_refuses_to_start_without_a_secret_naming_the_variable(tmp_path: Pat
     assert not (tmp_path / "touchpoint.db.lock").exists()  # refused before taking the lock
 
 
+def test_run_refuses_to_start_with_a_heartbeat_whose_url_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("X_BEARER_TOKEN", "t0ken")
+    monkeypatch.delenv("PING_URL", raising=False)
+    config = tmp_path / "touchpoint.toml"
+    config.write_text(
+        '[daemon]\nheartbeat_url_env = "PING_URL"\n\n[[brands]]\nname = "a"\naccounts = {x = "a"}\n'
+    )
+    result = CliRunner().invoke(cli, ["--config", str(config), "run"])
+    assert result.exit_code == 1
+    assert "daemon.heartbeat_url_env" in result.output and "PING_URL is not set" in result.output
+    assert not (tmp_path / "touchpoint.db.lock").exists()
+
+
 def test_systemd_unit_runs_the_daemon_with_secrets_from_an_environment_file() -> None:
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str  # type: ignore[assignment,method-assign]
@@ -560,13 +575,21 @@ def watchdog_notices(hook: Receiver) -> list[dict[str, str]]:
 
 
 def test_alert_passes_stuck_behind_a_write_lock_are_told_by_the_watchdog_directly(
-    rig: Callable[..., Rig],
+    rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # another program (a sqlite3 shell, a backup tool) holds the write lock: every alert pass
-    # waits out the busy timeout and fails, so nothing the outbox holds can go out, notices included
+    # waits out the busy timeout and fails, so nothing the outbox holds can go out, notices
+    # included; the heartbeat to the uptime monitor stops meanwhile
     r = rig(interval=3600)
+    pings = Receiver()
+    monkeypatch.setenv("TEST_PING_URL", pings.url("/ping/token-123"))
+    heartbeat = (
+        'heartbeat_url_env = "TEST_PING_URL"\nheartbeat_seconds = 10\n'
+        "heartbeat_allow_private_addresses = true\n"
+    )
     text = r.config.read_text().replace("job_deadline_seconds = 60", "job_deadline_seconds = 5")
-    r.config.write_text(text.replace("[daemon]\n", "[daemon]\nwatchdog_after_seconds = 10\n"))
+    text = text.replace("[daemon]\n", f"[daemon]\nwatchdog_after_seconds = 10\n{heartbeat}")
+    r.config.write_text(text)
     settings = load_settings(r.config)
     db = store.open_db(r.db_path)
     now = utcnow()
@@ -587,12 +610,18 @@ def test_alert_passes_stuck_behind_a_write_lock_are_told_by_the_watchdog_directl
         assert "1 alert message due for" in notice["summary"], notice
         assert [q for q in r.hook.requests if q.headers.get("idempotency-key") == left] == []
         assert any(b"alerts are not going out" in raw for _, _, raw in r.mail.received)
+        assert [q.path for q in pings.requests] == ["/ping/token-123"]  # alive at the start
+        time.sleep(12)  # longer than heartbeat_seconds: no beat while the stall lasts
+        assert len(pings.requests) == 1
         locker.rollback()  # the lock is let go: the pass in its busy wait goes on and sends
         wait_for(lambda: len(watchdog_notices(r.hook)) == 2, 40, "the all-clear")
+        wait_for(lambda: len(pings.requests) == 2, 10, "the heartbeat again")
     finally:
         locker.close()
+        pings.close()
         out = stop(daemon)
     assert daemon.returncode == 0, out
+    assert "token-123" not in out, out[-3000:]
     assert "going out again" in watchdog_notices(r.hook)[1]["title"]
     assert [q.headers.get("idempotency-key") for q in r.hook.requests].count(left) == 1
     assert "watchdog: alerts are not going out" in out, out[-3000:]

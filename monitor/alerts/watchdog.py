@@ -14,6 +14,9 @@ without writing anything:
 A new daemon is given that long before it is judged, so a backlog left by downtime is not blamed
 on it. The notice is repeated every ``repeat_hours`` while the stall lasts, and an all-clear
 follows when passes finish and nothing due is left waiting.
+
+While nothing is wrong, the watchdog also beats the heartbeat, if one is configured
+(:mod:`monitor.alerts.heartbeat`): an uptime monitor elsewhere hears of a daemon that died or froze.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sqlite_utils import Database
 
 from monitor import store
 from monitor.alerts.channels.base import Channel, DeliveryError
+from monitor.alerts.heartbeat import Heartbeat
 from monitor.alerts.message import AlertItem, Message
 from monitor.logs import clean
 from monitor.models import iso
@@ -90,19 +94,26 @@ class Watchdog:
         after: timedelta,
         repeat: timedelta,
         started: datetime,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._state = PassState(started, None, None)
         self._notified_at: datetime | None = None  # the last notice of the current stall
-        self.configure(channels, after=after, repeat=repeat)
+        self.configure(channels, after=after, repeat=repeat, heartbeat=heartbeat)
 
     def configure(
-        self, channels: Mapping[str, Channel], *, after: timedelta, repeat: timedelta
+        self,
+        channels: Mapping[str, Channel],
+        *,
+        after: timedelta,
+        repeat: timedelta,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
-        """Whom to tell, after how long, how often (again after a config reload)."""
+        """Whom to tell, after how long, how often, what to beat (again after a config reload)."""
         self.channels = dict(channels)
         self.after = after
         self.repeat = repeat
+        self.heartbeat = heartbeat
 
     def passed(self, at: datetime) -> None:
         """An alert pass finished (whatever it found)."""
@@ -115,7 +126,8 @@ class Watchdog:
             self._state = PassState(self._state.started, self._state.last_pass, clean(error)[:300])
 
     def check(self, db: Database, now: datetime) -> list[str]:
-        """Judge now; send a notice if due; return the problems found."""
+        """Judge now; send a notice if due, or beat the heartbeat when nothing is wrong; return
+        the problems found."""
         with self._lock:
             state = self._state
         problems = stalls(db, state, now=now, after=self.after)
@@ -129,6 +141,9 @@ class Watchdog:
             logger.info("watchdog: alerts are going out again")
             if self._send(db, _all_clear(self._notified_at, now), now):
                 self._notified_at = None
+        heartbeat = self.heartbeat
+        if not problems and heartbeat is not None and heartbeat.due(now):
+            heartbeat.beat(now)
         return problems
 
     def _send(self, db: Database, message: Message, now: datetime) -> bool:

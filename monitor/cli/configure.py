@@ -8,6 +8,7 @@ import click
 
 from monitor import store
 from monitor.alerts import outbox
+from monitor.alerts.heartbeat import Heartbeat, check_heartbeat
 from monitor.cli.app import AppContext, cli, pass_app
 from monitor.config import ConfigError, Settings, template_text
 
@@ -38,8 +39,9 @@ def init(app: AppContext, path: Path | None, force: bool) -> None:
 def check_config(app: AppContext) -> None:
     """Validate the config file and the secrets it names; exit 1 with the fix if wrong.
 
-    Prints the brands, the platforms in use, the database, and who gets which brand's daily
-    digest (a brand's own digest_recipients, else [digest] recipients).
+    Prints the brands, the platforms in use, the database, who gets which brand's daily digest
+    (a brand's own digest_recipients, else [digest] recipients) and where the daemon's
+    heartbeat goes (its ping URL is checked, DNS included).
 
     \b
     Example:
@@ -49,6 +51,7 @@ def check_config(app: AppContext) -> None:
     try:
         settings.check_secrets()
         outbox.check_channels(settings)
+        heartbeat = check_heartbeat(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     brands = ", ".join(b.name for b in settings.brands)
@@ -57,9 +60,21 @@ def check_config(app: AppContext) -> None:
         f"{', '.join(settings.platforms_in_use())}; database: {settings.db_path}"
     )
     click.echo(_digest_line(settings))
+    click.echo(_heartbeat_line(heartbeat))
     warning = store.sqlite_version_warning()
     if warning:
         click.echo(f"note: {warning}; do not run a backfill while the daemon writes", err=True)
+
+
+def _heartbeat_line(heartbeat: Heartbeat | None) -> str:
+    """Where ``touchpoint run`` reports that it is alive, if anywhere."""
+    if heartbeat is None:
+        return (
+            "heartbeat: off (set [daemon] heartbeat_url_env so an uptime monitor notices a "
+            "daemon that stops)"
+        )
+    every = heartbeat.every.total_seconds()
+    return f"heartbeat: GET {heartbeat.where} every {every:.0f} s while alerts go out"
 
 
 def _digest_line(settings: Settings) -> str:

@@ -146,6 +146,17 @@ def _parse_daemon(v: _Validator, table: Mapping[str, Any]) -> DaemonSettings:
             table, "daemon", "watchdog_after_seconds", d.watchdog_after_seconds, 10, 86400
         ),
         watchdog_channels=tuple(v.string_list(table, "daemon", "watchdog_channels")),
+        heartbeat_url_env=(
+            v.env_name(table, "daemon", "heartbeat_url_env", default="TOUCHPOINT_HEARTBEAT_URL")
+            if table.get("heartbeat_url_env", "") != ""
+            else ""
+        ),
+        heartbeat_seconds=v.number(
+            table, "daemon", "heartbeat_seconds", d.heartbeat_seconds, 10, 86400
+        ),
+        heartbeat_allow_private_addresses=v.boolean(
+            table, "daemon", "heartbeat_allow_private_addresses", False
+        ),
     )
 
 

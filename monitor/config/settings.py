@@ -108,6 +108,11 @@ class DaemonSettings:
     # channels directly, not through the outbox (() = every configured channel)
     watchdog_after_seconds: float = 900.0
     watchdog_channels: tuple[str, ...] = ()
+    # a dead-man's switch: GET this URL (read from the variable named here; "" = off) every
+    # heartbeat_seconds while alerts go out, so an uptime monitor elsewhere notices when they stop
+    heartbeat_url_env: str = ""
+    heartbeat_seconds: float = 300.0
+    heartbeat_allow_private_addresses: bool = False
 
 
 @dataclass(frozen=True)
@@ -254,6 +259,24 @@ class Settings:
             )
         if name not in PUBLIC_ENV_VALUES:
             register_secret(value)
+        return value
+
+    def heartbeat_url(self) -> str | None:
+        """The heartbeat's ping URL from the variable ``[daemon] heartbeat_url_env`` names (None
+        when no variable is named)."""
+        env = self.daemon.heartbeat_url_env
+        if not env:
+            return None
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise ConfigError(
+                str(self.source),
+                "daemon.heartbeat_url_env",
+                f"environment variable {env} is not set",
+                f"export {env}=<the ping URL your uptime monitor gave you> before you run it, "
+                'or write heartbeat_url_env = "" to turn the heartbeat off',
+            )
+        register_secret(value)
         return value
 
     def platforms_in_use(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""One guarded JSON POST for the Slack and webhook channels.
+"""One guarded request: the JSON POST of the Slack and webhook channels, the heartbeat's GET.
 
 Each attempt re-checks the URL (:func:`~monitor.alerts.channels.urlguard.check_url`), connects to
 the checked address only (pinned, see :mod:`~monitor.alerts.channels.urlguard`), never follows a
@@ -113,9 +113,9 @@ def _classify(target: Target, response: httpx.Response) -> None:
 
 
 def _request(
-    client: httpx.Client, target: Target, body: bytes, headers: Mapping[str, str]
+    client: httpx.Client, target: Target, method: str, body: bytes, headers: Mapping[str, str]
 ) -> httpx.Request:
-    """A POST to the checked, pinned address (see the urlguard module)."""
+    """A request to the checked, pinned address (see the urlguard module)."""
     try:
         checked = check_url(
             target.url,
@@ -128,14 +128,9 @@ def _request(
     except ResolutionError as exc:
         raise DeliveryError(f"{target.name}: {exc}", retryable=True) from None
     extensions = {"sni_hostname": checked.sni_hostname} if checked.sni_hostname else {}
-    all_headers = {
-        "Host": checked.host_header,
-        "Content-Type": "application/json; charset=utf-8",
-        "User-Agent": USER_AGENT,
-        **headers,
-    }
+    all_headers = {"Host": checked.host_header, "User-Agent": USER_AGENT, **headers}
     return client.build_request(
-        "POST", checked.pinned_url(), content=body, headers=all_headers, extensions=extensions
+        method, checked.pinned_url(), content=body, headers=all_headers, extensions=extensions
     )
 
 
@@ -152,7 +147,15 @@ def _cert_error(exc: BaseException) -> bool:
 
 
 def post_json(target: Target, body: bytes, headers: Mapping[str, str]) -> None:
-    """POST ``body`` once; return on 2xx, raise :class:`DeliveryError` otherwise."""
+    """POST the JSON ``body`` once; return on 2xx, raise :class:`DeliveryError` otherwise."""
+    json_headers = {"Content-Type": "application/json; charset=utf-8", **headers}
+    request_once(target, "POST", body, json_headers)
+
+
+def request_once(
+    target: Target, method: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+) -> None:
+    """Send one request; return on 2xx, raise :class:`DeliveryError` otherwise."""
     verify: ssl.SSLContext | bool = target.ssl_context or True
     try:
         with httpx.Client(
@@ -161,7 +164,8 @@ def post_json(target: Target, body: bytes, headers: Mapping[str, str]) -> None:
             trust_env=False,
             verify=verify,
         ) as client:
-            response = client.send(_request(client, target, body, headers), stream=True)
+            request = _request(client, target, method, body, headers or {})
+            response = client.send(request, stream=True)
             try:
                 _classify(target, response)
             finally:
