@@ -53,6 +53,10 @@ TWEET_FIELDS = [
 EXPANSIONS = ["author_id", "in_reply_to_user_id"]
 USER_FIELDS = ["username", "name"]
 SEARCH_WINDOW = timedelta(days=7)
+# how far back a listing reaches (tweepy's docstrings of get_users_tweets and get_users_mentions):
+# a walk that lists about this many since the newest stored ended at the limit, not at it
+REACH = {"posts": 3200, "mentions": 800}
+REACH_MARGIN = 0.95  # deleted or withheld tweets still take their place in the count
 TWITTER_EPOCH = datetime(2010, 11, 4, 1, 42, 54, 657000, tzinfo=UTC)  # of snowflake ids
 
 
@@ -157,6 +161,7 @@ class XCollector(Collector):
         if floor is not None:
             params["start_time"] = floor  # X refuses such a since_id with a 400
             token = newest = None  # a walk begun with it cannot go on either
+        seen: int = pending.get("seen", 0) if token else 0
         pages = 0
         while True:
             call = dict(params)
@@ -167,16 +172,42 @@ class XCollector(Collector):
             body = self._get(_METHODS[target.stream], **call)
             meta = _validate_page(body)
             pages += 1
+            seen += len(body.get("data", []))
             newest = _newer_id(newest, meta.get("newest_id"), body)
             token = meta.get("next_token") or None
+            gap = None
             if token:
-                walk = {"since_id": since, "newest_id": newest, "next_token": token}
+                walk = {"since_id": since, "newest_id": newest, "next_token": token, "seen": seen}
                 page_cursor = Cursor(position=cursor.position, pending=walk)
             else:
                 page_cursor = Cursor(position=None if target.is_backfill else (newest or since))
-            yield Page(raw=body, cursor=page_cursor)
+                gap = self._gap(target, since, seen)
+            yield Page(raw=body, cursor=page_cursor, gap=gap)
             if not token or (target.max_pages is not None and pages >= target.max_pages):
                 return
+
+    def _gap(self, target: Target, since_id: str | None, seen: int) -> str | None:
+        """Why tweets may be missing when a walk ended at the listing's reach, or None."""
+        reach = REACH.get(target.stream)
+        if reach is None or seen < reach * REACH_MARGIN:
+            return None
+        what = "timeline" if target.stream == "posts" else "mentions listing"
+        if target.is_backfill:
+            logger.warning(
+                "%s: the %s ended after %d tweets; X lists the newest %s only, so the start of "
+                "the window may be out of reach",
+                target.key,
+                what,
+                seen,
+                f"{reach:,}",
+            )
+            return None  # the backfill command reports its reach itself
+        if not since_id:
+            return None  # the stream's first walk: it never claimed to reach further
+        return (
+            f"the {what} ended after {seen} tweets newer than the newest stored ({since_id}); "
+            f"X lists the newest {reach:,} only, so what came between may be missing"
+        )
 
     def _window_floor(self, target: Target, since_id: str | None) -> datetime | None:
         """The search window's edge when the newest hit stored is older than it (a keyword quiet

@@ -47,6 +47,12 @@ from monitor.sandbox.traffic import (
 
 TWITTER_EPOCH = datetime(2010, 11, 4, 1, 42, 54, 657000, tzinfo=UTC)
 SEARCH_WINDOW = timedelta(days=7)
+# how far back a listing reaches, in tweets: a timeline its newest 3,200 (800 when replies are
+# excluded), mentions their newest 800 (tweepy's docstrings of get_users_tweets and
+# get_users_mentions); older ones are not served, whatever since_id or start_time asks
+TIMELINE_REACH = 3200
+TIMELINE_REACH_WITHOUT_REPLIES = 800
+MENTIONS_REACH = 800
 ENDPOINTS = ("tweets", "mentions", "search", "user")
 # App-auth (bearer token) limits per 15-minute window, as documented by X.
 RATE_LIMITS: Mapping[str, int] = {"tweets": 1500, "mentions": 450, "search": 450, "user": 300}
@@ -546,15 +552,24 @@ class _Api:
     def _timeline(self, user_id: str, query: Query, clock: datetime) -> Json:
         params = _Params(query, (*_LIST_PARAMS, "exclude", "pagination_token"))
         excluded = params.choices("exclude", frozenset({"replies", "retweets"}))
-        kinds = {POST} if "replies" in excluded else {POST, REPLY}
-        return self._listing("tweets", user_id, params, clock, kinds)
+        if "replies" in excluded:
+            return self._listing(
+                "tweets", user_id, params, clock, {POST}, TIMELINE_REACH_WITHOUT_REPLIES
+            )
+        return self._listing("tweets", user_id, params, clock, {POST, REPLY}, TIMELINE_REACH)
 
     def _mentions(self, user_id: str, query: Query, clock: datetime) -> Json:
         params = _Params(query, (*_LIST_PARAMS, "pagination_token"))
-        return self._listing("mentions", user_id, params, clock, {MENTION})
+        return self._listing("mentions", user_id, params, clock, {MENTION}, MENTIONS_REACH)
 
     def _listing(
-        self, endpoint: str, user_id: str, params: _Params, clock: datetime, kinds: set[str]
+        self,
+        endpoint: str,
+        user_id: str,
+        params: _Params,
+        clock: datetime,
+        kinds: set[str],
+        reach: int,
     ) -> Json:
         _check_path_id(user_id)
         max_results = params.max_results(5, 100)
@@ -563,6 +578,7 @@ class _Api:
         items: list[TrafficItem] = []
         if user_id == self.catalog.brand_user_id:
             items = [i for i in visible_items(self.catalog.items, clock) if i.kind in kinds]
+            items = sorted(items, key=self.catalog.numeric_id, reverse=True)[:reach]
         return self._page(endpoint, items, window, max_results, fields)
 
     def _search(self, _arg: str, query: Query, clock: datetime) -> Json:

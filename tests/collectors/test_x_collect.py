@@ -93,6 +93,29 @@ def test_x_collect_is_incremental_with_since_id(
     assert second["mentions"].items_new == len(expected_ids(sandbox, "mention") - before) > 0
     mention_calls = [r for r in sandbox.requests[seen:] if r.path.endswith("/mentions")]
     assert mention_calls[0].query["since_id"] == [cursor.position]
+    assert second["mentions"].gap is None and second["posts"].gap is None  # within X's reach
+
+
+def test_x_collect_burst_past_the_mentions_reach_is_recorded_as_a_gap(
+    write_config: Callable[..., Path], db: Database
+) -> None:
+    with XSandbox(
+        seed=11, keywords=(), start=START, end=END, bearer_token=TOKEN, mentions_per_day=2400
+    ) as sandbox:
+        config = write_config(sandbox.url, extra="page_size = 100\n", keywords="[]")
+        settings = load_settings(config)
+        sandbox.set_clock(START + timedelta(hours=1))
+        first = by_stream(pipeline.collect(db, settings))
+        assert first["mentions"].outcome == "ok" and first["mentions"].gap is None
+        sandbox.set_clock(END)  # about 2,300 more mentions: X lists the newest 800
+        second = by_stream(pipeline.collect(db, settings))
+        missed = expected_ids(sandbox, "mention") - stored(db, "mention")
+    mentions = second["mentions"]
+    assert mentions.outcome == "ok" and mentions.items_new == 800 and len(missed) > 1000
+    assert mentions.gap and "X lists the newest 800 only" in mentions.gap
+    assert second["posts"].gap is None  # a few posts: the timeline's reach is far off
+    gaps = {g.key.stream: g.gap for g in store.get_gaps(db, since=START)}
+    assert gaps == {"mentions": mentions.gap}  # recorded with the run, for the alert
 
 
 def test_x_collect_keyword_search_quiet_for_over_a_week_searches_the_window_instead(
