@@ -275,10 +275,13 @@ class BlueskyCollector(Collector):
             marks = [m for m in (_mark(target.stream, item) for item in items) if m is not None]
             newest = max([*marks, *(m for m in (newest, mark) if m is not None)], default=None)
             api_cursor = _next_cursor(body, api_cursor)
-            done = api_cursor is None or _walk_ends(marks, mark, target.since)
+            reached = _walk_ends(marks, mark, target.since)
+            done = api_cursor is None or reached
             raw = {**body, field: [i for i in items if keep(_mark(target.stream, i))]}
             walk = _Walk(mark, newest, None if done else api_cursor)
-            yield Page(raw=raw, cursor=walk.cursor(target, cursor))
+            ended_early = api_cursor is None and bool(marks) and not reached
+            gap = _gap(target, mark) if ended_early else None
+            yield Page(raw=raw, cursor=walk.cursor(target, cursor), gap=gap)
             if done or (target.max_pages is not None and pages >= target.max_pages):
                 return
 
@@ -607,6 +610,30 @@ def _walk_ends(marks: Sequence[Mark], mark: Mark | None, since: datetime | None)
     if mark is None:
         return False
     return any(m.at < mark.at or m.uri == mark.uri for m in marks)
+
+
+def _gap(target: Target, mark: Mark | None) -> str | None:
+    """Why posts may be missing when a listing ended, on a page of items, before the walk
+    reached its end (an empty last page is no evidence either way), or None.
+
+    Feeds and notifications list back to the start, so only a search ends early: palomar pages
+    :data:`SEARCH_DEPTH` hits deep at most."""
+    if target.stream != "keywords":
+        return None
+    if target.is_backfill:
+        logger.warning(
+            "%s: the search ended before the start of the window; Bluesky search pages at most "
+            "%s hits deep, older hits cannot be fetched",
+            target.key,
+            f"{SEARCH_DEPTH:,}",
+        )
+        return None  # the backfill command reports its reach itself
+    if mark is None:
+        return None  # the stream's first walk: it never claimed to reach further
+    return (
+        f"the search ended before reaching the newest hit stored ({mark.uri}); Bluesky search "
+        f"pages at most {SEARCH_DEPTH:,} hits deep, so what came between may be missing"
+    )
 
 
 def _keeper(target: Target, mark: Mark | None) -> Callable[[Mark | None], bool]:

@@ -62,6 +62,7 @@ POST_VIEW = "app.bsky.feed.defs#postView"
 MAX_GRAPHEMES = 300
 ACCESS_TTL_SECONDS = 7200.0  # the PDS's access tokens live two hours
 REFRESH_TTL_SECONDS = 90 * 86400.0
+SEARCH_DEPTH = 10_000  # palomar, the search behind searchPosts, pages this deep at most
 
 # nsid -> (endpoint name for faults, HTTP method, auth: "none" | "optional" | "access" | "refresh")
 METHODS: dict[str, tuple[str, str, str]] = {
@@ -753,16 +754,19 @@ class BlueskySandbox(TrafficSandbox):
         app_password: str = "abcd-efgh-ijkl-mnop",
         access_ttl: float = ACCESS_TTL_SECONDS,
         likes_per_post: int = 8,
+        search_depth: int = SEARCH_DEPTH,
         traffic: Sequence[TrafficItem] | None = None,
         port: int = 0,
         **rates: Unpack[TrafficRates],
     ) -> None:
+        """``search_depth``: how many hits of one query searchPosts pages through at most."""
         if not _HANDLE.match(brand_handle):
             raise ValueError(f"brand_handle must be a lowercase domain handle: {brand_handle!r}")
         brand_label = brand_handle.split(".")[0].replace("-", "_")
         self.brand_handle = brand_handle
         self.keywords = tuple(keywords)
         self.app_password = app_password
+        self.search_depth = search_depth
         self.traffic_start, self.traffic_end, self.items = traffic_window(
             seed=seed,
             brand_handle=brand_label,
@@ -1057,9 +1061,10 @@ class BlueskySandbox(TrafficSandbox):
         since, until = params.time("since"), params.time("until")
         hits = self._hits(query, params, since, until)
         offset = _offset(params.get("cursor"))
-        page = hits[offset : offset + limit]
+        reachable = hits[: self.search_depth]  # deeper hits are counted, never listed
+        page = reachable[offset : offset + limit]
         out: Json = {"posts": [self.network.post_view(r) for r in page]}
-        if offset + limit < len(hits):
+        if offset + limit < len(reachable):
             out["cursor"] = str(offset + limit)
         out["hitsTotal"] = len(hits)
         return out

@@ -238,6 +238,36 @@ def test_bluesky_collect_is_incremental(
     assert stored(db, "post", "reply") == expected(sandbox, "post", "reply")
 
 
+def test_bluesky_search_past_its_depth_is_recorded_as_a_gap(
+    configure: CONFIG, db: Database
+) -> None:
+    with BlueskySandbox(
+        seed=11,
+        brand_handle=HANDLE,
+        start=START,
+        end=END,
+        app_password=PASSWORD,
+        search_depth=30,
+        keyword_hits_per_day=240,
+    ) as sandbox:
+        settings = configure(page_size=10, api_base=sandbox.url)
+        sandbox.set_clock(START + timedelta(hours=1))
+        first = by_stream(pipeline.collect(db, settings))
+        assert first["keywords"].outcome == "ok" and first["keywords"].gap is None
+        sandbox.set_clock(END)  # a day of hits: the search lists the newest 30 only
+        second = by_stream(pipeline.collect(db, settings))
+        third = by_stream(pipeline.collect(db, settings))  # nothing new: the stored hit is listed
+        searches = [r for r in sandbox.requests if r.path.endswith("searchPosts")]
+    keywords = second["keywords"]
+    assert keywords.outcome == "ok" and keywords.pages == 3
+    assert keywords.gap and "pages at most 10,000 hits deep" in keywords.gap
+    assert second["posts"].gap is None and second["mentions"].gap is None
+    assert third["keywords"].gap is None
+    assert all(int(r.query.get("cursor", ["0"])[0]) < 30 for r in searches)
+    gaps = {g.key.stream: g.gap for g in store.get_gaps(db, since=START)}
+    assert gaps == {"keywords": keywords.gap}
+
+
 def test_bluesky_walk_interrupted_by_429_is_deferred_then_resumed(
     sandbox: BlueskySandbox, configure: CONFIG, db: Database
 ) -> None:
