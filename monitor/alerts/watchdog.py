@@ -12,8 +12,10 @@ without writing anything:
 * or a message has been due that long and nothing has claimed it.
 
 A new daemon is given that long before it is judged, so a backlog left by downtime is not blamed
-on it. The notice is repeated every ``repeat_hours`` while the stall lasts, and an all-clear
-follows when passes finish and nothing due is left waiting.
+on it; so is a daemon that wakes up (a gap of over half that long between two of the watchdog's
+looks: the process frozen, the machine suspended, the clock stepped forward), which runs its
+jobs once it is back. The notice is repeated every ``repeat_hours`` while the stall lasts, and an
+all-clear follows when passes finish and nothing due is left waiting.
 
 While nothing is wrong, the watchdog also beats the heartbeat, if one is configured
 (:mod:`monitor.alerts.heartbeat`): an uptime monitor elsewhere hears of a daemon that died or froze.
@@ -26,7 +28,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlite_utils import Database
@@ -51,11 +53,17 @@ class PassState:
     started: datetime  # when the daemon started
     last_pass: datetime | None  # when a pass last finished
     last_error: str | None  # why the last pass failed, if it did
+    woke: datetime | None = None  # when it last came back from a freeze or a clock step
+
+    @property
+    def judged_from(self) -> datetime:
+        """Since when the passes have had their chance: the start, or the last wake-up."""
+        return max(self.started, self.woke or self.started)
 
 
 def stalls(db: Database, state: PassState, *, now: datetime, after: timedelta) -> list[str]:
     """Why alerts are not going out (empty when they are), from the pass state and the outbox."""
-    if now - state.started < after:
+    if now - state.judged_from < after:
         return []
     problems = []
     since = state.last_pass or state.started
@@ -80,6 +88,8 @@ def stalls(db: Database, state: PassState, *, now: datetime, after: timedelta) -
 
 def _minutes(span: timedelta) -> str:
     minutes = int(span.total_seconds() // 60)
+    if minutes >= 120:
+        return f"{minutes // 60} h {minutes % 60} min"
     return f"{minutes} min" if minutes else f"{int(span.total_seconds())} s"
 
 
@@ -99,6 +109,7 @@ class Watchdog:
         self._lock = threading.Lock()
         self._state = PassState(started, None, None)
         self._notified_at: datetime | None = None  # the last notice of the current stall
+        self._looked_at: datetime | None = None  # the last check
         self.configure(channels, after=after, repeat=repeat, heartbeat=heartbeat)
 
     def configure(
@@ -118,17 +129,26 @@ class Watchdog:
     def passed(self, at: datetime) -> None:
         """An alert pass finished (whatever it found)."""
         with self._lock:
-            self._state = PassState(self._state.started, at, None)
+            self._state = replace(self._state, last_pass=at, last_error=None)
 
     def failed(self, error: str) -> None:
         """An alert pass died with ``error``."""
         with self._lock:
-            self._state = PassState(self._state.started, self._state.last_pass, clean(error)[:300])
+            self._state = replace(self._state, last_error=clean(error)[:300])
 
     def check(self, db: Database, now: datetime) -> list[str]:
         """Judge now; send a notice if due, or beat the heartbeat when nothing is wrong; return
         the problems found."""
         with self._lock:
+            if self._looked_at is not None and now - self._looked_at > self.after / 2:
+                logger.info(
+                    "watchdog: nothing looked for %s (the process frozen or the clock stepped "
+                    "forward); the alert passes get %s to catch up",
+                    _minutes(now - self._looked_at),
+                    _minutes(self.after),
+                )
+                self._state = replace(self._state, woke=now)
+            self._looked_at = now
             state = self._state
         problems = stalls(db, state, now=now, after=self.after)
         if problems:

@@ -52,6 +52,8 @@ def test_a_stalled_outbox_is_told_to_every_channel_directly_then_again_then_all_
 
     dog.check(rig.db, t0 + timedelta(minutes=21))  # still stalled: not told again so soon
     assert rig.counts() == (1, 1, 1)
+    look_every_minute(rig, dog, t0 + timedelta(minutes=21), t0 + timedelta(minutes=19) + REPEAT)
+    assert rig.counts() == (1, 1, 1)
     dog.check(rig.db, t0 + timedelta(minutes=20) + REPEAT)
     assert rig.counts() == (2, 2, 2)  # told again after repeat_hours
 
@@ -64,6 +66,34 @@ def test_a_stalled_outbox_is_told_to_every_channel_directly_then_again_then_all_
     assert rig.counts() == (3, 3, 5)  # the hook: 2 notices, the 2 queued messages, the all-clear
     dog.check(rig.db, later + timedelta(minutes=2))
     assert rig.counts() == (3, 3, 5)  # the all-clear is told once
+
+
+def look_every_minute(r: Rig, dog: Watchdog, start: datetime, end: datetime) -> None:
+    """The watchdog thread's looks from ``start`` to ``end``."""
+    now = start
+    while now <= end:
+        dog.check(r.db, now)
+        now += timedelta(minutes=1)
+
+
+def test_a_daemon_frozen_or_its_clock_stepped_forward_gets_time_before_it_is_judged(
+    rig: Rig,
+) -> None:
+    t0 = utcnow()
+    queue_messages(rig.db, "hook", 1)
+    dog = watchdog(rig, started=t0)
+    dog.passed(t0 + timedelta(minutes=1))
+    assert dog.check(rig.db, t0 + timedelta(minutes=2)) == []
+    woke = t0 + timedelta(hours=3)  # nothing looked for 3 h: SIGSTOP, a suspend, a clock step
+    assert dog.check(rig.db, woke) == []
+    look_every_minute(rig, dog, woke + timedelta(minutes=1), woke + timedelta(minutes=14))
+    assert rig.counts() == (0, 0, 0)  # no false alarm while the passes catch up
+    problems = dog.check(rig.db, woke + AFTER)  # ... but they did not: now it is a stall
+    assert problems == [
+        "no alert pass has finished for 3 h 14 min",
+        "1 alert message due for 3 h 15 min not sent yet",
+    ]
+    assert rig.counts() == (1, 1, 1)
 
 
 def test_a_pass_that_dies_every_time_is_told_with_its_reason(rig: Rig) -> None:
