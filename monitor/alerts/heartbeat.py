@@ -21,8 +21,9 @@ import logging
 from datetime import datetime, timedelta
 
 from monitor.alerts.channels.base import DeliveryError
-from monitor.alerts.channels.http import Target, register_url_secrets, request_once
-from monitor.alerts.channels.urlguard import Resolver, parse_url, redact_url
+from monitor.alerts.channels.http import Target, request_once
+from monitor.alerts.channels.urlguard import Resolver, redact_url
+from monitor.alerts.outbox import unusable_url
 from monitor.config import ConfigError, Settings
 from monitor.logs import clean
 
@@ -44,17 +45,16 @@ class Heartbeat:
         resolver: Resolver | None = None,
     ) -> None:
         """Check the URL's form now (no DNS); ``http`` only with ``allow_private``."""
-        register_url_secrets(url, whole_path=True)
-        parse_url(url, allow_http=allow_private)
-        self.every = every
-        self._target = Target(
+        self._target = Target.guarded(
             name="heartbeat",
             url=url,
             timeout=timeout,
             allow_private=allow_private,
             allow_http=allow_private,
             resolver=resolver,
+            secret_path=True,
         )
+        self.every = every
         self._last: datetime | None = None  # the last beat the monitor took
         self._failing = False
 
@@ -125,12 +125,7 @@ def check_heartbeat(settings: Settings) -> Heartbeat | None:
     try:
         heartbeat.validate()
     except (ValueError, OSError) as exc:
-        private = "private" in str(exc).lower()
-        allow = "; if that address is really meant, set heartbeat_allow_private_addresses = true"
-        raise ConfigError(
-            str(settings.source),
-            "daemon.heartbeat_url_env",
-            clean(str(exc)),
-            f"point it at a reachable public address{allow if private else ''}",
+        raise unusable_url(
+            settings, "daemon.heartbeat_url_env", exc, "heartbeat_allow_private_addresses"
         ) from None
     return heartbeat

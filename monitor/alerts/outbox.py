@@ -327,17 +327,22 @@ def check_channels(settings: Settings) -> None:
         try:
             build_channel(settings, name).validate()
         except (ValueError, OSError) as exc:
-            allow = (
-                "; if that address is really meant, set allow_private_addresses = true"
-                if "private" in str(exc).lower() or "loopback" in str(exc).lower()
-                else ""
-            )
-            raise ConfigError(
-                str(settings.source),
-                f"alerts.channels.{name}",
-                clean(str(exc)),
-                f"point it at a reachable public address{allow}",
+            raise unusable_url(
+                settings, f"alerts.channels.{name}", exc, "allow_private_addresses"
             ) from None
+
+
+def unusable_url(settings: Settings, key: str, exc: Exception, allow_key: str) -> ConfigError:
+    """The error for the URL at ``key`` that failed its check with ``exc``; when it was refused
+    as private, the fix names the ``allow_key`` that lets it through."""
+    private = "private" in str(exc).lower() or "loopback" in str(exc).lower()
+    allow = f"; if that address is really meant, set {allow_key} = true" if private else ""
+    return ConfigError(
+        str(settings.source),
+        key,
+        clean(str(exc)),
+        f"point it at a reachable public address{allow}",
+    )
 
 
 def deliver(

@@ -54,6 +54,25 @@ class Target:
     def __repr__(self) -> str:
         return f"Target(name={self.name!r}, url={redact_url(self.url)!r})"
 
+    @classmethod
+    def guarded(
+        cls,
+        *,
+        name: str,
+        url: str,
+        timeout: float,
+        allow_private: bool,
+        allow_http: bool,
+        resolver: Resolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        secret_path: bool,
+    ) -> Target:
+        """A target whose URL's secret parts are masked in the logs (its path too, if
+        ``secret_path``) and whose form is checked now (no DNS)."""
+        register_url_secrets(url, whole_path=secret_path)
+        parse_url(url, allow_http=allow_http)
+        return cls(name, url, timeout, allow_private, allow_http, resolver, ssl_context)
+
     def check(self) -> None:
         """Check the URL now (DNS included); raise ``ValueError``/``OSError`` if it is unusable."""
         check_url(
@@ -207,21 +226,19 @@ class HttpChannel(Channel):
         secret_path: bool,
     ) -> None:
         """Check the URL's form now (no DNS); ``allow_http`` defaults to ``allow_private``."""
-        register_url_secrets(url, whole_path=secret_path)
-        http_ok = allow_private if allow_http is None else allow_http
-        parse_url(url, allow_http=http_ok)
-        self.name = name
-        self.max_items = max_items
-        self.max_text = max_text
-        self._target = Target(
+        self._target = Target.guarded(
             name=name,
             url=url,
             timeout=timeout,
             allow_private=allow_private,
-            allow_http=http_ok,
+            allow_http=allow_private if allow_http is None else allow_http,
             resolver=resolver,
             ssl_context=ssl_context,
+            secret_path=secret_path,
         )
+        self.name = name
+        self.max_items = max_items
+        self.max_text = max_text
 
     def validate(self) -> None:
         """Resolve and check the URL (refuses private destinations unless allowed)."""
