@@ -553,10 +553,10 @@ class _Api:
         params = _Params(query, (*_LIST_PARAMS, "exclude", "pagination_token"))
         excluded = params.choices("exclude", frozenset({"replies", "retweets"}))
         if "replies" in excluded:
-            return self._listing(
-                "tweets", user_id, params, clock, {POST}, TIMELINE_REACH_WITHOUT_REPLIES
-            )
-        return self._listing("tweets", user_id, params, clock, {POST, REPLY}, TIMELINE_REACH)
+            kinds, reach = {POST}, TIMELINE_REACH_WITHOUT_REPLIES
+        else:
+            kinds, reach = {POST, REPLY}, TIMELINE_REACH
+        return self._listing("tweets", user_id, params, clock, kinds, reach)
 
     def _mentions(self, user_id: str, query: Query, clock: datetime) -> Json:
         params = _Params(query, (*_LIST_PARAMS, "pagination_token"))
