@@ -609,7 +609,11 @@ def test_alert_passes_stuck_behind_a_write_lock_are_told_by_the_watchdog_directl
         assert "no alert pass has finished since touchpoint run started" in notice["summary"]
         assert "1 alert message due for" in notice["summary"], notice
         assert [q for q in r.hook.requests if q.headers.get("idempotency-key") == left] == []
-        assert any(b"alerts are not going out" in raw for _, _, raw in r.mail.received)
+        wait_for(  # the channels are told one after the other: the webhook first, then mail
+            lambda: any(b"alerts are not going out" in raw for _, _, raw in r.mail.received),
+            10,
+            "the watchdog's email",
+        )
         assert [q.path for q in pings.requests] == ["/ping/token-123"]  # alive at the start
         time.sleep(12)  # longer than heartbeat_seconds: no beat while the stall lasts
         assert len(pings.requests) == 1
