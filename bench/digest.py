@@ -5,7 +5,8 @@ Builds two stores (default 10k and 1M rows of posts and mentions) with the same 
 and day: the large one holds more brands and more days, as a store does after a year. Each brand
 has four channels; each day brings brand posts (labelled), customer mentions, brand replies to
 most of them (some only to the customer's follow-up in the same conversation), and keyword hits.
-Rows go in by bulk ``executemany`` in one transaction.
+Rows (posts, their labels and their roles in ``post_brands``) go in by bulk ``executemany`` in
+one transaction.
 
 Then it times, for one brand and its last full day, building the digest (the store's queries and
 the pure figures), rendering it as HTML and text, and one alert evaluation for that brand
@@ -72,6 +73,10 @@ class Shape:
 _COLUMNS = (
     "id, platform, native_id, brand, author_id, author_handle, is_brand, kind, text, url, lang, "
     "created_at, in_reply_to_id, conversation_id, metrics, raw, collected_at, updated_at"
+)
+_ROLES = (
+    "INSERT INTO post_brands (post_id, brand, platform, kind, is_brand, created_at) "
+    "SELECT id, brand, platform, kind, is_brand, created_at FROM posts"
 )
 _INSERT = f"INSERT INTO posts ({_COLUMNS}) VALUES ({', '.join('?' * 18)})"
 _LABEL = (
@@ -191,6 +196,7 @@ def build_store(path: Path, rows: int, *, seed: int = 7) -> tuple[Database, Shap
     for posts, labels in brand_days(shape, seed):
         conn.executemany(_INSERT, posts)
         conn.executemany(_LABEL, [(pid, label, stamp) for pid, label in labels])
+    conn.execute(_ROLES)  # each post concerns its one brand: its role there
     conn.commit()
     conn.execute("PRAGMA synchronous=FULL")  # and no ANALYZE: touchpoint never runs it either
     count = int(conn.execute("SELECT count(*) FROM posts").fetchone()[0])

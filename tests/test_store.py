@@ -49,6 +49,7 @@ def test_store_open_db_creates_every_table_in_wal(db: Database) -> None:
         "deliveries",
         "accounts",
         "service_state",
+        "post_brands",
         "_sqlite_migrations",
     } <= tables
     assert set(db["posts"].columns_dict) == {
@@ -224,6 +225,64 @@ def test_store_keyword_hit_becomes_mention_but_not_back(db: Database) -> None:
     store.upsert_posts(db, [post("1", kind="mention")])
     store.upsert_posts(db, [post("1", kind="keyword")])
     assert db.execute("SELECT kind FROM posts").fetchone()[0] == "mention"
+
+
+def roles(db: Database) -> set[tuple[str, str, str, int]]:
+    return set(db.execute("SELECT post_id, brand, kind, is_brand FROM post_brands").fetchall())
+
+
+def test_store_a_post_of_two_brands_is_each_ones_in_its_own_role(db: Database) -> None:
+    # globex's post mentions acme: acme's mentions stream stores it first, then globex's posts
+    as_mention = post("7", text="Proud to partner with @acme", author_handle="globex")
+    as_post = dataclasses.replace(as_mention, brand="globex", is_brand=True, kind="post")
+    assert store.upsert_posts(db, [as_mention]) == (1, 0)
+    assert store.upsert_posts(db, [as_post]) == (1, 0)  # new to globex
+    assert store.upsert_posts(db, [as_post, as_mention]) == (0, 0)
+    assert roles(db) == {("x:7", "acme", "mention", 0), ("x:7", "globex", "post", 1)}
+    assert db.execute("SELECT count(*), max(is_brand) FROM posts").fetchone() == (1, 1)
+    # written by a brand: it gets a label, though first stored as another brand's mention
+    (batch,) = store.iter_posts_to_label(db, model_version="m")
+    assert batch == [("x:7", "Proud to partner with @acme")]
+    exported = {(r["brand"], r["kind"], r["is_brand"]) for r in store.iter_posts(db)}
+    assert exported == {("acme", "mention", 0), ("globex", "post", 1)}
+    assert [r["kind"] for r in store.iter_posts(db, brand="globex")] == ["post"]
+    assert store.count_posts(db) == {("acme", "x", "mention"): 1, ("globex", "x", "post"): 1}
+
+
+def test_store_a_keyword_hit_of_one_brand_is_not_made_a_mention_by_another(db: Database) -> None:
+    hit = post("1", kind="keyword")
+    of_globex = dataclasses.replace(hit, brand="globex", kind="mention")
+    assert store.upsert_posts(db, [hit]) == (1, 0)
+    assert store.upsert_posts(db, [of_globex]) == (1, 0)
+    assert roles(db) == {("x:1", "acme", "keyword", 0), ("x:1", "globex", "mention", 0)}
+    # globex's keyword hit of acme's mention, seen later as globex's mention: updated once
+    second = post("2", brand="globex", kind="keyword")
+    store.upsert_posts(db, [post("2"), second])
+    changed = dataclasses.replace(second, kind="mention", metrics={"likes": 9})
+    assert store.upsert_posts(db, [changed]) == (0, 1)
+    assert ("x:2", "globex", "mention", 0) in roles(db)
+    metrics = db.execute("SELECT metrics FROM posts WHERE id = 'x:2'").fetchone()[0]
+    assert json.loads(metrics) == {"likes": 9}
+
+
+def test_store_migration_gives_the_posts_of_an_older_store_their_roles(tmp_path: Path) -> None:
+    db = store.open_db(tmp_path / "old.db")
+    store.upsert_posts(db, [post("1"), post("2", is_brand=True, kind="post")])
+    with db.conn:  # as a store from before post_brands, with an alert of that time
+        db.execute("DROP TABLE post_brands")
+        db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm008_create_post_brands'")
+        db.execute(
+            "INSERT INTO alerts (fingerprint, kind, brand, platform, subject, payload, "
+            "created_at, state, updated_at, severity, title) VALUES ('unanswered_mention:x:1', "
+            "'unanswered_mention', 'acme', 'x', '[]', '{}', '', 'open', '', 'warning', 't')"
+        )
+    db.conn.close()
+    db = store.open_db(tmp_path / "old.db")
+    assert roles(db) == {("x:1", "acme", "mention", 0), ("x:2", "acme", "post", 1)}
+    # the open alert keeps its identity under the per-brand fingerprint (no second message)
+    (alert,) = store.get_alerts(db)
+    assert (alert.fingerprint, alert.state) == ("unanswered_mention:acme:x:1", "open")
+    db.conn.close()
 
 
 def test_store_page_rolls_back_posts_when_cursor_write_fails(db: Database) -> None:

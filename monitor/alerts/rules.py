@@ -130,7 +130,7 @@ def evaluate_unanswered(
         severity = "critical" if waited >= breach else "warning"
         alerts.append(
             Alert(
-                fingerprint=f"{UNANSWERED}:{m.id}",
+                fingerprint=f"{UNANSWERED}:{m.brand}:{m.id}",  # a mention of two brands: two
                 kind=UNANSWERED,
                 brand=m.brand,
                 platform=m.platform,

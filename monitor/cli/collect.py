@@ -232,6 +232,9 @@ def export(
 ) -> None:
     """Export collected posts as CSV or JSON lines, oldest first.
 
+    A post that concerns several brands (brand A's post tagging brand B) is a row for each, with
+    that brand's kind: A's post, B's mention.
+
     \b
     Example:
         touchpoint export --format jsonl --kind mention -o mentions.jsonl

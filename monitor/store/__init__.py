@@ -11,8 +11,9 @@ All SQL lives in this package; callers use its names (``from monitor import stor
   reordered or removed), the pragmas, ``write_transaction()``, the WAL's ``checkpoint()``,
   ``wal_bytes()`` and ``shrink_wal()``, the SQLite version check, and the generic
   ``table_counts()`` and ``explain()``;
-- :mod:`.posts`: the ingest upsert (``upsert_posts``, ``store_page``, ``post_row``,
-  ``UPSERT_POST_SQL``), ``iter_posts`` and ``count_posts``;
+- :mod:`.posts`: the ingest upsert of posts and their roles for each brand (``upsert_posts``,
+  ``store_page``, ``post_row``, ``role_row``, ``UPSERT_POST_SQL``, ``UPSERT_ROLE_SQL``),
+  ``iter_posts`` and ``count_posts``;
 - :mod:`.labels`: ``LabelRow`` and the classifier's reads and writes;
 - :mod:`.alerts`: the mentions-with-answers query, alert states and the deliveries outbox;
 - :mod:`.streams`: cursors, runs, stream status and deferrals, collector state and accounts;
@@ -88,9 +89,11 @@ from monitor.store.labels import (
 from monitor.store.posts import (
     POST_COLUMNS,
     UPSERT_POST_SQL,
+    UPSERT_ROLE_SQL,
     count_posts,
     iter_posts,
     post_row,
+    role_row,
     store_page,
     upsert_posts,
 )
@@ -127,6 +130,7 @@ __all__ = [
     "DIGEST_MENTIONS_SQL",
     "POST_COLUMNS",
     "UPSERT_POST_SQL",
+    "UPSERT_ROLE_SQL",
     "ClassifierStatus",
     "Delivery",
     "DigestSend",
@@ -177,6 +181,7 @@ __all__ = [
     "open_db",
     "overdue_deliveries",
     "post_row",
+    "role_row",
     "queue_delivery",
     "recipient_key",
     "record_classification",

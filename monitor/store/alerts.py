@@ -18,18 +18,22 @@ from monitor.store.service import get_channel_holds
 
 logger = logging.getLogger(__name__)
 
-# The unary + keeps SQLite off the brand indexes for the answer lookup: with them it would walk
-# the brand's whole history for every mention; without, it looks the replies up by in_reply_to_id.
+# A brand's mentions are read through its roles (``post_brands``); an answer is a post its own
+# account wrote (a role of that brand with is_brand). The unary + keeps SQLite off the time
+# index for the answer lookup: with it, it would walk the brand's whole history for every
+# mention; without, it looks the replies up by in_reply_to_id.
 _MENTIONS_SQL = """
 SELECT m.id, m.platform, m.created_at, m.text, m.url, m.author_handle,
   (SELECT min(r.created_at) FROM posts r
-    WHERE r.is_brand = 1 AND +r.brand = m.brand AND +r.created_at >= m.created_at
+    WHERE +r.created_at >= m.created_at
+      AND EXISTS (SELECT 1 FROM post_brands rb
+        WHERE rb.post_id = r.id AND rb.brand = mb.brand AND rb.is_brand = 1)
       AND (r.in_reply_to_id = m.id OR r.in_reply_to_id IN (
         SELECT f.id FROM posts f WHERE m.conversation_id IS NOT NULL
           AND f.conversation_id = m.conversation_id AND f.author_id = m.author_id
           AND f.created_at >= m.created_at))) AS answered_at
-FROM posts m
-WHERE m.brand = ? AND m.kind = 'mention' AND m.created_at >= ?
+FROM post_brands mb JOIN posts m ON m.id = mb.post_id
+WHERE mb.brand = ? AND mb.kind = 'mention' AND mb.created_at >= ?
 """
 
 
@@ -48,9 +52,10 @@ def iter_labelled_posts(
 ) -> Iterator[tuple[Any, ...]]:
     """Yield (id, platform, created_at, label, text, url) of the brand's own broadcasts."""
     sql = (
-        "SELECT p.id, p.platform, p.created_at, l.label, p.text, p.url FROM posts p "
-        "JOIN labels l ON l.post_id = p.id WHERE p.brand = ? AND p.kind = 'post' "
-        "AND p.is_brand = 1 AND p.created_at >= ? ORDER BY p.created_at DESC"
+        "SELECT p.id, p.platform, p.created_at, l.label, p.text, p.url FROM post_brands b "
+        "JOIN posts p ON p.id = b.post_id JOIN labels l ON l.post_id = b.post_id "
+        "WHERE b.brand = ? AND b.kind = 'post' AND b.is_brand = 1 AND b.created_at >= ? "
+        "ORDER BY b.created_at DESC"
     )
     yield from db.conn.execute(sql, (brand, iso(since) if since else ""))
 

@@ -244,6 +244,35 @@ def m007_create_service_state(db: Database) -> None:
     db.table("service_state").create({"name": str, "state": str, "updated_at": str}, pk="name")
 
 
+@migrations()
+def m008_create_post_brands(db: Database) -> None:
+    """Know a post's role for each brand it concerns (``post_brands``): a post of brand A that
+    mentions brand B is A's broadcast and B's mention; one row in ``posts`` keeps its content, and
+    ``posts.brand``/``kind`` stay the role it was first stored in. Every per-brand query reads
+    the roles."""
+    # a post deleted (by hand: touchpoint deletes none) takes its roles with it; WITHOUT ROWID,
+    # every index holds the post id too, so the indexes below answer the queries by themselves
+    db.execute(
+        "CREATE TABLE post_brands (post_id TEXT NOT NULL REFERENCES posts(id) ON DELETE CASCADE, "
+        "brand TEXT NOT NULL, platform TEXT NOT NULL, kind TEXT NOT NULL, "
+        "is_brand INTEGER NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (post_id, brand)) "
+        "WITHOUT ROWID"
+    )
+    db.execute(
+        "INSERT INTO post_brands (post_id, brand, platform, kind, is_brand, created_at) "
+        "SELECT id, brand, platform, kind, is_brand, created_at FROM posts"
+    )
+    # the alert rules' and the digest's range scans, as on posts before
+    db.table("post_brands").create_index(["brand", "kind", "created_at", "is_brand", "platform"])
+    db.table("post_brands").create_index(["brand", "platform", "kind", "created_at"])
+    # each brand has its own alert for a mention of two: 'unanswered_mention:<brand>:<post id>'
+    db.execute(
+        "UPDATE alerts SET fingerprint = 'unanswered_mention:' || brand || ':' || "
+        "substr(fingerprint, length('unanswered_mention:') + 1) "
+        "WHERE kind = 'unanswered_mention' AND fingerprint LIKE 'unanswered_mention:%'"
+    )
+
+
 def open_db(path: Path | str) -> Database:
     """Open (creating if needed) the SQLite store in WAL mode and apply pending migrations."""
     path = Path(path)

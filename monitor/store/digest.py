@@ -16,18 +16,19 @@ from monitor.store.db import write_transaction
 
 logger = logging.getLogger(__name__)
 
-# The digest's own queries; each is a range scan of the (brand, kind, created_at) or the
-# (brand, platform, kind, created_at) index, whatever the size of the store (bench/digest.py).
+# The digest's own queries, through the brands' roles (``post_brands``); each is a range scan of
+# its (brand, kind, created_at) or (brand, platform, kind, created_at) index, whatever the size of
+# the store (bench/digest.py).
 DIGEST_ACTIVITY_SQL = """
-SELECT p.platform, p.kind, p.created_at, l.label FROM posts p
-LEFT JOIN labels l ON l.post_id = p.id
-WHERE p.brand = ? AND p.kind IN ('post', 'reply') AND p.is_brand = 1
-  AND p.created_at >= ? AND p.created_at < ?
+SELECT b.platform, b.kind, b.created_at, l.label FROM post_brands b
+LEFT JOIN labels l ON l.post_id = b.post_id
+WHERE b.brand = ? AND b.kind IN ('post', 'reply') AND b.is_brand = 1
+  AND b.created_at >= ? AND b.created_at < ?
 """
 # the alerts' definition of answered, for the mentions of one period
-DIGEST_MENTIONS_SQL = _MENTIONS_SQL + "  AND m.created_at < ?\n"
+DIGEST_MENTIONS_SQL = _MENTIONS_SQL + "  AND mb.created_at < ?\n"
 DIGEST_LAST_ACTIVITY_SQL = (
-    "SELECT max(created_at) FROM posts "
+    "SELECT max(created_at) FROM post_brands "
     "WHERE brand = ? AND platform = ? AND kind = ? AND created_at < ?"
 )
 

@@ -40,7 +40,10 @@ _CHANGED = " OR ".join(
     f"posts.{c} IS NOT excluded.{c}"
     for c in ("text", "metrics", "lang", "in_reply_to_id", "conversation_id", "author_handle")
 )
-# A keyword hit later seen as a mention becomes a mention; nothing else changes an item's kind.
+# ``posts`` holds an item's content; ``brand`` and ``kind`` are the role it was first stored in
+# (its roles for every brand are in ``post_brands``). A keyword hit later seen as a mention of the
+# same brand becomes a mention; ``is_brand`` is set once any brand's own account wrote it.
+_PROMOTED = "posts.brand = excluded.brand AND posts.kind = 'keyword' AND excluded.kind != 'keyword'"
 UPSERT_POST_SQL = (
     f"INSERT INTO posts ({', '.join(POST_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(POST_COLUMNS))}) "
@@ -48,8 +51,17 @@ UPSERT_POST_SQL = (
     "lang=excluded.lang, in_reply_to_id=excluded.in_reply_to_id, "
     "conversation_id=excluded.conversation_id, author_handle=excluded.author_handle, "
     "raw=excluded.raw, updated_at=excluded.updated_at, "
-    "kind=CASE WHEN posts.kind='keyword' THEN excluded.kind ELSE posts.kind END "
-    f"WHERE {_CHANGED} OR (posts.kind='keyword' AND excluded.kind!='keyword')"
+    f"kind=CASE WHEN {_PROMOTED} THEN excluded.kind ELSE posts.kind END, "
+    "is_brand=max(posts.is_brand, excluded.is_brand) "
+    f"WHERE {_CHANGED} OR ({_PROMOTED}) OR posts.is_brand < excluded.is_brand"
+)
+# An item's role for one brand: what it is to that brand (its post, its reply, a mention of it, a
+# keyword hit) and whether that brand's account wrote it. Only a keyword hit changes: into what
+# the same brand's mentions or posts stream later sees it as.
+UPSERT_ROLE_SQL = (
+    "INSERT INTO post_brands (post_id, brand, platform, kind, is_brand, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(post_id, brand) DO UPDATE SET "
+    "kind=excluded.kind WHERE post_brands.kind = 'keyword' AND excluded.kind != 'keyword'"
 )
 
 
@@ -77,34 +89,63 @@ def post_row(post: Post, now: str) -> tuple[Any, ...]:
     )
 
 
-def _existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
+def _stored_roles(
+    conn: sqlite3.Connection, ids: Sequence[str]
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """The stored roles of ``ids``: (post id, brand) -> (kind, the brand first stored)."""
+    found: dict[tuple[str, str], tuple[str, str]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        found.update(
-            r[0] for r in conn.execute(f"SELECT id FROM posts WHERE id IN ({marks})", chunk)
+        sql = (
+            "SELECT b.post_id, b.brand, b.kind, p.brand FROM post_brands b "
+            f"JOIN posts p ON p.id = b.post_id WHERE b.post_id IN ({marks})"
         )
+        found.update(((r[0], r[1]), (r[2], r[3])) for r in conn.execute(sql, chunk))
     return found
 
 
 def _upsert(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> tuple[int, int]:
+    """Write the posts and their roles; return (new, updated). An item is new to a brand the
+    first time it is stored for that brand (though another brand's stream stored it before), and
+    updated when its content changed or its keyword hit became a mention or post."""
     stamp = iso(now)
-    # keyed by id: a page may repeat an item, and the last one wins
-    rows = {row[0]: row for row in (post_row(p, stamp) for p in posts)}
+    # keyed by (id, brand): a page may repeat an item, and the last one wins
+    rows = {(row[0], row[3]): row for row in (post_row(p, stamp) for p in posts)}
     if not rows:
         return 0, 0
-    new = len(rows) - len(_existing_ids(conn, list(rows)))
+    stored = _stored_roles(conn, list({post_id for post_id, _ in rows}))
+    new = [key for key in rows if key not in stored]
+    # this brand's keyword hit, now its mention or post, on a row another brand stored first
+    # (whose kind stays): updated, whether or not the content changed
+    promoted = [
+        key
+        for key, (kind, first) in stored.items()
+        if key in rows and kind == "keyword" and rows[key][7] != "keyword" and first != key[1]
+    ]
+    uncounted = {*new, *promoted}
+    # only the rows already stored for their brand count as updated through their content
+    _write(conn, UPSERT_POST_SQL, [row for key, row in rows.items() if key in uncounted])
     before = conn.total_changes
+    _write(conn, UPSERT_POST_SQL, [row for key, row in rows.items() if key not in uncounted])
+    changed = conn.total_changes - before
+    _write(conn, UPSERT_ROLE_SQL, [role_row(row) for row in rows.values()])
+    return len(new), changed + len(promoted)
+
+
+def role_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The ``post_brands`` row of a ``posts`` row: id, brand, platform, kind, is_brand, time."""
+    return (row[0], row[3], row[1], row[7], row[6], row[11])
+
+
+def _write(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
     try:
-        conn.executemany(UPSERT_POST_SQL, rows.values())
+        conn.executemany(sql, rows)
     except UnicodeEncodeError:  # a lone surrogate in a text (``raw`` is made valid when encoded)
         logger.warning("a page held text that is not valid Unicode; replaced with U+FFFD")
         # the rows before the bad one are written already: again with the same values they are
         # no-ops (the upsert's WHERE), so the change count stays right
-        conn.executemany(UPSERT_POST_SQL, [_valid_row(row) for row in rows.values()])
-    changed = conn.total_changes - before
-    return new, changed - new
+        conn.executemany(sql, [_valid_row(row) for row in rows])
 
 
 def _valid_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -135,6 +176,11 @@ def store_page(
     return counts
 
 
+_ROLE_COLUMNS = ("brand", "kind", "is_brand")
+# a post as one brand sees it: its content, with that brand's role
+_POST_AS_ROLE = ", ".join(f"b.{c}" if c in _ROLE_COLUMNS else f"p.{c}" for c in POST_COLUMNS)
+
+
 def iter_posts(
     db: Database,
     *,
@@ -143,17 +189,23 @@ def iter_posts(
     kind: str | None = None,
     since: datetime | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield stored posts (oldest first) as dicts, filtered by brand, platform, kind and time."""
+    """Yield stored posts (oldest first) as dicts, filtered by brand, platform, kind and time.
+
+    A post is yielded once for each brand it concerns, with that brand's ``brand``, ``kind`` and
+    ``is_brand`` (a post of brand A that mentions brand B: A's post, and B's mention)."""
     where, params = [], []
     for column, value in (("brand", brand), ("platform", platform), ("kind", kind)):
         if value is not None:
-            where.append(f"{column} = ?")
+            where.append(f"b.{column} = ?")
             params.append(value)
     if since is not None:
-        where.append("created_at >= ?")
+        where.append("b.created_at >= ?")
         params.append(iso(since))
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    sql = f"SELECT * FROM posts {clause} ORDER BY created_at, id"
+    sql = (
+        f"SELECT {_POST_AS_ROLE} FROM post_brands b JOIN posts p ON p.id = b.post_id "
+        f"{clause} ORDER BY b.created_at, b.post_id, b.brand"
+    )
     cursor = db.conn.execute(sql, params)
     names = [d[0] for d in cursor.description]
     for row in cursor:
@@ -161,6 +213,9 @@ def iter_posts(
 
 
 def count_posts(db: Database) -> dict[tuple[str, str, str], int]:
-    """Return the number of posts per (brand, platform, kind)."""
-    rows = db.conn.execute("SELECT brand, platform, kind, count(*) FROM posts GROUP BY 1, 2, 3")
+    """Return the number of posts per (brand, platform, kind), each counted for every brand it
+    concerns."""
+    rows = db.conn.execute(
+        "SELECT brand, platform, kind, count(*) FROM post_brands GROUP BY 1, 2, 3"
+    )
     return {(b, p, k): n for b, p, k, n in rows}

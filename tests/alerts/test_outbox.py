@@ -157,7 +157,7 @@ def test_outbox_unanswered_mention_one_message_per_channel_repeat_and_resolve(ri
     report = rig.run()
     assert report.sent == 3 and rig.counts() == (1, 1, 1)
     (alert,) = store.get_alerts(rig.db, states=["open"])
-    assert alert.fingerprint == f"unanswered_mention:{late.id}"
+    assert alert.fingerprint == f"unanswered_mention:acme:{late.id}"
     assert rig.hook.requests[0].json()["items_total"] == 1
 
     rig.run(at=timedelta(hours=1))  # still open, inside the 4 h repeat interval
@@ -424,6 +424,67 @@ def test_outbox_a_service_problem_reaches_a_channel_brands_share_once(rig: Rig) 
     rig.run(at=timedelta(hours=4, minutes=2))
     assert rig.counts() == (3, 3, 3)
     assert "restarted" in rig.hook.requests[-1].json()["summary"]
+
+
+def test_outbox_a_mention_of_two_brands_waits_for_each_brands_own_answer(rig: Rig) -> None:
+    rig.config.write_text(
+        rig.config.read_text() + '[[brands]]\nname = "globex"\naccounts = {x = "globex"}\n'
+    )
+    rig.settings = load_settings(rig.config)
+    # "@acme @globex where is my order?": acme's mentions stream stores it first
+    of_acme = mention(1, minutes_ago=90)
+    store.upsert_posts(rig.db, [of_acme, dataclasses.replace(of_acme, brand="globex")])
+    rig.run()
+    assert {(a.brand, a.fingerprint) for a in store.get_alerts(rig.db, states=["open"])} == {
+        ("acme", f"unanswered_mention:acme:{of_acme.id}"),
+        ("globex", f"unanswered_mention:globex:{of_acme.id}"),
+    }
+    assert rig.counts() == (2, 2, 2)  # a message for each brand
+    store.upsert_posts(rig.db, [brand_reply(of_acme)])  # acme answers; globex has not
+    rig.run(at=timedelta(minutes=5))
+    assert {(a.brand, a.state) for a in store.get_alerts(rig.db)} == {
+        ("acme", "resolved"),
+        ("globex", "open"),
+    }
+
+
+def test_outbox_a_brand_post_first_stored_as_another_brands_mention_counts_as_its_post(
+    rig: Rig,
+) -> None:
+    rig.config.write_text(
+        rig.config.read_text() + '[[brands]]\nname = "globex"\naccounts = {x = "globex"}\n'
+    )
+    rig.settings = load_settings(rig.config)
+    now = utcnow()
+    # globex's own posts, each mentioning acme: acme's mentions stream stores them first
+    pitches = [
+        Post(
+            platform="x",
+            native_id=str(n),
+            brand="acme",
+            author_id="g",
+            author_handle="globex",
+            is_brand=False,
+            kind="mention",
+            text=f"Buy the new Globex x @acme bundle, 20% off today {n}",
+            url="",
+            created_at=iso(now - timedelta(minutes=30 + n)),
+        )
+        for n in range(10)
+    ]
+    store.upsert_posts(rig.db, pitches)
+    assert store.upsert_posts(
+        rig.db,
+        [dataclasses.replace(p, brand="globex", is_brand=True, kind="post") for p in pitches],
+    ) == (10, 0)
+    (batch,) = store.iter_posts_to_label(rig.db, model_version="test")
+    assert len(batch) == 10  # written by a brand: each gets a label
+    store.upsert_labels(
+        rig.db, [store.LabelRow(p.id, "sales-pitch", 0.9, {}, "test") for p in pitches]
+    )
+    rig.run()
+    (alert,) = [a for a in store.get_alerts(rig.db) if a.kind == "self_promotion"]
+    assert alert.brand == "globex" and alert.payload["share"] == 1.0
 
 
 def test_outbox_500_mentions_become_one_grouped_message_per_channel(rig: Rig) -> None:

@@ -43,7 +43,7 @@ def test_rules_unanswered_warns_after_an_hour_and_breaches_after_a_day() -> None
     assert unanswered(mention(59)) == []
     (warn,) = unanswered(mention(61))
     assert (warn.kind, warn.severity, warn.subject) == ("unanswered_mention", "warning", ("x:1",))
-    assert warn.fingerprint == "unanswered_mention:x:1"
+    assert warn.fingerprint == "unanswered_mention:acme:x:1"
     assert "1 h 1 min" in warn.payload["detail"]
     (breach,) = unanswered(mention(25 * 60))
     assert breach.severity == "critical"

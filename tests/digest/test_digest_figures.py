@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from monitor.digest.build import (
     percentile,
     window_period,
 )
+from monitor.models import Post
 from tests.digest import fixture
 
 
@@ -226,3 +228,35 @@ def test_digest_mention_rows_are_shared_with_the_alerts(db: Database) -> None:
     rows = {r[0]: r[6] for r in store.iter_mentions_between(db, "acme", start=since, end=until)}
     assert rows == alert_rows and len(rows) == 9
     assert rows["x:m3"] == "2026-11-20T12:00:00Z"  # answered through the follow-up
+
+
+def test_digest_a_post_of_two_brands_counts_for_each_in_its_role(
+    db: Database, tmp_path: Path
+) -> None:
+    fixture.fill(db)
+    extra = '[[brands]]\nname = "globex"\ntimezone = "UTC"\naccounts = { x = "globex" }\n'
+    settings = fixture.settings(tmp_path / "touchpoint.toml", extra)
+    acme, globex = (next(b for b in settings.brands if b.name == n) for n in ("acme", "globex"))
+    period = day_period(fixture.DAY, fixture.TIMEZONE)
+    before = read_digest(db, acme, period, as_of=fixture.AS_OF)
+    # acme's post tags globex: globex's mentions stream stores it first, then acme's posts
+    shout = Post(
+        platform="x",
+        native_id="shout",
+        brand="globex",
+        author_id="acme",
+        author_handle="acme",
+        is_brand=False,
+        kind="mention",
+        text="Thanks @globex for the beans!",
+        url="https://x.com/acme/status/shout",
+        created_at="2026-11-20T10:00:00Z",
+    )
+    store.upsert_posts(db, [shout])
+    store.upsert_posts(db, [replace(shout, brand="acme", is_brand=True, kind="post")])
+    after = read_digest(db, acme, period, as_of=fixture.AS_OF)
+    assert after.total.posts == before.total.posts + 1
+    assert after.total.mentions == before.total.mentions
+    of_globex = read_digest(db, globex, day_period(fixture.DAY, "UTC"), as_of=fixture.AS_OF)
+    assert (of_globex.total.mentions, of_globex.total.posts) == (1, 0)
+    assert [m.id for m in of_globex.unanswered] == ["x:shout"]
