@@ -18,8 +18,9 @@ from monitor.store.service import get_channel_holds
 
 logger = logging.getLogger(__name__)
 
-# A brand's mentions are read through its roles (``post_brands``); an answer is a post its own
-# account wrote (a role of that brand with is_brand). The unary + keeps SQLite off the time
+# A brand's mentions are read through its roles (``post_brands``), leaving out those that one of
+# the monitored brands' own accounts wrote (a sister brand tagging it waits for no answer); an
+# answer is a post its own account wrote (a role of that brand with is_brand). The unary + keeps SQLite off the time
 # index for the answer lookup: with it, it would walk the brand's whole history for every
 # mention; without, it looks the replies up by in_reply_to_id.
 _MENTIONS_SQL = """
@@ -33,7 +34,7 @@ SELECT m.id, m.platform, m.created_at, m.text, m.url, m.author_handle,
           AND f.conversation_id = m.conversation_id AND f.author_id = m.author_id
           AND f.created_at >= m.created_at))) AS answered_at
 FROM post_brands mb JOIN posts m ON m.id = mb.post_id
-WHERE mb.brand = ? AND mb.kind = 'mention' AND mb.created_at >= ?
+WHERE mb.brand = ? AND mb.kind = 'mention' AND mb.created_at >= ? AND m.is_brand = 0
 """
 
 

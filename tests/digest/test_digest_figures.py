@@ -252,11 +252,16 @@ def test_digest_a_post_of_two_brands_counts_for_each_in_its_role(
         url="https://x.com/acme/status/shout",
         created_at="2026-11-20T10:00:00Z",
     )
-    store.upsert_posts(db, [shout])
+    # and a customer asks both: stored for globex first too
+    ask = replace(shout, native_id="ask", author_id="c", author_handle="cy", text="@acme @globex?")
+    store.upsert_posts(db, [shout, ask])
     store.upsert_posts(db, [replace(shout, brand="acme", is_brand=True, kind="post")])
+    store.upsert_posts(db, [replace(ask, brand="acme")])
     after = read_digest(db, acme, period, as_of=fixture.AS_OF)
     assert after.total.posts == before.total.posts + 1
-    assert after.total.mentions == before.total.mentions
+    assert after.total.mentions == before.total.mentions + 1
+    assert "x:ask" in [m.id for m in after.unanswered]
     of_globex = read_digest(db, globex, day_period(fixture.DAY, "UTC"), as_of=fixture.AS_OF)
+    # acme's post is no mention waiting for globex's answer: a monitored brand wrote it
     assert (of_globex.total.mentions, of_globex.total.posts) == (1, 0)
-    assert [m.id for m in of_globex.unanswered] == ["x:shout"]
+    assert [m.id for m in of_globex.unanswered] == ["x:ask"]
