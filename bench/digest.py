@@ -229,7 +229,7 @@ def scans(db: Database, brand: str, day: date) -> list[str]:
     start, end = iso(period.start), iso(period.end)
     queries = {
         "digest activity": (store.DIGEST_ACTIVITY_SQL, (brand, start, end)),
-        "digest mentions": (store.DIGEST_MENTIONS_SQL, (brand, start, end)),
+        "digest mentions": (store.DIGEST_MENTIONS_SQL, (brand, brand, start, end)),
         "last activity": (store.DIGEST_LAST_ACTIVITY_SQL, (brand, "x", "post", end)),
     }
     lines = []

@@ -168,7 +168,9 @@ def _mentions(db: Database, brand: BrandSettings, now: datetime) -> list[rules.M
             url=r[4] or "",
             author=r[5] or "",
         )
-        for r in store.iter_mentions_with_answers(db, brand.name, since=since)
+        for r in store.iter_mentions_with_answers(
+            db, brand.name, since=since, answered_by=brand.answered_by
+        )
     ]
 
 

@@ -145,7 +145,9 @@ def _parse_daemon(v: _Validator, table: Mapping[str, Any]) -> DaemonSettings:
         watchdog_after_seconds=v.number(
             table, "daemon", "watchdog_after_seconds", d.watchdog_after_seconds, 10, 86400
         ),
-        watchdog_channels=tuple(v.string_list(table, "daemon", "watchdog_channels")),
+        watchdog_channels=tuple(
+            v.string_list(table, "daemon", "watchdog_channels", example='"slack"')
+        ),
         heartbeat_url_env=(
             v.env_name(table, "daemon", "heartbeat_url_env", default="TOUCHPOINT_HEARTBEAT_URL")
             if table.get("heartbeat_url_env", "") != ""
@@ -251,6 +253,15 @@ def _parse_brands(
             raise v.error(
                 "brands", f"the brand name {name!r} is used twice", "give each brand its own name"
             )
+    for brand in brands:
+        for other in brand.answered_by:
+            if other == brand.name or other not in names:
+                raise v.error(
+                    f"brands[{brand.name}].answered_by",
+                    f"{other!r} is not another configured brand",
+                    "name the [[brands]] entries whose replies answer this brand's mentions "
+                    f"(configured: {', '.join(names)})",
+                )
     return tuple(brands)
 
 
@@ -259,7 +270,9 @@ def _parse_brand(
 ) -> BrandSettings:
     # digest_recipients is read with [digest], in .alerts._parse_digest
     v.known_keys(
-        entry, key, {"name", "accounts", "keywords", "timezone", "alerts", "digest_recipients"}
+        entry,
+        key,
+        {"name", "accounts", "keywords", "timezone", "alerts", "digest_recipients", "answered_by"},
     )
     name = v.string(entry, key, "name")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
@@ -300,5 +313,15 @@ def _parse_brand(
         v, v.table(entry, "alerts", prefix=key), f"{key}.alerts", policy, extra={"channels"}
     )
     return BrandSettings(
-        name=name, accounts=accounts, keywords=tuple(keywords), timezone=timezone, alerts=alerts
+        name=name,
+        accounts=accounts,
+        keywords=tuple(keywords),
+        timezone=timezone,
+        alerts=alerts,
+        answered_by=_answered_by(v, entry, key),
     )
+
+
+def _answered_by(v: _Validator, entry: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    names = v.string_list(entry, key, "answered_by", example='"acme-support"')
+    return tuple(dict.fromkeys(names))

@@ -193,6 +193,8 @@ class BrandSettings:
     keywords: tuple[str, ...] = ()
     timezone: str = "UTC"
     alerts: AlertPolicy = AlertPolicy()
+    # other configured brands whose replies answer this brand's mentions (its support account)
+    answered_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -70,14 +70,16 @@ class _Validator:
             )
         return tuple(values)
 
-    def string_list(self, table: Mapping[str, Any], key: str, name: str) -> list[str]:
+    def string_list(
+        self, table: Mapping[str, Any], key: str, name: str, *, example: str = '"word", "#hashtag"'
+    ) -> list[str]:
         value = table.get(name, [])
         ok = isinstance(value, list) and all(isinstance(s, str) and s.strip() for s in value)
         if not ok:
             raise self.error(
                 f"{key}.{name}",
                 "must be a list of non-empty strings",
-                f'write {name} = ["word", "#hashtag"]',
+                f"write {name} = [{example}]",
             )
         return [s.strip() for s in value]
 

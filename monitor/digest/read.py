@@ -34,7 +34,13 @@ def read_digest(
             url=r[4] or "",
             author=r[5] or "",
         )
-        for r in store.iter_mentions_between(db, brand.name, start=previous.start, end=period.end)
+        for r in store.iter_mentions_between(
+            db,
+            brand.name,
+            start=previous.start,
+            end=period.end,
+            answered_by=brand.answered_by,
+        )
     ]
     # a platform no longer configured still shows while its items are in the rows
     seen = sorted({r.platform for r in activity} | {m.platform for m in mentions})

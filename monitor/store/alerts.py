@@ -18,17 +18,23 @@ from monitor.store.service import get_channel_holds
 
 logger = logging.getLogger(__name__)
 
+
 # A brand's mentions are read through its roles (``post_brands``), leaving out those that one of
 # the monitored brands' own accounts wrote (a sister brand tagging it waits for no answer); an
-# answer is a post its own account wrote (a role of that brand with is_brand). The unary + keeps SQLite off the time
-# index for the answer lookup: with it, it would walk the brand's whole history for every
-# mention; without, it looks the replies up by in_reply_to_id.
-_MENTIONS_SQL = """
+# answer is a post that its own account wrote, or the account of a brand answering for it (a
+# role of one of those brands with is_brand). The unary + keeps SQLite off the time index for the
+# answer lookup: with it, it would walk the brand's whole history for every mention; without, it
+# looks the replies up by in_reply_to_id.
+def mentions_sql(answerers: int = 1) -> str:
+    """The mentions query, for ``answerers`` brands whose replies count as answers. Parameters:
+    the answering brands' names (the brand first), the brand, the earliest time."""
+    marks = ", ".join("?" * answerers)
+    return f"""
 SELECT m.id, m.platform, m.created_at, m.text, m.url, m.author_handle,
   (SELECT min(r.created_at) FROM posts r
     WHERE +r.created_at >= m.created_at
       AND EXISTS (SELECT 1 FROM post_brands rb
-        WHERE rb.post_id = r.id AND rb.brand = mb.brand AND rb.is_brand = 1)
+        WHERE rb.post_id = r.id AND rb.brand IN ({marks}) AND rb.is_brand = 1)
       AND (r.in_reply_to_id = m.id OR r.in_reply_to_id IN (
         SELECT f.id FROM posts f WHERE m.conversation_id IS NOT NULL
           AND f.conversation_id = m.conversation_id AND f.author_id = m.author_id
@@ -38,14 +44,21 @@ WHERE mb.brand = ? AND mb.kind = 'mention' AND mb.created_at >= ? AND m.is_brand
 """
 
 
+def mentions_params(brand: str, answered_by: Sequence[str], *times: str) -> tuple[str, ...]:
+    """The parameters of :func:`mentions_sql` for ``brand`` and the brands answering for it."""
+    return (brand, *answered_by, brand, *times)
+
+
 def iter_mentions_with_answers(
-    db: Database, brand: str, *, since: datetime
+    db: Database, brand: str, *, since: datetime, answered_by: Sequence[str] = ()
 ) -> Iterator[tuple[Any, ...]]:
     """Yield the brand's mentions since ``since`` with the time of the brand's first answer.
 
-    Answered means a brand reply to the mention itself, or to a later post of the same author in
-    the same conversation (the person followed up, and the brand answered that)."""
-    yield from db.conn.execute(_MENTIONS_SQL, (brand, iso(since)))
+    Answered means a reply of the brand's own account (or of a brand in ``answered_by``, e.g. its
+    support account) to the mention itself, or to a later post of the same author in the same
+    conversation (the person followed up, and the brand answered that)."""
+    sql = mentions_sql(1 + len(answered_by))
+    yield from db.conn.execute(sql, mentions_params(brand, answered_by, iso(since)))
 
 
 def iter_labelled_posts(

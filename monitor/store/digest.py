@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from monitor.models import iso, parse_iso
-from monitor.store.alerts import _MENTIONS_SQL
+from monitor.store.alerts import mentions_params, mentions_sql
 from monitor.store.db import write_transaction
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,8 @@ WHERE b.brand = ? AND b.kind IN ('post', 'reply') AND b.is_brand = 1
   AND b.created_at >= ? AND b.created_at < ?
 """
 # the alerts' definition of answered, for the mentions of one period
-DIGEST_MENTIONS_SQL = _MENTIONS_SQL + "  AND mb.created_at < ?\n"
+_UNTIL = "  AND mb.created_at < ?\n"
+DIGEST_MENTIONS_SQL = mentions_sql() + _UNTIL  # a brand that only its own replies answer
 DIGEST_LAST_ACTIVITY_SQL = (
     "SELECT max(created_at) FROM post_brands "
     "WHERE brand = ? AND platform = ? AND kind = ? AND created_at < ?"
@@ -42,11 +43,17 @@ def iter_brand_activity(
 
 
 def iter_mentions_between(
-    db: Database, brand: str, *, start: datetime, end: datetime
+    db: Database,
+    brand: str,
+    *,
+    start: datetime,
+    end: datetime,
+    answered_by: Sequence[str] = (),
 ) -> Iterator[tuple[Any, ...]]:
     """Yield the brand's mentions created in [start, end), as :func:`iter_mentions_with_answers`
     does (the time of the first answer, however late, is the last column)."""
-    yield from db.conn.execute(DIGEST_MENTIONS_SQL, (brand, iso(start), iso(end)))
+    sql = mentions_sql(1 + len(answered_by)) + _UNTIL
+    yield from db.conn.execute(sql, mentions_params(brand, answered_by, iso(start), iso(end)))
 
 
 def get_last_activity(

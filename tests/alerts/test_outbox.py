@@ -448,6 +448,30 @@ def test_outbox_a_mention_of_two_brands_waits_for_each_brands_own_answer(rig: Ri
     }
 
 
+def test_outbox_a_reply_of_the_brand_answering_for_it_answers_its_mention(rig: Rig) -> None:
+    support = '[[brands]]\nname = "acme-care"\naccounts = {x = "acmecare"}\n'
+    rig.config.write_text(rig.config.read_text() + support)
+    rig.settings = load_settings(rig.config)
+    asked = mention(1, minutes_ago=90)
+    # acme-care answers, tagging @acme: stored as acme's mention first, then as acme-care's reply
+    answer = dataclasses.replace(
+        brand_reply(asked), author_id="care", author_handle="acmecare", is_brand=False
+    )
+    as_care = dataclasses.replace(answer, brand="acme-care", is_brand=True, kind="reply")
+    store.upsert_posts(rig.db, [asked, dataclasses.replace(answer, kind="mention")])
+    store.upsert_posts(rig.db, [as_care])
+    rig.run()  # acme-care's answer is not acme's: the mention waits
+    assert [a.fingerprint for a in store.get_alerts(rig.db, states=["open"])] == [
+        f"unanswered_mention:acme:{asked.id}"
+    ]
+    acme = '[[brands]]\nname = "acme"\n'
+    text = rig.config.read_text().replace(acme, acme + 'answered_by = ["acme-care"]\n')
+    rig.config.write_text(text)
+    rig.settings = load_settings(rig.config)
+    rig.run(at=timedelta(minutes=5))
+    assert [a.state for a in store.get_alerts(rig.db)] == ["resolved"]
+
+
 def test_outbox_a_brand_post_first_stored_as_another_brands_mention_counts_as_its_post(
     rig: Rig,
 ) -> None:

@@ -210,13 +210,13 @@ def test_digest_store_queries_search_indexes(db: Database) -> None:
     start, end = "2026-11-19T23:00:00Z", "2026-11-20T23:00:00Z"
     for sql, params in [
         (store.DIGEST_ACTIVITY_SQL, ("acme", start, end)),
-        (store.DIGEST_MENTIONS_SQL, ("acme", start, end)),
+        (store.DIGEST_MENTIONS_SQL, ("acme", "acme", start, end)),
         (store.DIGEST_LAST_ACTIVITY_SQL, ("acme", "x", "post", end)),
     ]:
         plan = store.explain(db, sql, params)
         assert plan and not [step for step in plan if step.startswith("SCAN")], plan
     # the answer to a mention is looked up by in_reply_to_id, not by walking the brand's posts
-    plan = store.explain(db, store.DIGEST_MENTIONS_SQL, ("acme", start, end))
+    plan = store.explain(db, store.DIGEST_MENTIONS_SQL, ("acme", "acme", start, end))
     assert any("idx_posts_in_reply_to_id" in step for step in plan), plan
 
 
@@ -230,6 +230,23 @@ def test_digest_mention_rows_are_shared_with_the_alerts(db: Database) -> None:
     assert rows["x:m3"] == "2026-11-20T12:00:00Z"  # answered through the follow-up
 
 
+def mention_on_the_day(native_id: str, brand: str, *, by: str, text: str) -> Post:
+    """An X post of ``by`` mentioning ``brand`` at 10:00 UTC on the fixture's day."""
+    return Post(
+        platform="x",
+        native_id=native_id,
+        brand=brand,
+        author_id=by,
+        author_handle=by,
+        is_brand=False,
+        kind="mention",
+        text=text,
+        url=f"https://x.com/{by}/status/{native_id}",
+        created_at="2026-11-20T10:00:00Z",
+        conversation_id=f"x:{native_id}",
+    )
+
+
 def test_digest_a_post_of_two_brands_counts_for_each_in_its_role(
     db: Database, tmp_path: Path
 ) -> None:
@@ -240,20 +257,9 @@ def test_digest_a_post_of_two_brands_counts_for_each_in_its_role(
     period = day_period(fixture.DAY, fixture.TIMEZONE)
     before = read_digest(db, acme, period, as_of=fixture.AS_OF)
     # acme's post tags globex: globex's mentions stream stores it first, then acme's posts
-    shout = Post(
-        platform="x",
-        native_id="shout",
-        brand="globex",
-        author_id="acme",
-        author_handle="acme",
-        is_brand=False,
-        kind="mention",
-        text="Thanks @globex for the beans!",
-        url="https://x.com/acme/status/shout",
-        created_at="2026-11-20T10:00:00Z",
-    )
+    shout = mention_on_the_day("shout", "globex", by="acme", text="Thanks @globex for the beans!")
     # and a customer asks both: stored for globex first too
-    ask = replace(shout, native_id="ask", author_id="c", author_handle="cy", text="@acme @globex?")
+    ask = mention_on_the_day("ask", "globex", by="cy", text="@acme @globex?")
     store.upsert_posts(db, [shout, ask])
     store.upsert_posts(db, [replace(shout, brand="acme", is_brand=True, kind="post")])
     store.upsert_posts(db, [replace(ask, brand="acme")])
@@ -265,3 +271,31 @@ def test_digest_a_post_of_two_brands_counts_for_each_in_its_role(
     # acme's post is no mention waiting for globex's answer: a monitored brand wrote it
     assert (of_globex.total.mentions, of_globex.total.posts) == (1, 0)
     assert [m.id for m in of_globex.unanswered] == ["x:ask"]
+
+
+def test_digest_counts_the_replies_of_the_brand_answering_for_it(
+    db: Database, tmp_path: Path
+) -> None:
+    care = '[[brands]]\nname = "acme-care"\naccounts = { x = "acmecare" }\n'
+    settings = fixture.settings(tmp_path / "touchpoint.toml", care)
+    period = day_period(fixture.DAY, fixture.TIMEZONE)
+    ask = mention_on_the_day("ask", "acme", by="cy", text="@acme where is my order?")
+    answer = replace(
+        ask,
+        native_id="answer",
+        brand="acme-care",
+        author_id="care",
+        author_handle="acmecare",
+        is_brand=True,
+        kind="reply",
+        text="@cy on its way!",
+        created_at="2026-11-20T10:20:00Z",
+        in_reply_to_id="x:ask",
+    )
+    store.upsert_posts(db, [ask, answer])
+    acme = next(b for b in settings.brands if b.name == "acme")
+    alone = read_digest(db, acme, period, as_of=fixture.AS_OF)
+    assert (alone.total.mentions, alone.total.answered) == (1, 0)
+    helped = read_digest(db, replace(acme, answered_by=("acme-care",)), period, as_of=fixture.AS_OF)
+    assert (helped.total.mentions, helped.total.answered) == (1, 1)
+    assert helped.total.median_response == minutes(20)
