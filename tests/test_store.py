@@ -235,8 +235,12 @@ def test_store_a_post_of_two_brands_is_each_ones_in_its_own_role(db: Database) -
     # globex's post mentions acme: acme's mentions stream stores it first, then globex's posts
     as_mention = post("7", text="Proud to partner with @acme", author_handle="globex")
     as_post = dataclasses.replace(as_mention, brand="globex", is_brand=True, kind="post")
-    assert store.upsert_posts(db, [as_mention]) == (1, 0)
-    assert store.upsert_posts(db, [as_post]) == (1, 0)  # new to globex
+    first = utcnow()
+    assert store.upsert_posts(db, [as_mention], now=first) == (1, 0)
+    later = first + timedelta(minutes=5)
+    assert store.upsert_posts(db, [as_post], now=later) == (1, 0)  # new to globex
+    # the daemon's look for posts to label since its last pass finds it
+    assert store.has_posts_to_label(db, collected_since=later)
     assert store.upsert_posts(db, [as_post, as_mention]) == (0, 0)
     assert roles(db) == {("x:7", "acme", "mention", 0), ("x:7", "globex", "post", 1)}
     assert db.execute("SELECT count(*), max(is_brand) FROM posts").fetchone() == (1, 1)

@@ -52,7 +52,11 @@ UPSERT_POST_SQL = (
     "conversation_id=excluded.conversation_id, author_handle=excluded.author_handle, "
     "raw=excluded.raw, updated_at=excluded.updated_at, "
     f"kind=CASE WHEN {_PROMOTED} THEN excluded.kind ELSE posts.kind END, "
-    "is_brand=max(posts.is_brand, excluded.is_brand) "
+    "is_brand=max(posts.is_brand, excluded.is_brand), "
+    # first stored as another brand's mention, now seen as a brand's own: collected as a brand
+    # post now (the daemon looks for posts to label among those collected since its last look)
+    "collected_at=CASE WHEN posts.is_brand < excluded.is_brand THEN excluded.collected_at "
+    "ELSE posts.collected_at END "
     f"WHERE {_CHANGED} OR ({_PROMOTED}) OR posts.is_brand < excluded.is_brand"
 )
 # An item's role for one brand: what it is to that brand (its post, its reply, a mention of it, a
