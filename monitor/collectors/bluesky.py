@@ -50,7 +50,7 @@ from monitor.collectors.base import (
     clamp_retry_at,
     request_timeout,
 )
-from monitor.collectors.http import fetch_whole, request_deadline
+from monitor.collectors.http import deadline_transport, fetch_whole, request_deadline
 from monitor.config import ConfigError, Settings
 from monitor.logs import register_secret
 from monitor.models import Cursor, Kind, Post, iso, parse_iso
@@ -167,6 +167,7 @@ class BlueskyCollector(Collector):
             base_url=self.api_base,
             timeout=httpx.Timeout(timeout[1], connect=timeout[0]),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            transport=deadline_transport(),
         )
         self._session: Session | None = None
         self._login_refused: AuthError | None = None

@@ -1,36 +1,69 @@
 """HTTP plumbing the collectors share: each answer read within an overall deadline and a size cap.
 
 A read timeout bounds each socket read only: a server (or a proxy) that trickles a byte now and then
-stays under it for as long as it likes, and one collector run would hang on a single request. So the
-body of every answer is read as it arrives, one socket read at a time, against a deadline counted
-from the start of the request: ``requests`` (tweepy, praw) through :class:`DeadlineAdapter`,
-``httpx`` (Mastodon, Bluesky) through :func:`read_body` over ``iter_bytes``. The deadline is checked
-between reads, so an exchange overshoots it by at most one read timeout; the status line and
-headers are bounded by the read timeout per line only.
+stays under it for as long as it likes, and one collector run would hang on a single request. So
+every exchange has a deadline counted from its start:
+
+- the body is read as it arrives, one socket read at a time, against the deadline: ``requests``
+  (tweepy, praw) through :class:`DeadlineAdapter`, ``httpx`` (Mastodon, Bluesky) through
+  :func:`read_body` over ``iter_bytes``; it is checked between reads, so an exchange overshoots it
+  by at most one read timeout;
+- the status line and headers: for ``httpx`` every socket read waits at most until the deadline
+  (:func:`deadline_transport`); for ``requests`` a timer shuts the socket down at the deadline
+  while urllib3 waits for them (:class:`DeadlineAdapter`'s connections).
+
+Past the deadline an exchange fails with a :class:`TransientError` "answer not complete in N s".
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import socket
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 from urllib3.response import BaseHTTPResponse
 
 from monitor.collectors.base import MalformedResponse, TransientError
 
+logger = logging.getLogger(__name__)
+
 MAX_BODY_BYTES = 16 * 1024 * 1024
 CHUNK_BYTES = 64 * 1024
+# when the exchange under way in this thread (or context) must be over, on the monotonic clock
+_DEADLINE: ContextVar[float | None] = ContextVar("touchpoint_exchange_deadline", default=None)
+_T = TypeVar("_T")
 
 
 def request_deadline(timeout: tuple[float, float]) -> float:
     """Seconds one whole exchange may take: the connect timeout plus the read timeout."""
     return timeout[0] + timeout[1]
+
+
+@contextlib.contextmanager
+def exchange_deadline(at: float) -> Iterator[None]:
+    """Bound the socket reads of the exchanges made inside to ``at`` (monotonic seconds)."""
+    token = _DEADLINE.set(at)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _past_deadline(seconds: float, what: str) -> TransientError:
+    return TransientError(f"{what}: answer not complete in {seconds:g}s")
 
 
 def read_body(chunks: Iterable[bytes], *, started: float, seconds: float, what: str) -> bytes:
@@ -42,18 +75,28 @@ def read_body(chunks: Iterable[bytes], *, started: float, seconds: float, what: 
         if len(content) > MAX_BODY_BYTES:
             raise MalformedResponse(f"{what}: answer larger than {MAX_BODY_BYTES:,} B")
         if time.monotonic() - started > seconds:
-            raise TransientError(f"{what}: answer not complete in {seconds:g}s")
+            raise _past_deadline(seconds, what)
     return bytes(content)
 
 
 def fetch_whole(
     client: httpx.Client, method: str, url: str, *, seconds: float, what: str, **options: Any
 ) -> httpx.Response:
-    """``client.request(method, url, **options)``, its body read within ``seconds`` by
-    :func:`read_body`; the answer comes back complete (decoded, so without Content-Encoding)."""
+    """``client.request(method, url, **options)`` within ``seconds``: the body read by
+    :func:`read_body`, the status line and headers bounded too when ``client`` has a
+    :func:`deadline_transport`; the answer comes back complete (decoded, so without
+    Content-Encoding)."""
     started = time.monotonic()
-    with client.stream(method, url, **options) as streamed:
-        body = read_body(streamed.iter_bytes(), started=started, seconds=seconds, what=what)
+    try:
+        with (
+            exchange_deadline(started + seconds),
+            client.stream(method, url, **options) as streamed,
+        ):
+            body = read_body(streamed.iter_bytes(), started=started, seconds=seconds, what=what)
+    except httpx.TimeoutException:
+        if time.monotonic() - started >= seconds:
+            raise _past_deadline(seconds, what) from None
+        raise
     headers = [
         (name, value)
         for name, value in streamed.headers.multi_items()
@@ -68,6 +111,134 @@ def fetch_whole(
     )
 
 
+def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
+    """``timeout`` for one socket operation, cut to what is left before the exchange's deadline;
+    ``error`` when nothing is."""
+    at = _DEADLINE.get()
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise error("the exchange's deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the exchange's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own network backend, its connections wrapped in :class:`_DeadlineStream`."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._backend.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def deadline_transport() -> httpx.HTTPTransport:
+    """httpx's default transport, its socket reads bounded by :func:`exchange_deadline` (the
+    status line and headers included, which ``read_body`` cannot see). httpx takes no network
+    backend, so it goes into the transport's connection pool; a test of the collectors fails
+    should a new httpx or httpcore keep it from working."""
+    transport = httpx.HTTPTransport()
+    pool = transport._pool
+    if isinstance(pool, httpcore.ConnectionPool) and isinstance(
+        pool._network_backend, httpcore.SyncBackend
+    ):
+        pool._network_backend = _DeadlineBackend(pool._network_backend)
+    else:  # pragma: no cover - only with an httpcore that changed its pool
+        logger.warning("httpx: the status line and headers are bounded per read only")
+    return transport
+
+
+def _shut_at_deadline(sock: socket.socket | None, receive: Callable[[], _T]) -> _T:
+    """``receive()`` (urllib3 waiting for a status line and headers); at the exchange's deadline
+    a timer shuts ``sock`` down, and the wait ends as a read timeout."""
+    at = _DEADLINE.get()
+    if at is None or sock is None:
+        return receive()
+    cut = threading.Event()
+
+    def shut() -> None:
+        cut.set()
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(max(at - time.monotonic(), 0.0), shut)
+    timer.daemon = True
+    timer.start()
+    try:
+        return receive()
+    except Exception:
+        if cut.is_set():  # urllib3 turns a socket timeout into its ReadTimeoutError
+            raise TimeoutError("the exchange's deadline has passed") from None
+        raise
+    finally:
+        timer.cancel()
+
+
+class _DeadlineHTTPConnection(HTTPConnection):
+    def getresponse(self) -> Any:
+        return _shut_at_deadline(self.sock, super().getresponse)
+
+
+class _DeadlineHTTPSConnection(HTTPSConnection):
+    def getresponse(self) -> Any:
+        return _shut_at_deadline(self.sock, super().getresponse)
+
+
+class _DeadlineHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+_DEADLINE_POOLS = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
+
+
 class DeadlineAdapter(HTTPAdapter):
     """A requests adapter: the (connect, read) ``timeout`` on every request unless one is given,
     and the body read within :func:`request_deadline` (a :class:`TransientError` past it)."""
@@ -76,6 +247,15 @@ class DeadlineAdapter(HTTPAdapter):
         super().__init__()
         self.timeout = timeout
         self.deadline = request_deadline(timeout)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _DEADLINE_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _DEADLINE_POOLS
+        return manager
 
     def send(
         self,
@@ -88,17 +268,23 @@ class DeadlineAdapter(HTTPAdapter):
     ) -> requests.Response:
         started = time.monotonic()
         proxies = self.route(request, proxies)
-        response = super().send(
-            request,
-            stream=True,
-            timeout=timeout or self.timeout,
-            verify=verify,
-            cert=cert,
-            proxies=proxies,
-        )
+        what = urlsplit(request.url or "").path or "/"
+        try:
+            with exchange_deadline(started + self.deadline):
+                response = super().send(
+                    request,
+                    stream=True,
+                    timeout=timeout or self.timeout,
+                    verify=verify,
+                    cert=cert,
+                    proxies=proxies,
+                )
+        except requests.exceptions.Timeout:
+            if time.monotonic() - started >= self.deadline:
+                raise _past_deadline(self.deadline, what) from None
+            raise
         if stream:
             return response
-        what = urlsplit(request.url or "").path or "/"
         try:
             body = read_body(
                 _reads(response.raw), started=started, seconds=self.deadline, what=what

@@ -47,7 +47,7 @@ from monitor.collectors.base import (
     clamp_retry_at,
     request_timeout,
 )
-from monitor.collectors.http import fetch_whole, request_deadline
+from monitor.collectors.http import deadline_transport, fetch_whole, request_deadline
 from monitor.config import Settings
 from monitor.models import Cursor, Kind, Post, iso, parse_iso, utcnow
 
@@ -123,7 +123,7 @@ class MastodonCollector(Collector):
             base_url=self.api_base,
             timeout=httpx.Timeout(read, connect=connect),
             headers={"Authorization": f"Bearer {access_token}"},
-            transport=transport,
+            transport=transport or deadline_transport(),
         )
 
     @classmethod

@@ -43,13 +43,14 @@ FAULT_KINDS = (
     "malformed",
     "slow",
     "trickle",
+    "trickle_headers",
     "expired_token",
     "odd_text",
 )
 # What an "odd_text" answer appends to every text: a NUL, a right-to-left override and the first
 # half of an emoji's surrogate pair (a text cut mid-emoji), which JSON can only carry escaped.
 ODD_TEXT_SUFFIX = " \x00\u202e\ud83d"
-TRICKLE_BYTES = 20  # body bytes a "trickle" answer sends one by one
+TRICKLE_BYTES = 20  # body (or head) bytes a "trickle" ("trickle_headers") answer sends one by one
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 CONTROL_PREFIX = "/_sandbox/"
 MAX_BODY = 64 * 1024  # request bytes handed on; the rest of a longer body is read and dropped
@@ -139,7 +140,8 @@ class Response:
     """One answer: status, body, extra headers and its content type.
 
     ``trickle`` above 0 sends the first :data:`TRICKLE_BYTES` bytes of the body one at a time,
-    ``trickle`` seconds apart (each gap shorter than a read timeout, the whole far longer).
+    ``trickle`` seconds apart (each gap shorter than a read timeout, the whole far longer);
+    ``trickle_headers`` does so with the status line and headers.
     """
 
     status: int
@@ -147,6 +149,7 @@ class Response:
     headers: Headers = ()
     content_type: str = JSON_CONTENT_TYPE
     trickle: float = 0.0
+    trickle_headers: float = 0.0
 
     @classmethod
     def json(
@@ -347,7 +350,8 @@ class SandboxServer(ABC):
         Kinds: ``429`` (reset ``reset_in`` seconds on), ``500``, ``503``, ``malformed`` (a 200
         whose body is the normal one cut short), ``slow`` (the normal answer after ``delay``
         seconds), ``trickle`` (the normal answer at once, but its first :data:`TRICKLE_BYTES` body
-        bytes one every ``delay`` seconds), ``expired_token`` (401) and ``odd_text`` (the normal
+        bytes one every ``delay`` seconds), ``trickle_headers`` (the same with the first bytes of
+        the status line and headers), ``expired_token`` (401) and ``odd_text`` (the normal
         answer with :data:`ODD_TEXT_SUFFIX` after every text).  Faults apply in the order they were
         queued.
         """
@@ -416,6 +420,8 @@ class SandboxServer(ABC):
             return dataclasses.replace(normal, status=200, body=_truncated(normal.body))
         if fault.kind == "trickle":
             return dataclasses.replace(self._normal(route, request), trickle=fault.delay)
+        if fault.kind == "trickle_headers":
+            return dataclasses.replace(self._normal(route, request), trickle_headers=fault.delay)
         if fault.kind == "odd_text":
             normal = self._normal(route, request)
             return dataclasses.replace(normal, body=_with_odd_texts(normal.body))
@@ -645,14 +651,26 @@ class _Handler(BaseHTTPRequestHandler):
             # reuse it in the instant before this side closes it (RFC 9112, section 9.6)
             self.send_header("Connection", "close")
         self.send_header("Content-Length", str(len(answer.body)))
-        self.end_headers()
-        body = answer.body
-        if answer.trickle > 0:
+        if answer.trickle_headers > 0:
+            # what end_headers() would send at once: the head BaseHTTPRequestHandler buffered
+            head = b"".join([*self._headers_buffer, b"\r\n"])  # type: ignore[attr-defined]
+            self._headers_buffer = []  # type: ignore[attr-defined]
+            if not self._trickle(head, answer.trickle_headers):
+                return
+        else:
+            self.end_headers()
+        self._trickle(answer.body, answer.trickle)
+
+    def _trickle(self, data: bytes, gap: float) -> bool:
+        """Write ``data``: its first :data:`TRICKLE_BYTES` bytes ``gap`` seconds apart when
+        ``gap`` is above 0. False when the sandbox stopped meanwhile (the rest is not sent)."""
+        if gap > 0:
             stopping = self._server.sandbox._stopping
-            for byte in body[:TRICKLE_BYTES]:
-                if stopping.wait(answer.trickle):  # stop() stays prompt
+            for byte in data[:TRICKLE_BYTES]:
+                if stopping.wait(gap):  # stop() stays prompt
                     self.close_connection = True
-                    return
-                self.wfile.write(bytes((byte,)))
-            body = body[TRICKLE_BYTES:]
-        self.wfile.write(body)
+                    return False
+                self.wfile.write(bytes((byte,)))  # unbuffered (wbufsize 0): sent at once
+            data = data[TRICKLE_BYTES:]
+        self.wfile.write(data)
+        return True

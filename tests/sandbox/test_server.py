@@ -396,6 +396,18 @@ def test_trickle_sends_the_headers_at_once_then_the_body_byte_by_byte(toy: ToySa
     assert _get(toy, "/toy/after").status_code == 200  # one request only
 
 
+def test_trickle_headers_sends_the_head_byte_by_byte_then_the_rest(toy: ToySandbox) -> None:
+    normal = _get(toy, "/toy/drip")
+    toy.add_fault("trickle_headers", delay=0.05)
+    started = time.monotonic()
+    response = requests.get(toy.url + "/toy/drip", headers=AUTH, timeout=10)
+    took = time.monotonic() - started
+    assert response.status_code == 200 and response.content == normal.content  # nothing lost
+    assert response.headers["Content-Type"] == normal.headers["Content-Type"]
+    assert took >= TRICKLE_BYTES * 0.05
+    assert _get(toy, "/toy/after").status_code == 200  # one request only
+
+
 def test_stop_is_prompt_while_an_answer_trickles() -> None:
     sandbox = ToySandbox()
     sandbox.start()
