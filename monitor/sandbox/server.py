@@ -653,8 +653,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(answer.body)))
         if answer.trickle_headers > 0:
             # what end_headers() would send at once: the head BaseHTTPRequestHandler buffered
-            head = b"".join([*self._headers_buffer, b"\r\n"])  # type: ignore[attr-defined]
-            self._headers_buffer = []  # type: ignore[attr-defined]
+            buffered: list[bytes] = getattr(self, "_headers_buffer", [])
+            head = b"".join([*buffered, b"\r\n"])
+            buffered.clear()
             if not self._trickle(head, answer.trickle_headers):
                 return
         else:
