@@ -59,6 +59,11 @@ UPSERT_POST_SQL = (
     "ELSE posts.collected_at END "
     f"WHERE {_CHANGED} OR ({_PROMOTED}) OR posts.is_brand < excluded.is_brand"
 )
+# where a ``posts`` row (in POST_COLUMNS order) holds the columns of its ``post_brands`` row
+_ROLE_COLUMNS_IN_ROW = tuple(
+    POST_COLUMNS.index(c) for c in ("id", "brand", "platform", "kind", "is_brand", "created_at")
+)
+_ID, _BRAND, _KIND = (POST_COLUMNS.index(c) for c in ("id", "brand", "kind"))
 # An item's role for one brand: what it is to that brand (its post, its reply, a mention of it, a
 # keyword hit) and whether that brand's account wrote it. Only a keyword hit changes: into what
 # the same brand's mentions or posts stream later sees it as.
@@ -115,7 +120,7 @@ def _upsert(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> t
     updated when its content changed or its keyword hit became a mention or post."""
     stamp = iso(now)
     # keyed by (id, brand): a page may repeat an item, and the last one wins
-    rows = {(row[0], row[3]): row for row in (post_row(p, stamp) for p in posts)}
+    rows = {(row[_ID], row[_BRAND]): row for row in (post_row(p, stamp) for p in posts)}
     if not rows:
         return 0, 0
     stored = _stored_roles(conn, list({post_id for post_id, _ in rows}))
@@ -125,7 +130,7 @@ def _upsert(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> t
     promoted = [
         key
         for key, (kind, first) in stored.items()
-        if key in rows and kind == "keyword" and rows[key][7] != "keyword" and first != key[1]
+        if key in rows and kind == "keyword" and rows[key][_KIND] != "keyword" and first != key[1]
     ]
     uncounted = {*new, *promoted}
     # only the rows already stored for their brand count as updated through their content
@@ -139,7 +144,7 @@ def _upsert(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> t
 
 def role_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """The ``post_brands`` row of a ``posts`` row: id, brand, platform, kind, is_brand, time."""
-    return (row[0], row[3], row[1], row[7], row[6], row[11])
+    return tuple(row[i] for i in _ROLE_COLUMNS_IN_ROW)
 
 
 def _write(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
