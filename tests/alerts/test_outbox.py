@@ -53,6 +53,11 @@ class Rig:
     def counts(self) -> tuple[int, int, int]:
         return len(self.sink.received), len(self.slack.requests), len(self.hook.requests)
 
+    def configure(self, text: str) -> None:
+        """Write ``text`` as the config and load it."""
+        self.config.write_text(text)
+        self.settings = load_settings(self.config)
+
     def emails(self) -> list[MimeMessage]:
         return [email.message_from_bytes(raw) for _, _, raw in self.sink.received]
 
@@ -145,6 +150,25 @@ def brand_reply(to: Post) -> Post:
         in_reply_to_id=to.id,
         conversation_id=to.conversation_id,
     )
+
+
+def broadcast(n: int, *, minutes_ago: float, brand: str = "acme", text: str = "") -> Post:
+    """A post the brand's own account published ``minutes_ago``."""
+    return Post(
+        platform="x",
+        native_id=str(n),
+        brand=brand,
+        author_id=brand,
+        author_handle=brand,
+        is_brand=True,
+        kind="post",
+        text=text or f"post {n}",
+        url="",
+        created_at=iso(utcnow() - timedelta(minutes=minutes_ago)),
+    )
+
+
+GLOBEX = '[[brands]]\nname = "globex"\naccounts = {x = "globex"}\n'
 
 
 def keys(receiver: Receiver) -> list[str]:
@@ -406,12 +430,8 @@ def test_outbox_a_failing_classifier_and_a_crash_loop_reach_every_channel_then_r
 
 
 def test_outbox_a_service_problem_reaches_a_channel_brands_share_once(rig: Rig) -> None:
-    rig.config.write_text(  # globex's alerts go to the webhook only, which acme uses too
-        rig.config.read_text()
-        + '[[brands]]\nname = "globex"\naccounts = {x = "globex"}\n'
-        + '[brands.alerts]\nchannels = ["hook"]\n'
-    )
-    rig.settings = load_settings(rig.config)
+    # globex's alerts go to the webhook only, which acme uses too
+    rig.configure(rig.config.read_text() + GLOBEX + '[brands.alerts]\nchannels = ["hook"]\n')
     for _ in range(3):
         store.record_classification(rig.db, error="model.skops: sha256 mismatch, refused")
     assert rig.run().sent == 3 and rig.counts() == (1, 1, 1)  # not two on the webhook
@@ -427,10 +447,7 @@ def test_outbox_a_service_problem_reaches_a_channel_brands_share_once(rig: Rig) 
 
 
 def test_outbox_a_mention_of_two_brands_waits_for_each_brands_own_answer(rig: Rig) -> None:
-    rig.config.write_text(
-        rig.config.read_text() + '[[brands]]\nname = "globex"\naccounts = {x = "globex"}\n'
-    )
-    rig.settings = load_settings(rig.config)
+    rig.configure(rig.config.read_text() + GLOBEX)
     # "@acme @globex where is my order?": acme's mentions stream stores it first
     of_acme = mention(1, minutes_ago=90)
     store.upsert_posts(rig.db, [of_acme, dataclasses.replace(of_acme, brand="globex")])
@@ -450,8 +467,7 @@ def test_outbox_a_mention_of_two_brands_waits_for_each_brands_own_answer(rig: Ri
 
 def test_outbox_a_reply_of_the_brand_answering_for_it_answers_its_mention(rig: Rig) -> None:
     support = '[[brands]]\nname = "acme-care"\naccounts = {x = "acmecare"}\n'
-    rig.config.write_text(rig.config.read_text() + support)
-    rig.settings = load_settings(rig.config)
+    rig.configure(rig.config.read_text() + support)
     asked = mention(1, minutes_ago=90)
     # acme-care answers, tagging @acme: stored as acme's mention first, then as acme-care's reply
     answer = dataclasses.replace(
@@ -465,9 +481,7 @@ def test_outbox_a_reply_of_the_brand_answering_for_it_answers_its_mention(rig: R
         f"unanswered_mention:acme:{asked.id}"
     ]
     acme = '[[brands]]\nname = "acme"\n'
-    text = rig.config.read_text().replace(acme, acme + 'answered_by = ["acme-care"]\n')
-    rig.config.write_text(text)
-    rig.settings = load_settings(rig.config)
+    rig.configure(rig.config.read_text().replace(acme, acme + 'answered_by = ["acme-care"]\n'))
     rig.run(at=timedelta(minutes=5))
     assert [a.state for a in store.get_alerts(rig.db)] == ["resolved"]
 
@@ -475,32 +489,15 @@ def test_outbox_a_reply_of_the_brand_answering_for_it_answers_its_mention(rig: R
 def test_outbox_a_brand_post_first_stored_as_another_brands_mention_counts_as_its_post(
     rig: Rig,
 ) -> None:
-    rig.config.write_text(
-        rig.config.read_text() + '[[brands]]\nname = "globex"\naccounts = {x = "globex"}\n'
-    )
-    rig.settings = load_settings(rig.config)
-    now = utcnow()
+    rig.configure(rig.config.read_text() + GLOBEX)
     # globex's own posts, each mentioning acme: acme's mentions stream stores them first
-    pitches = [
-        Post(
-            platform="x",
-            native_id=str(n),
-            brand="acme",
-            author_id="g",
-            author_handle="globex",
-            is_brand=False,
-            kind="mention",
-            text=f"Buy the new Globex x @acme bundle, 20% off today {n}",
-            url="",
-            created_at=iso(now - timedelta(minutes=90 + n)),
-        )
-        for n in range(10)
+    text = "Buy the new Globex x @acme bundle, 20% off today"
+    pitches = [broadcast(n, minutes_ago=90 + n, brand="globex", text=text) for n in range(10)]
+    as_mentions = [
+        dataclasses.replace(p, brand="acme", is_brand=False, kind="mention") for p in pitches
     ]
-    store.upsert_posts(rig.db, pitches)
-    assert store.upsert_posts(
-        rig.db,
-        [dataclasses.replace(p, brand="globex", is_brand=True, kind="post") for p in pitches],
-    ) == (10, 0)
+    store.upsert_posts(rig.db, as_mentions)
+    assert store.upsert_posts(rig.db, pitches) == (10, 0)
     (batch,) = store.iter_posts_to_label(rig.db, model_version="test")
     assert len(batch) == 10  # written by a brand: each gets a label
     store.upsert_labels(
@@ -526,22 +523,7 @@ def test_outbox_500_mentions_become_one_grouped_message_per_channel(rig: Rig) ->
 
 
 def test_outbox_self_promotion_gives_one_alert(rig: Rig) -> None:
-    now = utcnow()
-    posts = [
-        Post(
-            platform="x",
-            native_id=str(n),
-            brand="acme",
-            author_id="b",
-            author_handle="acme",
-            is_brand=True,
-            kind="post",
-            text=f"post {n}",
-            url="",
-            created_at=iso(now - timedelta(hours=n)),
-        )
-        for n in range(10)
-    ]
+    posts = [broadcast(n, minutes_ago=60 * n) for n in range(10)]
     store.upsert_posts(rig.db, posts)
     labels = ["sales-pitch"] * 4 + ["inspiring"] * 6
     store.upsert_labels(
