@@ -50,7 +50,12 @@ from monitor.collectors.base import (
     clamp_retry_at,
     request_timeout,
 )
-from monitor.collectors.http import deadline_transport, fetch_whole, request_deadline
+from monitor.collectors.http import (
+    connection_problem,
+    deadline_transport,
+    fetch_whole,
+    request_deadline,
+)
 from monitor.config import ConfigError, Settings
 from monitor.logs import register_secret
 from monitor.models import Cursor, Kind, Post, iso, parse_iso
@@ -417,7 +422,7 @@ class BlueskyCollector(Collector):
         except httpx.DecodingError:
             raise MalformedResponse(f"{nsid}: the answer could not be decoded") from None
         except httpx.HTTPError as exc:
-            raise TransientError(f"cannot reach {self.api_base} ({type(exc).__name__})") from None
+            raise TransientError(connection_problem(exc, self.api_base)) from None
 
     # -- normalize (pure) ------------------------------------------------------------------------
 

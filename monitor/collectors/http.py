@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -109,6 +110,57 @@ def fetch_whole(
         request=streamed.request,
         extensions=streamed.extensions,
     )
+
+
+# what a connection failure's text says, in words a reader of the run's error understands
+_CONNECTION_MARKERS = ("Connection refused", "Name or service not known", "timed out", "No route")
+UNTRUSTED_CERTIFICATE_FIX = (
+    "Fix: if a proxy or firewall here re-signs TLS, point the environment variables "
+    "REQUESTS_CA_BUNDLE (X, Reddit) and SSL_CERT_FILE (Mastodon, Bluesky) at its CA bundle (PEM); "
+    "otherwise check api_base and the machine's clock"
+)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps: chained, in ``args``, or kept by the client libraries
+    (urllib3's ``reason``, prawcore's ``original_exception``)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        wrapped = (
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            getattr(current, "original_exception", None),
+            *current.args,
+        )
+        todo.extend(w for w in wrapped if isinstance(w, BaseException))
+
+
+def connection_problem(exc: BaseException, api_base: str) -> str:
+    """Why a connection to ``api_base`` failed, for a run's error: a TLS certificate the machine
+    does not trust (with the fix), another TLS failure, or what the socket reported."""
+    causes = list(_causes(exc))
+    for cause in causes:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            why = cause.verify_message or "certificate verify failed"
+            return (
+                f"cannot reach {api_base}: its TLS certificate is not trusted here ({why}). "
+                + UNTRUSTED_CERTIFICATE_FIX
+            )
+    for cause in causes:
+        if isinstance(cause, ssl.SSLError):
+            return f"cannot reach {api_base}: TLS failed ({cause.reason or type(cause).__name__})"
+    text = " ".join(str(cause) for cause in causes)
+    for marker in _CONNECTION_MARKERS:
+        if marker in text:
+            return f"cannot reach {api_base} ({marker.lower()})"
+    return f"cannot reach {api_base} ({type(exc).__name__})"
 
 
 def _bounded(timeout: float | None, error: type[Exception]) -> float | None:

@@ -47,7 +47,12 @@ from monitor.collectors.base import (
     clamp_retry_at,
     request_timeout,
 )
-from monitor.collectors.http import deadline_transport, fetch_whole, request_deadline
+from monitor.collectors.http import (
+    connection_problem,
+    deadline_transport,
+    fetch_whole,
+    request_deadline,
+)
 from monitor.config import Settings
 from monitor.models import Cursor, Kind, Post, iso, parse_iso, utcnow
 
@@ -284,9 +289,7 @@ class MastodonCollector(Collector):
             except httpx.TimeoutException:
                 raise TransientError(f"no answer from {self.api_base} in time") from None
             except httpx.TransportError as exc:
-                raise TransientError(
-                    f"cannot reach {self.api_base} ({type(exc).__name__})"
-                ) from None
+                raise TransientError(connection_problem(exc, self.api_base)) from None
             self._note_rate_limit(response.headers)
             _check_status(response)
             try:

@@ -52,7 +52,7 @@ from monitor.collectors.base import (
     clamp_retry_at,
     request_timeout,
 )
-from monitor.collectors.http import DeadlineAdapter
+from monitor.collectors.http import DeadlineAdapter, connection_problem
 from monitor.config import Settings
 from monitor.models import Cursor, Kind, Post, iso, utcnow
 
@@ -736,11 +736,7 @@ def _connection_problem(original: Exception, api_base: str) -> str:
     if isinstance(original, requests.exceptions.Timeout):
         return f"no answer from {api_base} in time"
     if isinstance(original, requests.exceptions.ConnectionError):
-        text = str(original)
-        for marker in ("Connection refused", "Name or service not known", "timed out"):
-            if marker in text:
-                return f"cannot reach {api_base} ({marker.lower()})"
-        return f"cannot reach {api_base} ({type(original).__name__})"
+        return connection_problem(original, api_base)
     return f"request to {api_base} failed ({type(original).__name__})"
 
 

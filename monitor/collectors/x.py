@@ -33,7 +33,7 @@ from monitor.collectors.base import (
     clamp_retry_at,
     request_timeout,
 )
-from monitor.collectors.http import DeadlineAdapter
+from monitor.collectors.http import DeadlineAdapter, connection_problem
 from monitor.config import Settings
 from monitor.models import Cursor, Kind, Post, StreamKey, iso, parse_iso
 
@@ -416,7 +416,7 @@ def _translate_errors(call: Callable[[], Any], api_base: str) -> dict[str, Any]:
     except requests.exceptions.Timeout:
         raise TransientError(f"no answer from {api_base} in time") from None
     except requests.exceptions.ConnectionError as exc:
-        raise TransientError(f"cannot reach {api_base} ({_reason(exc)})") from None
+        raise TransientError(connection_problem(exc, api_base)) from None
     except ValueError as exc:  # tweepy's int() of a malformed x-rate-limit-reset, for one
         raise MalformedResponse(f"X sent a malformed answer ({exc})") from None
     if not isinstance(body, dict):
@@ -427,11 +427,3 @@ def _translate_errors(call: Callable[[], Any], api_base: str) -> dict[str, Any]:
 def _api_message(exc: tweepy.HTTPException) -> str:
     messages = list(getattr(exc, "api_messages", []) or [])
     return "; ".join(str(m) for m in messages)[:300] or "no detail"
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "timed out", "No route"):
-        if marker in text:
-            return marker.lower()
-    return type(exc).__name__

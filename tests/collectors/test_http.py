@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,13 @@ import pytest
 import requests
 
 from monitor.collectors.base import MalformedResponse, TransientError
-from monitor.collectors.http import MAX_BODY_BYTES, DeadlineAdapter, fetch_whole, read_body
+from monitor.collectors.http import (
+    MAX_BODY_BYTES,
+    DeadlineAdapter,
+    connection_problem,
+    fetch_whole,
+    read_body,
+)
 
 PAYLOAD = {"data": [{"id": str(n), "text": "Grüße " * 50} for n in range(200)]}
 PEERS: list[tuple[str, int]] = []  # the client end of each request's connection
@@ -112,3 +119,31 @@ def test_read_body_refuses_an_oversized_answer() -> None:
     with pytest.raises(MalformedResponse, match="answer larger than"):
         read_body(chunks, started=time.monotonic(), seconds=60, what="GET /x")
     assert read_body(iter([b"ab", b"c"]), started=time.monotonic(), seconds=60, what="x") == b"abc"
+
+
+def test_https_to_a_plain_http_server_is_named_a_tls_failure(
+    session: requests.Session, origin: str
+) -> None:
+    # api_base saying https:// for a server that speaks plain HTTP: a common slip in a config
+    plain = origin.replace("http://", "https://")
+    session.mount("https://", DeadlineAdapter((1.0, 0.3)))
+    with pytest.raises(requests.exceptions.SSLError) as through_requests:
+        session.get(plain + "/gzip")
+    with (
+        httpx.Client(base_url=plain, timeout=2) as client,
+        pytest.raises(httpx.ConnectError) as through_httpx,
+    ):
+        fetch_whole(client, "GET", "/gzip", seconds=3, what="test")
+    for caught in (through_requests.value, through_httpx.value):
+        problem = connection_problem(caught, plain)
+        assert problem.startswith(f"cannot reach {plain}: TLS failed ("), problem
+        assert "not trusted" not in problem
+
+
+def test_a_refused_connection_is_named_so(session: requests.Session) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    with pytest.raises(requests.exceptions.ConnectionError) as caught:
+        session.get(closed + "/gzip")
+    assert connection_problem(caught.value, closed) == f"cannot reach {closed} (connection refused)"
