@@ -2,10 +2,10 @@
 
 A platform sandbox subclasses :class:`SandboxServer` and supplies routing, authentication, its
 normal answers and the shapes of its error answers.  Everything else lives here: the threaded
-server on ``127.0.0.1``, start and stop, the clock, request recording (Authorization redacted), the
-fault queue (rate limits, server errors, truncated bodies, hanging and trickling responses, expired
-tokens) and the control API (``POST /_sandbox/faults``, ``GET|POST /_sandbox/clock``,
-``GET /_sandbox/requests``).
+server on ``127.0.0.1`` (plain HTTP, or HTTPS with a certificate the caller gives), start and stop,
+the clock, request recording (Authorization redacted), the fault queue (rate limits, server errors,
+truncated bodies, hanging and trickling responses, expired tokens) and the control API (``POST
+/_sandbox/faults``, ``GET|POST /_sandbox/clock``, ``GET /_sandbox/requests``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import json
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -228,6 +229,7 @@ class SandboxServer(ABC):
         self._stopping = threading.Event()
         self._server: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._tls: ssl.SSLContext | None = None
         self._log = logging.getLogger(type(self).__module__)
 
     # platform hooks -------------------------------------------------------------
@@ -261,12 +263,19 @@ class SandboxServer(ABC):
 
     # lifecycle ------------------------------------------------------------------
 
+    def serve_tls(self, context: ssl.SSLContext | None) -> None:
+        """Serve HTTPS from the next :meth:`start` with ``context`` (a server-side context holding
+        the certificate chain and key), or plain HTTP again with None."""
+        if context is not None and context.protocol is not ssl.PROTOCOL_TLS_SERVER:
+            raise ValueError("serve_tls needs a server-side context (ssl.Purpose.CLIENT_AUTH)")
+        self._tls = context
+
     def start(self) -> str:
         """Bind 127.0.0.1 (``port``; 0 picks a free one), serve in a thread, return the URL."""
         if self._server is not None:
             raise RuntimeError(f"the {self.label} is already running")
         self._stopping.clear()
-        server = _HTTPServer(self, self.port)
+        server = _HTTPServer(self, self.port, self._tls)
         thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -306,10 +315,12 @@ class SandboxServer(ABC):
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>`` while running (RuntimeError otherwise)."""
+        """``http://127.0.0.1:<port>`` (``https://`` with :meth:`serve_tls`) while running
+        (RuntimeError otherwise)."""
         if self._server is None:
             raise RuntimeError(f"the {self.label} is not running")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        scheme = "http" if self._server.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self._server.server_port}"
 
     # state ----------------------------------------------------------------------
 
@@ -545,8 +556,9 @@ def _parse_clock(payload: Json) -> datetime:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, sandbox: SandboxServer, port: int) -> None:
+    def __init__(self, sandbox: SandboxServer, port: int, tls: ssl.SSLContext | None) -> None:
         self.sandbox = sandbox
+        self.tls = tls
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(("127.0.0.1", port), _Handler)
@@ -556,6 +568,16 @@ class _HTTPServer(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         host, port = self.socket.getsockname()[:2]
         self.server_name, self.server_port = str(host), int(port)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        if self.tls is not None:
+            # the handshake happens in the connection's own thread (_Handler.setup), so a client
+            # that stalls it never holds up the accept loop
+            connection = self.tls.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        return connection, address
 
     def track(self, connection: socket.socket) -> None:
         with self._connections_lock:
@@ -587,8 +609,14 @@ class _Handler(BaseHTTPRequestHandler):
         return cast(_HTTPServer, self.server)
 
     def setup(self) -> None:
-        super().setup()
+        super().setup()  # sets the connection's timeout, which the TLS handshake waits under
         self._server.track(self.connection)
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()  # a client refusing the certificate ends it here
+            except BaseException:
+                self._server.untrack(self.connection)  # finish() does not run after setup()
+                raise
 
     def finish(self) -> None:
         try:

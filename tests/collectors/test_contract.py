@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import ssl
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,14 +75,20 @@ class World:
         return keys
 
 
-@pytest.fixture(params=fleet.PLATFORMS)
-def world(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@contextmanager
+def open_world(
+    platform: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[World]:
-    platform: str = request.param
+    """The sandbox of ``platform`` running (over HTTPS with ``tls``), touchpoint pointed at it."""
     for name, value in fleet.environment([platform]).items():
         monkeypatch.setenv(name, value)
-    with fleet.start_sandbox(platform, seed=31, start=START, end=END) as server:
+    sandbox = fleet.start_sandbox(platform, seed=31, start=START, end=END)
+    sandbox.serve_tls(tls)
+    with sandbox as server:
         config = tmp_path / "touchpoint.toml"
         config.write_text(
             f'[store]\npath = "touchpoint.db"\n\n{FAST}\n'
@@ -93,6 +101,14 @@ def world(
         yield World(platform, server, settings, db, collectors)
         collectors[platform].close()
         db.conn.close()
+
+
+@pytest.fixture(params=fleet.PLATFORMS)
+def world(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    with open_world(request.param, tmp_path, monkeypatch) as opened:
+        yield opened
 
 
 def all_kinds() -> tuple[str, ...]:
