@@ -54,7 +54,10 @@ EXPANSIONS = ["author_id", "in_reply_to_user_id"]
 USER_FIELDS = ["username", "name"]
 SEARCH_WINDOW = timedelta(days=7)
 # how far back a listing reaches (tweepy's docstrings of get_users_tweets and get_users_mentions):
-# a walk that lists about this many since the newest stored ended at the limit, not at it
+# a walk that lists about this many since the newest stored ended at the limit, not at it. The
+# timeline's 3,200 count retweets too, which exclude=retweets leaves out of the pages: a
+# retweet-heavy account reaches its limit with fewer listed, unseen by this count (the backfill's
+# note says so)
 REACH = {"posts": 3200, "mentions": 800}
 REACH_MARGIN = 0.95  # deleted or withheld tweets still take their place in the count
 TWITTER_EPOCH = datetime(2010, 11, 4, 1, 42, 54, 657000, tzinfo=UTC)  # of snowflake ids
@@ -121,7 +124,8 @@ class XCollector(Collector):
     def backfill_reach(cls, since: datetime, now: datetime) -> list[str]:
         """X recent search covers 7 days; a user timeline its newest 3,200 posts."""
         notes = [
-            "x: a timeline reaches back 3,200 posts and mentions 800; older ones cannot be fetched"
+            "x: a timeline reaches back 3,200 posts, its retweets included (touchpoint skips "
+            "them, so fewer come back), and mentions 800; older ones cannot be fetched"
         ]
         if since < now - SEARCH_WINDOW:
             notes.append(
