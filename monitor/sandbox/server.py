@@ -265,9 +265,8 @@ class SandboxServer(ABC):
 
     def serve_tls(self, context: ssl.SSLContext | None) -> None:
         """Serve HTTPS from the next :meth:`start` with ``context`` (a server-side context holding
-        the certificate chain and key), or plain HTTP again with None."""
-        if context is not None and context.protocol is not ssl.PROTOCOL_TLS_SERVER:
-            raise ValueError("serve_tls needs a server-side context (ssl.Purpose.CLIENT_AUTH)")
+        the certificate chain and key: ``ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)``),
+        or plain HTTP again with None."""
         self._tls = context
 
     def start(self) -> str:
