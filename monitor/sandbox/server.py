@@ -267,6 +267,9 @@ class SandboxServer(ABC):
         """Serve HTTPS from the next :meth:`start` with ``context`` (a server-side context holding
         the certificate chain and key: ``ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)``),
         or plain HTTP again with None."""
+        if context is not None and context.protocol is ssl.PROTOCOL_TLS_CLIENT:
+            # refused here: wrapping each accepted connection would fail in the accept loop
+            raise ValueError("serve_tls needs a server-side context (ssl.Purpose.CLIENT_AUTH)")
         self._tls = context
 
     def start(self) -> str:

@@ -6,14 +6,17 @@ import base64
 import logging
 import math
 import re
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import trustme
 
 from monitor.sandbox.server import (
     MAX_BODY,
@@ -131,6 +134,27 @@ def test_start_stop_restart_and_context_manager() -> None:
         assert _get(sandbox, "/toy/again").json()["name"] == "again"
     with pytest.raises(RuntimeError):
         _ = sandbox.url
+
+
+def test_https_with_a_given_certificate_and_back_to_http(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_side)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    sandbox = ToySandbox()
+    with pytest.raises(ValueError, match="server-side context"):
+        sandbox.serve_tls(ssl.create_default_context())  # a client's context
+    sandbox.serve_tls(server_side)
+    with sandbox:
+        assert sandbox.url.startswith("https://127.0.0.1:")
+        with pytest.raises(requests.exceptions.SSLError):  # not signed by a CA requests knows
+            _get(sandbox, "/toy/hello")
+        answer = _get(sandbox, "/toy/hello", verify=str(bundle))
+        assert answer.status_code == 200 and answer.json()["name"] == "hello"
+    sandbox.serve_tls(None)
+    with sandbox:
+        assert sandbox.url.startswith("http://") and _get(sandbox, "/toy/plain").status_code == 200
 
 
 def test_a_given_port_is_used() -> None:
