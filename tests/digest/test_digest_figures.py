@@ -21,6 +21,7 @@ from monitor.digest.build import (
 )
 from monitor.models import Post
 from tests.digest import fixture
+from tests.test_store import post
 
 
 def channel(digest: BrandDigest, platform: str) -> ChannelDigest:
@@ -232,18 +233,15 @@ def test_digest_mention_rows_are_shared_with_the_alerts(db: Database) -> None:
 
 def mention_on_the_day(native_id: str, brand: str, *, by: str, text: str) -> Post:
     """An X post of ``by`` mentioning ``brand`` at 10:00 UTC on the fixture's day."""
-    return Post(
-        platform="x",
-        native_id=native_id,
+    return post(
+        native_id,
         brand=brand,
         author_id=by,
         author_handle=by,
-        is_brand=False,
-        kind="mention",
         text=text,
         url=f"https://x.com/{by}/status/{native_id}",
-        created_at="2026-11-20T10:00:00Z",
         conversation_id=f"x:{native_id}",
+        metrics={},
     )
 
 
