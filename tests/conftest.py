@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import ssl
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trustme
 from aiosmtpd.controller import Controller
 from sqlite_utils import Database
 
@@ -86,6 +89,24 @@ def smtp() -> Iterator[tuple[Sink, int]]:
     controller.start()
     yield sink, controller.port
     controller.stop()
+
+
+@dataclass(frozen=True)
+class LocalCA:
+    """A test CA (trustme) and a server certificate it signed for 127.0.0.1."""
+
+    server: ssl.SSLContext  # server-side context holding that certificate (for serve_tls)
+    bundle: Path  # the CA's certificate, PEM: what a client is told to trust
+
+
+@pytest.fixture(scope="session")
+def local_ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    bundle = tmp_path_factory.mktemp("ca") / "test-ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    return LocalCA(server, bundle)
 
 
 def read_store(db_path: Path, sql: str, *params: object) -> list[tuple[object, ...]]:

@@ -3,32 +3,19 @@ httpx) against its sandbox serving TLS with a certificate from a local test CA (
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
 from monitor.sandbox import fleet
 from monitor.sandbox.server import TRICKLE_BYTES
 from tests.collectors.test_contract import World, advance, all_kinds, open_world
+from tests.conftest import LocalCA
 
 # where each client library looks for extra trusted CAs: requests (tweepy, praw) and httpx
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_tls(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    return context
 
 
 @pytest.fixture(params=fleet.PLATFORMS)
@@ -36,14 +23,11 @@ def tls_world(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    ca: trustme.CA,
-    server_tls: ssl.SSLContext,
+    local_ca: LocalCA,
 ) -> Iterator[World]:
-    bundle = tmp_path / "test-ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
     for variable in CA_VARIABLES:
-        monkeypatch.setenv(variable, str(bundle))
-    with open_world(request.param, tmp_path, monkeypatch, tls=server_tls) as world:
+        monkeypatch.setenv(variable, str(local_ca.bundle))
+    with open_world(request.param, tmp_path, monkeypatch, tls=local_ca.server) as world:
         assert world.server.url.startswith("https://")
         yield world
 
@@ -72,14 +56,14 @@ def test_tls_collects_everything_and_bounds_a_header_trickle(tls_world: World) -
 def test_tls_refuses_a_certificate_it_cannot_trust_clearly_and_stores_nothing(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    server_tls: ssl.SSLContext,
+    local_ca: LocalCA,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     for variable in CA_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
     for platform in fleet.PLATFORMS:
         (tmp_path / platform).mkdir()
-        with open_world(platform, tmp_path / platform, monkeypatch, tls=server_tls) as world:
+        with open_world(platform, tmp_path / platform, monkeypatch, tls=local_ca.server) as world:
             results = world.collect()
             assert results and {r.outcome for r in results.values()} != {"ok"}, platform
             failed = [r for r in results.values() if r.outcome != "ok"]

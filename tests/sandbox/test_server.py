@@ -11,12 +11,10 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import trustme
 
 from monitor.sandbox.server import (
     MAX_BODY,
@@ -27,6 +25,7 @@ from monitor.sandbox.server import (
     SandboxServer,
     format_time,
 )
+from tests.conftest import LocalCA
 
 TOKEN = "toy-secret-token"
 CLIENT = ("toy-client", "toy-client-secret")
@@ -136,21 +135,16 @@ def test_start_stop_restart_and_context_manager() -> None:
         _ = sandbox.url
 
 
-def test_https_with_a_given_certificate_and_back_to_http(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_side)
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
+def test_https_with_a_given_certificate_and_back_to_http(local_ca: LocalCA) -> None:
     sandbox = ToySandbox()
     with pytest.raises(ValueError, match="server-side context"):
         sandbox.serve_tls(ssl.create_default_context())  # a client's context
-    sandbox.serve_tls(server_side)
+    sandbox.serve_tls(local_ca.server)
     with sandbox:
         assert sandbox.url.startswith("https://127.0.0.1:")
         with pytest.raises(requests.exceptions.SSLError):  # not signed by a CA requests knows
             _get(sandbox, "/toy/hello")
-        answer = _get(sandbox, "/toy/hello", verify=str(bundle))
+        answer = _get(sandbox, "/toy/hello", verify=str(local_ca.bundle))
         assert answer.status_code == 200 and answer.json()["name"] == "hello"
     sandbox.serve_tls(None)
     with sandbox:
