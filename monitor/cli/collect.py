@@ -219,6 +219,14 @@ EXPORT_COLUMNS = [c for c in store.POST_COLUMNS if c != "raw"]
 )
 @click.option("--since", type=click.DateTime(), help="Only items created at or after (UTC).")
 @click.option("--raw", is_flag=True, help="Include the raw API JSON of each item.")
+@click.option(
+    "--formula-guard/--no-formula-guard",
+    default=True,
+    show_default=True,
+    help="CSV only: a cell starting with = + - @, a tab or a carriage return gets a ' in front, "
+    "so a spreadsheet shows it as text instead of running it as a formula (post text is "
+    "anyone's). --no-formula-guard writes every cell exactly as stored.",
+)
 @pass_app
 def export(
     app: AppContext,
@@ -229,11 +237,14 @@ def export(
     kind: str | None,
     since: datetime | None,
     raw: bool,
+    formula_guard: bool,
 ) -> None:
     """Export collected posts as CSV or JSON lines, oldest first.
 
     A post that concerns several brands (brand A's post tagging brand B) is a row for each, with
-    that brand's kind: A's post, B's mention.
+    that brand's kind: A's post, B's mention. In CSV, a cell a spreadsheet would take for a
+    formula ("=HYPERLINK(...)", "@acme hi", "-1 for this") starts with a ' (see
+    --no-formula-guard); JSON lines are always exactly as stored.
 
     \b
     Example:
@@ -248,12 +259,34 @@ def export(
         since=since.replace(tzinfo=UTC) if since else None,
     )
     columns = EXPORT_COLUMNS + (["raw"] if raw else [])
-    count = write_rows(rows, columns, fmt, output)
+    count = write_rows(rows, columns, fmt, output, formula_guard=formula_guard)
     click.echo(f"exported {count} posts", err=True)
 
 
-def write_rows(rows: Iterator[dict[str, Any]], columns: list[str], fmt: str, output: TextIO) -> int:
-    """Write post rows as CSV or JSON lines; return how many were written."""
+# What makes a spreadsheet (Excel, LibreOffice, Google Sheets) read a cell as a formula: OWASP's
+# "CSV injection" list. A leading ' makes the cell text in all three, and is not shown.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_text_cell(value: object) -> object:
+    """``value`` with a ' in front if a spreadsheet would run it as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def write_rows(
+    rows: Iterator[dict[str, Any]],
+    columns: list[str],
+    fmt: str,
+    output: TextIO,
+    *,
+    formula_guard: bool = True,
+) -> int:
+    """Write post rows as CSV or JSON lines; return how many were written.
+
+    With ``formula_guard`` (CSV only), cells that would start a spreadsheet formula are made text.
+    """
     count = 0
     writer = (
         csv.DictWriter(output, fieldnames=columns, extrasaction="ignore") if fmt == "csv" else None
@@ -264,7 +297,7 @@ def write_rows(rows: Iterator[dict[str, Any]], columns: list[str], fmt: str, out
         count += 1
         row = {c: row.get(c) for c in columns}
         if writer is not None:
-            writer.writerow(row)
+            writer.writerow({c: as_text_cell(v) for c, v in row.items()} if formula_guard else row)
             continue
         for column in ("metrics", "raw"):
             if isinstance(row.get(column), str):
