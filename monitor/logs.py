@@ -22,7 +22,9 @@ _AUTH_HEADER = re.compile(
     r"(?i)((?:authorization|x-api-key)['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+)?[^'\"\s,}]+"
 )
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=%-]{8,}")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029\u0085]")
+# C0 but tab and newline (handled first), DEL, C1 (a terminal takes \x9b as ESC [), the line and
+# paragraph separators, and the bidi overrides and isolates that reorder what a terminal shows.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 REDACTED = "[redacted]"
 
 
@@ -44,9 +46,15 @@ def redact(text: str) -> str:
 
 
 def neutralize(text: str) -> str:
-    """Escape control characters (newlines, ANSI escapes) so a message stays one log line."""
+    """Escape control characters (newlines, ANSI escapes, bidi overrides): one line, shown as is."""
     text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", " ")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(lambda m: escape_char(m.group()), text)
+
+
+def escape_char(char: str) -> str:
+    """``char`` as a visible escape: ``\\x1b`` for a code up to U+00FF, else ``\\u202e``."""
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def clean(text: str) -> str:

@@ -23,11 +23,12 @@ def test_logs_secret_and_authorization_header_are_masked() -> None:
 def test_logs_post_text_cannot_forge_a_line_or_send_escapes() -> None:
     stream = io.StringIO()
     setup_logging(logging.INFO, stream=stream)
-    logging.getLogger("monitor.x").info("text: %s", "hi\n2026-01-01 ERROR forged\x1b[31mred\u2028")
+    hostile = "hi\n2026-01-01 ERROR forged\x1b[31mred\u2028\x9b2J\u202eevil"
+    logging.getLogger("monitor.x").info("text: %s", hostile)
     out = stream.getvalue()
     assert out.count("\n") == 1
-    assert "\x1b" not in out and "\u2028" not in out
-    assert "hi\\n2026-01-01 ERROR forged\\x1b[31mred\\x2028" in out
+    assert not {"\x1b", "\u2028", "\x9b", "\u202e"} & set(out)
+    assert "hi\\n2026-01-01 ERROR forged\\x1b[31mred\\u2028\\x9b2J\\u202eevil" in out
 
 
 def test_logs_clean_keeps_plain_text() -> None:
