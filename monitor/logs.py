@@ -47,7 +47,11 @@ def redact(text: str) -> str:
 
 def neutralize(text: str) -> str:
     """Escape control characters (newlines, ANSI escapes, bidi overrides): one line, shown as is."""
-    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", " ")
+    return visible(text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", " "))
+
+
+def visible(text: str) -> str:
+    """``text`` safe for a terminal: every control character but newline and tab escaped."""
     return _CONTROL.sub(lambda m: escape_char(m.group()), text)
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import socket
 import subprocess
 import sys
@@ -219,6 +221,56 @@ def test_cli_export_csv_keeps_spreadsheets_from_running_post_text(
     assert [r["text"] for r in plain] == texts and plain[0]["author_handle"] == "-dash"
     lines = run("export", "--format", "jsonl").stdout.splitlines()
     assert [json.loads(line)["text"] for line in lines] == texts  # JSON is never altered
+
+
+TERMINAL_HOSTILE = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202eevil\rover"
+TERMINAL_CONTROLS = {"\x1b", "\x07", "\x9b", "\u202e", "\r"}
+
+
+def test_cli_export_jsonl_escapes_terminal_controls_and_stays_exact(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    write_config("http://127.0.0.1:9")
+    db = store.open_db(tmp_path / "touchpoint.db")
+    store.upsert_posts(db, [post("1", text=TERMINAL_HOSTILE + "\u2028 caf\u00e9 \u2615")])
+    db.conn.close()
+    out = run("export", "--format", "jsonl").stdout
+    assert not TERMINAL_CONTROLS & set(out) and "\u2028" not in out
+    assert "caf\u00e9 \u2615" in out  # readable text stays readable
+    assert json.loads(out)["text"] == TERMINAL_HOSTILE + "\u2028 caf\u00e9 \u2615"
+
+
+def test_cli_export_csv_to_a_terminal_shows_controls_escaped_and_to_a_pipe_exact(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    config = write_config("http://127.0.0.1:9")
+    db = store.open_db(tmp_path / "touchpoint.db")
+    store.upsert_posts(db, [post("1", text=TERMINAL_HOSTILE)])
+    db.conn.close()
+    command = touchpoint(config, tmp_path / "touchpoint.db", "export", "--no-formula-guard")
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(command, stdout=follower, stderr=subprocess.PIPE, timeout=60)
+        os.close(follower)
+        shown = b""
+        while chunk := _read_pty(leader):
+            shown += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0, done.stderr
+    text = "\n".join(line.rstrip("\r") for line in shown.decode().split("\n"))  # CSV's, tty's CR
+    assert not TERMINAL_CONTROLS & set(text)
+    assert "\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202eevil\\x0dover" in text
+    piped = subprocess.run(command, capture_output=True, timeout=60)
+    assert TERMINAL_HOSTILE in piped.stdout.decode()  # a file or a pipe gets the stored text
+
+
+def _read_pty(fd: int) -> bytes:
+    """What the terminal got so far; b"" once the writer has gone (Linux raises EIO then)."""
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
 
 
 def test_cli_status_judges_each_streams_health(write_config: Callable[..., Path]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from monitor.cli.common import (
 from monitor.collectors import collector_class
 from monitor.config import STREAMS, ConfigError, DaemonSettings, Settings
 from monitor.daemon import daemon_holder
+from monitor.logs import visible
 from monitor.models import KINDS, Post, RunResult, StreamKey, parse_iso, utcnow
 
 
@@ -244,7 +246,10 @@ def export(
     A post that concerns several brands (brand A's post tagging brand B) is a row for each, with
     that brand's kind: A's post, B's mention. In CSV, a cell a spreadsheet would take for a
     formula ("=HYPERLINK(...)", "@acme hi", "-1 for this") starts with a ' (see
-    --no-formula-guard); JSON lines are always exactly as stored.
+    --no-formula-guard). Post text is anyone's: CSV written to a terminal shows control
+    characters (escape sequences, bidi overrides) as \\x1b or \\u202e, like ls does; to a file
+    or a pipe it is exact. JSON lines always write them as \\u escapes, which any JSON reader
+    turns back into the stored text.
 
     \b
     Example:
@@ -263,6 +268,17 @@ def export(
     click.echo(f"exported {count} posts", err=True)
 
 
+# Characters a terminal acts on that JSON may carry unescaped: DEL and C1 (\x9b is ESC [), the
+# line separators and the bidi overrides. Only inside strings, so a \u escape keeps the JSON exact.
+_JSON_RAW_CONTROLS = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def json_line(row: dict[str, Any]) -> str:
+    """``row`` as one JSON line: text readable, each terminal control as a ``\\uXXXX`` escape."""
+    text = json.dumps(row, ensure_ascii=False)
+    return _JSON_RAW_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+
+
 # What makes a spreadsheet (Excel, LibreOffice, Google Sheets) read a cell as a formula: OWASP's
 # "CSV injection" list. A leading ' makes the cell text in all three, and is not shown.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -275,6 +291,13 @@ def as_text_cell(value: object) -> object:
     return value
 
 
+def csv_cell(value: object, formula_guard: bool, on_terminal: bool) -> object:
+    """One CSV cell: made text for a spreadsheet if asked, its controls shown on a terminal."""
+    if formula_guard:
+        value = as_text_cell(value)
+    return visible(value) if on_terminal and isinstance(value, str) else value
+
+
 def write_rows(
     rows: Iterator[dict[str, Any]],
     columns: list[str],
@@ -285,9 +308,11 @@ def write_rows(
 ) -> int:
     """Write post rows as CSV or JSON lines; return how many were written.
 
-    With ``formula_guard`` (CSV only), cells that would start a spreadsheet formula are made text.
+    With ``formula_guard`` (CSV only), cells that would start a spreadsheet formula are made text;
+    CSV for a terminal has its control characters escaped (JSON lines always do).
     """
     count = 0
+    on_terminal = output.isatty()
     writer = (
         csv.DictWriter(output, fieldnames=columns, extrasaction="ignore") if fmt == "csv" else None
     )
@@ -297,11 +322,11 @@ def write_rows(
         count += 1
         row = {c: row.get(c) for c in columns}
         if writer is not None:
-            writer.writerow({c: as_text_cell(v) for c, v in row.items()} if formula_guard else row)
+            writer.writerow({c: csv_cell(v, formula_guard, on_terminal) for c, v in row.items()})
             continue
         for column in ("metrics", "raw"):
             if isinstance(row.get(column), str):
                 row[column] = json.loads(row[column])
         row["is_brand"] = bool(row["is_brand"])
-        output.write(json.dumps(row, ensure_ascii=False) + "\n")
+        output.write(json_line(row))
     return count

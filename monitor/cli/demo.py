@@ -94,7 +94,8 @@ def _report_demo(
         click.echo(f"stored from {platform}: {', '.join(counts)}")
     click.echo(f"database: {settings.db_path}")
     click.echo(f"config:   {settings.source}")
-    click.echo(f"try:      touchpoint --config {settings.source} export --kind mention | head")
+    hint = "export --kind mention --format jsonl | head -3"
+    click.echo(f"try:      touchpoint --config {settings.source} {hint}")
 
 
 @cli.command()
