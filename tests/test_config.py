@@ -99,6 +99,18 @@ BAD = [
         "alerts.channels.s.webhook_url",
         "unknown key",
     ),
+    ('[alerts.channels.h]\ntype = "webhook"\n' + B, "alerts.channels.h.url", "url_env = ..."),
+    (
+        '[alerts.channels.h]\ntype = "webhook"\nurl = "https://h.example/a"\nurl_env = "HOOK"\n'
+        + B,
+        "alerts.channels.h.url_env",
+        "is set as well as url",
+    ),
+    (
+        '[alerts.channels.h]\ntype = "webhook"\nurl = "https://bot:pa55@h.example/a"\n' + B,
+        "alerts.channels.h.url",
+        "user name or password",
+    ),
     (B + '[brands.alerts]\nchannels = ["nope"]\n', "brands[a].alerts.channels", "no channel named"),
     (B + 'answered_by = ["acme-care"]\n', "brands[a].answered_by", "not another configured"),
     (B + 'answered_by = ["a"]\n', "brands[a].answered_by", "not another configured"),

@@ -339,12 +339,10 @@ def unusable_url(settings: Settings, key: str, exc: Exception, allow_key: str) -
     as private, the fix names the ``allow_key`` that lets it through."""
     private = "private" in str(exc).lower() or "loopback" in str(exc).lower()
     allow = f"; if that address is really meant, set {allow_key} = true" if private else ""
-    return ConfigError(
-        str(settings.source),
-        key,
-        clean(str(exc)),
-        f"point it at a reachable public address{allow}",
-    )
+    fix = f"point it at a reachable public address{allow}"
+    if "not a valid URL" in str(exc):
+        fix = "copy the URL again, whole and with nothing around it"
+    return ConfigError(str(settings.source), key, clean(str(exc)), fix)
 
 
 def deliver(

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from monitor.config.settings import (
     SELF_PROMOTION_PRESETS,
@@ -113,15 +114,34 @@ CHANNEL_KEYS: dict[str, tuple[set[str], set[str]]] = {
         {"username", "password"},
     ),
     "slack": ({"timeout_seconds", "allow_private_addresses"}, {"webhook_url"}),
-    "webhook": ({"url", "timeout_seconds", "allow_private_addresses"}, {"secret"}),
+    "webhook": ({"url", "timeout_seconds", "allow_private_addresses"}, {"secret", "url"}),
     "log": (set(), set()),
 }
+# type: the keys it needs; "a|b" is one of a or b, not both
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "email": ("host", "sender", "recipients"),
     "slack": ("webhook_url_env",),
-    "webhook": ("url",),
+    "webhook": ("url|url_env",),
     "log": (),
 }
+
+
+def _check_required(v: _Validator, section: Mapping[str, Any], key: str, kind: str) -> None:
+    for required in _REQUIRED[kind]:
+        present = [k for k in required.split("|") if k in section]
+        if not present:
+            names = " or ".join(f"{k} = ..." for k in required.split("|"))
+            raise v.error(
+                f"{key}.{required.split('|')[0]}",
+                "is missing",
+                f"add {names} (see config.example.toml)",
+            )
+        if len(present) > 1:
+            raise v.error(
+                f"{key}.{present[1]}",
+                f"is set as well as {present[0]}",
+                f"keep one of {' and '.join(present)}",
+            )
 
 
 def _parse_channels(v: _Validator, table: Mapping[str, Any]) -> dict[str, ChannelSettings]:
@@ -138,13 +158,7 @@ def _parse_channels(v: _Validator, table: Mapping[str, Any]) -> dict[str, Channe
             )
         plain, secrets = CHANNEL_KEYS[kind]
         v.known_keys(section, key, {"type", *plain, *(f"{s}_env" for s in secrets)})
-        for required in _REQUIRED[kind]:
-            if required not in section:
-                raise v.error(
-                    f"{key}.{required}",
-                    "is missing",
-                    f"add {required} = ... (see config.example.toml)",
-                )
+        _check_required(v, section, key, kind)
         channels[name] = ChannelSettings(
             name=name,
             type=kind,
@@ -182,9 +196,29 @@ def _channel_options(
                     'use "starttls", "ssl" or "none"',
                 )
             options[name] = value
+        elif name == "url":
+            options[name] = _plain_url(v, section, key)
         else:
             options[name] = v.string(section, key, name)
     return options
+
+
+def _plain_url(v: _Validator, section: Mapping[str, Any], key: str) -> str:
+    """A webhook ``url`` written in the file: refused if it carries a user name or password."""
+    url = v.string(section, key, "url")
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        raise v.error(
+            f"{key}.url", f"{url!r} is not a URL", 'write url = "https://hooks.example.com/path"'
+        ) from None
+    if "@" in netloc:
+        raise v.error(
+            f"{key}.url",
+            "holds a user name or password, which do not belong in the config file",
+            'put the whole URL in an environment variable and name it: url_env = "HOOK_URL"',
+        )
+    return url
 
 
 _ADDRESS = re.compile(r"[^@\s\x00-\x1f\x7f<>,;\"]+@[A-Za-z0-9.-]+")

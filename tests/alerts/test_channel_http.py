@@ -175,6 +175,30 @@ def test_slack_url_is_redacted_in_debug_logs(receiver: Receiver) -> None:
     assert "SLACKSECRETPATH123" not in logged
 
 
+def test_webhook_url_secrets_are_masked_in_debug_logs(receiver: Receiver) -> None:
+    """A password in the URL is always masked; its path too when the URL is a secret (url_env)."""
+    stream = io.StringIO()
+    setup_logging(logging.DEBUG, stream=stream)
+    with_password = receiver.url("/open/path").replace("://", "://hookuser:USERINFOPASS99@")
+    token_path = receiver.url("/api/webhooks/123/WEBHOOKPATHTOKEN77")
+    for url, secret_url in ((with_password, False), (token_path, True)):
+        channel = WebhookChannel(
+            url=url, secret_url=secret_url, timeout=TIMEOUT, allow_private=True
+        )
+        channel.send(hostile_message())
+    assert len(receiver.requests) == 2
+    assert receiver.requests[0].headers["authorization"].startswith("Basic ")
+    logged = stream.getvalue()
+    assert "HTTP Request: POST" in logged and "/open/path" in logged  # a plain path is shown
+    assert "USERINFOPASS99" not in logged and "WEBHOOKPATHTOKEN77" not in logged
+
+
+def test_a_url_that_is_no_url_is_refused_without_showing_it() -> None:
+    with pytest.raises(ValueError, match="not a valid URL") as info:
+        SlackChannel(webhook_url="https://hooks.slack.com/services/T0/B0/SECRET\x01X")
+    assert "SECRET" not in str(info.value)
+
+
 def test_slack_refuses_loopback_without_the_flag(receiver: Receiver) -> None:
     with pytest.raises(UnsafeURLError):
         SlackChannel(webhook_url=receiver.url(SLACK_PATH), timeout=TIMEOUT)  # http refused

@@ -23,7 +23,7 @@ from monitor.alerts.channels import (
 from monitor.alerts.channels.log import log_line
 from monitor.alerts.message import AlertItem, Message
 from monitor.config import ChannelSettings, load_settings
-from monitor.logs import setup_logging
+from monitor.logs import clean, setup_logging
 
 FORGED = "line1\n2026-01-01 ERROR forged \x1b[31mred\x1b[0m\r\x00 <!channel>"
 
@@ -131,3 +131,20 @@ def test_build_channel_from_settings(
     assert isinstance(hook, WebhookChannel) and hook.name == "hook"
     assert isinstance(build_channel(settings, "audit"), LogChannel)
     assert isinstance(build_channel(settings, "log"), LogChannel)  # the default, unconfigured
+
+
+def test_build_webhook_channel_with_its_url_from_the_environment(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``url_env``: the URL comes from the variable and is a secret, path and all."""
+    url = "https://discord.example/api/webhooks/1/DISCORD-TOKEN-PATH"
+    monkeypatch.setenv("TP_TEST_HOOK_URL", url)
+    channels = {
+        "hook": ChannelSettings(
+            name="hook", type="webhook", options={}, secret_env={"url": "TP_TEST_HOOK_URL"}
+        )
+    }
+    settings = replace(load_settings(write_config("http://127.0.0.1:9")), channels=channels)
+    hook = build_channel(settings, "hook")
+    assert isinstance(hook, WebhookChannel) and hook._target.url == url
+    assert "DISCORD-TOKEN-PATH" not in repr(hook) and "DISCORD-TOKEN-PATH" not in clean(url)

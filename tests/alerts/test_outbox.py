@@ -583,6 +583,18 @@ def test_outbox_private_webhook_refused_without_the_explicit_allow(
         hook.close()
 
 
+def test_check_config_names_a_slack_url_that_is_no_url_without_a_traceback(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_SLACK_URL", "https://hooks.slack.com/services/T/B/SLACKSEC\x01RET")
+    monkeypatch.setenv("X_BEARER_TOKEN", "t0ken-value")
+    result = CliRunner().invoke(cli, ["--config", str(rig.config), "check-config"])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output + result.stderr
+    assert "alerts.channels.slack: not a valid URL" in result.stderr
+    assert "SLACKSEC" not in result.stderr
+
+
 def test_outbox_held_back_while_the_mentions_stream_is_down(rig: Rig) -> None:
     from monitor.models import RunResult, StreamKey
 

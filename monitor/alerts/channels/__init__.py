@@ -66,6 +66,8 @@ def _options(settings: Settings, name: str) -> tuple[str, dict[str, Any]]:
         kwargs["webhook_url"] = settings.channel_secret(name, "webhook_url")
     elif config.type == "webhook":
         kwargs["secret"] = settings.channel_secret(name, "secret")
+        if "url" in config.secret_env:  # url_env: the URL is a secret, like Slack's
+            kwargs.update(url=settings.channel_secret(name, "url"), secret_url=True)
     kwargs.update(opts)
     return config.type, kwargs
 

@@ -84,8 +84,15 @@ class Target:
 
 
 def register_url_secrets(url: str, *, whole_path: bool) -> None:
-    """Ask the log filter to mask the URL's secret parts: its query, and its path if asked."""
-    parsed = httpx.URL(url)
+    """Ask the log filter to mask the URL's secret parts: a user name and password, its query,
+    and its path if asked. ``ValueError`` (naming no part of it) if it is no URL at all."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise ValueError("not a valid URL (a space, control character or bad port?)") from None
+    if parsed.userinfo:
+        register_secret(parsed.userinfo.decode("ascii", "replace"))
+        register_secret(parsed.password)
     if parsed.query:
         register_secret(parsed.query.decode("ascii", "replace"))
     path = parsed.raw_path.decode("ascii", "replace")

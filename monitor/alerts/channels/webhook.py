@@ -68,6 +68,7 @@ class WebhookChannel(HttpChannel):
         *,
         url: str,
         secret: str | None = None,
+        secret_url: bool = False,
         timeout: float = 10.0,
         allow_private: bool = False,
         allow_http: bool | None = None,
@@ -77,7 +78,10 @@ class WebhookChannel(HttpChannel):
         resolver: Resolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """Check the URL's form now (no DNS); ``allow_http`` defaults to ``allow_private``."""
+        """Check the URL's form now (no DNS); ``allow_http`` defaults to ``allow_private``.
+
+        ``secret_url``: the URL itself is a secret (a token in its path, as Discord's and Teams'
+        have), so the logs mask its whole path as they do Slack's."""
         if secret is not None:
             if not secret:
                 raise ValueError("webhook secret is empty")
@@ -93,7 +97,7 @@ class WebhookChannel(HttpChannel):
             max_text=max_text,
             resolver=resolver,
             ssl_context=ssl_context,
-            secret_path=False,
+            secret_path=secret_url,
         )
 
     def send(self, message: Message) -> None:
