@@ -307,6 +307,12 @@ def _slack_link(url: str) -> str | None:
     return f"<{slack_escape(encoded)}|open>"
 
 
+def _mrkdwn(text: str) -> dict[str, Any]:
+    """A mrkdwn text object that Slack takes verbatim: no automatic parsing, so a bare URL, a
+    channel name or an @here/@channel in post text stays text (only our own <url|open> links)."""
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
 def _slack_item(item: AlertItem, max_text: int) -> dict[str, Any]:
     """One item as a mrkdwn section: escaped meta line, escaped text, optional safe link."""
     body = _fit(item.text, SLACK_ITEM_TEXT, clean_block, budget=max_text)
@@ -314,7 +320,7 @@ def _slack_item(item: AlertItem, max_text: int) -> dict[str, Any]:
     link = _slack_link(item.url)
     if link and len(text) + len(link) + 1 <= SLACK_SECTION:
         text = f"{text}\n{link}"
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:SLACK_SECTION]}}
+    return {"type": "section", "text": _mrkdwn(text[:SLACK_SECTION])}
 
 
 def render_slack(
@@ -337,17 +343,17 @@ def render_slack(
         },
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": _fit(_headline(message), 300)}],
+            "elements": [_mrkdwn(_fit(_headline(message), 300))],
         },
     ]
     summary = _fit(message.summary, SLACK_SECTION, clean_block)
     if summary:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": summary}})
+        blocks.append({"type": "section", "text": _mrkdwn(summary)})
     if shown:
         blocks.append({"type": "divider"})
     blocks += [_slack_item(item, max_text) for item in shown]
     if more:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _more(more)}]})
+        blocks.append({"type": "context", "elements": [_mrkdwn(_more(more))]})
     fallback = _fit(_headline(message), SLACK_FALLBACK)
     return {"text": fallback, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
 

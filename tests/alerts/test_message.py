@@ -179,10 +179,22 @@ def test_slack_escape_has_no_angle_brackets_and_round_trips(text: str) -> None:
     assert slack_unescape(escaped) == text
 
 
+def text_objects(node: Any) -> list[dict[str, Any]]:
+    """Every Block Kit text object (a dict with a ``text`` string) in a payload."""
+    if isinstance(node, list):
+        return [t for child in node for t in text_objects(child)]
+    if not isinstance(node, dict):
+        return []
+    own = [node] if isinstance(node.get("text"), str) and "type" in node else []
+    return own + [t for value in node.values() for t in text_objects(value)]
+
+
 def test_slack_payload_neutralises_every_text_field() -> None:
     payload = render_slack(message(item(), item("ok", url="https://x.com/p/1?a=1&b=2")))
     assert "link_names" not in payload and "parse" not in payload
     assert payload["unfurl_links"] is False
+    mrkdwn = [t for t in text_objects(payload) if t.get("type") == "mrkdwn"]
+    assert len(mrkdwn) >= 3 and all(t["verbatim"] is True for t in mrkdwn)  # no auto-parsing
     texts = slack_texts(payload)
     assert payload["text"] in texts and len(texts) > 4
     for text in texts:
