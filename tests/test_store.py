@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sqlite3
+import stat
 import threading
 import time
 from datetime import timedelta
@@ -82,6 +84,27 @@ def test_store_open_db_twice_applies_migrations_once(tmp_path: Path) -> None:
     applied = [r[0] for r in db.execute("SELECT name FROM _sqlite_migrations")]
     assert applied == [m.name for m in store.migrations._migrations]
     assert store.migrations.pending(db) == []
+
+
+def test_store_a_new_database_is_its_owners_alone_and_an_old_one_keeps_its_mode(
+    tmp_path: Path,
+) -> None:
+    """The store keeps the Bluesky session tokens: made 0600 (and SQLite's -wal and -shm
+    follow it) whatever the umask; a file that exists keeps the mode its owner gave it."""
+    old_umask = os.umask(0o022)
+    try:
+        db = store.open_db(tmp_path / "new.db")
+        store.upsert_posts(db, [post("1")])
+        for name in ("new.db", "new.db-wal", "new.db-shm"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+        db.conn.close()
+        shared = tmp_path / "shared.db"
+        shared.touch(mode=0o640)
+        shared.chmod(0o640)
+        store.open_db(shared).conn.close()
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o640
+    finally:
+        os.umask(old_umask)
 
 
 def test_store_open_db_unwritable_path_is_a_clear_error(tmp_path: Path) -> None:

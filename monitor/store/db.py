@@ -279,6 +279,7 @@ def open_db(path: Path | str) -> Database:
     try:
         check_local_disk(path)  # before anything is made there, its folder included
         path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(path)
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS)
         db = Database(conn)
         _set_pragmas(conn)
@@ -296,6 +297,17 @@ def open_db(path: Path | str) -> Database:
             "writable [store] path or TOUCHPOINT_DB"
         ) from None
     return db
+
+
+def _create_private(path: Path) -> None:
+    """Create a new database file readable by its owner only (0600): it keeps the Bluesky session
+    tokens. SQLite gives the -wal and -shm files the same mode; an existing file keeps its own."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:  # a folder it cannot write to: sqlite3 says so next, as for any open
+        pass
 
 
 def check_local_disk(path: Path) -> None:
