@@ -447,14 +447,14 @@ class BlueskyCollector(Collector):
 
 def normalize_feed_item(item: Mapping[str, Any], target: Target) -> Post | None:
     """A feedViewPost of the brand's author feed; None for a repost, a pin or another's post."""
-    reason = item.get("reason") or {}
-    if reason.get("$type") in (REPOST_REASON, PIN_REASON):
+    if _dig(item, "reason", "$type") in (REPOST_REASON, PIN_REASON):
         return None
     view = item["post"]
     if view["author"]["did"] != target.account_id:
         return None
-    parent = ((item.get("reply") or {}).get("parent") or {}).get("author") or {}
-    return _post(view, target, parent_author=parent.get("did"), metrics=_metrics(view), raw=item)
+    parent = _dig(item, "reply", "parent", "author", "did")
+    parent_author = parent if isinstance(parent, str) else None
+    return _post(view, target, parent_author=parent_author, metrics=_metrics(view), raw=item)
 
 
 def normalize_notification(note: Mapping[str, Any], target: Target) -> Post | None:
@@ -534,9 +534,12 @@ def _kind(
 
 
 def _mentions(record: Mapping[str, Any], target: Target) -> bool:
-    for facet in record.get("facets") or []:
-        for feature in (facet or {}).get("features") or []:
-            if feature.get("$type") == MENTION_FACET and feature.get("did") == target.account_id:
+    for facet in _list(record.get("facets")):
+        for feature in _list(_dig(facet, "features")):
+            if (
+                _dig(feature, "$type") == MENTION_FACET
+                and _dig(feature, "did") == target.account_id
+            ):
                 return True
     text = str(record.get("text", ""))
     return re.search(rf"@{re.escape(target.handle)}(?![\w.-])", text, re.IGNORECASE) is not None
@@ -544,15 +547,26 @@ def _mentions(record: Mapping[str, Any], target: Target) -> bool:
 
 def _reply_refs(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The (parent uri, root uri) of a post record's ``reply``."""
-    reply = record.get("reply")
-    if not isinstance(reply, dict):
-        return None, None
-    parent = (reply.get("parent") or {}).get("uri")
-    root = (reply.get("root") or {}).get("uri")
+    parent = _dig(record, "reply", "parent", "uri")
+    root = _dig(record, "reply", "root", "uri")
     return (
         parent if isinstance(parent, str) and parent else None,
         root if isinstance(root, str) and root else None,
     )
+
+
+def _dig(node: Any, *keys: str) -> Any:
+    """``node[k1][k2]…``, or None where a step is missing or not an object. A record is what its
+    author's client wrote: an odd part of it must not stop the page it is on."""
+    for key in keys:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _authority(uri: str | None) -> str | None:

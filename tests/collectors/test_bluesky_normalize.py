@@ -100,6 +100,29 @@ def test_bluesky_normalize_pins_and_other_authors_are_skipped(collector: Bluesky
     assert collector.normalize({"feed": feed[2:]}, target("posts", "user(9)", "x.test")) == []
 
 
+def test_bluesky_normalize_odd_record_parts_do_not_stop_the_page(
+    collector: BlueskyCollector,
+) -> None:
+    """Records are what their authors' clients wrote: a reply, facet or reason of the wrong
+    shape is read as absent, and the item is still stored."""
+    feed = copy.deepcopy(body("get_author_feed_feed.json")[2:])
+    feed[0]["reason"] = "odd"
+    feed[0]["reply"] = "odd"
+    feed[1]["reply"] = {"parent": ["odd"]}
+    feed[1]["post"]["record"]["reply"] = {"parent": "odd", "root": 7}
+    feed[1]["post"]["record"]["facets"] = ["odd", {"features": "odd"}, {"features": [3]}]
+    posts = collector.normalize({"feed": feed}, target("posts", "user(2)", "dan.test"))
+    assert [p.kind for p in posts] == ["post", "post"]
+    assert posts[1].in_reply_to_id is None and posts[1].conversation_id == posts[1].id
+    raw = copy.deepcopy(body("list_notifications_reasons_mention_reply.json"))
+    (note,) = [n for n in raw["notifications"] if n["uri"] == "record(9)"]
+    (facet,) = note["record"]["facets"]
+    note["record"]["facets"] = ["odd", {"features": ["odd", {"$type": 1}, *facet["features"]]}]
+    view = {k: note[k] for k in ("uri", "cid", "author", "record", "indexedAt")}
+    (found,) = collector.normalize({"posts": [view]}, target("keywords", "user(4)", "alice.test"))
+    assert found.kind == "mention"  # by its mention facet, found past the odd ones
+
+
 # --------------------------------------------------------------------------- notifications
 
 
