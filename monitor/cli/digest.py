@@ -13,6 +13,7 @@ from monitor.cli.app import AppContext, cli, pass_app
 from monitor.config import ConfigError, Settings
 from monitor.digest import (
     BrandDigest,
+    Period,
     day_period,
     digest_mailer,
     local_yesterday,
@@ -36,7 +37,7 @@ from monitor.models import utcnow
     "--send",
     is_flag=True,
     help="Email it to the brand's recipients (its digest_recipients, else the [digest] "
-    "recipients) that have not had it.",
+    "recipients) that have not had it. Only for a day that has ended.",
 )
 @click.option(
     "--out",
@@ -71,12 +72,15 @@ def digest(
         raise click.ClickException(str(exc)) from None
     if out and len(brands) > 1:
         raise click.UsageError("--out writes one brand's digest: add --brand NAME")
-    db = app.open(app.db_override or settings.db_path)
     now = utcnow()
+    days = {b.name: day.date() if day else local_yesterday(now, b.timezone) for b in brands}
+    periods = {b.name: day_period(days[b.name], b.timezone) for b in brands}
+    if send:
+        _refuse_unfinished_days(periods, now)
+    db = app.open(app.db_override or settings.db_path)
     failed = False
     for one in brands:
-        when = day.date() if day else local_yesterday(now, one.timezone)
-        report = read_digest(db, one, day_period(when, one.timezone), as_of=now)
+        report = read_digest(db, one, periods[one.name], as_of=now)
         if send:
             failed |= not _send_digest(db, settings, report, now)  # the next brand still goes
         elif out:
@@ -86,6 +90,18 @@ def digest(
             click.echo(render_text(report))
     if failed:
         sys.exit(1)
+
+
+def _refuse_unfinished_days(periods: dict[str, Period], now: datetime) -> None:
+    """--send is for days that have ended: a day sent early would go out incomplete, and be
+    recorded as sent, so the daemon would send no digest until that day had passed."""
+    for brand, period in periods.items():
+        if period.end > now:
+            raise click.ClickException(
+                f"{brand}: {period.label} has not ended yet in {period.timezone}, so its digest "
+                "would be incomplete and no later one would be sent until then. Fix: leave out "
+                "--send to look at it now, or send a past day"
+            )
 
 
 def _send_digest(db: Database, settings: Settings, report: BrandDigest, now: datetime) -> bool:

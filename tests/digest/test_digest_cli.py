@@ -78,6 +78,28 @@ def test_digest_cli_send_twice_sends_once(
     assert len(sink.received) == 2
 
 
+@pytest.mark.parametrize("days_ahead", [0, 400])
+def test_digest_cli_send_refuses_a_day_that_has_not_ended(
+    config: Path, tmp_path: Path, smtp: tuple[Sink, int], days_ahead: int
+) -> None:
+    """Sent early, a day would go out incomplete and be recorded as sent, and the daemon, which
+    goes on from the last day sent, would send nothing until then."""
+    sink, port = smtp
+    fixture.settings(config, digest_config(port))
+    today = utcnow().astimezone(ZoneInfo(fixture.TIMEZONE)).date()
+    day = (today + timedelta(days=days_ahead)).isoformat()
+    result = run("--config", str(config), "digest", "--date", day, "--send")
+    assert result.exit_code == 1
+    assert f"acme: {day} has not ended yet in {fixture.TIMEZONE}" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    assert sink.received == []
+    db = store.open_db(tmp_path / "touchpoint.db")
+    assert db["digest_sends"].count == 0
+    db.conn.close()
+    shown = run("--config", str(config), "digest", "--date", day)  # looking is still fine
+    assert shown.exit_code == 0 and f"acme, {day}" in shown.output
+
+
 def test_digest_cli_send_failure_is_one_line_and_exit_1(config: Path) -> None:
     fixture.settings(config, digest_config(free_port()))
     result = run("--config", str(config), "digest", "--date", "2026-11-20", "--send")
