@@ -4,6 +4,7 @@ import json
 import os
 import pty
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -144,6 +145,24 @@ def test_cli_status_tells_a_failing_classifier_and_restarts_after_unclean_stops(
     assert "classifier: FAILING, 2 passes in a row since 10m ago: model file missing" in out
     assert "restarts after an unclean stop: 2 in the last day" in out
     assert "write-ahead log: " in out
+
+
+def test_cli_a_store_it_cannot_write_is_one_clear_line(
+    tmp_path: Path, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config("http://127.0.0.1:9")
+    store.open_db(tmp_path / "touchpoint.db").conn.close()
+    monkeypatch.setattr("monitor.store.db.BUSY_TIMEOUT_SECONDS", 0.2)
+    other = sqlite3.connect(tmp_path / "touchpoint.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another program's long write
+    try:
+        result = run("alerts", "ack", "1")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert result.exit_code == 1
+    line = one_error_line(result)  # StoreBusy, not a traceback
+    assert "held the database's write lock" in line and "Fix:" in line
 
 
 def test_cli_backfill_rejects_an_empty_window(write_config: Callable[..., Path]) -> None:

@@ -60,11 +60,14 @@ _FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 class TouchpointGroup(click.Group):
     """The group: a command that cannot write its output (a full disk, a read-only file system)
-    ends with one line on standard error instead of a traceback."""
+    or its store (read-only, locked, full) ends with one line on standard error instead of a
+    traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except store.StoreError as exc:  # its message names the file, the cause and the fix
+            raise click.ClickException(str(exc)) from None
         except OSError as exc:  # (a closed pipe, EPIPE, click's main() already ends quietly)
             if exc.errno not in _FULL and exc.errno != errno.EROFS:
                 raise
