@@ -7,14 +7,18 @@ to a training fold, but never one from an account of the test fold, and never to
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 from sklearn.model_selection import StratifiedGroupKFold
+
+from classifiers.model import LABELS
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +26,45 @@ Array = np.ndarray[Any, Any]
 N_SPLITS = 5
 CV_SEEDS: tuple[int, ...] = (0, 1, 2)
 BIAS_GRID: tuple[float, ...] = tuple(np.round(np.arange(-1.5, 1.51, 0.1), 2))
+
+
+def read_labelled(path: Path) -> list[tuple[str, str]]:
+    """The (text, label) rows of a user's labelled CSV: columns ``text`` and ``label`` (any case
+    and spacing; other columns ignored), UTF-8 with or without the BOM Excel writes; rows with no
+    text are skipped. ``ValueError`` naming the file, the line and the fix otherwise."""
+    rows: list[tuple[str, str]] = []
+    try:
+        with Path(path).open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = [(name or "").strip().lower() for name in reader.fieldnames or ()]
+            if not {"text", "label"} <= set(header):
+                raise ValueError(
+                    f"{path}: needs the columns text and label (its first line has: "
+                    f"{', '.join(header) or 'nothing'}). Fix: make the first line text,label"
+                )
+            reader.fieldnames = header
+            for row in reader:
+                text = row.get("text") or ""
+                if text.strip():
+                    rows.append((text, _label(path, reader.line_num, row.get("label"))))
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{path}: is not UTF-8 text. Fix: save it as UTF-8 (in Excel: CSV UTF-8)"
+        ) from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}: is not a readable CSV ({exc}). Fix: save it as CSV") from None
+    if not rows:
+        raise ValueError(f"{path}: no labelled posts in it. Fix: add rows of text,label")
+    return rows
+
+
+def _label(path: Path, line: int, value: str | None) -> str:
+    label = (value or "").strip()
+    if label not in LABELS:
+        raise ValueError(
+            f"{path}: line {line}: {label!r} is not a label. Fix: use one of {', '.join(LABELS)}"
+        )
+    return label
 
 
 class ProbaModel(Protocol):

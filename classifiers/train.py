@@ -111,14 +111,7 @@ def load_written(data_dir: Path = DATA_DIR) -> list[Example]:
 
 def load_user_csv(path: Path) -> list[Example]:
     """A user's CSV with columns ``text`` and ``label`` (others ignored): training only."""
-    rows = _read_csv(Path(path))
-    if rows and not {"text", "label"} <= set(rows[0]):
-        raise ValueError(f"{path}: needs columns 'text' and 'label'")
-    return [
-        Example(r["text"], _check_label(r["label"].strip(), str(path)), "__user__", str(path))
-        for r in rows
-        if r.get("text", "").strip()
-    ]
+    return [Example(t, label, "__user__", str(path)) for t, label in ev.read_labelled(path)]
 
 
 def data_sha256(examples: Sequence[Example]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -107,3 +108,14 @@ def test_classify_evaluate_reports_json_on_a_labelled_csv(tmp_path: Path) -> Non
     bad.write_text("post,category\nhello,x\n")
     refused = CliRunner().invoke(cli, ["evaluate", "--data", str(bad)])
     assert refused.exit_code == 1 and "text and label" in refused.stderr
+
+
+def test_classify_train_refuses_a_bad_csv_at_once(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nhello,spam\n", encoding="utf-8")
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["train", "--data", str(bad)])
+    assert result.exit_code == 1 and "Traceback" not in result.output + result.stderr
+    assert f"{bad}: line 2: 'spam' is not a label" in result.stderr
+    assert time.monotonic() - started < 20  # before any training
+    assert not (tmp_path / "touchpoint-model.skops").exists()

@@ -6,7 +6,6 @@ stays lean).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 from datetime import UTC, datetime
@@ -115,15 +114,12 @@ def evaluate(app: AppContext, data: Path, as_json: bool, accurate: bool) -> None
 
 
 def _read_labelled(path: Path) -> tuple[list[str], list[str]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not {"text", "label"} <= set(reader.fieldnames or ()):
-            raise click.ClickException(
-                f"{path}: needs the columns text and label. Fix: add a header line text,label"
-            )
-        rows = [(r["text"], r["label"].strip()) for r in reader if (r["text"] or "").strip()]
-    if not rows:
-        raise click.ClickException(f"{path}: no labelled posts in it")
+    from classifiers.evaluate import read_labelled
+
+    try:
+        rows = read_labelled(path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     return [t for t, _ in rows], [label for _, label in rows]
 
 
@@ -139,10 +135,12 @@ def _read_labelled(path: Path) -> tuple[list[str], list[str]]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Model file to write (default: touchpoint-model.skops beside the config).",
 )
-def train(data: Path | None, output: Path | None) -> None:
+@pass_app
+def train(app: AppContext, data: Path | None, output: Path | None) -> None:
     """Retrain the classifier on the shipped corpus plus your labelled posts.
 
-    Writes the model and its sidecar; point [classifier] model_path at it to use it.
+    Writes the model and its sidecar; point [classifier] model_path at it to use it (the line
+    to add is printed; a relative model_path is read from the config file's folder).
 
     \b
     Example:
@@ -150,8 +148,12 @@ def train(data: Path | None, output: Path | None) -> None:
     """
     from classifiers.train import main as train_main
 
-    target = output or Path("touchpoint-model.skops")
+    if data is not None:
+        _read_labelled(data)  # a bad file is refused now, not after minutes of training
+    folder = app.config_path.resolve().parent
+    target = (output or folder / "touchpoint-model.skops").resolve()
     args = ["--out", str(target), "--no-card"] + (["--data", str(data)] if data else [])
     if train_main(args) != 0:
         raise click.ClickException("training failed (see the log above)")
-    click.echo(f'wrote {target}. Use it: [classifier] model_path = "{target}"')
+    shown = target.relative_to(folder) if target.is_relative_to(folder) else target
+    click.echo(f'wrote {target}. Use it: [classifier] model_path = "{shown}" in {app.config_path}')

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from classifiers.card import render
+from classifiers.evaluate import read_labelled
 from classifiers.model import LABELS, LinearConfig
 from classifiers.persist import load
 from classifiers.train import (
@@ -66,9 +67,39 @@ def test_user_csv_needs_text_and_label(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="text"):
         load_user_csv(bad)
     wrong = tmp_path / "wrong.csv"
-    wrong.write_text("text,label\nhello,spam\n", "utf-8")
-    with pytest.raises(ValueError, match="unknown label"):
+    wrong.write_text("text,label\nhello,engaging\nworld,spam\n", "utf-8")
+    with pytest.raises(ValueError, match="line 3: 'spam' is not a label"):
         load_user_csv(wrong)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("caf\u00e9,engaging\n".encode("latin-1"), "is not UTF-8 text"),
+        ("text,label\n".encode("utf-16"), "is not UTF-8 text"),
+        (b"text,label\nhello\n", "line 2: '' is not a label"),
+        (b"text,label\n", "no labelled posts in it"),
+        (b"", "its first line has: nothing"),
+    ],
+    ids=["latin-1", "utf-16", "no-label", "header-only", "empty"],
+)
+def test_read_labelled_refuses_what_it_cannot_use_in_one_line(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "mine.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        read_labelled(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and problem in message
+    assert "Fix: " in message and "\n" not in message
+
+
+def test_read_labelled_takes_excel_csv_with_its_bom_and_loose_header(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    text = 'id, Text ,LABEL\r\n1,"Shop now, 20% off",sales-pitch \r\n2,,engaging\r\n'
+    path.write_bytes(text.encode("utf-8-sig"))  # what Excel's "CSV UTF-8" writes
+    assert read_labelled(path) == [("Shop now, 20% off", "sales-pitch")]  # no text: skipped
 
 
 def test_card_names_how_many_mpnet_layers_the_shipped_part_fine_tuned(tmp_path: Path) -> None:
