@@ -165,6 +165,66 @@ def test_cli_a_store_it_cannot_write_is_one_clear_line(
     assert "held the database's write lock" in line and "Fix:" in line
 
 
+def test_cli_demo_and_sandbox_leave_a_real_config_and_database_alone(tmp_path: Path) -> None:
+    real = tmp_path / "touchpoint.toml"
+    real.write_text("# my brand's config\n", encoding="utf-8")
+    demo = run("demo", "--dir", str(tmp_path), "--days", "0.1")
+    assert demo.exit_code == 1 and "is not a sandbox config" in one_error_line(demo)
+    real.unlink()
+    store.open_db(tmp_path / "touchpoint.db").conn.close()  # a database with no config beside
+    demo = run("demo", "--dir", str(tmp_path), "--days", "0.1")
+    assert demo.exit_code == 1 and "simulated posts would go into it" in one_error_line(demo)
+    (tmp_path / "mine.toml").write_text("# mine\n", encoding="utf-8")
+    for name in ("mine.toml", "touchpoint.toml"):  # an existing file; a config of touchpoint.db
+        done = subprocess.run(
+            [sys.executable, "-m", "monitor", "sandbox", "--write-config", name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1 and "--write-config a new name" in done.stderr, done.stderr
+    assert (tmp_path / "mine.toml").read_text(encoding="utf-8") == "# mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.toml", "touchpoint.db"]
+
+
+def test_cli_sandbox_writes_a_config_with_its_own_database_and_says_when_ports_are_taken(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run(
+            [sys.executable, "-m", "monitor", "sandbox", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert busy.returncode == 1 and "Traceback" not in busy.stderr
+    assert f"a port from {port} to {port + 3} on 127.0.0.1 is in use" in busy.stderr
+    config = tmp_path / "new" / "sb.toml"
+    command = [
+        "sandbox",
+        "--write-config",
+        str(config),
+        "--port",
+        str(free_port()),
+        "--days",
+        "0.1",
+    ]
+    with subprocess.Popen(
+        [sys.executable, "-m", "monitor", *command], stdout=subprocess.PIPE, text=True
+    ) as server:
+        try:
+            assert server.stdout is not None
+            lines = [server.stdout.readline() for _ in range(5)]
+            assert f"wrote {config} (its database: {config.with_suffix('.db')})\n" in lines
+        finally:
+            server.terminate()
+    assert 'path = "sb.db"' in config.read_text(encoding="utf-8")
+
+
 def test_cli_backfill_rejects_an_empty_window(write_config: Callable[..., Path]) -> None:
     write_config("http://127.0.0.1:9")
     result = run("backfill", "--since", "2026-11-10", "--until", "2026-11-01")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from monitor.config import Settings, load_settings
 from monitor.digest import read_digest, window_period, write_digest
 from monitor.models import RunResult, utcnow
 from monitor.sandbox import fleet
+from monitor.sandbox.traffic import TrafficSandbox
 
 
 def _traffic_options(func: Any) -> Any:
@@ -57,11 +60,12 @@ def demo(directory: Path | None, seed: int, days: float) -> None:
         touchpoint demo --dir ./touchpoint-demo
     """
     folder = directory or Path(tempfile.mkdtemp(prefix="touchpoint-demo-"))
+    config_path = folder / "touchpoint.toml"
+    _refuse_to_overwrite(config_path, folder / "touchpoint.db", "--dir")
     folder.mkdir(parents=True, exist_ok=True)
     end = utcnow().replace(microsecond=0)
     os.environ.update(fleet.environment())
     with fleet.running(seed=seed, start=end - timedelta(days=days), end=end) as servers:
-        config_path = folder / "touchpoint.toml"
         config_path.write_text(fleet.config_text({p: s.url for p, s in servers.items()}))
         settings = load_settings(config_path)
         db = store.open_db(settings.db_path)
@@ -79,6 +83,39 @@ def demo(directory: Path | None, seed: int, days: float) -> None:
     click.echo(f"digest:   {page}")
     if pipeline.failures(results):
         sys.exit(1)
+
+
+def _refuse_to_overwrite(config: Path, database: Path, option: str) -> None:
+    """Refuse a config that is not a sandbox's, or a database that no sandbox config names:
+    writing there would replace a real config or mix simulated posts into real ones."""
+    ours = fleet.is_sandbox_config(config)
+    if config.exists() and not ours:
+        raise click.ClickException(
+            f"{config} exists and is not a sandbox config; it is left as it is. Fix: give "
+            f"{option} a new name"
+        )
+    if database.exists() and not ours:
+        raise click.ClickException(
+            f"{database} exists, and simulated posts would go into it. Fix: give {option} a "
+            "new name"
+        )
+
+
+@contextmanager
+def _sandboxes(
+    seed: int, start: datetime, end: datetime, port: int
+) -> Iterator[dict[str, TrafficSandbox]]:
+    """The four sandboxes on ports ``port`` to ``port + 3``; a port in use is a clear error."""
+    try:
+        with fleet.running(seed=seed, start=start, end=end, first_port=port) as servers:
+            yield servers
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise click.ClickException(
+            f"a port from {port} to {port + 3} on 127.0.0.1 is in use (another sandbox?). Fix: "
+            "stop what uses it, or pass --port with another first port"
+        ) from None
 
 
 def _report_demo(
@@ -123,15 +160,18 @@ def sandbox(port: int, write_config: Path | None, seed: int, days: float) -> Non
         touchpoint sandbox --write-config sandbox.toml &
         touchpoint --config sandbox.toml collect
     """
+    database = write_config.with_suffix(".db") if write_config else None
+    if write_config is not None and database is not None:
+        _refuse_to_overwrite(write_config, database, "--write-config")
+        write_config.parent.mkdir(parents=True, exist_ok=True)
     end = utcnow().replace(microsecond=0)
-    with fleet.running(
-        seed=seed, start=end - timedelta(days=days), end=end, first_port=port
-    ) as servers:
+    with _sandboxes(seed, end - timedelta(days=days), end, port) as servers:
         for platform, server in servers.items():
             click.echo(f"{platform:9} {server.url}")
-        if write_config is not None:
-            write_config.write_text(fleet.config_text({p: s.url for p, s in servers.items()}))
-            click.echo(f"wrote {write_config}")
+        if write_config is not None and database is not None:
+            urls = {p: s.url for p, s in servers.items()}
+            write_config.write_text(fleet.config_text(urls, db_path=database.name))
+            click.echo(f"wrote {write_config} (its database: {database})")
         for name, value in fleet.environment().items():
             click.echo(f"export {name}={value}")
         click.echo("Ctrl-C stops them")

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from monitor.sandbox.bluesky import BlueskySandbox
@@ -127,13 +128,23 @@ def brand_section(platforms: Sequence[str], *, keywords: Sequence[str] = (BRAND,
     return f'[[brands]]\nname = "{BRAND}"\nkeywords = [{quoted}]\n\n[brands.accounts]\n{accounts}\n'
 
 
+# The first line of every config written for the sandboxes: what demo and sandbox may overwrite.
+MARKER = "# Written for the local sandboxes: no real API is contacted."
+
+
 def config_text(urls: Mapping[str, str], *, db_path: str = "touchpoint.db") -> str:
     """Return a whole config: the store, one section per sandbox and the brand on all of them."""
     sections = "\n".join(platform_section(p, url) for p, url in urls.items())
-    return (
-        "# Written for the local sandboxes: no real API is contacted.\n"
-        f'[store]\npath = "{db_path}"\n\n{sections}\n{brand_section(list(urls))}'
-    )
+    return f'{MARKER}\n[store]\npath = "{db_path}"\n\n{sections}\n{brand_section(list(urls))}'
+
+
+def is_sandbox_config(path: Path) -> bool:
+    """Whether ``path`` is a config :func:`config_text` wrote (so it may be written again)."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            return handle.readline().rstrip("\n") == MARKER
+    except OSError:
+        return False
 
 
 @contextmanager
