@@ -38,6 +38,8 @@ def test_cli_init_writes_a_config_that_validates(
 ) -> None:
     assert run("init").exit_code == 0
     assert (tmp_path / "touchpoint.toml").exists()
+    assert run("init", "new/folder/touchpoint.toml").exit_code == 0  # its folder is made
+    assert (tmp_path / "new" / "folder" / "touchpoint.toml").exists()
     again = run("init")
     assert again.exit_code == 1 and "--force" in one_error_line(again)
     missing = run("check-config")
@@ -223,6 +225,15 @@ def test_cli_sandbox_writes_a_config_with_its_own_database_and_says_when_ports_a
         finally:
             server.terminate()
     assert 'path = "sb.db"' in config.read_text(encoding="utf-8")
+
+
+def test_cli_alerts_ack_of_an_id_beyond_sqlites_range_is_a_usage_error(
+    write_config: Callable[..., Path],
+) -> None:
+    write_config("http://127.0.0.1:9")
+    result = run("alerts", "ack", "99999999999999999999999")
+    assert result.exit_code == 2 and "Traceback" not in result.output + result.stderr
+    assert "is not in the range 1<=x<=" in result.stderr
 
 
 def test_cli_backfill_rejects_an_empty_window(write_config: Callable[..., Path]) -> None:

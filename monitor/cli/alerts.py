@@ -50,7 +50,7 @@ def alerts_list(app: AppContext, open_only: bool, brand: str | None) -> None:
 
 
 @alerts.command("ack")
-@click.argument("alert_id", type=int)
+@click.argument("alert_id", type=click.IntRange(1, 2**63 - 1))  # SQLite's id range
 @pass_app
 def alerts_ack(app: AppContext, alert_id: int) -> None:
     """Acknowledge an open alert: it stays open until resolved but is not repeated.

@@ -27,6 +27,7 @@ def init(app: AppContext, path: Path | None, force: bool) -> None:
     target = path or app.config_path
     if target.exists() and not force:
         raise click.ClickException(f"{target} already exists. Fix: pass --force to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(template_text(), encoding="utf-8")
     click.echo(
         f"wrote {target}: edit the brand and its accounts, export the tokens it names, "
