@@ -24,7 +24,7 @@ _AUTH_HEADER = re.compile(
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=%-]{8,}")
 # C0 but tab and newline (handled first), DEL, C1 (a terminal takes \x9b as ESC [), the line and
 # paragraph separators, and the bidi overrides and isolates that reorder what a terminal shows.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 REDACTED = "[redacted]"
 
 
@@ -52,7 +52,7 @@ def neutralize(text: str) -> str:
 
 def visible(text: str) -> str:
     """``text`` safe for a terminal: every control character but newline and tab escaped."""
-    return _CONTROL.sub(lambda m: escape_char(m.group()), text)
+    return CONTROL.sub(lambda m: escape_char(m.group()), text)
 
 
 def escape_char(char: str) -> str:

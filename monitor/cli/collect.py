@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from monitor.cli.common import (
 from monitor.collectors import collector_class
 from monitor.config import STREAMS, ConfigError, DaemonSettings, Settings
 from monitor.daemon import daemon_holder
-from monitor.logs import visible
+from monitor.logs import CONTROL, visible
 from monitor.models import KINDS, Post, RunResult, StreamKey, parse_iso, utcnow
 
 
@@ -268,15 +267,13 @@ def export(
     click.echo(f"exported {count} posts", err=True)
 
 
-# Characters a terminal acts on that JSON may carry unescaped: DEL and C1 (\x9b is ESC [), the
-# line separators and the bidi overrides. Only inside strings, so a \u escape keeps the JSON exact.
-_JSON_RAW_CONTROLS = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
 def json_line(row: dict[str, Any]) -> str:
-    """``row`` as one JSON line: text readable, each terminal control as a ``\\uXXXX`` escape."""
+    """``row`` as one JSON line: text readable, each terminal control as a ``\\uXXXX`` escape.
+
+    json.dumps escapes C0 itself; DEL, C1 (\\x9b is ESC [), the line separators and the bidi
+    controls it leaves raw, and they can only stand inside strings, where \\u keeps it exact."""
     text = json.dumps(row, ensure_ascii=False)
-    return _JSON_RAW_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+    return CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 # What makes a spreadsheet (Excel, LibreOffice, Google Sheets) read a cell as a formula: OWASP's

@@ -9,6 +9,7 @@ one, or an existing store would apply it again (or never).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -302,12 +303,9 @@ def open_db(path: Path | str) -> Database:
 def _create_private(path: Path) -> None:
     """Create a new database file readable by its owner only (0600): it keeps the Bluesky session
     tokens. SQLite gives the -wal and -shm files the same mode; an existing file keeps its own."""
-    try:
+    # it may exist already, or its folder refuse writes, which sqlite3 then reports
+    with contextlib.suppress(OSError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
-    except OSError:  # a folder it cannot write to: sqlite3 says so next, as for any open
-        pass
 
 
 def check_local_disk(path: Path) -> None:
