@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
+import random
 import socket
 import sqlite3
 import subprocess
@@ -104,6 +106,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port_run(count: int) -> int:
+    """The first of ``count`` free ports in a row, below Linux's ephemeral range (32768 up), so
+    that no client or port-0 server of another test takes one of them meanwhile."""
+    for first in random.sample(range(20000, 32000, count), 200):
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(first, first + count):
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
+    raise RuntimeError(f"no {count} free ports in a row")
 
 
 def test_cli_unreachable_api_is_one_clear_line(write_config: Callable[..., Path]) -> None:
@@ -211,7 +227,7 @@ def test_cli_sandbox_writes_a_config_with_its_own_database_and_says_when_ports_a
         "--write-config",
         str(config),
         "--port",
-        str(free_port()),
+        str(free_port_run(4)),
         "--days",
         "0.1",
     ]
