@@ -258,6 +258,35 @@ def test_cli_backfill_rejects_an_empty_window(write_config: Callable[..., Path])
     assert result.exit_code == 1 and "--until must be after --since" in one_error_line(result)
 
 
+def test_cli_backfill_since_in_the_future_says_so(write_config: Callable[..., Path]) -> None:
+    write_config("http://127.0.0.1:9")
+    result = run("backfill", "--since", iso(utcnow() + timedelta(days=2)))
+    line = one_error_line(result)
+    assert result.exit_code == 1 and "is in the future" in line and "--until" not in line
+
+
+def test_cli_since_takes_the_times_export_writes(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    write_config("http://127.0.0.1:9")
+    db = store.open_db(tmp_path / "touchpoint.db")
+    stamps = ["2026-11-20T10:00:00Z", "2026-11-20T12:00:00Z", "2026-11-21T09:00:00Z"]
+    store.upsert_posts(db, [post(str(i), created_at=t) for i, t in enumerate(stamps)])
+    db.conn.close()
+
+    def exported_since(value: str) -> list[str]:
+        result = run("export", "--format", "jsonl", "--since", value)
+        assert result.exit_code == 0, result.stderr
+        return [json.loads(line)["created_at"] for line in result.stdout.splitlines()]
+
+    assert exported_since("2026-11-20T12:00:00Z") == stamps[1:]  # export's own form
+    assert exported_since("2026-11-20T12:00") == stamps[1:]
+    assert exported_since("2026-11-20T13:00+01:00") == stamps[1:]  # an offset is honoured
+    assert exported_since("2026-11-21") == stamps[2:]
+    bad = run("export", "--since", "20th of November")
+    assert bad.exit_code == 2 and "2026-11-01T12:00:00Z" in bad.stderr
+
+
 def test_cli_unknown_brand_names_the_known_ones(write_config: Callable[..., Path]) -> None:
     write_config("http://127.0.0.1:9")
     result = run("collect", "--brand", "nope")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ import click
 
 from monitor import pipeline, store
 from monitor.cli.app import AppContext, cli, pass_app
+from monitor.cli.common import UtcTime
 from monitor.config import Settings
 
 if TYPE_CHECKING:  # scikit-learn loads only for the commands that classify (the daemon stays lean)
@@ -47,7 +48,11 @@ _ACCURATE = click.option(
 
 
 @cli.command()
-@click.option("--since", type=click.DateTime(), help="Only posts created at or after (UTC).")
+@click.option(
+    "--since",
+    type=UtcTime(),
+    help="Only posts created at or after this time (UTC), e.g. 2026-11-01.",
+)
 @click.option(
     "--relabel", is_flag=True, help="Also relabel posts labelled by another model version."
 )
@@ -63,9 +68,7 @@ def classify(app: AppContext, since: datetime | None, relabel: bool, accurate: b
     settings = app.settings()
     classifier = _classifier(settings, accurate)
     db = app.open(app.db_override or settings.db_path)
-    done = pipeline.classify_pending(
-        db, classifier, relabel=relabel, since=since.replace(tzinfo=UTC) if since else None
-    )
+    done = pipeline.classify_pending(db, classifier, relabel=relabel, since=since)
     counts = ", ".join(f"{n} {label}" for label, n in sorted(store.count_labels(db).items()))
     click.echo(
         f"labelled {done} posts with model {classifier.version}; all labels: {counts or '-'}"

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TextIO
 
 import click
@@ -15,6 +15,7 @@ import click
 from monitor import pipeline, store
 from monitor.cli.app import AppContext, cli, pass_app
 from monitor.cli.common import (
+    UtcTime,
     _report_alerts,
     _report_labels,
     health_cells,
@@ -25,7 +26,7 @@ from monitor.collectors import collector_class
 from monitor.config import STREAMS, ConfigError, DaemonSettings, Settings
 from monitor.daemon import daemon_holder
 from monitor.logs import CONTROL, visible
-from monitor.models import KINDS, Post, RunResult, StreamKey, parse_iso, utcnow
+from monitor.models import KINDS, Post, RunResult, StreamKey, iso, parse_iso, utcnow
 
 
 def _selection_options(func: Any) -> Any:
@@ -89,8 +90,13 @@ def _report(results: Sequence[RunResult]) -> None:
 
 
 @cli.command()
-@click.option("--since", required=True, type=click.DateTime(), help="Start (UTC), e.g. 2026-11-01.")
-@click.option("--until", type=click.DateTime(), help="End (UTC); default now.")
+@click.option(
+    "--since",
+    required=True,
+    type=UtcTime(),
+    help="Start (UTC), e.g. 2026-11-01 or 2026-11-01T12:00.",
+)
+@click.option("--until", type=UtcTime(), help="End (UTC), the same forms; default now.")
 @_selection_options
 @pass_app
 def backfill(
@@ -110,8 +116,12 @@ def backfill(
     Example:
         touchpoint backfill --since 2026-11-01 --until 2026-11-08 --platform x
     """
-    start = since.replace(tzinfo=UTC)
-    end = until.replace(tzinfo=UTC) if until else utcnow()
+    start, now = since, utcnow()
+    end = until or now
+    if until is None and start >= now:
+        raise click.ClickException(
+            f"--since {iso(start)} is in the future (it is {iso(now)} UTC). Fix: give a past time"
+        )
     if end <= start:
         raise click.ClickException("--until must be after --since")
     settings = app.settings()
@@ -218,7 +228,11 @@ EXPORT_COLUMNS = [c for c in store.POST_COLUMNS if c != "raw"]
 @click.option(
     "--kind", type=click.Choice(KINDS), help="Only posts, replies, mentions or keyword hits."
 )
-@click.option("--since", type=click.DateTime(), help="Only items created at or after (UTC).")
+@click.option(
+    "--since",
+    type=UtcTime(),
+    help="Only items created at or after this time (UTC), e.g. 2026-11-01.",
+)
 @click.option("--raw", is_flag=True, help="Include the raw API JSON of each item.")
 @click.option(
     "--formula-guard/--no-formula-guard",
@@ -260,7 +274,7 @@ def export(
         brand=brand,
         platform=platform,
         kind=kind,
-        since=since.replace(tzinfo=UTC) if since else None,
+        since=since,
     )
     columns = EXPORT_COLUMNS + (["raw"] if raw else [])
     count = write_rows(rows, columns, fmt, output, formula_guard=formula_guard)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import click
 from sqlite_utils import Database
@@ -13,6 +14,30 @@ from monitor.alerts import rules
 from monitor.alerts.outbox import stream_health
 from monitor.config import Settings
 from monitor.models import StreamKey, iso, parse_iso
+
+
+class UtcTime(click.DateTime):
+    """A date or an ISO-8601 time, read as UTC unless it carries an offset: 2026-11-01,
+    2026-11-01T12:00, 2026-11-01 12:00:00, 2026-11-01T12:00:00Z (as export writes it) or
+    2026-11-01T13:00+01:00. The value is an aware UTC datetime."""
+
+    name = "time"
+
+    def get_metavar(self, *args: Any, **kwargs: Any) -> str:  # click.DateTime lists formats
+        return "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        try:
+            return parse_iso(str(value).strip())
+        except ValueError:
+            self.fail(
+                f"{value!r} is not a date or time. Fix: write it as 2026-11-01, "
+                "2026-11-01T12:00 or 2026-11-01T12:00:00Z (UTC unless an offset is given)",
+                param,
+                ctx,
+            )
 
 
 def _report_labels(labelled: int | None) -> None:
