@@ -293,6 +293,27 @@ def test_cli_unknown_brand_names_the_known_ones(write_config: Callable[..., Path
     assert result.exit_code == 1 and "acme" in one_error_line(result)
 
 
+def test_cli_export_and_alerts_list_refuse_a_brand_or_platform_nobody_knows(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    write_config("http://127.0.0.1:9")
+    db = store.open_db(tmp_path / "touchpoint.db")
+    store.upsert_posts(db, [post("1"), post("2", brand="globex")])  # globex: stored, not configured
+    db.conn.close()
+    for command in (["export"], ["alerts", "list"]):
+        typo = run(*command, "--brand", "acmee")
+        line = one_error_line(typo)
+        assert typo.exit_code == 1 and "'acmee'" in line and "acme, globex" in line
+        assert run(*command, "--brand", "globex").exit_code == 0
+    assert run("export", "--brand", "globex").stderr == "exported 1 posts\n"
+    platform = run("export", "--platform", "twitter")
+    assert platform.exit_code == 2 and "'x'" in platform.stderr and "'reddit'" in platform.stderr
+    (tmp_path / "touchpoint.toml").unlink()  # --db alone: the stored brands are the known ones
+    with_db = ["--db", str(tmp_path / "touchpoint.db"), "export", "--brand"]
+    assert run(*with_db, "globex").exit_code == 0
+    assert "use one of: acme, globex" in one_error_line(run(*with_db, "nope"))
+
+
 def test_cli_export_writes_jsonl_and_csv(tmp_path: Path, write_config: Callable[..., Path]) -> None:
     from monitor import store
 

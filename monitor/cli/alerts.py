@@ -9,7 +9,7 @@ from monitor.alerts.channels import build_channel
 from monitor.alerts.channels.base import DeliveryError
 from monitor.alerts.message import make_test_message
 from monitor.cli.app import AppContext, cli, pass_app
-from monitor.cli.common import _age
+from monitor.cli.common import _age, check_brand_filter
 from monitor.config import ConfigError
 from monitor.logs import clean
 from monitor.models import iso, utcnow
@@ -27,7 +27,7 @@ def alerts() -> None:
 
 @alerts.command("list")
 @click.option("--open", "open_only", is_flag=True, help="Only alerts still open.")
-@click.option("--brand", help="Only this brand.")
+@click.option("--brand", help="Only this brand (its name in the config).")
 @pass_app
 def alerts_list(app: AppContext, open_only: bool, brand: str | None) -> None:
     """Show alerts, newest first: id, state, severity, kind, brand, age and title.
@@ -37,6 +37,7 @@ def alerts_list(app: AppContext, open_only: bool, brand: str | None) -> None:
         touchpoint alerts list --open --brand acme
     """
     db = app.open()
+    check_brand_filter(brand, app.settings_if_any(), store.stored_brands(db))
     rows = store.get_alerts(db, states=["open"] if open_only else None, brand=brand)
     if not rows:
         click.echo("no alerts")

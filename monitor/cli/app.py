@@ -41,6 +41,16 @@ class AppContext:
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
 
+    def settings_if_any(self) -> Settings | None:
+        """The settings; or None when --db names the store and the config cannot be read (a
+        command that needs only the store still works then)."""
+        try:
+            return self.settings()
+        except click.ClickException:
+            if self.db_override is None:
+                raise
+            return None
+
     def db_path(self) -> Path:
         if self.db_override is not None:
             return self.db_override

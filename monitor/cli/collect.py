@@ -18,11 +18,12 @@ from monitor.cli.common import (
     UtcTime,
     _report_alerts,
     _report_labels,
+    check_brand_filter,
     health_cells,
     render_service,
     render_status,
 )
-from monitor.collectors import collector_class
+from monitor.collectors import COLLECTORS, collector_class
 from monitor.config import STREAMS, ConfigError, DaemonSettings, Settings
 from monitor.daemon import daemon_holder
 from monitor.logs import CONTROL, visible
@@ -186,14 +187,8 @@ def status(app: AppContext) -> None:
     Example:
         touchpoint status
     """
-    settings: Settings | None = None
-    try:
-        settings = app.settings()
-        path = app.db_override or settings.db_path
-    except click.ClickException:
-        if app.db_override is None:
-            raise
-        path = app.db_override  # --db without a config: no intervals or policies to judge by
+    settings = app.settings_if_any()  # None: --db without a config, no intervals to judge by
+    path = app.db_path() if settings is None else app.db_override or settings.db_path
     db = app.open(path)
     rows, now = store.get_stream_status(db), utcnow()
     health = health_cells(rows, settings, now) if settings else {}
@@ -223,8 +218,8 @@ EXPORT_COLUMNS = [c for c in store.POST_COLUMNS if c != "raw"]
     default="-",
     help="File to write (default: standard output).",
 )
-@click.option("--brand", help="Only this brand.")
-@click.option("--platform", help="Only this platform.")
+@click.option("--brand", help="Only this brand (its name in the config).")
+@click.option("--platform", type=click.Choice(sorted(COLLECTORS)), help="Only this platform.")
 @click.option(
     "--kind", type=click.Choice(KINDS), help="Only posts, replies, mentions or keyword hits."
 )
@@ -269,6 +264,7 @@ def export(
         touchpoint export --format jsonl --kind mention -o mentions.jsonl
     """
     db = app.open()
+    check_brand_filter(brand, app.settings_if_any(), store.stored_brands(db))
     rows = store.iter_posts(
         db,
         brand=brand,

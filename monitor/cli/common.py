@@ -40,6 +40,17 @@ class UtcTime(click.DateTime):
             )
 
 
+def check_brand_filter(brand: str | None, settings: Settings | None, stored: set[str]) -> None:
+    """Refuse a --brand that neither the config nor the store knows (a typo would otherwise
+    read as "nothing there"), naming the known ones."""
+    known = stored | {b.name for b in settings.brands} if settings else stored
+    if brand is not None and brand not in known:
+        names = ", ".join(sorted(known)) or "(none yet)"
+        raise click.ClickException(
+            f"no brand {brand!r} in the config or the database. Fix: use one of: {names}"
+        )
+
+
 def _report_labels(labelled: int | None) -> None:
     if labelled is None:
         click.echo(

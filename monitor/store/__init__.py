@@ -10,7 +10,7 @@ All SQL lives in this package; callers use its names (``from monitor import stor
 - :mod:`.db`: ``open_db()``, the migrations (``m001_...``; recorded by name, so never renamed,
   reordered or removed), the pragmas, ``write_transaction()``, the WAL's ``checkpoint()``,
   ``wal_bytes()`` and ``shrink_wal()``, the SQLite version check, and the generic
-  ``table_counts()`` and ``explain()``;
+  ``table_counts()``, ``stored_brands()`` and ``explain()``;
 - :mod:`.posts`: the ingest upsert of posts and their roles for each brand (``upsert_posts``,
   ``store_page``, ``post_row``, ``role_row``, ``UPSERT_POST_SQL``, ``UPSERT_ROLE_SQL``),
   ``iter_posts`` and ``count_posts``;
@@ -59,6 +59,7 @@ from monitor.store.db import (
     open_db,
     shrink_wal,
     sqlite_version_warning,
+    stored_brands,
     table_counts,
     wal_bytes,
     write_transaction,
@@ -199,6 +200,7 @@ __all__ = [
     "sqlite_version_warning",
     "store_page",
     "sync_alerts",
+    "stored_brands",
     "table_counts",
     "upsert_labels",
     "upsert_posts",

@@ -494,6 +494,12 @@ def table_counts(
     return {t: int(db.conn.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0]) for t in tables}
 
 
+def stored_brands(db: Database) -> set[str]:
+    """Return every brand name the store holds posts or alerts of."""
+    sql = "SELECT brand FROM post_brands UNION SELECT brand FROM alerts"
+    return {str(row[0]) for row in db.conn.execute(sql)}
+
+
 def explain(db: Database, sql: str, params: Sequence[Any]) -> list[str]:
     """Return SQLite's query plan of ``sql`` (one line per step), to check what it scans."""
     return [str(row[3]) for row in db.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
