@@ -82,6 +82,7 @@ BAD = [
     ("[[brands]\nname=", "", "not valid TOML"),
     ('[alerts]\nself_promotion = "half"\n' + B, "alerts.self_promotion", "neither a share"),
     ('[alerts]\nbusiness_hours = "9-5"\n' + B, "alerts.business_hours", "not a time range"),
+    ('[alerts]\nbusiness_hours = "09:00-09:00"\n' + B, "alerts.business_hours", "same time"),
     (
         "[alerts]\nwarn_after_minutes = 90\nbreach_after_minutes = 30\n" + B,
         "alerts.breach_after_minutes",
@@ -134,6 +135,11 @@ def test_config_error_names_file_key_and_fix(
     assert problem in message
     assert "Fix: " in message
     assert "\n" not in message
+
+
+def test_config_takes_business_hours_that_run_overnight(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, '[alerts]\nbusiness_hours = "22:00-06:00"\n' + B))
+    assert settings.brands[0].alerts.business_hours == "22:00-06:00"
 
 
 def test_config_missing_file_says_run_init(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from monitor.config import WEEKDAYS, AlertPolicy
@@ -78,19 +78,25 @@ class StreamHealth:
 def business_elapsed(
     start: datetime, end: datetime, *, timezone: str, hours: str, days: Sequence[str]
 ) -> timedelta:
-    """Time between ``start`` and ``end`` counted only inside business hours (all of it if none)."""
+    """Time between ``start`` and ``end`` counted only inside business hours (all of it if none).
+
+    Hours that close before they open ("22:00-06:00") are a night shift: it belongs to the day
+    it starts on, and runs into the next morning. Times are compared in UTC, so a shift across
+    a daylight-saving change counts the hours it really lasted."""
     if end <= start:
         return timedelta(0)
     if not hours:
         return end - start
     zone = ZoneInfo(timezone)
     opening, closing = (_clock_time(part) for part in hours.split("-"))
+    overnight = closing <= opening
     total = timedelta(0)
-    day = start.astimezone(zone).date()
+    day = start.astimezone(zone).date() - timedelta(days=1 if overnight else 0)
     while day <= end.astimezone(zone).date():
         if WEEKDAYS[day.weekday()] in days:
-            open_at = datetime.combine(day, opening, zone)
-            close_at = datetime.combine(day, closing, zone)
+            open_at = datetime.combine(day, opening, zone).astimezone(UTC)
+            close_day = day + timedelta(days=1) if overnight else day
+            close_at = datetime.combine(close_day, closing, zone).astimezone(UTC)
             overlap = min(end, close_at) - max(start, open_at)
             total += max(overlap, timedelta(0))
         day += timedelta(days=1)

@@ -93,16 +93,18 @@ def _business_hours(v: _Validator, table: Mapping[str, Any], key: str, default: 
         return ""
     match = isinstance(value, str) and re.fullmatch(r"(\d\d):(\d\d)-(\d\d):(\d\d)", value)
     if not match or not (
-        int(match[1]) < 24
-        and int(match[3]) <= 24
-        and int(match[2]) < 60
-        and int(match[4]) < 60
-        and match[1] + match[2] < match[3] + match[4]
+        int(match[1]) < 24 and int(match[3]) <= 24 and int(match[2]) < 60 and int(match[4]) < 60
     ):
         raise v.error(
             f"{key}.business_hours",
             f"{value!r} is not a time range",
-            'write business_hours = "09:00-17:00", or "" for around the clock',
+            'write business_hours = "09:00-17:00" (24-hour clock), or "" for around the clock',
+        )
+    if match[1] + match[2] == match[3] + match[4]:
+        raise v.error(
+            f"{key}.business_hours",
+            f"{value!r} opens and closes at the same time",
+            'write business_hours = "" for around the clock, or a range such as "09:00-17:00"',
         )
     return str(value)
 

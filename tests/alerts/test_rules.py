@@ -84,6 +84,26 @@ def test_rules_business_elapsed_skips_weekends_in_the_brands_zone() -> None:
     assert waited == timedelta(hours=1)
 
 
+def test_rules_business_elapsed_counts_a_night_shift_from_the_day_it_starts() -> None:
+    night = {"timezone": "UTC", "hours": "22:00-06:00", "days": ("mon", "tue", "wed", "thu", "fri")}
+    # Tuesday 23:00 to Wednesday 07:00: 7 hours of Tuesday's shift
+    tuesday = datetime(2026, 11, 17, 23, 0, tzinfo=UTC)
+    assert rules.business_elapsed(tuesday, tuesday + timedelta(hours=8), **night) == timedelta(
+        hours=7
+    )
+    # Saturday 02:00 is Friday's shift; Saturday 22:00 starts no shift, Monday 22:00 does
+    saturday = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
+    tuesday_morning = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
+    assert rules.business_elapsed(saturday, tuesday_morning, **night) == timedelta(hours=4 + 3)
+    # the night the clocks go back in Berlin (25 Oct 2026, 03:00 -> 02:00) lasts 9 hours
+    berlin = {**night, "timezone": "Europe/Berlin", "days": ("sat",)}
+    start, end = (
+        datetime(2026, 10, 24, 12, 0, tzinfo=UTC),
+        datetime(2026, 10, 25, 12, 0, tzinfo=UTC),
+    )
+    assert rules.business_elapsed(start, end, **berlin) == timedelta(hours=9)
+
+
 def posts(labels: str, *, platform: str = "x", days_ago: float = 1) -> list[rules.LabelledPost]:
     names = {"s": "sales-pitch", "i": "inspiring", "e": "engaging"}
     return [
