@@ -252,6 +252,15 @@ def test_cli_alerts_ack_of_an_id_beyond_sqlites_range_is_a_usage_error(
     assert "is not in the range 1<=x<=" in result.stderr
 
 
+def test_cli_alerts_test_names_the_log_channel_when_none_is_configured(
+    write_config: Callable[..., Path],
+) -> None:
+    write_config("http://127.0.0.1:9")
+    unknown = run("alerts", "test", "--channel", "slack")
+    assert unknown.exit_code == 1 and one_error_line(unknown).endswith("use one of: log")
+    assert run("alerts", "test", "--channel", "log").exit_code == 0
+
+
 def test_cli_backfill_rejects_an_empty_window(write_config: Callable[..., Path]) -> None:
     write_config("http://127.0.0.1:9")
     result = run("backfill", "--since", "2026-11-10", "--until", "2026-11-01")

@@ -81,6 +81,12 @@ BAD = [
     ),
     ("[[brands]\nname=", "", "not valid TOML"),
     ('[alerts]\nself_promotion = "half"\n' + B, "alerts.self_promotion", "neither a share"),
+    (
+        '[alerts.channels.m]\ntype = "email"\nhost = "h"\nsender = "s@h.example"\n'
+        'recipients = "x@h.example"\n' + B,
+        "alerts.channels.m.recipients",
+        "list of email addresses",
+    ),
     ('[alerts]\nbusiness_hours = "9-5"\n' + B, "alerts.business_hours", "not a time range"),
     ('[alerts]\nbusiness_hours = "09:00-09:00"\n' + B, "alerts.business_hours", "same time"),
     (

@@ -8,6 +8,7 @@ from monitor import store
 from monitor.alerts.channels import build_channel
 from monitor.alerts.channels.base import DeliveryError
 from monitor.alerts.message import make_test_message
+from monitor.alerts.outbox import LOG_CHANNEL
 from monitor.cli.app import AppContext, cli, pass_app
 from monitor.cli.common import _age, check_brand_filter
 from monitor.config import ConfigError
@@ -54,7 +55,9 @@ def alerts_list(app: AppContext, open_only: bool, brand: str | None) -> None:
 @click.argument("alert_id", type=click.IntRange(1, 2**63 - 1))  # SQLite's id range
 @pass_app
 def alerts_ack(app: AppContext, alert_id: int) -> None:
-    """Acknowledge an open alert: it stays open until resolved but is not repeated.
+    """Acknowledge an open alert: it is not repeated any more and leaves `alerts list --open`.
+    It still resolves by itself when its cause goes away; if the cause comes back after that,
+    it is alerted again.
 
     \b
     Example:
@@ -78,8 +81,8 @@ def alerts_test(app: AppContext, channel: str) -> None:
         touchpoint alerts test --channel slack
     """
     settings = app.settings()
-    if channel not in settings.channels and channel != "log":
-        known = ", ".join(settings.channels) or "(none configured)"
+    if channel not in settings.channels and channel != LOG_CHANNEL:
+        known = ", ".join([*settings.channels, LOG_CHANNEL])
         raise click.ClickException(f"no channel named {channel!r}. Fix: use one of: {known}")
     try:
         target = build_channel(settings, channel)

@@ -181,7 +181,7 @@ def _channel_options(
     for name in plain & set(section):
         value = section[name]
         if name == "recipients":
-            options[name] = tuple(v.string_list(section, key, name))
+            options[name] = _addresses(v, section, key, name)
         elif name == "port":
             options[name] = v.integer(section, key, name, 587, 1, 65535)
         elif name == "timeout_seconds":

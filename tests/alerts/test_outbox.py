@@ -23,7 +23,7 @@ from monitor import store
 from monitor.alerts import outbox
 from monitor.alerts.message import Message
 from monitor.cli import cli
-from monitor.config import Settings, load_settings
+from monitor.config import ConfigError, Settings, load_settings
 from monitor.models import Post, RunResult, StreamKey, iso, parse_iso, utcnow
 from tests.alerts.servers import Receiver, Reply, Sink, free_port
 
@@ -595,6 +595,33 @@ def test_check_config_names_a_slack_url_that_is_no_url_without_a_traceback(
     assert "SLACKSEC" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "problem", "fix"),
+    [
+        ("not a url", "scheme must be https", 'starting with https://, e.g. "https://'),
+        ("https:///path", "no host", "starting with https://"),
+        ("https://h.example/a#frag", "fragment", "leave out the part of the URL from #"),
+        ("https://127.0.0.1/a", "non-public", "allow_private_addresses = true"),
+    ],
+)
+def test_check_channels_gives_the_fix_for_what_is_wrong_with_the_url(
+    tmp_path: Path, url: str, problem: str, fix: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[alerts.channels.hook]\ntype = "webhook"\nurl = "{url}"\n\n'
+        '[[brands]]\nname = "a"\naccounts = {x = "a"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        outbox.check_channels(load_settings(path))
+    message = str(info.value)
+    assert "alerts.channels.hook: " in message and problem in message
+    assert fix in message.split("Fix: ", 1)[1]
+    if problem != "non-public":
+        assert "public address" not in message
+
+
 def test_outbox_held_back_while_the_mentions_stream_is_down(rig: Rig) -> None:
     from monitor.models import RunResult, StreamKey
 
@@ -639,4 +666,4 @@ def test_outbox_cli_list_ack_and_test(rig: Rig) -> None:
     assert failed.exit_code == 1 and "not delivered" in failed.stderr
     assert "secretpath" not in failed.stderr
     unknown = runner.invoke(cli, [*base, "alerts", "test", "--channel", "pager"])
-    assert unknown.exit_code == 1 and "mail, slack, hook" in unknown.stderr
+    assert unknown.exit_code == 1 and "mail, slack, hook, log" in unknown.stderr
