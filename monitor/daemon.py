@@ -455,13 +455,14 @@ class Daemon:
         return db
 
     def _stop_check(self, deadline: float) -> pipeline.StopCheck:
-        def check() -> str | None:
+        def check() -> pipeline.Stop | None:
             if self._stop.is_set():
-                return "touchpoint run is stopping"
+                return pipeline.Stop("touchpoint run is stopping", interrupted=True)
             if self._pausing.is_set():
-                return "touchpoint run is reloading its config"
+                return pipeline.Stop("touchpoint run is reloading its config", interrupted=True)
             if time.monotonic() > deadline:
-                return f"job deadline of {self.options.job_deadline_seconds:.0f}s reached"
+                limit = self.options.job_deadline_seconds
+                return pipeline.Stop(f"job deadline of {limit:.0f}s reached")
             return None
 
         return check

@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 Kind = Literal["post", "reply", "mention", "keyword"]
 KINDS: tuple[Kind, ...] = ("post", "reply", "mention", "keyword")
-Outcome = Literal["ok", "failed", "deferred", "auth_failed", "skipped"]
+Outcome = Literal["ok", "failed", "deferred", "auth_failed", "skipped", "interrupted"]
+"""A run's end. "interrupted": touchpoint stopped or reloaded mid-walk (neither a success nor a
+failure of the stream; it resumes from its cursor)."""
 
 
 def utcnow() -> datetime:

@@ -35,8 +35,23 @@ if TYPE_CHECKING:  # scikit-learn and the model are imported only by the steps t
 logger = logging.getLogger(__name__)
 
 ProgressHook = Callable[[RunResult, Sequence[Post]], None]
-StopCheck = Callable[[], str | None]
-"""Asked between pages: a reason to stop the walk early (a deadline, a shutdown), or None."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why a walk stops early. ``interrupted``: touchpoint itself is stopping or reloading, which
+    says nothing about the stream (the run is recorded "interrupted", not counted as a failure);
+    else the stream ran out of time (a job deadline: "failed")."""
+
+    reason: str
+    interrupted: bool = False
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+StopCheck = Callable[[], Stop | None]
+"""Asked between pages: why to stop the walk early (a deadline, a shutdown), or None."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +89,8 @@ def run_stream(
             if on_page is not None:
                 on_page(result, posts)
             reason = stop() if stop is not None else None
-            if reason:
-                result.outcome = "failed"
+            if reason is not None:
+                result.outcome = "interrupted" if reason.interrupted else "failed"
                 result.error = f"stopped after {result.pages} pages: {reason}; resumes next run"
                 break
     except RateLimited as exc:

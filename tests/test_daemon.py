@@ -757,6 +757,12 @@ def test_sigterm_mid_collection_exits_0_within_10_seconds(rig: Callable[..., Rig
     assert "SIGTERM received" in out
     ids = [row[0] for row in read_store(r.db_path, "SELECT id FROM posts")]
     assert len(ids) == len(set(ids))
+    # the walks cut short are "interrupted", not failures of their streams
+    runs = read_store(r.db_path, "SELECT outcome, error FROM runs WHERE outcome != 'ok'")
+    assert runs and {o for o, _ in runs} == {"interrupted"}, runs
+    assert all("touchpoint run is stopping; resumes next run" in e for _, e in runs)
+    rows = store.get_stream_status(store.open_db(r.db_path))
+    assert all(row.consecutive_failures == 0 for row in rows)
 
 
 def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_on_a_bad_one(

@@ -74,7 +74,7 @@ def _check_selection(settings: Settings, brand: str | None, platform: str | None
 
 def _report(results: Sequence[RunResult]) -> None:
     for r in results:
-        if r.outcome in ("ok", "deferred", "skipped"):
+        if r.outcome in ("ok", "deferred", "skipped", "interrupted"):
             note = f" ({r.error})" if r.error else ""
             click.echo(
                 f"{r.key}: {r.outcome}, {r.items_new} new, {r.items_updated} updated, "
