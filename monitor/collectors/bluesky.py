@@ -271,6 +271,7 @@ class BlueskyCollector(Collector):
         mark = None if target.is_backfill else Mark.decode(pending.get("mark", cursor.position))
         newest = Mark.decode(pending.get("newest"))
         api_cursor: str | None = pending.get("cursor")
+        seen = _count(pending.get("seen"))
         keep = _keeper(target, mark)
         pages = 0
         while True:
@@ -278,15 +279,17 @@ class BlueskyCollector(Collector):
             body = self._xrpc(nsid, call)
             items = _validate_page(body, field)
             pages += 1
+            seen += len(items)
             marks = [m for m in (_mark(target.stream, item) for item in items) if m is not None]
             newest = max([*marks, *(m for m in (newest, mark) if m is not None)], default=None)
             api_cursor = _next_cursor(body, api_cursor)
             reached = _walk_ends(marks, mark, target.since)
             done = api_cursor is None or reached
             raw = {**body, field: [i for i in items if keep(_mark(target.stream, i))]}
-            walk = _Walk(mark, newest, None if done else api_cursor)
+            walk = _Walk(mark, newest, None if done else api_cursor, seen)
             ended_early = api_cursor is None and bool(marks) and not reached
-            gap = _gap(target, mark) if ended_early else None
+            cut = ended_early and _cut_short(seen, body.get("hitsTotal"))
+            gap = _gap(target, mark) if cut else None
             yield Page(raw=raw, cursor=walk.cursor(target, cursor), gap=gap)
             if done or (target.max_pages is not None and pages >= target.max_pages):
                 return
@@ -632,12 +635,21 @@ def _walk_ends(marks: Sequence[Mark], mark: Mark | None, since: datetime | None)
     return any(m.at < mark.at or m.uri == mark.uri for m in marks)
 
 
+def _cut_short(seen: int, hits_total: Any) -> bool:
+    """Whether a search that ended after ``seen`` hits left hits unlisted: fewer than its
+    ``hitsTotal`` (when it says), else as deep as palomar pages. A search that simply ran out
+    (a quiet keyword, or a backfill's ``since`` reached) is no gap."""
+    if isinstance(hits_total, int) and not isinstance(hits_total, bool):
+        return hits_total > seen
+    return seen >= SEARCH_DEPTH
+
+
 def _gap(target: Target, mark: Mark | None) -> str | None:
     """Why posts may be missing when a listing ended, on a page of items, before the walk
     reached its end (an empty last page is no evidence either way), or None.
 
     Feeds and notifications list back to the start, so only a search ends early: palomar pages
-    :data:`SEARCH_DEPTH` hits deep at most."""
+    :data:`SEARCH_DEPTH` hits deep at most (the caller checks that it did, :func:`_cut_short`)."""
     if target.stream != "keywords":
         return None
     if target.is_backfill:
@@ -677,6 +689,7 @@ class _Walk:
     mark: Mark | None
     newest: Mark | None
     next_cursor: str | None  # None: the walk is complete
+    seen: int = 0  # items listed by the walk so far
 
     def cursor(self, target: Target, committed: Cursor) -> Cursor:
         """The cursor to commit with this page: the walk while it goes on, then the new mark."""
@@ -685,7 +698,7 @@ class _Walk:
                 return Cursor()
             position = self.newest or self.mark
             return Cursor(position=position.encode() if position else committed.position)
-        walk: dict[str, Any] = {"cursor": self.next_cursor}
+        walk: dict[str, Any] = {"cursor": self.next_cursor, "seen": self.seen}
         if not target.is_backfill:
             walk["mark"] = self.mark.encode() if self.mark else None
             walk["newest"] = self.newest.encode() if self.newest else None

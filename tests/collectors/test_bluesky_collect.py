@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -236,6 +237,30 @@ def test_bluesky_collect_is_incremental(
     assert "cursor" not in calls[0].query and calls[0].query["reasons"] == ["mention", "reply"]
     assert len(calls) < first["mentions"].pages + second["mentions"].pages
     assert stored(db, "post", "reply") == expected(sandbox, "post", "reply")
+
+
+@pytest.mark.parametrize(("depth", "warned"), [(30, True), (10_000, False)])
+def test_bluesky_backfill_warns_of_older_hits_only_when_the_search_was_cut_short(
+    configure: CONFIG, db: Database, caplog: pytest.LogCaptureFixture, depth: int, warned: bool
+) -> None:
+    # a search sent with since= ends at the window's start by itself: no warning for that
+    with BlueskySandbox(
+        seed=11,
+        brand_handle=HANDLE,
+        start=START,
+        end=END,
+        app_password=PASSWORD,
+        search_depth=depth,
+        keyword_hits_per_day=240,
+    ) as sandbox:
+        settings = configure(page_size=10, api_base=sandbox.url)
+        window = (START - timedelta(days=3), END)
+        with caplog.at_level(logging.WARNING, logger="monitor.collectors.bluesky"):
+            select = pipeline.Selection(stream="keywords")
+            (result,) = pipeline.collect(db, settings, select, backfill=window)
+    assert result.outcome == "ok" and (result.items_new == 30) is warned
+    cut = [r for r in caplog.records if "the search ended before the start" in r.getMessage()]
+    assert bool(cut) is warned
 
 
 def test_bluesky_search_past_its_depth_is_recorded_as_a_gap(

@@ -201,6 +201,28 @@ def test_reddit_collect_burst_past_the_listing_reach_is_recorded_as_a_gap(
     assert gaps["mentions"] == mentions.gap  # recorded with the run, for the alert
 
 
+@pytest.mark.parametrize(("mentions_per_day", "warned"), [(2400, True), (40, False)])
+def test_reddit_backfill_warns_of_older_items_only_when_a_listing_reached_its_end(
+    tmp_path: Path,
+    db: Database,
+    caplog: pytest.LogCaptureFixture,
+    mentions_per_day: int,
+    warned: bool,
+) -> None:
+    # the window starts before the account's first item: a short listing ends by itself
+    with reddit_sandbox(keywords=(), mentions_per_day=mentions_per_day) as sandbox:
+        extra = "page_size = 100\n"
+        settings = load_settings(write_config(tmp_path, sandbox.url, keywords="[]", extra=extra))
+        sandbox.set_clock(END)
+        select = pipeline.Selection(stream="mentions")
+        with caplog.at_level(logging.WARNING, logger="monitor.collectors.reddit"):
+            window = (START - timedelta(days=3), END)
+            (result,) = pipeline.collect(db, settings, select, backfill=window)
+    assert result.outcome == "ok" and (result.items_new == 1000) is warned
+    cut = [r for r in caplog.records if "the listing ended" in r.getMessage()]
+    assert bool(cut) is warned
+
+
 def test_reddit_collect_walk_interrupted_by_429_is_deferred_then_resumed(
     sandbox: RedditSandbox, tmp_path: Path, db: Database
 ) -> None:
