@@ -132,13 +132,32 @@ def test_cli_unreachable_api_is_one_clear_line(write_config: Callable[..., Path]
     assert "cannot reach" in status.stdout and "failed" in status.stdout
 
 
-def test_cli_status_and_export_on_an_empty_store(write_config: Callable[..., Path]) -> None:
+def test_cli_status_and_export_on_an_empty_store(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
     write_config("http://127.0.0.1:9")
+    store.open_db(tmp_path / "touchpoint.db").conn.close()
     out = run("status").stdout
     assert "no stream has run yet" in out and "classifier: no pass recorded yet" in out
     assert "alert outbox: 0 waiting, 0 sent, 0 given up" in out
     exported = run("export", "--format", "jsonl")
     assert exported.exit_code == 0 and exported.stdout == ""
+
+
+def test_cli_reading_commands_make_no_database_where_there_is_none(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    write_config("http://127.0.0.1:9")
+    typo = tmp_path / "touchpoitn.db"
+    status = run("--db", str(typo), "status")  # also what status says before the first collect
+    assert (
+        status.exit_code == 0
+        and f"no database at {typo} yet: `touchpoint collect`" in status.stdout
+    )
+    for command in (["export"], ["alerts", "list"], ["alerts", "ack", "1"]):
+        result = run("--db", str(typo), *command)
+        assert result.exit_code == 1 and "check --db" in one_error_line(result), command
+    assert not typo.exists() and not (tmp_path / "touchpoint.db").exists()
 
 
 def test_cli_status_tells_a_failing_classifier_and_restarts_after_unclean_stops(

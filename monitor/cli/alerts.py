@@ -37,7 +37,7 @@ def alerts_list(app: AppContext, open_only: bool, brand: str | None) -> None:
     Example:
         touchpoint alerts list --open --brand acme
     """
-    db = app.open()
+    db = app.open_existing()
     check_brand_filter(brand, app.settings_if_any(), store.stored_brands(db))
     rows = store.get_alerts(db, states=["open"] if open_only else None, brand=brand)
     if not rows:
@@ -63,7 +63,7 @@ def alerts_ack(app: AppContext, alert_id: int) -> None:
     Example:
         touchpoint alerts ack 42
     """
-    if not store.ack_alert(app.open(), alert_id):
+    if not store.ack_alert(app.open_existing(), alert_id):
         raise click.ClickException(
             f"no open alert {alert_id}. Fix: see `touchpoint alerts list --open`"
         )

@@ -62,6 +62,22 @@ class AppContext:
         except store.StoreError as exc:
             raise click.ClickException(str(exc)) from None
 
+    def open_existing(self, path: Path | None = None) -> Database:
+        """Open the store for a command that only reads it: a file that is not there is an
+        error, not a new empty database (a mistyped --db read as "nothing there")."""
+        path = path or self.db_path()
+        if not path.exists():
+            raise click.ClickException(missing_db(path))
+        return self.open(path)
+
+
+def missing_db(path: Path, *, joined: str = ". Fix: ") -> str:
+    """What to say of a store file that is not there (``joined``: between the fact and the fix)."""
+    return (
+        f"no database at {path} yet{joined}`touchpoint collect` (or `touchpoint run`) makes it; "
+        f"if it should be there, check --db, ${ENV_DB} and the config's [store] path"
+    )
+
 
 pass_app = click.make_pass_decorator(AppContext)
 

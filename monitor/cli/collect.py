@@ -13,7 +13,7 @@ from typing import Any, TextIO
 import click
 
 from monitor import pipeline, store
-from monitor.cli.app import AppContext, cli, pass_app
+from monitor.cli.app import AppContext, cli, missing_db, pass_app
 from monitor.cli.common import (
     UtcTime,
     _report_alerts,
@@ -189,6 +189,9 @@ def status(app: AppContext) -> None:
     """
     settings = app.settings_if_any()  # None: --db without a config, no intervals to judge by
     path = app.db_path() if settings is None else app.db_override or settings.db_path
+    if not path.exists():  # before the first collect (or a mistyped --db): make nothing
+        click.echo(missing_db(path, joined=": "))
+        return
     db = app.open(path)
     rows, now = store.get_stream_status(db), utcnow()
     health = health_cells(rows, settings, now) if settings else {}
@@ -263,7 +266,7 @@ def export(
     Example:
         touchpoint export --format jsonl --kind mention -o mentions.jsonl
     """
-    db = app.open()
+    db = app.open_existing()
     check_brand_filter(brand, app.settings_if_any(), store.stored_brands(db))
     rows = store.iter_posts(
         db,
