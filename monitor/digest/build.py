@@ -368,6 +368,7 @@ def build_changes(current: Figures, previous: Figures) -> tuple[Change, ...]:
             _seconds(current.median_response),
             _seconds(previous.median_response),
         ),
+        Change("p90_response", _seconds(current.p90_response), _seconds(previous.p90_response)),
         Change("sales_share", current.sales_share, previous.sales_share),
     )
 

@@ -109,9 +109,11 @@ def test_digest_change_against_the_day_before(digest: BrandDigest) -> None:
     assert changes["mentions"].delta == 7
     assert changes["answered_share"].delta == pytest.approx(7 / 9 - 1 / 2)
     assert changes["median_response"].delta == 10 * 60  # 30 min against 20 min
+    assert changes["p90_response"].delta == 130 * 60  # 2 h 30 min against 20 min
     assert changes["sales_share"].delta == pytest.approx(2 / 7)
     assert channel(digest, "x").change("mentions").delta == 5
     assert channel(digest, "mastodon").change("median_response").delta is None
+    assert channel(digest, "x").change("p90_response").delta == 130 * 60  # 150 min against 20
 
 
 def test_digest_touchpoints_and_consistency(digest: BrandDigest) -> None:

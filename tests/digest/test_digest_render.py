@@ -24,7 +24,7 @@ def test_digest_text_shows_the_figures(digest: BrandDigest) -> None:
     assert "mentions         9 (+7)" in text
     assert "answered         78% (+28 pts)" in text
     assert "median response  30 min (+10 min)" in text
-    assert "p90 response     2 h 30 min" in text
+    assert "p90 response     2 h 30 min (+2 h 10 min)" in text
     assert "sales-pitch      29% (+29 pts), target at most 20%" in text
     assert "3 of 4 channels alive" in text
     assert "bluesky: silent: nothing posted or replied for 10 days" in text
@@ -51,6 +51,7 @@ def test_digest_html_escapes_post_text(digest: BrandDigest) -> None:
     assert "&lt;script&gt;window.__pwned = &#34;script&#34;&lt;/script&gt;" in html
     assert "javascript:" not in html
     assert 'href="https://x.com/fay/status/6"' in html
+    assert re.search(r">p90 response</td><td[^>]*>2 h 30 min</td><td[^>]*>\+2 h 10 min<", html)
     assert not CONTROLS.search(html)
     # layout is inline (some email clients drop style blocks); the one block only narrows the
     # per-channel table on phones, inside a media query
