@@ -86,3 +86,29 @@ def test_backfill_cli_shows_progress_and_what_the_api_cannot_reach(
     assert "keyword search reaches back 7 days only" in result.stderr
     assert "acme/x/backfill-mentions" in result.stderr  # the progress bar's label
     assert "backfill-posts" in result.stdout and "ok" in result.stdout
+
+
+def test_backfill_of_a_past_window_searches_from_where_x_says_its_search_reaches(
+    sandbox: XSandbox, write_config: Callable[..., Path], db: Database, tmp_path: Path
+) -> None:
+    # X's 7 days end now, not at --until: three days later the window's first days are gone
+    settings = load_settings(write_config(sandbox.url, extra="page_size = 10\n"))
+    sandbox.set_clock(END + timedelta(days=3))
+    edge = END + timedelta(days=3) - timedelta(days=7)
+    select = pipeline.Selection(stream="keywords")
+    (result,) = pipeline.collect(db, settings, select, backfill=(END - timedelta(days=6), END))
+    assert result.outcome == "ok", result.error
+    starts = [r.query.get("start_time") for r in sandbox.requests if r.path.endswith("/recent")]
+    first = edge + timedelta(minutes=1)
+    assert starts[1] == [f"{first:%Y-%m-%dT%H:%M:%S}Z"]  # after one 400 naming the edge
+    # the same as a backfill asked from the edge in the first place
+    direct = store.open_db(tmp_path / "direct.db")
+    pipeline.collect(direct, settings, select, backfill=(first, END))
+    assert len(all_ids(db)) > 20 and set(all_ids(db)) == set(all_ids(direct))
+    keywords = [i for i in sandbox.visible() if i.kind == "keyword" and first <= i.created_at < END]
+    assert {f"x:{sandbox.tweet_id(i)}" for i in keywords} <= set(all_ids(db))
+
+    # a window wholly before the edge: nothing to fetch, and no failure
+    gone = (END - timedelta(days=6), edge - timedelta(hours=1))
+    (result,) = pipeline.collect(db, settings, select, backfill=gone)
+    assert result.outcome == "ok" and result.items_new == 0

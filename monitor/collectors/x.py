@@ -173,7 +173,22 @@ class XCollector(Collector):
                 call["since_id"] = since
             if token:
                 call[_token_param(target)] = token
-            body = self._get(_METHODS[target.stream], **call)
+            try:
+                body = self._get(_METHODS[target.stream], **call)
+            except CollectorError as exc:
+                start = _earliest_start(exc) if "start_time" in call else None
+                if start is None:
+                    raise
+                logger.warning(
+                    "%s: X recent search reaches back to %s only (its 7 days end now, not at "
+                    "the window's end); starting there",
+                    target.key,
+                    iso(start),
+                )
+                if target.until is not None and start >= target.until:
+                    return  # none of the window is in reach
+                params["start_time"] = call["start_time"] = start
+                body = self._get(_METHODS[target.stream], **call)
             meta = _validate_page(body)
             pages += 1
             seen += len(body.get("data", []))
@@ -340,8 +355,23 @@ def _token_param(target: Target) -> str:
 
 
 def _search_floor(until: datetime | None) -> datetime:
-    """The oldest time X recent search reaches, a minute to spare."""
+    """The oldest time X recent search reaches, a minute to spare: 7 days before ``until`` (a
+    first guess for a backfill; X's own clock decides, and its refusal names the edge)."""
     return (until or datetime.now(UTC)) - SEARCH_WINDOW + timedelta(minutes=1)
+
+
+# X's 400 for a start_time older than its search reaches: "Invalid 'start_time':'...'.
+# 'start_time' must be on or after 2026-11-17T03:49Z" (medialab/minet#445)
+_EARLIEST = re.compile(r"'start_time' must be on or after (\d{4}-\d\d-\d\dT\d\d:\d\d)Z")
+
+
+def _earliest_start(exc: CollectorError) -> datetime | None:
+    """The earliest start_time X names in its refusal of an older one (a minute to spare), or
+    None when ``exc`` is another error."""
+    found = _EARLIEST.search(str(exc))
+    if found is None:
+        return None
+    return parse_iso(found[1] + ":00Z") + timedelta(minutes=1)
 
 
 def _search_start(target: Target) -> datetime:
