@@ -239,12 +239,9 @@ def test_bluesky_collect_is_incremental(
     assert stored(db, "post", "reply") == expected(sandbox, "post", "reply")
 
 
-@pytest.mark.parametrize(("depth", "warned"), [(30, True), (10_000, False)])
-def test_bluesky_backfill_warns_of_older_hits_only_when_the_search_was_cut_short(
-    configure: CONFIG, db: Database, caplog: pytest.LogCaptureFixture, depth: int, warned: bool
-) -> None:
-    # a search sent with since= ends at the window's start by itself: no warning for that
-    with BlueskySandbox(
+def busy_search(depth: int) -> BlueskySandbox:
+    """A sandbox whose keyword has 240 hits a day, searchable ``depth`` hits deep."""
+    return BlueskySandbox(
         seed=11,
         brand_handle=HANDLE,
         start=START,
@@ -252,7 +249,15 @@ def test_bluesky_backfill_warns_of_older_hits_only_when_the_search_was_cut_short
         app_password=PASSWORD,
         search_depth=depth,
         keyword_hits_per_day=240,
-    ) as sandbox:
+    )
+
+
+@pytest.mark.parametrize(("depth", "warned"), [(30, True), (10_000, False)])
+def test_bluesky_backfill_warns_of_older_hits_only_when_the_search_was_cut_short(
+    configure: CONFIG, db: Database, caplog: pytest.LogCaptureFixture, depth: int, warned: bool
+) -> None:
+    # a search sent with since= ends at the window's start by itself: no warning for that
+    with busy_search(depth) as sandbox:
         settings = configure(page_size=10, api_base=sandbox.url)
         window = (START - timedelta(days=3), END)
         with caplog.at_level(logging.WARNING, logger="monitor.collectors.bluesky"):
@@ -266,15 +271,7 @@ def test_bluesky_backfill_warns_of_older_hits_only_when_the_search_was_cut_short
 def test_bluesky_search_past_its_depth_is_recorded_as_a_gap(
     configure: CONFIG, db: Database
 ) -> None:
-    with BlueskySandbox(
-        seed=11,
-        brand_handle=HANDLE,
-        start=START,
-        end=END,
-        app_password=PASSWORD,
-        search_depth=30,
-        keyword_hits_per_day=240,
-    ) as sandbox:
+    with busy_search(30) as sandbox:
         settings = configure(page_size=10, api_base=sandbox.url)
         sandbox.set_clock(START + timedelta(hours=1))
         first = by_stream(pipeline.collect(db, settings))
