@@ -181,7 +181,7 @@ class XCollector(Collector):
                     raise
                 logger.warning(
                     "%s: X recent search reaches back to %s only (its 7 days end now, not at "
-                    "the window's end); starting there",
+                    "the window's end); hits before that cannot be fetched",
                     target.key,
                     iso(start),
                 )
