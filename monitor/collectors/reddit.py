@@ -62,6 +62,7 @@ OAUTH_ORIGIN = "https://oauth.reddit.com"
 REDDIT_ORIGIN = "https://www.reddit.com"
 DEFAULT_USER_AGENT = "touchpoint-monitor/0.1 (self-hosted brand monitor)"
 LISTING_REACH = 1000
+REACH_MARGIN = 0.9  # "about" 1,000: removed items still take their place in the count
 # Reddit's search index lags behind new submissions: a keyword walk overlaps the last one by this
 # much, so that a late-indexed hit is still picked up (the overlap is re-stored, not duplicated).
 SEARCH_OVERLAP = timedelta(minutes=15)
@@ -462,8 +463,8 @@ class RedditCollector(Collector):
         """Why items may be missing when the listing ended before the walk's end, or None.
 
         A listing that ended short of Reddit's reach simply has nothing older (a small account,
-        a quiet keyword): no gap. About 1,000 is the reach; removed items thin it a little."""
-        if walk.done or walk.seen < LISTING_REACH * 0.9:
+        a quiet keyword): no gap."""
+        if walk.done or walk.seen < LISTING_REACH * REACH_MARGIN:
             return None
         if walk.is_backfill:
             logger.warning(
