@@ -84,6 +84,7 @@ def test_backfill_cli_shows_progress_and_what_the_api_cannot_reach(
     result = CliRunner().invoke(cli, ["--config", str(config), "backfill", "--since", since])
     assert result.exit_code == 0, result.output
     assert "keyword search reaches back 7 days only" in result.stderr
+    assert result.stderr.count("7 days") == 1  # said once, before the run, not again by X's walk
     assert "acme/x/backfill-mentions" in result.stderr  # the progress bar's label
     assert "backfill-posts" in result.stdout and "ok" in result.stdout
 

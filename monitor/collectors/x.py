@@ -179,7 +179,7 @@ class XCollector(Collector):
                 start = _earliest_start(exc) if "start_time" in call else None
                 if start is None:
                     raise
-                logger.warning(
+                logger.debug(  # backfill's note said so before the walk
                     "%s: X recent search reaches back to %s only (its 7 days end now, not at "
                     "the window's end); hits before that cannot be fetched",
                     target.key,
@@ -378,7 +378,7 @@ def _search_start(target: Target) -> datetime:
     assert target.since is not None
     floor = _search_floor(target.until)
     if target.since < floor:
-        logger.warning(
+        logger.debug(  # backfill's note (backfill_reach) said so before the walk
             "%s: X recent search reaches back 7 days only; starting at %s, not %s",
             target.key,
             iso(floor),
