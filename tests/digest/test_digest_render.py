@@ -35,6 +35,17 @@ def test_digest_text_shows_the_figures(digest: BrandDigest) -> None:
     assert "waiting 10 h" in text  # fay wrote at 22:00 local, the digest is of 08:00
 
 
+def test_digest_text_per_channel_columns_line_up(digest: BrandDigest) -> None:
+    # the fixture's x row has the widest cells: "+25 pts" sells, "+1 h 20 min" median change
+    text = render_text(digest)
+    table = text[text.index("PER CHANNEL") : text.index("OLDEST UNANSWERED")].splitlines()[1:]
+    header, rows = table[0], [r for r in table[1:] if r.strip()]
+    assert "+1 h 20 min" in text and "+25 pts" in text
+    for row in rows:
+        cells = row.split("  silent")[0].split("  sells above")[0]
+        assert len(cells) == len(header), f"{row!r} does not line up with {header!r}"
+
+
 def test_digest_text_has_no_control_characters(digest: BrandDigest) -> None:
     text = render_text(digest)
     assert not CONTROLS.search(text)
