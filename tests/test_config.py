@@ -118,6 +118,16 @@ BAD = [
         "alerts.channels.h.url",
         "user name or password",
     ),
+    (
+        '[alerts.channels.h]\ntype = "webhook"\nurl = "hooks.example.com/a"\n' + B,
+        "alerts.channels.h.url",
+        "starting with https://",
+    ),
+    (
+        '[alerts.channels.h]\ntype = "webhook"\nurl = "https://h.example/a#x"\n' + B,
+        "alerts.channels.h.url",
+        "from # on",
+    ),
     (B + '[brands.alerts]\nchannels = ["nope"]\n', "brands[a].alerts.channels", "no channel named"),
     (B + 'answered_by = ["acme-care"]\n', "brands[a].answered_by", "not another configured"),
     (B + 'answered_by = ["a"]\n', "brands[a].answered_by", "not another configured"),

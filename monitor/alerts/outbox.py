@@ -29,6 +29,7 @@ from monitor import store
 from monitor.alerts import rules
 from monitor.alerts.channels import build_channel
 from monitor.alerts.channels.base import Channel, DeliveryError
+from monitor.alerts.channels.urlguard import url_fix
 from monitor.alerts.message import AlertItem, Message
 from monitor.config import BrandSettings, ConfigError, Settings
 from monitor.logs import clean
@@ -338,23 +339,7 @@ def unusable_url(settings: Settings, key: str, exc: Exception, allow_key: str) -
     """The error for the URL (or channel) at ``key`` that failed its check with ``exc``, with
     the fix for what failed; when it was refused as private, the fix names the ``allow_key``
     that lets it through."""
-    return ConfigError(str(settings.source), key, clean(str(exc)), _url_fix(str(exc), allow_key))
-
-
-def _url_fix(problem: str, allow_key: str) -> str:
-    problem = problem.lower()
-    if "private" in problem or "loopback" in problem:
-        allow = f"if that address is really meant, set {allow_key} = true"
-        return f"point it at a reachable public address; {allow}"
-    if "not a valid url" in problem or "invalid url" in problem:
-        return "copy the URL again, whole and with nothing around it"
-    if "scheme" in problem or "no host" in problem:
-        return 'write the whole URL, starting with https://, e.g. "https://hooks.example.com/path"'
-    if "fragment" in problem:
-        return "leave out the part of the URL from # on"
-    if "cannot resolve" in problem:
-        return "check the host name, and that this machine can reach a DNS server"
-    return "see this channel's keys in config.example.toml"
+    return ConfigError(str(settings.source), key, clean(str(exc)), url_fix(str(exc), allow_key))
 
 
 def deliver(

@@ -165,6 +165,24 @@ def parse_url(url: str, *, allow_http: bool = False) -> httpx.URL:
     return parsed
 
 
+def url_fix(problem: str, allow_key: str) -> str:
+    """The fix to print for a URL refused with ``problem`` (a message of this module's errors);
+    for a private destination it names ``allow_key``, the key that lets one through."""
+    problem = problem.lower()
+    if "private" in problem or "loopback" in problem:
+        allow = f"if that address is really meant, set {allow_key} = true"
+        return f"point it at a reachable public address; {allow}"
+    if "not a valid url" in problem or "invalid url" in problem:
+        return "copy the URL again, whole and with nothing around it"
+    if "scheme" in problem or "no host" in problem:
+        return 'write the whole URL, starting with https://, e.g. "https://hooks.example.com/path"'
+    if "fragment" in problem:
+        return "leave out the part of the URL from # on"
+    if "cannot resolve" in problem:
+        return "check the host name, and that this machine can reach a DNS server"
+    return "see this channel's keys in config.example.toml"
+
+
 def check_url(
     url: str,
     *,
