@@ -154,10 +154,13 @@ def test_cli_reading_commands_make_no_database_where_there_is_none(
         status.exit_code == 0
         and f"no database at {typo} yet: `touchpoint collect`" in status.stdout
     )
-    for command in (["export"], ["alerts", "list"], ["alerts", "ack", "1"]):
+    readers = (["export"], ["alerts", "list"], ["alerts", "ack", "1"], ["digest"], ["classify"])
+    page = tmp_path / "digest.html"
+    for command in (*readers, ["digest", "--out", str(page)], ["digest", "--send"]):
         result = run("--db", str(typo), *command)
         assert result.exit_code == 1 and "check --db" in one_error_line(result), command
     assert not typo.exists() and not (tmp_path / "touchpoint.db").exists()
+    assert not page.exists()
 
 
 def test_cli_status_tells_a_failing_classifier_and_restarts_after_unclean_stops(

@@ -66,8 +66,8 @@ def classify(app: AppContext, since: datetime | None, relabel: bool, accurate: b
         touchpoint classify --relabel
     """
     settings = app.settings()
+    db = app.open_existing(app.db_override or settings.db_path)
     classifier = _classifier(settings, accurate)
-    db = app.open(app.db_override or settings.db_path)
     done = pipeline.classify_pending(db, classifier, relabel=relabel, since=since)
     counts = ", ".join(f"{n} {label}" for label, n in sorted(store.count_labels(db).items()))
     click.echo(

@@ -77,7 +77,7 @@ def digest(
     periods = {b.name: day_period(days[b.name], b.timezone) for b in brands}
     if send:
         _refuse_unfinished_days(periods, now)
-    db = app.open(app.db_override or settings.db_path)
+    db = app.open_existing(app.db_override or settings.db_path)
     failed = False
     for one in brands:
         report = read_digest(db, one, periods[one.name], as_of=now)
