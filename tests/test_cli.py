@@ -345,6 +345,30 @@ def test_cli_export_and_alerts_list_refuse_a_brand_or_platform_nobody_knows(
     assert "use one of: acme, globex" in one_error_line(run(*with_db, "nope"))
 
 
+def test_cli_alerts_list_is_a_table_whose_columns_line_up(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    from monitor.models import Alert
+
+    write_config("http://127.0.0.1:9")
+    db = store.open_db(tmp_path / "touchpoint.db")
+    raised = [
+        Alert(f"f{p}", kind, "acme", p, "warning", f"acme: \x1b[31m{p}\x1b[0m is quiet")
+        for p, kind in (("x", "unanswered_mention"), ("mastodon", "self_promotion"))
+    ]
+    with db.conn:
+        store.sync_alerts(db, raised, brands=["acme"], now=utcnow() - timedelta(minutes=9))
+    db.conn.close()
+    header, *rows = run("alerts", "list").stdout.splitlines()
+    assert header.split() == ["ID", "STATE", "SEVERITY", "KIND", "STREAM", "AGE", "TITLE"]
+    assert len(rows) == 2 and "acme/mastodon" in rows[0] and "acme/x" in rows[1]
+    for column in ("AGE", "TITLE"):
+        assert {row.index("9m" if column == "AGE" else "acme:") for row in rows} == {
+            header.index(column)
+        }, rows
+    assert "\x1b" not in "".join(rows)  # a title's control characters are not passed on
+
+
 def test_cli_export_writes_jsonl_and_csv(tmp_path: Path, write_config: Callable[..., Path]) -> None:
     from monitor import store
 

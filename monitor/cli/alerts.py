@@ -10,7 +10,7 @@ from monitor.alerts.channels.base import DeliveryError
 from monitor.alerts.message import make_test_message
 from monitor.alerts.outbox import LOG_CHANNEL
 from monitor.cli.app import AppContext, cli, pass_app
-from monitor.cli.common import _age, check_brand_filter
+from monitor.cli.common import _age, check_brand_filter, render_table
 from monitor.config import ConfigError
 from monitor.logs import clean
 from monitor.models import iso, utcnow
@@ -44,11 +44,12 @@ def alerts_list(app: AppContext, open_only: bool, brand: str | None) -> None:
         click.echo("no alerts")
         return
     now = utcnow()
+    lines = [("ID", "STATE", "SEVERITY", "KIND", "STREAM", "AGE", "TITLE")]
     for a in rows:
-        click.echo(
-            f"{a.id:>5}  {a.state:8}  {a.severity:8}  {a.kind:18}  {a.brand}/{a.platform}"
-            f"  {_age(a.created_at, now):>5}  {clean(a.title)[:90]}"
-        )
+        stream = clean(f"{a.brand}/{a.platform}")
+        age = _age(a.created_at, now)
+        lines.append((str(a.id), a.state, a.severity, a.kind, stream, age, clean(a.title)[:90]))
+    click.echo(render_table(lines, right=(0,)))
 
 
 @alerts.command("ack")

@@ -87,9 +87,23 @@ def render_status(
                 (r.last_error or "-")[:70],
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return render_table(lines)
+
+
+def render_table(lines: Sequence[Sequence[str]], *, right: Sequence[int] = ()) -> str:
+    """Lines of cells as columns two spaces apart, each as wide as its widest cell (the last
+    column is not padded); the columns numbered in ``right`` are aligned right."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]) - 1)]
     return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)) + "  " + line[-1]
+        "  ".join(
+            [
+                *(
+                    c.rjust(w) if i in right else c.ljust(w)
+                    for i, (c, w) in enumerate(zip(line, widths, strict=False))
+                ),
+                line[-1],
+            ]
+        )
         for line in lines
     )
 
