@@ -418,7 +418,8 @@ class RedditCollector(Collector):
             if walk.after:
                 call["after"] = walk.after
             body = self._get(path, call, _validate_listing)
-            children, after = body["data"]["children"], body["data"]["after"]
+            children = body["data"]["children"]
+            after = _next_after(body["data"]["after"], walk.after, children)
             pages += 1
             kept = walk.take(children)
             gap = None
@@ -685,6 +686,17 @@ def _validate_thing(child: Any) -> None:
     text_key = "body" if kind == "t1" else "title"
     if kind in THING_KINDS and not isinstance(data.get(text_key), str):
         raise MalformedResponse(f"{_fullname(kind, data)} has no {text_key}")
+
+
+def _next_after(after: str | None, sent: str | None, children: Sequence[Any]) -> str | None:
+    """The listing's next ``after``, or None where its walk ends: at the end, and (as praw's
+    ListingGenerator does) when it answers the ``after`` it was sent or an empty page, which
+    would otherwise be walked again and again."""
+    if after and (after == sent or not children):
+        what = "the cursor it was sent" if after == sent else "an empty page with a next cursor"
+        logger.warning("reddit: the listing answered %s; ending the walk", what)
+        return None
+    return after or None
 
 
 def _with_children(body: dict[str, Any], children: list[dict[str, Any]]) -> dict[str, Any]:

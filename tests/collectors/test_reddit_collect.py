@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -354,6 +355,51 @@ def test_reddit_collect_malformed_header_or_body_fails_the_run(
         assert stored(db, "mention") == set()
         assert store.get_cursor(db, StreamKey("acme", "reddit", "mentions")) == Cursor()
         assert results["posts"].outcome == "ok"
+
+
+class StuckCursorSandbox(RedditSandbox):
+    """The brand's overview answers the ``after`` it was sent as its next one (``"repeat"``), or
+    an empty page that still names a next one (``"empty"``): a listing that never ends."""
+
+    def __init__(self, stuck: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.stuck = stuck
+
+    def respond(self, route: Route, request: Request) -> Response:
+        answer = super().respond(route, request)
+        sent = request.query.get("after", [None])[0]
+        if route.endpoint != "overview" or sent is None:
+            return answer
+        if len(api_requests(self, "/overview")) > 10:
+            return Response.json(500, {"message": "the walk went on and on"})
+        body = json.loads(answer.body)
+        if self.stuck == "repeat":
+            body["data"]["after"] = sent
+        else:
+            body["data"].update(children=[], after="t1_zzzzzz")
+        return dataclasses.replace(answer, body=json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("stuck", ["repeat", "empty"])
+def test_reddit_collect_a_listing_that_repeats_its_cursor_ends_the_walk(
+    tmp_path: Path, db: Database, stuck: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # praw's ListingGenerator stops when `after` repeats or a page is empty; so must the walk,
+    # or it fetched max_pages copies and resumed there for good (a backfill: for ever)
+    kwargs = {"seed": 11, "start": START, "end": END, "client_id": CLIENT_ID}
+    with StuckCursorSandbox(stuck, **kwargs, client_secret=CLIENT_SECRET) as sandbox:
+        settings = load_settings(write_config(tmp_path, sandbox.url, keywords="[]", login=False))
+        select = pipeline.Selection(stream="posts")
+        (result,) = pipeline.collect(db, settings, select)
+        assert result.outcome == "ok", result.error
+        assert len(api_requests(sandbox, "/overview")) == 2
+        cursor = store.get_cursor(db, StreamKey("acme", "reddit", "posts"))
+        assert cursor.pending is None and cursor.position  # the walk ended, not left half-way
+        assert stored(db, "post", "reply")  # the first page is kept
+        (result,) = pipeline.collect(db, settings, select, backfill=(START, END))
+        assert result.outcome == "ok", result.error
+        assert len(api_requests(sandbox, "/overview")) == 4
+    assert "ending the walk" in caplog.text
 
 
 def test_reddit_collect_expired_token_is_renewed_once(
