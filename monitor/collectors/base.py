@@ -82,6 +82,18 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
 
+def next_cursor(platform: str, answered: object, sent: str | None) -> str | None:
+    """The next page's cursor as the API answered it, or None where the walk ends: it gave
+    none, or the one it was sent, which would fetch the same page again and again (praw's
+    ListingGenerator stops there too)."""
+    if not answered:
+        return None
+    if str(answered) == sent:
+        logger.warning("%s: the API answered the cursor it was sent; ending the walk", platform)
+        return None
+    return str(answered)
+
+
 def request_timeout(collect: CollectSettings) -> tuple[float, float]:
     """The (connect, read) timeout the ``[collect]`` settings ask for."""
     return (collect.connect_timeout_seconds, collect.read_timeout_seconds)

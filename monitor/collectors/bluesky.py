@@ -48,6 +48,7 @@ from monitor.collectors.base import (
     TransientError,
     call_with_retries,
     clamp_retry_at,
+    next_cursor,
     request_timeout,
 )
 from monitor.collectors.http import (
@@ -282,7 +283,7 @@ class BlueskyCollector(Collector):
             seen += len(items)
             marks = [m for m in (_mark(target.stream, item) for item in items) if m is not None]
             newest = max([*marks, *(m for m in (newest, mark) if m is not None)], default=None)
-            api_cursor = _next_cursor(body, api_cursor)
+            api_cursor = next_cursor("bluesky", body.get("cursor"), api_cursor)
             reached = _walk_ends(marks, mark, target.since)
             done = api_cursor is None or reached
             raw = {**body, field: [i for i in items if keep(_mark(target.stream, i))]}
@@ -703,16 +704,6 @@ class _Walk:
             walk["mark"] = self.mark.encode() if self.mark else None
             walk["newest"] = self.newest.encode() if self.newest else None
         return Cursor(position=committed.position, pending=walk)
-
-
-def _next_cursor(body: Mapping[str, Any], sent: str | None) -> str | None:
-    value = body.get("cursor")
-    if not value:
-        return None
-    if value == sent:
-        logger.warning("bluesky: the API answered the cursor it was sent; ending the walk")
-        return None
-    return str(value)
 
 
 def _xrpc_time(when: datetime) -> str:

@@ -45,6 +45,7 @@ from monitor.collectors.base import (
     TransientError,
     call_with_retries,
     clamp_retry_at,
+    next_cursor,
     request_timeout,
 )
 from monitor.collectors.http import (
@@ -231,7 +232,7 @@ class MastodonCollector(Collector):
             answer = self._get(path, _with_bound(params, "max_id", max_id))
             items = _validate_items(answer.body, key)
             pages += 1
-            max_id = _older_page(answer, items)
+            max_id = _older_page(answer, items, max_id)
             done = max_id is None or _passed(items, target.since)
             walk = None if done else {"max_id": max_id}
             yield Page(raw={key: items}, cursor=Cursor(position=None, pending=walk))
@@ -259,7 +260,7 @@ class MastodonCollector(Collector):
             statuses = _validate_search(answer.body)
             pages += 1
             newest = _newest([s["id"] for s in statuses], newest)
-            max_id = _older_page(answer, statuses)
+            max_id = _older_page(answer, statuses, max_id)
             if max_id is None or _passed(statuses, target.since):
                 if not target.is_backfill:
                     positions[term] = _newest([newest] if newest else [], positions[term])
@@ -463,8 +464,9 @@ def _budget_spent(target: Target, pages: int) -> bool:
     return target.max_pages is not None and pages >= target.max_pages
 
 
-def _older_page(answer: Answer, items: Sequence[Mapping[str, Any]]) -> str | None:
-    """The max_id of the next older page, or None when this page is the last.
+def _older_page(answer: Answer, items: Sequence[Mapping[str, Any]], sent: str | None) -> str | None:
+    """The max_id of the next older page, or None when this page is the last (or the one sent
+    again: a server that ignored it would answer the same page for ever).
 
     A ``Link`` header's ``rel="next"`` decides where there is one (Mastodon leaves it out on the
     last page); search sends no Link header, so its next page starts below the oldest item.
@@ -472,8 +474,8 @@ def _older_page(answer: Answer, items: Sequence[Mapping[str, Any]]) -> str | Non
     if not items:
         return None
     if answer.links:
-        return answer.link_param("next", "max_id")
-    return min((str(i["id"]) for i in items), key=_id_key)
+        return next_cursor("mastodon", answer.link_param("next", "max_id"), sent)
+    return next_cursor("mastodon", min((str(i["id"]) for i in items), key=_id_key), sent)
 
 
 def _passed(items: Sequence[Mapping[str, Any]], since: datetime | None) -> bool:

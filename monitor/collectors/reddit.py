@@ -50,6 +50,7 @@ from monitor.collectors.base import (
     TransientError,
     call_with_retries,
     clamp_retry_at,
+    next_cursor,
     request_timeout,
 )
 from monitor.collectors.http import DeadlineAdapter, connection_problem
@@ -689,14 +690,15 @@ def _validate_thing(child: Any) -> None:
 
 
 def _next_after(after: str | None, sent: str | None, children: Sequence[Any]) -> str | None:
-    """The listing's next ``after``, or None where its walk ends: at the end, and (as praw's
-    ListingGenerator does) when it answers the ``after`` it was sent or an empty page, which
-    would otherwise be walked again and again."""
-    if after and (after == sent or not children):
-        what = "the cursor it was sent" if after == sent else "an empty page with a next cursor"
-        logger.warning("reddit: the listing answered %s; ending the walk", what)
+    """The listing's next ``after``, or None where its walk ends: at the end, on the ``after``
+    it was sent, and (as praw's ListingGenerator) on an empty page, all of which would otherwise
+    be walked again and again."""
+    if after and not children:
+        logger.warning(
+            "reddit: the listing answered an empty page with a next one; ending the walk"
+        )
         return None
-    return after or None
+    return next_cursor("reddit", after, sent)
 
 
 def _with_children(body: dict[str, Any], children: list[dict[str, Any]]) -> dict[str, Any]:

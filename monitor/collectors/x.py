@@ -31,6 +31,7 @@ from monitor.collectors.base import (
     TransientError,
     call_with_retries,
     clamp_retry_at,
+    next_cursor,
     request_timeout,
 )
 from monitor.collectors.http import DeadlineAdapter, connection_problem
@@ -193,7 +194,7 @@ class XCollector(Collector):
             pages += 1
             seen += len(body.get("data", []))
             newest = _newer_id(newest, meta.get("newest_id"), body)
-            token = meta.get("next_token") or None
+            token = next_cursor("x", meta.get("next_token"), call.get(_token_param(target)))
             gap = None
             if token:
                 walk = {"since_id": since, "newest_id": newest, "next_token": token, "seen": seen}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from monitor.cli import cli
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, Post, RunResult, StreamKey
 from monitor.sandbox.mastodon import MastodonSandbox
+from monitor.sandbox.server import Request, Response, Route
 from monitor.sandbox.traffic import MENTION, POST, TrafficItem, brand_post_texts
 
 TOKEN_ENV = "TOUCHPOINT_TEST_MASTODON_TOKEN"
@@ -371,6 +373,35 @@ def test_mastodon_backfill_over_30_days_interrupted_resumes_and_stores_the_windo
         assert len(ids) == len(set(ids)) and set(ids) == window
         assert len(window) > 200
         assert all(store.get_cursor(db, r.key) == Cursor() for r in results)
+
+
+class StuckLinkSandbox(MastodonSandbox):
+    """The brand's statuses, asked for with a max_id, link that same max_id as the next page."""
+
+    def respond(self, route: Route, request: Request) -> Response:
+        answer = super().respond(route, request)
+        sent = request.query.get("max_id", [None])[0]
+        if route.endpoint != "statuses" or sent is None:
+            return answer
+        if len(calls(self, "/statuses")) > 10:
+            return Response.json(500, {"error": "the walk went on and on"})
+        link = f'<{self.url}/api/v1/accounts/1/statuses?max_id={sent}>; rel="next"'
+        headers = tuple((k, link if k == "Link" else v) for k, v in answer.headers)
+        return dataclasses.replace(answer, headers=headers)
+
+
+def test_mastodon_backfill_whose_next_link_repeats_its_max_id_ends(
+    write_config: ConfigWriter, db: Database
+) -> None:
+    with StuckLinkSandbox(seed=11, start=START, end=END, access_token=TOKEN) as sandbox:
+        settings = load_settings(write_config(sandbox.url, keywords="[]"))
+        select = pipeline.Selection(stream="posts")
+        (result,) = pipeline.collect(
+            db, settings, select, backfill=(START - timedelta(days=9), END)
+        )
+        assert result.outcome == "ok", result.error
+        assert len(calls(sandbox, "/statuses")) == 2  # the second page named itself as the next
+        assert stored(db, "post", "reply")
 
 
 def test_mastodon_token_never_reaches_logs_or_store_at_debug(

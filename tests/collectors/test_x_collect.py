@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +19,7 @@ from monitor.cli import cli
 from monitor.collectors import build_collector
 from monitor.config import Settings, load_settings
 from monitor.models import StreamKey
+from monitor.sandbox.server import Request, Response, Route
 from monitor.sandbox.x import TWITTER_EPOCH, XSandbox
 from tests.conftest import TOKEN
 
@@ -149,6 +152,37 @@ def test_x_collect_keyword_search_quiet_for_over_a_week_searches_the_window_inst
     warned = [r for r in caplog.records if "older than X's 7-day search window" in r.getMessage()]
     assert [r.levelname for r in warned] == ["WARNING", "DEBUG"]  # said once per stream
     collectors["x"].close()
+
+
+class StuckTokenSandbox(XSandbox):
+    """The mentions listing answers the pagination_token it was sent as its next_token."""
+
+    def respond(self, route: Route, request: Request) -> Response:
+        answer = super().respond(route, request)
+        sent = request.query.get("pagination_token", [None])[0]
+        if route.endpoint != "mentions" or sent is None:
+            return answer
+        if len([r for r in self.requests if r.path.endswith("/mentions")]) > 10:
+            return Response.json(500, {"title": "the walk went on and on"})
+        body = json.loads(answer.body)
+        body["meta"]["next_token"] = sent
+        return dataclasses.replace(answer, body=json.dumps(body).encode())
+
+
+def test_x_collect_a_next_token_that_repeats_ends_the_walk(
+    write_config: Callable[..., Path], db: Database
+) -> None:
+    kwargs = {"seed": 11, "brand_handle": "acme", "start": START, "end": END}
+    with StuckTokenSandbox(**kwargs, bearer_token=TOKEN) as sandbox:
+        settings = load_settings(write_config(sandbox.url, extra="page_size = 10\n", collect=FAST))
+        select = pipeline.Selection(stream="mentions")
+        for backfill in (None, (START, END)):  # a backfill has no page budget to stop it
+            (result,) = pipeline.collect(db, settings, select, backfill=backfill)
+            assert result.outcome == "ok", result.error
+        mentions = [r for r in sandbox.requests if r.path.endswith("/mentions")]
+        assert len(mentions) == 4  # two pages a walk: the second answered the token it was sent
+        cursor = store.get_cursor(db, StreamKey("acme", "x", "mentions"))
+        assert cursor.pending is None and cursor.position
 
 
 def test_x_collect_walk_interrupted_by_429_is_deferred_then_resumed(
