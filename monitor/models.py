@@ -75,10 +75,12 @@ class Post:
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where a stream stands: ``position``, the newest id stored; ``pending``, a walk under way."""
+    """Where a stream stands: ``position``, the newest id stored; ``pending``, a walk under way;
+    ``updated_at``, when its last page was stored (as read from the store; not compared)."""
 
     position: str | None = None
     pending: dict[str, Any] | None = None
+    updated_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass

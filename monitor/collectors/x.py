@@ -163,6 +163,7 @@ class XCollector(Collector):
         token: str | None = pending.get("next_token")
         newest: str | None = pending.get("newest_id")
         floor = self._window_floor(target, since) if target.stream == "keywords" else None
+        lost = _lost_to_the_window(cursor.updated_at, floor)
         if floor is not None:
             params["start_time"] = floor  # X refuses such a since_id with a 400
             token = newest = None  # a walk begun with it cannot go on either
@@ -201,7 +202,7 @@ class XCollector(Collector):
                 page_cursor = Cursor(position=cursor.position, pending=walk)
             else:
                 page_cursor = Cursor(position=None if target.is_backfill else (newest or since))
-                gap = self._gap(target, since, seen)
+                gap = self._gap(target, since, seen) or lost
             yield Page(raw=body, cursor=page_cursor, gap=gap)
             if not token or (target.max_pages is not None and pages >= target.max_pages):
                 return
@@ -349,6 +350,18 @@ def _kind(
         return "mention"
     mentioned = re.search(rf"@{re.escape(target.handle)}\b", str(tweet.get("text", "")), re.I)
     return "mention" if mentioned else "keyword"
+
+
+def _lost_to_the_window(last_walk: datetime | None, floor: datetime | None) -> str | None:
+    """Why keyword hits may be missing when the stream last stored a page (``last_walk``) before
+    the search window's edge (``floor``): touchpoint was stopped, or the stream failing, for
+    longer than X searches back. None for a keyword merely quiet (searched all along)."""
+    if floor is None or last_walk is None or last_walk >= floor:
+        return None
+    return (
+        f"the last search was at {iso(last_walk)} and X recent search reaches back to "
+        f"{iso(floor)} only, so hits between cannot be fetched"
+    )
 
 
 def _token_param(target: Target) -> str:

@@ -22,13 +22,15 @@ logger = logging.getLogger(__name__)
 def get_cursor(db: Database, key: StreamKey) -> Cursor:
     """Return the committed cursor of a stream (empty when the stream never stored anything)."""
     row = db.conn.execute(
-        "SELECT position, pending FROM cursors "
+        "SELECT position, pending, updated_at FROM cursors "
         "WHERE brand=? AND platform=? AND stream=? AND query=?",
         (key.brand, key.platform, key.stream, key.query),
     ).fetchone()
     if row is None:
         return Cursor()
-    return Cursor(position=row[0], pending=json.loads(row[1]) if row[1] else None)
+    pending = json.loads(row[1]) if row[1] else None
+    updated = parse_iso(row[2]) if row[2] else None
+    return Cursor(position=row[0], pending=pending, updated_at=updated)
 
 
 def _set_cursor(conn: sqlite3.Connection, key: StreamKey, cursor: Cursor, now: datetime) -> None:

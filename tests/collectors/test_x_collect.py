@@ -18,7 +18,7 @@ from monitor import pipeline, store
 from monitor.cli import cli
 from monitor.collectors import build_collector
 from monitor.config import Settings, load_settings
-from monitor.models import StreamKey
+from monitor.models import StreamKey, iso
 from monitor.sandbox.server import Request, Response, Route
 from monitor.sandbox.x import TWITTER_EPOCH, XSandbox
 from tests.conftest import TOKEN
@@ -151,6 +151,15 @@ def test_x_collect_keyword_search_quiet_for_over_a_week_searches_the_window_inst
     assert quiet_for_three_weeks()["keywords"].outcome == "ok"
     warned = [r for r in caplog.records if "older than X's 7-day search window" in r.getMessage()]
     assert [r.levelname for r in warned] == ["WARNING", "DEBUG"]  # said once per stream
+    assert results["keywords"].gap is None  # searched all along: merely quiet, nothing lost
+
+    # touchpoint stopped for ten days: the hits of the days X no longer searches are lost
+    ten_days_ago = iso(datetime.now(UTC) - timedelta(days=10))
+    db.execute("UPDATE cursors SET updated_at = ? WHERE stream = 'keywords'", [ten_days_ago])
+    stopped = quiet_for_three_weeks()["keywords"]
+    assert stopped.outcome == "ok" and stopped.gap
+    assert f"the last search was at {ten_days_ago}" in stopped.gap
+    assert [g.gap for g in store.get_gaps(db, since=START)] == [stopped.gap]  # for the alert
     collectors["x"].close()
 
 
