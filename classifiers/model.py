@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 LABELS: tuple[str, ...] = ("engaging", "inspiring", "sales-pitch")
 DEFAULT_BATCH = 1000
+# Characters of a post that are read: brand posts run to a few hundred, the MiniLM part sees
+# its first 80 tokens only, and a huge post (untrusted input) must not cost more than this.
+MAX_CHARS = 5000
 Array = np.ndarray[Any, Any]
 
 
@@ -115,8 +118,9 @@ class Classifier:
             raise ValueError(f"model classes {classes} differ from labels {list(self.labels)}")
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH) -> Array:
-        """Probabilities (len(texts) x labels) after fusion and per-class bias."""
-        texts = list(texts)
+        """Probabilities (len(texts) x labels) after fusion and per-class bias; each text is
+        read up to :data:`MAX_CHARS`."""
+        texts = [t[:MAX_CHARS] for t in texts]
         if not texts:
             return np.zeros((0, len(self.labels)))
         parts = [

@@ -9,6 +9,7 @@ import classifiers
 from classifiers import LABELS, Prediction, load_default
 from classifiers.evaluate import evaluate
 from classifiers.features import FEATURE_NAMES, clean_text, guideline_vector
+from classifiers.model import MAX_CHARS
 
 POSTS = [
     "Shop our summer sale: 30% off everything with code SUN30. Link in bio!",
@@ -46,6 +47,16 @@ def test_batches_barely_change_results() -> None:
     np.testing.assert_allclose(whole, split, atol=0.03)
     assert (whole.argmax(1) == split.argmax(1)).all()
     np.testing.assert_allclose(whole, clf.predict_proba(POSTS, batch_size=1000), atol=1e-9)
+
+
+def test_a_huge_post_is_read_up_to_max_chars_only() -> None:
+    # a 1 MB post (untrusted input) costs what its first MAX_CHARS do, and labels like them
+    clf = load_default()
+    head = (POSTS[1] + " ") * (MAX_CHARS // len(POSTS[1]) + 1)
+    huge = head[:MAX_CHARS] + POSTS[0] * (1_000_000 // len(POSTS[0]))
+    np.testing.assert_allclose(
+        clf.predict_proba([huge]), clf.predict_proba([head[:MAX_CHARS]]), atol=1e-9
+    )
 
 
 def test_obvious_posts() -> None:
