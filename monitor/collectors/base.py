@@ -64,7 +64,7 @@ def clamp_retry_at(reset: datetime | None, *, now: datetime | None = None) -> da
 class RetryPolicy:
     """Bounds on retrying one request."""
 
-    max_attempts: int = 3
+    max_attempts: int = 4
     base_delay: float = 0.5
     max_delay: float = 8.0
     max_rate_limit_wait: float = 10.0

@@ -91,7 +91,7 @@ class CollectSettings:
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 20.0
     max_pages: int = 50
-    max_attempts: int = 3
+    max_attempts: int = 4
     max_rate_limit_wait_seconds: float = 10.0
 
 

@@ -248,6 +248,20 @@ def test_x_collect_retries_500_then_succeeds(
     assert statuses[:2] == [500, 200]
 
 
+def test_x_collect_three_503s_then_200_succeed_with_the_default_attempts(
+    sandbox: XSandbox, write_config: Callable[..., Path], db: Database
+) -> None:
+    # reliability plan #17: success after bounded retries, exactly the 200 page's items stored
+    settings = load_settings(write_config(sandbox.url, extra="page_size = 100\n"))
+    sandbox.add_fault("503", endpoint="mentions", times=3)
+    select = pipeline.Selection(stream="mentions")
+    (result,) = pipeline.collect(db, settings, select)
+    assert result.outcome == "ok", result.error
+    statuses = [r.status for r in sandbox.requests if r.path.endswith("/mentions")]
+    assert statuses == [503, 503, 503, 200]
+    assert stored(db, "mention") == expected_ids(sandbox, "mention")
+
+
 # "slow" and "503" on every platform: tests/collectors/test_contract.py
 @pytest.mark.parametrize("fault", ["malformed"])
 def test_x_collect_bad_answer_fails_the_run_and_changes_nothing(
