@@ -181,7 +181,7 @@ class XCollector(Collector):
                 start = _earliest_start(exc) if "start_time" in call else None
                 if start is None:
                     raise
-                logger.debug(  # backfill's note said so before the walk
+                logger.debug(  # said before the walk: by backfill's note, or by _window_floor
                     "%s: X recent search reaches back to %s only (its 7 days end now, not at "
                     "the window's end); hits before that cannot be fetched",
                     target.key,
