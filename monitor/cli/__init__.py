@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from monitor.cli import (  # noqa: F401  (imported to register their commands)
     alerts,
+    backup,
     classify,
     collect,
     configure,

@@ -18,6 +18,8 @@ All SQL lives in this package; callers use its names (``from monitor import stor
 - :mod:`.alerts`: the mentions-with-answers query, alert states and the deliveries outbox;
 - :mod:`.streams`: cursors, runs, stream status and deferrals, collector state and accounts;
 - :mod:`.digest`: the daily digest's queries and ``digest_sends``;
+- :mod:`.backup`: ``backup()``, a checked copy of the live store (``VACUUM INTO``), and
+  ``prune()`` of older copies;
 - :mod:`.service`: touchpoint's own state (the daemon's starts and clean stops, the last
   classification, alert channels held after a Retry-After).
 
@@ -44,6 +46,16 @@ from monitor.store.alerts import (
     queue_delivery,
     record_delivery,
     sync_alerts,
+)
+from monitor.store.backup import (
+    PARTIAL_SUFFIX,
+    Backup,
+    backup,
+    backup_name,
+    check_copy,
+    prune,
+    remove_partials,
+    stamped_backups,
 )
 from monitor.store.db import (
     BUSY_TIMEOUT_SECONDS,
@@ -129,9 +141,11 @@ __all__ = [
     "DIGEST_ACTIVITY_SQL",
     "DIGEST_LAST_ACTIVITY_SQL",
     "DIGEST_MENTIONS_SQL",
+    "PARTIAL_SUFFIX",
     "POST_COLUMNS",
     "UPSERT_POST_SQL",
     "UPSERT_ROLE_SQL",
+    "Backup",
     "ClassifierStatus",
     "Delivery",
     "DigestSend",
@@ -145,6 +159,9 @@ __all__ = [
     "StoredAlert",
     "StreamStatus",
     "ack_alert",
+    "backup",
+    "backup_name",
+    "check_copy",
     "check_local_disk",
     "check_writable",
     "checkpoint",
@@ -182,6 +199,8 @@ __all__ = [
     "open_db",
     "overdue_deliveries",
     "post_row",
+    "prune",
+    "remove_partials",
     "role_row",
     "queue_delivery",
     "recipient_key",
@@ -198,6 +217,7 @@ __all__ = [
     "set_collector_state",
     "shrink_wal",
     "sqlite_version_warning",
+    "stamped_backups",
     "store_page",
     "sync_alerts",
     "stored_brands",

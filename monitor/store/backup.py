@@ -1,0 +1,204 @@
+"""A copy of the store to keep: ``backup()`` writes a consistent snapshot of a live database.
+
+SQLite's ``VACUUM INTO`` reads the store in one read transaction (in WAL mode the daemon's writes
+go on meanwhile) and writes a compact copy, in rollback-journal mode, that opens on its own. The
+copy is written under a hidden partial name beside the target (``.NAME.touchpoint-partial``),
+checked with ``PRAGMA integrity_check``, flushed to disk (SQLite does not fsync it), and only
+then renamed to its name: a backup killed half-way never leaves a file under the final name, and
+never touches an earlier backup. The partial files such a kill leaves are removed by the next
+backup into that folder; one still being written (its process holds a lock on it) is left alone.
+
+A copy is made readable by its owner only (0600), as the store is: it keeps the Bluesky session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from monitor.store.db import StoreError
+
+PARTIAL_SUFFIX = ".touchpoint-partial"
+_STAMP = "%Y%m%dT%H%M%SZ"
+_STAMPED = re.compile(r"-\d{8}T\d{6}Z\.db")  # after the store's stem: a name backup_name() gives
+
+
+@dataclass(frozen=True)
+class Backup:
+    """What a backup wrote and removed."""
+
+    path: Path
+    size: int  # bytes
+    posts: int  # posts in the copy
+    partials_removed: tuple[Path, ...] = ()  # left by backups that were killed half-way
+
+
+def backup_name(db_path: Path, at: datetime) -> str:
+    """The file name of a backup of ``db_path`` made at ``at`` (UTC): ``touchpoint-20261124T
+    031500Z.db``. Such names sort by time, which is how ``keep`` finds the oldest."""
+    return f"{db_path.stem}-{at.strftime(_STAMP)}.db"
+
+
+def stamped_backups(folder: Path, db_path: Path) -> list[Path]:
+    """The backups of ``db_path`` in ``folder`` named by :func:`backup_name`, oldest first."""
+    stem = db_path.stem
+    try:
+        names = sorted(
+            p.name
+            for p in folder.iterdir()
+            if p.name.startswith(stem) and _STAMPED.fullmatch(p.name[len(stem) :])
+        )
+    except FileNotFoundError:
+        return []
+    return [folder / name for name in names]
+
+
+def backup(db: Database, dest: Path, *, overwrite: bool = False) -> Backup:
+    """Write a checked copy of the store ``db`` to ``dest`` (see the module's docstring).
+
+    Raises :class:`StoreError` (with the fix) when ``dest`` exists and ``overwrite`` is false,
+    or when the copy cannot be written (a folder not writable, a full disk) or fails its check;
+    no partial file is left then."""
+    if dest.exists() and not overwrite:
+        raise StoreError(
+            f"{dest}: a file is already there; nothing was written. Fix: name another file, "
+            "or add --overwrite to replace it"
+        )
+    folder = dest.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"{folder}: cannot create the backup folder ({exc.strerror}). Fix: choose a "
+            "writable place"
+        ) from None
+    removed = remove_partials(folder)
+    partial = folder / f".{dest.name}{PARTIAL_SUFFIX}"
+    with _claimed(partial):
+        try:
+            db.conn.execute("VACUUM INTO ?", (str(partial),))
+            posts = check_copy(partial)
+            _flush(partial)
+            os.replace(partial, dest)
+        except BaseException as exc:
+            _unlink_partial(partial)
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise _error(dest, exc) from None
+            raise
+    with contextlib.suppress(OSError):  # some filesystems cannot sync a folder
+        _flush(folder)  # the rename itself
+    return Backup(dest, dest.stat().st_size, posts, partials_removed=removed)
+
+
+def prune(folder: Path, db_path: Path, keep: int) -> tuple[Path, ...]:
+    """Remove the oldest stamped backups of ``db_path`` in ``folder`` beyond the ``keep`` newest;
+    the paths removed. Files named otherwise are never touched."""
+    backups = stamped_backups(folder, db_path)
+    old = backups[: max(0, len(backups) - keep)]
+    for path in old:
+        path.unlink(missing_ok=True)
+    return tuple(old)
+
+
+def remove_partials(folder: Path) -> tuple[Path, ...]:
+    """Remove the partial files killed backups left in ``folder`` (and the journals SQLite kept
+    beside them); the paths removed. A partial whose backup is still running (its lock is
+    held) stays."""
+    removed = []
+    for path in sorted(folder.glob(f".*{PARTIAL_SUFFIX}")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another backup is writing it
+            os.close(fd)
+            continue
+        try:
+            removed += _unlink_partial(path)
+        finally:
+            os.close(fd)  # the lock goes with it
+    for path in sorted(folder.glob(f".*{PARTIAL_SUFFIX}-*")):  # a journal whose partial is gone
+        main = path.with_name(path.name[: path.name.rindex(PARTIAL_SUFFIX) + len(PARTIAL_SUFFIX)])
+        if not main.exists():
+            removed += _unlink_partial(path)
+    return tuple(removed)
+
+
+def _unlink_partial(partial: Path) -> list[Path]:
+    """Remove a partial copy and the journal files SQLite may have left beside it."""
+    removed = []
+    for path in (partial, *(Path(f"{partial}{end}") for end in _SIDE_FILES)):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+_SIDE_FILES = ("-journal", "-wal", "-shm")
+
+
+@contextlib.contextmanager
+def _claimed(partial: Path) -> Iterator[None]:
+    """Create ``partial`` empty, owner-only, and hold a lock on it while the backup writes it (so
+    that a backup started meanwhile does not take it for a killed one's)."""
+    try:
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(
+            f"{partial.parent}: cannot write the backup there ({exc.strerror}). Fix: choose a "
+            "writable place"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreError(
+            f"{partial}: another backup to the same file is running. Fix: wait for it to end"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)  # VACUUM INTO takes an empty file only
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_copy(path: Path) -> int:
+    """Open a copy on its own and check it whole (raise sqlite3.DatabaseError if it is not
+    sound); the number of posts it holds."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        problems = [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError("integrity_check: " + "; ".join(problems[:3]))
+        return int(conn.execute("SELECT count(*) FROM posts").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _flush(path: Path) -> None:
+    """fsync a file or a folder, so that the copy (or its new name) survives a power loss."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _error(dest: Path, exc: sqlite3.Error | OSError) -> StoreError:
+    """What to tell of a backup that failed with ``exc`` (its partial file is gone already)."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return StoreError(
+        f"{dest}: the backup failed ({reason}); nothing was kept. Fix: check that the folder "
+        "is writable and its disk has room, then run it again"
+    )
