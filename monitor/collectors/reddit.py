@@ -264,14 +264,17 @@ class Walk:
         return self.since is not None
 
     def take(self, children: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Keep the children this walk collects; set ``done`` once it has gone far enough."""
+        """Keep the children this walk collects; set ``done`` once it has gone far enough.
+
+        A child already covered ends the walk after this page, but the rest of the page is still
+        read: a page out of order (reliability plan #28) may hold newer children after it."""
         kept = []
         for child in children:
             mark = Mark.of(child)
             self.seen += 1
             if self._reached(mark):
                 self.done = True
-                break
+                continue
             if self.until is not None and mark.created >= self.until:
                 continue  # backfill: newer than the window
             kept.append(child)

@@ -42,6 +42,10 @@ FAULT_KINDS = (
     "500",
     "503",
     "malformed",
+    "html",
+    "error_body",
+    "not_a_page",
+    "shuffled",
     "slow",
     "trickle",
     "trickle_headers",
@@ -361,14 +365,24 @@ class SandboxServer(ABC):
         """Queue a fault for the next ``times`` requests to ``endpoint`` (None: any endpoint).
 
         Kinds: ``429`` (reset ``reset_in`` seconds on), ``500``, ``503``, ``malformed`` (a 200
-        whose body is the normal one cut short), ``slow`` (the normal answer after ``delay``
-        seconds), ``trickle`` (the normal answer at once, but its first :data:`TRICKLE_BYTES` body
-        bytes one every ``delay`` seconds), ``trickle_headers`` (the same with the first bytes of
-        the status line and headers), ``expired_token`` (401) and ``odd_text`` (the normal
-        answer with :data:`ODD_TEXT_SUFFIX` after every text).  Faults apply in the order they were
-        queued.
+        whose body is the normal one cut short), ``html`` (a 200 with an HTML page: a proxy's or
+        captive portal's), ``error_body`` (a 200 whose body is the platform's error object, as
+        a 500 would send it), ``not_a_page`` (a 200 with a JSON list of numbers), ``shuffled``
+        (the normal answer with its list of items reversed and its first item sent twice),
+        ``slow`` (the normal answer after ``delay`` seconds), ``trickle`` (the normal answer at
+        once, but its first :data:`TRICKLE_BYTES` body bytes one every ``delay`` seconds),
+        ``trickle_headers`` (the same with the first bytes of the status line and headers),
+        ``expired_token`` (401) and ``odd_text`` (the normal answer with
+        :data:`ODD_TEXT_SUFFIX` after every text). Faults apply in the order they were queued.
         """
         self._queue_fault(_Fault(kind, times, endpoint, delay, reset_in))
+
+    def clear_faults(self) -> int:
+        """Drop the faults not yet served; how many answers they would still have spoilt."""
+        with self._lock:
+            left = sum(f.remaining for f in self._faults)
+            self._faults.clear()
+        return left
 
     def _queue_fault(self, fault: _Fault) -> None:
         _validate_fault(fault, self.endpoints)
@@ -431,6 +445,16 @@ class SandboxServer(ABC):
         if fault.kind == "malformed":
             normal = self._normal(route, request)
             return dataclasses.replace(normal, status=200, body=_truncated(normal.body))
+        if fault.kind == "html":
+            page = "<!DOCTYPE html><html><body><h1>Please sign in to the network</h1></body></html>"
+            return Response.text(200, page, content_type="text/html; charset=utf-8")
+        if fault.kind == "error_body":
+            return dataclasses.replace(self.error(500, route, request), status=200)
+        if fault.kind == "not_a_page":
+            return Response.json(200, [1, 2, 3])
+        if fault.kind == "shuffled":
+            normal = self._normal(route, request)
+            return dataclasses.replace(normal, body=_shuffled(normal.body))
         if fault.kind == "trickle":
             return dataclasses.replace(self._normal(route, request), trickle=fault.delay)
         if fault.kind == "trickle_headers":
@@ -501,6 +525,25 @@ def _truncated(body: bytes) -> bytes:
     except UnicodeDecodeError:
         return body[: max(1, len(body) // 2)]
     return text[: max(1, len(text) // 2)].encode("utf-8")
+
+
+def _shuffled(body: bytes) -> bytes:
+    """``body`` with its longest list of objects (a page's items, at the top or one level or two
+    down: X's data, Reddit's data.children) reversed and its first item repeated at the end."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body
+    lists = [payload]
+    for parent in (payload, payload.get("data") if isinstance(payload, dict) else None):
+        if isinstance(parent, dict):
+            lists += [v for v in parent.values() if isinstance(v, list)]
+    items = max((v for v in lists if isinstance(v, list)), key=len, default=[])
+    if not items:
+        return body
+    items.reverse()
+    items.append(items[-1])
+    return encode_json(payload)
 
 
 def _redacted(headers: Mapping[str, str]) -> dict[str, str]:

@@ -140,6 +140,14 @@ def test_contract_incremental_paginated_idempotent_and_linked(world: World) -> N
     assert replies and all(parent and kind == "mention" for parent, kind in replies)
 
 
+POSTS_ENDPOINT = {
+    "x": "tweets",
+    "reddit": "overview",
+    "mastodon": "statuses",
+    "bluesky": "getAuthorFeed",
+}
+
+
 def advance(world: World) -> None:
     """Collect half the traffic, then publish the rest, so that a run has something to store."""
     world.server.set_clock(START + timedelta(days=1))
@@ -151,6 +159,9 @@ def advance(world: World) -> None:
     ("fault", "delay"),
     [
         ("malformed", 3.0),
+        ("html", 3.0),  # a 200 with a proxy's or captive portal's page (reliability plan #27)
+        ("error_body", 3.0),  # a 200 whose body is the platform's error object
+        ("not_a_page", 3.0),  # a 200 with a list of numbers
         ("slow", 3.0),  # a read timeout (1 s)
         ("503", 3.0),
         ("trickle", 0.4),  # every gap under the read timeout, the body 8 s: past the 2 s deadline
@@ -162,10 +173,12 @@ def test_contract_bad_answers_fail_the_run_and_change_nothing(
 ) -> None:
     advance(world)
     before = world.cursor("posts"), world.stored("post", "reply")
-    world.server.add_fault(fault, times=2, delay=delay)  # the next run's first stream is "posts"
+    # as many as the attempts: a garbled answer is retried, one of the wrong shape fails at once
+    world.server.add_fault(fault, times=2, delay=delay, endpoint=POSTS_ENDPOINT[world.platform])
     started = time.monotonic()
     results = world.collect()
     took = time.monotonic() - started
+    world.server.clear_faults()
     assert results["posts"].outcome == "failed" and results["posts"].error
     if fault.startswith("trickle"):  # cut at the deadline, not when it ends: 2 attempts of 8 s
         assert "not complete in 2s" in results["posts"].error
@@ -175,6 +188,32 @@ def test_contract_bad_answers_fail_the_run_and_change_nothing(
     healed = world.collect()
     assert healed["posts"].outcome == "ok"
     assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+
+
+def test_contract_items_out_of_order_and_twice_in_a_page_change_nothing(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reliability plan #28: every page comes with its items reversed and one of them twice.
+    Each item is stored once, and the cursors end where an ordered twin's do (the newest item,
+    not the last one seen), so the next run neither misses nor refetches anything."""
+    twin_path = tmp_path / "twin"
+    twin_path.mkdir()
+    with open_world(world.platform, twin_path, monkeypatch) as twin:
+        for w in (world, twin):
+            w.server.set_clock(START + timedelta(days=1))
+        world.server.add_fault("shuffled", times=10_000)
+
+        for step in (START + timedelta(days=1), END):
+            for w in (world, twin):
+                w.server.set_clock(step)
+                results = w.collect()
+                assert {r.outcome for r in results.values()} == {"ok"}, results
+
+        assert world.server.clear_faults() > 0  # some pages were shuffled, not all consumed
+        assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+        assert world.stored(*all_kinds()) == twin.stored(*all_kinds())
+        cursors = "SELECT stream, query, position, pending FROM cursors ORDER BY stream, query"
+        assert list(world.db.execute(cursors)) == list(twin.db.execute(cursors))
 
 
 def test_contract_odd_characters_in_texts_are_stored_and_never_block_a_stream(world: World) -> None:

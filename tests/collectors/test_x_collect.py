@@ -194,6 +194,48 @@ def test_x_collect_a_next_token_that_repeats_ends_the_walk(
         assert cursor.pending is None and cursor.position
 
 
+class SuspendedSandbox(XSandbox):
+    """The brand's timeline answers 200 with X's errors-only body (reliability plan #27): how X
+    answers for an account suspended or gone, with no data and no meta."""
+
+    suspended = True
+
+    def respond(self, route: Route, request: Request) -> Response:
+        if route.endpoint != "tweets" or not self.suspended:
+            return super().respond(route, request)
+        error = {
+            "detail": "User has been suspended: [acme].",
+            "title": "Forbidden",
+            "resource_type": "user",
+            "parameter": "id",
+            "type": "https://api.twitter.com/2/problems/resource-not-found",
+        }
+        return Response.json(200, {"errors": [error]})
+
+
+def test_x_collect_an_errors_only_answer_fails_the_run_and_stores_nothing(
+    write_config: Callable[..., Path], db: Database
+) -> None:
+    with SuspendedSandbox(
+        seed=5, brand_handle="acme", start=START, end=END, bearer_token=TOKEN
+    ) as sb:
+        settings = load_settings(write_config(sb.url, extra="page_size = 10\n", collect=FAST))
+        select = pipeline.Selection(stream="posts")
+
+        (failed,) = pipeline.collect(db, settings, select)
+
+        assert failed.outcome == "failed"
+        assert failed.error == "X answered with errors only: User has been suspended: [acme]."
+        assert len([r for r in sb.requests if r.path.endswith("/tweets")]) == 1  # not retried
+        assert store.table_counts(db, ("posts",)) == {"posts": 0}
+        assert store.get_cursor(db, StreamKey("acme", "x", "posts")).position is None
+
+        sb.suspended = False  # reinstated: the next run collects as usual
+        (healed,) = pipeline.collect(db, settings, select)
+
+        assert healed.outcome == "ok" and healed.items_new > 0
+
+
 def test_x_collect_walk_interrupted_by_429_is_deferred_then_resumed(
     sandbox: XSandbox, write_config: Callable[..., Path], db: Database
 ) -> None:
