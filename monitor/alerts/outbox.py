@@ -459,7 +459,7 @@ def _send_one(
             )
             if not exc.retryable or attempts >= MAX_ATTEMPTS:
                 return _Outcome("dead", attempts, error)
-            wait = exc.retry_after if exc.retry_after is not None else _backoff(attempts)
+            wait = exc.retry_after if exc.retry_after is not None else next_wait(attempts)
             if run_attempt == ATTEMPTS_PER_RUN or wait > MAX_WAIT_IN_PASS_SECONDS:
                 return _Outcome("pending", attempts, error, exc.retry_after)
             sleep(wait)
@@ -469,7 +469,9 @@ def _send_one(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _backoff(attempts: int) -> float:
+def next_wait(attempts: int) -> float:
+    """Seconds to wait after ``attempts`` failed attempts: full jitter, below a ceiling that
+    doubles from BASE_DELAY_SECONDS up to MAX_DELAY_SECONDS, so retries never march in step."""
     return random.uniform(0, min(MAX_DELAY_SECONDS, BASE_DELAY_SECONDS * 2 ** (attempts - 1)))
 
 
@@ -482,7 +484,7 @@ def _record(
         next_at = now + timedelta(seconds=min(max(outcome.retry_after, 1.0), MAX_HOLD_SECONDS))
         store.hold_channel(db, delivery.channel, until=next_at)
     elif outcome.state == "pending":
-        wait = _backoff(outcome.attempts)
+        wait = next_wait(outcome.attempts)
         next_at = now + timedelta(seconds=min(max(wait, 1.0), MAX_DELAY_SECONDS))
     if outcome.state == "dead":
         logger.warning(

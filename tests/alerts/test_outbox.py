@@ -195,6 +195,34 @@ def test_outbox_unanswered_mention_one_message_per_channel_repeat_and_resolve(ri
     assert [a.state for a in store.get_alerts(rig.db)] == ["resolved"]
 
 
+def test_outbox_waits_between_attempts_grow_and_are_jittered(rig: Rig) -> None:
+    """Reliability plan #45: 500 three times, then 200: one message, sent at the 4th attempt;
+    each wait is drawn below a ceiling that doubles (full jitter), never the ceiling itself."""
+    store.upsert_posts(rig.db, [mention(1, minutes_ago=120)])
+    rig.hook.script(Reply(500), Reply(500), Reply(500))
+    waits: list[float] = []
+    channels = outbox.build_channels(rig.settings)
+    now = utcnow()
+    outbox.evaluate(rig.db, rig.settings, now=now)
+
+    outbox.deliver(rig.db, channels, now=now, sleep=waits.append)
+
+    assert len(rig.hook.requests) == 4 and len(set(keys(rig.hook))) == 1
+    deliveries = {d["channel"]: (d["state"], d["attempts"]) for d in rig.db["deliveries"].rows}
+    assert deliveries == {"hook": ("sent", 4), "mail": ("sent", 1), "slack": ("sent", 1)}
+    ceilings = [outbox.BASE_DELAY_SECONDS * 2**i for i in range(3)]
+    assert len(waits) == 3
+    assert all(0 <= w < c for w, c in zip(waits, ceilings, strict=True)), waits
+    samples = [[outbox.next_wait(n) for _ in range(2_000)] for n in (1, 2, 3, 4)]
+    for n, drawn in enumerate(samples, start=1):
+        ceiling = outbox.BASE_DELAY_SECONDS * 2 ** (n - 1)
+        assert max(drawn) < ceiling and max(drawn) > 0.9 * ceiling  # spread up to its ceiling
+        assert len(set(drawn)) > 1_900  # jittered: no two retries in step
+    means = [sum(drawn) / len(drawn) for drawn in samples]
+    assert means == sorted(means) and means[-1] > 6 * means[0]  # growing: 0.25, 0.5, 1, 2 s
+    assert max(outbox.next_wait(40) for _ in range(200)) <= outbox.MAX_DELAY_SECONDS
+
+
 def test_outbox_retries_with_one_key_and_a_hanging_channel_blocks_no_other(rig: Rig) -> None:
     store.upsert_posts(rig.db, [mention(1, minutes_ago=120)])
     rig.hook.script(Reply(500), Reply(500), Reply(500))

@@ -23,9 +23,10 @@ TIMEZONE = "Europe/Berlin"
 DAY = date(2026, 11, 20)
 AS_OF = datetime(2026, 11, 21, 7, 0, tzinfo=UTC)  # 08:00 in Berlin
 PLATFORMS = ("x", "mastodon", "reddit", "bluesky")
+TEMPLATE_SYNTAX = "{{ 7*7 }}{% raw %}{# x #}"  # shown as typed: post text is never a template
 HOSTILE = (
     '<script>window.__pwned = "script"</script><img src=x onerror="window.__pwned=\'img\'">'
-    "\x1b[31m\u202eevil\r\nBcc: attacker@example.com"
+    f"{TEMPLATE_SYNTAX}\x1b[31m\u202eevil\r\nBcc: attacker@example.com"
 )
 
 

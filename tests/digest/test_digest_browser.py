@@ -100,6 +100,7 @@ def test_digest_browser_hostile_text_is_shown_and_never_runs(page: tuple[Browser
     assert '<script>window.__pwned = "script"</script>' in shown
     assert "<img src=x onerror=\"window.__pwned='img'\">" in shown
     assert "evil Bcc: attacker@example.com" in shown
+    assert fixture.TEMPLATE_SYNTAX in shown  # not evaluated (49) or swallowed
     assert "\x1b" not in shown and "\u202e" not in shown
     methods = browser.methods()
     assert "Page.javascriptDialogOpening" not in methods

@@ -53,6 +53,7 @@ def test_digest_text_has_no_control_characters(digest: BrandDigest) -> None:
     line = next(line for line in text.splitlines() if "__pwned" in line)
     assert line.strip().startswith('<script>window.__pwned = "script"</script>')
     assert line.strip().endswith("evil Bcc: attacker@example.com")
+    assert fixture.TEMPLATE_SYNTAX in line and "49" not in line
     assert "javascript:" not in text
 
 
@@ -60,6 +61,7 @@ def test_digest_html_escapes_post_text(digest: BrandDigest) -> None:
     html = render_html(digest)
     assert "<script" not in html and "<img" not in html
     assert "&lt;script&gt;window.__pwned = &#34;script&#34;&lt;/script&gt;" in html
+    assert "{{ 7*7 }}{% raw %}{# x #}" in html
     assert "javascript:" not in html
     assert 'href="https://x.com/fay/status/6"' in html
     assert re.search(r">p90 response</td><td[^>]*>2 h 30 min</td><td[^>]*>\+2 h 10 min<", html)
