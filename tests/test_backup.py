@@ -21,30 +21,15 @@ from sqlite_utils import Database
 
 from monitor import store
 from monitor.cli import cli
-from monitor.models import Post
+from tests.test_store import post
 
 BATCH = 200  # posts per write transaction of the writer
 
 
-def post(native_id: str) -> Post:
-    return Post(
-        platform="x",
-        native_id=native_id,
-        brand="acme",
-        author_id="9",
-        author_handle="bob",
-        is_brand=False,
-        kind="mention",
-        text=f"hello {native_id} " + "x" * 200,
-        url="https://x.com/b",
-        created_at="2026-11-20T10:00:00Z",
-        metrics={"likes": 1},
-    )
-
-
 def fill(db: Database, count: int, start: int = 0) -> None:
     for first in range(start, start + count, BATCH):
-        store.upsert_posts(db, [post(str(i)) for i in range(first, first + BATCH)])
+        batch = [post(str(i), text=f"hello {i} " + "x" * 200) for i in range(first, first + BATCH)]
+        store.upsert_posts(db, batch)
 
 
 def digest_of(path: Path) -> str:
