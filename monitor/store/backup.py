@@ -83,11 +83,11 @@ def backup(db: Database, dest: Path, *, overwrite: bool = False) -> Backup:
         ) from None
     removed = remove_partials(folder)
     partial = folder / f".{dest.name}{PARTIAL_SUFFIX}"
-    with _claimed(partial):
+    with _claimed(partial) as fd:
         try:
             db.conn.execute("VACUUM INTO ?", (str(partial),))
             posts = check_copy(partial)
-            _flush(partial)
+            os.fsync(fd)  # the same file SQLite wrote: SQLite does not sync it
             os.replace(partial, dest)
         except BaseException as exc:
             _unlink_partial(partial)
@@ -149,9 +149,9 @@ _SIDE_FILES = ("-journal", "-wal", "-shm")
 
 
 @contextlib.contextmanager
-def _claimed(partial: Path) -> Iterator[None]:
+def _claimed(partial: Path) -> Iterator[int]:
     """Create ``partial`` empty, owner-only, and hold a lock on it while the backup writes it (so
-    that a backup started meanwhile does not take it for a killed one's)."""
+    that a backup started meanwhile does not take it for a killed one's); yields its descriptor."""
     try:
         fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
@@ -168,7 +168,7 @@ def _claimed(partial: Path) -> Iterator[None]:
         ) from None
     try:
         os.ftruncate(fd, 0)  # VACUUM INTO takes an empty file only
-        yield
+        yield fd
     finally:
         os.close(fd)
 
@@ -187,7 +187,7 @@ def check_copy(path: Path) -> int:
 
 
 def _flush(path: Path) -> None:
-    """fsync a file or a folder, so that the copy (or its new name) survives a power loss."""
+    """fsync a folder, so that a rename in it survives a power loss."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
