@@ -166,8 +166,13 @@ class XCollector(Collector):
         lost = _lost_to_the_window(cursor.updated_at, floor)
         if floor is not None:
             params["start_time"] = floor  # X refuses such a since_id with a 400
-            token = newest = None  # a walk begun with it cannot go on either
-        seen: int = pending.get("seen", 0) if token else 0
+            token = None  # a next_token holds for the start_time it came with only
+            if pending.get("until_id"):  # a walk from the edge that the page budget cut
+                params["until_id"] = pending["until_id"]
+                lost = pending.get("lost")
+            else:
+                newest = None
+        seen: int = pending.get("seen", 0) if token or "until_id" in params else 0
         pages = 0
         while True:
             call = dict(params)
@@ -199,6 +204,8 @@ class XCollector(Collector):
             gap = None
             if token:
                 walk = {"since_id": since, "newest_id": newest, "next_token": token, "seen": seen}
+                if floor is not None:  # the next run starts from the edge of its own window
+                    walk.update(until_id=_oldest_id(body, params.get("until_id")), lost=lost)
                 page_cursor = Cursor(position=cursor.position, pending=walk)
             else:
                 page_cursor = Cursor(position=None if target.is_backfill else (newest or since))
@@ -408,6 +415,12 @@ def _newer_id(current: str | None, meta_newest: Any, body: Mapping[str, Any]) ->
         if candidate:
             ids.append(int(candidate))
     return str(max(ids)) if ids else None
+
+
+def _oldest_id(body: Mapping[str, Any], current: str | None) -> str | None:
+    """The oldest tweet id of a newest-first page: where a walk older than it goes on."""
+    ids = [int(t["id"]) for t in body.get("data", [])]
+    return str(min(ids)) if ids else current
 
 
 def _validate_page(body: Any) -> dict[str, Any]:

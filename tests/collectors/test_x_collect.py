@@ -163,6 +163,66 @@ def test_x_collect_keyword_search_quiet_for_over_a_week_searches_the_window_inst
     collectors["x"].close()
 
 
+def test_x_collect_keyword_walk_from_the_window_edge_goes_on_across_runs(
+    write_config: Callable[..., Path], db: Database
+) -> None:
+    """A walk from the window's edge longer than the page budget resumes where it stopped; it
+    used to start again from the edge every run, so the older hits were never reached and the
+    stored position never moved past the old id."""
+    with XSandbox(
+        seed=11,
+        keywords=("acme",),
+        start=START,
+        end=END,
+        bearer_token=TOKEN,
+        keyword_hits_per_day=100,
+    ) as sandbox:
+        config = write_config(
+            sandbox.url, extra="page_size = 10\n", collect=FAST + "max_pages = 2\n"
+        )
+        walk_from_the_edge(sandbox, load_settings(config), db)
+
+
+def walk_from_the_edge(sandbox: XSandbox, settings: Settings, db: Database) -> None:
+    select = pipeline.Selection(stream="keywords")
+    collector = build_collector("x", settings)
+    key = StreamKey("acme", "x", "keywords", collector.keyword_query(["acme"]))
+    collector.close()
+    three_weeks_ago = datetime.now(UTC) - timedelta(days=21)
+    old_id = str((three_weeks_ago - TWITTER_EPOCH) // timedelta(milliseconds=1) << 22)
+    stopped_at = iso(datetime.now(UTC) - timedelta(days=10))  # touchpoint stopped ten days
+    db.execute(
+        "INSERT INTO cursors (brand, platform, stream, query, position, updated_at) "
+        "VALUES ('acme', 'x', 'keywords', ?, ?, ?)",
+        [key.query, old_id, stopped_at],
+    )
+    db.conn.commit()
+    expected = expected_ids(sandbox, "keyword")
+    assert len(expected) > 3 * 2 * 10  # more than three runs' budget: the walk spans runs
+
+    seen = len(sandbox.requests)
+    runs = new = 0
+    while runs < 20:
+        runs += 1
+        result = pipeline.collect(db, settings, select)[0]
+        assert result.outcome == "ok", result.error
+        new += result.items_new
+        if store.get_cursor(db, key).pending is None:
+            break
+    assert stored(db, "keyword") == expected
+    # the days X no longer searches are reported once, when the walk that began after them ends
+    assert result.gap and f"the last search was at {stopped_at}" in result.gap
+    assert [g.gap for g in store.get_gaps(db, since=START)] == [result.gap]
+    newest = max(expected, key=lambda i: int(i[2:]))[2:]
+    assert store.get_cursor(db, key).position == newest
+    searches = [r for r in sandbox.requests[seen:] if r.path.endswith("/search/recent")]
+    # the search matches the mentions too ("@acme"); page_size 10 and no page fetched twice
+    assert len(searches) == -(-new // 10) and new > len(expected)
+    assert all("since_id" not in r.query and r.query["start_time"] for r in searches)
+    resumed = [r for r in searches if "until_id" in r.query and "next_token" not in r.query]
+    assert len(resumed) == runs - 1  # each later run goes on below the oldest hit stored
+
+
 class StuckTokenSandbox(XSandbox):
     """The mentions listing answers the pagination_token it was sent as its next_token."""
 
