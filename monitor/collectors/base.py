@@ -52,6 +52,13 @@ class MalformedResponse(TransientError):
     """The API answered, but not with what its wire format promises."""
 
 
+def as_object(body: Any) -> dict[str, Any]:
+    """``body`` when it is a JSON object; a :class:`MalformedResponse` otherwise."""
+    if not isinstance(body, dict):
+        raise MalformedResponse(f"expected a JSON object, got {type(body).__name__}")
+    return body
+
+
 def clamp_retry_at(reset: datetime | None, *, now: datetime | None = None) -> datetime:
     """Turn a platform's reset time into a sane one: at least 1 s, at most 16 min from now."""
     now = now or utcnow()

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -76,6 +77,9 @@ SEARCH_DEPTH = 10_000  # palomar pages at most 10,000 hits deep into one query
 
 CREATE_SESSION = "com.atproto.server.createSession"
 REFRESH_SESSION = "com.atproto.server.refreshSession"
+
+Validator = Callable[[dict[str, Any]], dict[str, Any]]  # checks an answer's shape, returns it
+
 _STREAMS: dict[str, tuple[str, str]] = {  # stream -> (nsid, list field of the answer)
     "posts": ("app.bsky.feed.getAuthorFeed", "feed"),
     "mentions": ("app.bsky.notification.listNotifications", "notifications"),
@@ -251,11 +255,8 @@ class BlueskyCollector(Collector):
 
     def resolve_account(self, handle: str) -> str:
         """Return the DID of ``handle`` (this logs in first, when there is no session yet)."""
-        body = self._xrpc("com.atproto.identity.resolveHandle", {"handle": handle})
-        did = body.get("did")
-        if not isinstance(did, str) or not did.startswith("did:"):
-            raise MalformedResponse("resolveHandle answered without a DID")
-        return did
+        body = self._xrpc("com.atproto.identity.resolveHandle", {"handle": handle}, _with_did)
+        return str(body["did"])
 
     def keyword_query(self, keywords: Sequence[str]) -> str:
         """Any of ``keywords``: phrases quoted, alternatives joined by ``|`` (palomar's OR)."""
@@ -277,8 +278,8 @@ class BlueskyCollector(Collector):
         pages = 0
         while True:
             call = {**params, "cursor": api_cursor} if api_cursor else params
-            body = self._xrpc(nsid, call)
-            items = _validate_page(body, field)
+            body = self._xrpc(nsid, call, partial(_validate_page, field=field))
+            items: list[dict[str, Any]] = body[field]
             pages += 1
             seen += len(items)
             marks = [m for m in (_mark(target.stream, item) for item in items) if m is not None]
@@ -320,24 +321,26 @@ class BlueskyCollector(Collector):
 
     # -- XRPC with the session -------------------------------------------------------------------
 
-    def _xrpc(self, nsid: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """An authenticated query; an expired session is renewed once and the call retried once."""
+    def _xrpc(self, nsid: str, params: Mapping[str, Any], validate: Validator) -> dict[str, Any]:
+        """An authenticated query whose answer ``validate`` checks (an answer of the wrong shape
+        is retried too); an expired session is renewed once and the call retried once."""
         self._ensure_session()
         try:
-            return self._query(nsid, params)
+            return self._query(nsid, params, validate)
         except SessionRejected as exc:
             logger.info("bluesky: %s refused the access token (%s); refreshing", nsid, exc)
         self._renew_session()
         try:
-            return self._query(nsid, params)
+            return self._query(nsid, params, validate)
         except SessionRejected as exc:
             raise AuthError(f"Bluesky refused a fresh session for {nsid} ({exc})") from None
 
-    def _query(self, nsid: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _query(self, nsid: str, params: Mapping[str, Any], validate: Validator) -> dict[str, Any]:
         def once() -> dict[str, Any]:
             session = self._session  # read on every attempt: a renewal replaces it
             token = session.access_jwt if session else None
-            return _parse(self._send("GET", nsid, params=params, token=token), nsid)
+            answer = self._send("GET", nsid, params=params, token=token)
+            return validate(_parse(answer, nsid))
 
         return self._retrying(once, nsid)
 
@@ -713,8 +716,16 @@ def _xrpc_time(when: datetime) -> str:
 # --------------------------------------------------------------------------- answers and errors
 
 
-def _validate_page(body: Mapping[str, Any], field: str) -> list[dict[str, Any]]:
-    """Check a page has the lexicon's shape before anything of it is stored; return its items."""
+def _with_did(body: dict[str, Any]) -> dict[str, Any]:
+    """Check a resolveHandle answer names a DID, and return it."""
+    did = body.get("did")
+    if not isinstance(did, str) or not did.startswith("did:"):
+        raise MalformedResponse("resolveHandle answered without a DID")
+    return body
+
+
+def _validate_page(body: dict[str, Any], field: str) -> dict[str, Any]:
+    """Check a page has the lexicon's shape before anything of it is stored; return it."""
     items = body.get(field)
     if not isinstance(items, list):
         raise MalformedResponse(f"the answer has no {field} list")
@@ -725,7 +736,7 @@ def _validate_page(body: Mapping[str, Any], field: str) -> list[dict[str, Any]]:
         view = item.get("post") if field == "feed" and isinstance(item, dict) else item
         if not _is_view(view) or (field == "notifications" and not _is_notification(item)):
             raise MalformedResponse(f"not a {field} item: {json.dumps(item)[:80]}")
-    return list(items)
+    return body
 
 
 def _is_view(view: Any) -> bool:

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote
@@ -163,15 +164,15 @@ class MastodonCollector(Collector):
     def resolve_account(self, handle: str) -> str:
         """Return the account id of ``handle``; warn when the token belongs to someone else."""
         try:
-            account = self._get("/api/v1/accounts/lookup", [("acct", handle)]).body
+            account = self._get("/api/v1/accounts/lookup", [("acct", handle)], _account).body
         except NotFound:
             raise CollectorError(
                 f"Mastodon has no account @{handle} on {self.api_base} (Record not found). "
                 "Fix: check brands.accounts.mastodon and platforms.mastodon.api_base"
             ) from None
-        account_id = _account_id(account, "accounts/lookup")
-        me = self._get("/api/v1/accounts/verify_credentials", []).body
-        if _account_id(me, "verify_credentials") != account_id:
+        account_id = str(account["id"])
+        me = self._get("/api/v1/accounts/verify_credentials", [], _account).body
+        if me["id"] != account_id:
             logger.warning(
                 "mastodon: the access token belongs to @%s, not @%s: mentions will be that "
                 "account's notifications",
@@ -210,12 +211,13 @@ class MastodonCollector(Collector):
     def _forward_walk(self, target: Target, cursor: Cursor) -> Iterator[Page]:
         """min_id pages, oldest first, each committed with its newest id, until an empty page."""
         path, params, key = self._listing(target)
+        check = partial(_validate_items, key=key)
         position = cursor.position
         min_id = position or "0"
         pages = 0
         while True:
-            answer = self._get(path, _with_bound(params, "min_id", min_id))
-            items = _validate_items(answer.body, key)
+            answer = self._get(path, _with_bound(params, "min_id", min_id), check)
+            items = answer.body
             pages += 1
             position = _newest([i["id"] for i in items], position)
             yield Page(raw={key: items}, cursor=Cursor(position=position))
@@ -226,11 +228,12 @@ class MastodonCollector(Collector):
     def _backward_walk(self, target: Target, cursor: Cursor) -> Iterator[Page]:
         """Backfill: max_id pages from the newest down to ``target.since``; resumable."""
         path, params, key = self._listing(target)
+        check = partial(_validate_items, key=key)
         max_id: str | None = (cursor.pending or {}).get("max_id")
         pages = 0
         while True:
-            answer = self._get(path, _with_bound(params, "max_id", max_id))
-            items = _validate_items(answer.body, key)
+            answer = self._get(path, _with_bound(params, "max_id", max_id), check)
+            items = answer.body
             pages += 1
             max_id = _older_page(answer, items, max_id)
             done = max_id is None or _passed(items, target.since)
@@ -256,8 +259,8 @@ class MastodonCollector(Collector):
                 ("limit", str(self.page_size)),
             ]
             params = _with_bound(_with_bound(params, "min_id", floor), "max_id", max_id)
-            answer = self._get(SEARCH_PATH, params)
-            statuses = _validate_search(answer.body)
+            answer = self._get(SEARCH_PATH, params, _validate_search)
+            statuses = answer.body["statuses"]
             pages += 1
             newest = _newest([s["id"] for s in statuses], newest)
             max_id = _older_page(answer, statuses, max_id)
@@ -273,8 +276,9 @@ class MastodonCollector(Collector):
 
     # -- HTTP ------------------------------------------------------------------------------------
 
-    def _get(self, path: str, params: Params) -> Answer:
-        """GET ``path`` with bounded retries; typed errors for every failure."""
+    def _get(self, path: str, params: Params, validate: Callable[[Any], Any]) -> Answer:
+        """GET ``path`` and validate its body, with bounded retries (an answer of the wrong
+        shape included); typed errors for every failure."""
 
         def once() -> Answer:
             self._check_rate_budget()
@@ -297,7 +301,7 @@ class MastodonCollector(Collector):
                 body = response.json()
             except ValueError:
                 raise MalformedResponse("Mastodon sent a body that is not valid JSON") from None
-            return Answer(body, parse_links(response))
+            return Answer(validate(body), parse_links(response))
 
         return call_with_retries(
             once, policy=self.policy, what=f"mastodon GET {path}", sleep=self._sleep
@@ -541,7 +545,7 @@ def _validate_notification(notification: Any) -> None:
 
 
 def _validate_items(body: Any, key: str) -> list[dict[str, Any]]:
-    """Check a statuses or notifications page before anything of it is stored."""
+    """Check a statuses or notifications page before anything of it is stored; return it."""
     if not isinstance(body, list):
         raise MalformedResponse(f"expected a JSON array of {key}, got {type(body).__name__}")
     check = _validate_notification if key == "notifications" else _validate_status
@@ -550,17 +554,20 @@ def _validate_items(body: Any, key: str) -> list[dict[str, Any]]:
     return body
 
 
-def _validate_search(body: Any) -> list[dict[str, Any]]:
-    """Check a v2 search answer; an empty ``statuses`` (no ElasticSearch) is not an error."""
+def _validate_search(body: Any) -> dict[str, Any]:
+    """Check a v2 search answer, and return it; an empty ``statuses`` (no ElasticSearch) is not
+    an error."""
     if not isinstance(body, dict) or not isinstance(body.get("statuses"), list):
         raise MalformedResponse("search answer has no statuses array")
-    return _validate_items(body["statuses"], "statuses")
+    _validate_items(body["statuses"], "statuses")
+    return body
 
 
-def _account_id(account: Any, what: str) -> str:
-    if not isinstance(account, dict) or not isinstance(account.get("id"), str):
-        raise MalformedResponse(f"{what} did not answer with an Account")
-    return str(account["id"])
+def _account(body: Any) -> dict[str, Any]:
+    """Check an Account entity, and return it."""
+    if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        raise MalformedResponse("the answer is not an Account")
+    return body
 
 
 # --------------------------------------------------------------------------- errors

@@ -48,6 +48,7 @@ from monitor.collectors.base import (
     RetryPolicy,
     Target,
     TransientError,
+    as_object,
     call_with_retries,
     clamp_retry_at,
     next_cursor,
@@ -394,7 +395,7 @@ class RedditCollector(Collector):
 
     def resolve_account(self, handle: str) -> str:
         """Return the ``t2_...`` fullname of the account ``handle``."""
-        body = self._get(API_PATH["user_about"].format(user=_path_name(handle)), {}, _as_object)
+        body = self._get(API_PATH["user_about"].format(user=_path_name(handle)), {}, as_object)
         data = body.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             raise CollectorError(f"Reddit has no usable account u/{handle} (suspended?)")
@@ -652,12 +653,6 @@ def _int(value: Any) -> int:
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _as_object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise MalformedResponse(f"expected a JSON object, got {type(body).__name__}")
-    return body
 
 
 def _validate_listing(body: Any) -> dict[str, Any]:

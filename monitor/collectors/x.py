@@ -29,6 +29,7 @@ from monitor.collectors.base import (
     RetryPolicy,
     Target,
     TransientError,
+    as_object,
     call_with_retries,
     clamp_retry_at,
     next_cursor,
@@ -143,7 +144,7 @@ class XCollector(Collector):
 
     def resolve_account(self, handle: str) -> str:
         """Return the user id of ``handle``."""
-        body = self._get("get_user", username=handle, user_fields=USER_FIELDS)
+        body = self._get("get_user", as_object, username=handle, user_fields=USER_FIELDS)
         data = body.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             raise CollectorError(f"X has no user @{handle}: {_first_error(body)}")
@@ -181,7 +182,7 @@ class XCollector(Collector):
             if token:
                 call[_token_param(target)] = token
             try:
-                body = self._get(_METHODS[target.stream], **call)
+                body = self._get(_METHODS[target.stream], _validate_page, **call)
             except CollectorError as exc:
                 start = _earliest_start(exc) if "start_time" in call else None
                 if start is None:
@@ -195,8 +196,8 @@ class XCollector(Collector):
                 if target.until is not None and start >= target.until:
                     return  # none of the window is in reach
                 params["start_time"] = call["start_time"] = start
-                body = self._get(_METHODS[target.stream], **call)
-            meta = _validate_page(body)
+                body = self._get(_METHODS[target.stream], _validate_page, **call)
+            meta = body.get("meta", {})
             pages += 1
             seen += len(body.get("data", []))
             newest = _newer_id(newest, meta.get("newest_id"), body)
@@ -279,11 +280,18 @@ class XCollector(Collector):
             params["end_time"] = target.until
         return params
 
-    def _get(self, method: str, **params: Any) -> dict[str, Any]:
+    def _get(
+        self, method: str, validate: Callable[[Any], dict[str, Any]], **params: Any
+    ) -> dict[str, Any]:
+        """Call the tweepy method and validate its answer, retrying per policy (an answer of the
+        wrong shape included)."""
         what = f"x {method}"
 
         def once() -> dict[str, Any]:
-            return _translate_errors(lambda: getattr(self.client, method)(**params), self.api_base)
+            answer = _translate_errors(
+                lambda: getattr(self.client, method)(**params), self.api_base
+            )
+            return validate(answer)
 
         return call_with_retries(once, policy=self.policy, what=what, sleep=self._sleep)
 
@@ -423,10 +431,9 @@ def _oldest_id(body: Mapping[str, Any], current: str | None) -> str | None:
     return str(min(ids)) if ids else current
 
 
-def _validate_page(body: Any) -> dict[str, Any]:
-    """Check a page has the v2 shape before anything of it is stored; return its meta."""
-    if not isinstance(body, dict):
-        raise MalformedResponse(f"expected a JSON object, got {type(body).__name__}")
+def _validate_page(answer: Any) -> dict[str, Any]:
+    """Check a page has the v2 shape before anything of it is stored; return it."""
+    body = as_object(answer)
     data = body.get("data", [])
     if "data" not in body and "meta" not in body:
         if body.get("errors"):
@@ -438,10 +445,9 @@ def _validate_page(body: Any) -> dict[str, Any]:
         ok = isinstance(tweet, dict) and isinstance(tweet.get("id"), str)
         if not ok or not tweet["id"].isdigit() or not isinstance(tweet.get("text"), str):
             raise MalformedResponse(f"not a tweet object: {json.dumps(tweet)[:80]}")
-    meta = body.get("meta", {})
-    if not isinstance(meta, dict):
+    if not isinstance(body.get("meta", {}), dict):
         raise MalformedResponse("meta is not an object")
-    return meta
+    return body
 
 
 def _first_error(body: Mapping[str, Any]) -> str:

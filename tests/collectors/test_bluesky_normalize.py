@@ -229,13 +229,13 @@ def test_bluesky_validate_page_refuses_bad_indexed_at() -> None:
 
 def test_bluesky_validate_page_accepts_recorded_pages() -> None:
     feed = body("get_author_feed_feed.json")
-    assert len(_validate_page({"feed": feed}, "feed")) == 4
+    assert len(_validate_page({"feed": feed}, "feed")["feed"]) == 4
     notes = body("list_notifications_reasons_mention_reply.json")
-    assert len(_validate_page(notes, "notifications")) == 4
-    everything = body("list_notifications_all_sorted.json")
-    assert len(_validate_page({"notifications": everything}, "notifications")) == 13
+    assert _validate_page(notes, "notifications") is notes and len(notes["notifications"]) == 4
+    everything = {"notifications": body("list_notifications_all_sorted.json")}
+    assert len(_validate_page(everything, "notifications")["notifications"]) == 13
     views = [item["post"] for item in feed]
-    assert len(_validate_page({"posts": views}, "posts")) == 4
+    assert len(_validate_page({"posts": views}, "posts")["posts"]) == 4
 
 
 # --------------------------------------------------------------------------- marks and walks

@@ -173,7 +173,7 @@ def test_contract_bad_answers_fail_the_run_and_change_nothing(
 ) -> None:
     advance(world)
     before = world.cursor("posts"), world.stored("post", "reply")
-    # as many as the attempts: a garbled answer is retried, one of the wrong shape fails at once
+    # as many as the attempts (2): each is retried, and the last fails the run
     world.server.add_fault(fault, times=2, delay=delay, endpoint=POSTS_ENDPOINT[world.platform])
     started = time.monotonic()
     results = world.collect()
@@ -187,6 +187,18 @@ def test_contract_bad_answers_fail_the_run_and_change_nothing(
     assert results["mentions"].outcome == "ok"  # the other streams went on
     healed = world.collect()
     assert healed["posts"].outcome == "ok"
+    assert world.stored(*all_kinds()) == world.expected(*all_kinds())
+
+
+@pytest.mark.parametrize("fault", ["malformed", "html", "error_body", "not_a_page"])
+def test_contract_one_bad_answer_is_retried_within_the_run(world: World, fault: str) -> None:
+    """A 200 that is no page (garbled, a portal's HTML, an error object, the wrong shape) is
+    retried at once, like a 5xx: the run goes on and stores everything."""
+    advance(world)
+    world.server.add_fault(fault, times=1, endpoint=POSTS_ENDPOINT[world.platform])
+    results = world.collect()
+    assert world.server.clear_faults() == 0  # the bad answer was sent
+    assert {r.outcome for r in results.values()} == {"ok"}, results["posts"].error
     assert world.stored(*all_kinds()) == world.expected(*all_kinds())
 
 

@@ -138,7 +138,7 @@ def test_mastodon_normalize_skips_reblogs(collector: MastodonCollector) -> None:
 def test_mastodon_normalize_search_answers(collector: MastodonCollector) -> None:
     # an instance without ElasticSearch answers no statuses: an empty page, not an error
     empty = body("search_v2_statuses.json")
-    assert _validate_search(empty) == []
+    assert _validate_search(empty)["statuses"] == []
     assert collector.normalize(empty, target("keywords")) == []
     assert collector.normalize(body("search_v2_all.json"), target("keywords")) == []
     home = body("home_timeline_since_id.json")
