@@ -33,11 +33,13 @@ class CollectorError(Exception):
 
 
 class RateLimited(CollectorError):
-    """The platform refused for now; try again at ``retry_at``."""
+    """The platform refused for now; try again at ``retry_at`` (clamped, see
+    :func:`clamp_retry_at`). ``reset`` is the time the platform named, when it named one."""
 
-    def __init__(self, message: str, *, retry_at: datetime) -> None:
+    def __init__(self, message: str, *, retry_at: datetime, reset: datetime | None = None) -> None:
         super().__init__(message)
         self.retry_at = retry_at
+        self.reset = reset
 
 
 class AuthError(CollectorError):

@@ -31,7 +31,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -60,7 +60,7 @@ from monitor.collectors.http import (
 )
 from monitor.config import ConfigError, Settings
 from monitor.logs import register_secret
-from monitor.models import Cursor, Kind, Post, iso, parse_iso
+from monitor.models import Cursor, Kind, Post, iso, parse_iso, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ SEARCH_DEPTH = 10_000  # palomar pages at most 10,000 hits deep into one query
 
 CREATE_SESSION = "com.atproto.server.createSession"
 REFRESH_SESSION = "com.atproto.server.refreshSession"
+MAX_LOGIN_WAIT = timedelta(hours=25)  # createSession's longest limit is a day
 
 Validator = Callable[[dict[str, Any]], dict[str, Any]]  # checks an answer's shape, returns it
 
@@ -181,7 +182,7 @@ class BlueskyCollector(Collector):
         )
         self._session: Session | None = None
         self._login_refused: AuthError | None = None
-        self._login_limited: RateLimited | None = None
+        self._login_limited_until: datetime | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlueskyCollector:
@@ -382,15 +383,16 @@ class BlueskyCollector(Collector):
     def _login(self) -> None:
         if self._login_refused is not None:
             raise self._login_refused  # one attempt per collector: the login limit is tight
-        limited = self._login_limited
-        if limited is not None and datetime.now(UTC) < limited.retry_at:
-            # every stream and run until the reset would only spend another login on a 429
-            raise RateLimited(str(limited), retry_at=limited.retry_at)
+        self._check_login_limit()
         body = {"identifier": self.identifier, "password": self._password}
         try:
             answer = self._procedure(CREATE_SESSION, body=body)
         except RateLimited as exc:
-            self._login_limited = exc
+            # its reset may be a day away: streams come back every 16 minutes at most, and
+            # each login before the reset would only be refused again
+            until = min(exc.reset or exc.retry_at, utcnow() + MAX_LOGIN_WAIT)
+            self._login_limited_until = until
+            self._check_login_limit()
             raise
         except (SessionRejected, AuthError) as exc:
             self._login_refused = AuthError(
@@ -400,6 +402,17 @@ class BlueskyCollector(Collector):
             raise self._login_refused from None
         self._session = Session.from_answer(answer)
         logger.info("bluesky: logged in as @%s (createSession)", self._session.handle)
+
+    def _check_login_limit(self) -> None:
+        """Refuse, without a request, a login before the reset of a login limit hit."""
+        until = self._login_limited_until
+        if until is not None and utcnow() < until:
+            raise RateLimited(
+                f"Bluesky's login ({CREATE_SESSION}) is rate limited until {iso(until)}; no "
+                "login is tried before then",
+                retry_at=clamp_retry_at(until),
+                reset=until,
+            )
 
     def _send(
         self,
@@ -779,8 +792,11 @@ def _parse(answer: _Answer, nsid: str) -> dict[str, Any]:
     error, message = _error_of(answer.body)
     what = f"{nsid}: HTTP {answer.status} {error}".rstrip()
     if answer.status == 429:
-        retry_at = clamp_retry_at(_reset_time(answer.headers))
-        raise RateLimited(f"{what}, rate limited until {iso(retry_at)}", retry_at=retry_at)
+        reset = _reset_time(answer.headers)
+        retry_at = clamp_retry_at(reset)
+        raise RateLimited(
+            f"{what}, rate limited until {iso(retry_at)}", retry_at=retry_at, reset=reset
+        )
     if answer.status >= 500 or answer.status == 408:
         raise TransientError(what)
     if answer.status == 401 or (answer.status == 400 and error in TOKEN_ERRORS):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 from click.testing import CliRunner
 from sqlite_utils import Database
 
@@ -17,7 +18,7 @@ from monitor.cli import cli
 from monitor.collectors import build_collector
 from monitor.collectors.bluesky import Mark
 from monitor.config import Settings, load_settings
-from monitor.models import Cursor, Post, RunResult, StreamKey
+from monitor.models import Cursor, Post, RunResult, StreamKey, iso, utcnow
 from monitor.sandbox.bluesky import BlueskySandbox
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -198,6 +199,36 @@ def test_bluesky_login_rate_limited_is_one_login_until_the_reset(
         collectors["bluesky"].close()
     logins = [r for r in sandbox.requests if r.path.endswith("createSession")]
     assert len(logins) == 1  # not one per stream and run: the limit is 30 per 5 min, 300 a day
+
+
+def test_bluesky_login_limited_for_a_day_is_not_tried_before_its_reset(
+    sandbox: BlueskySandbox, settings: Settings, db: Database
+) -> None:
+    """Reliability plan #26: createSession refused for a day. A deferral lasts 16 minutes at
+    most, so the daemon's runs come back, but no login is tried before the reset the 429
+    named: a login refused again might hold the limit longer."""
+    sandbox.add_fault("429", endpoint="createSession", times=10, reset_in=86_400)
+    collectors = {"bluesky": build_collector("bluesky", settings)}  # kept, as the daemon does
+
+    def logins() -> int:
+        return len([r for r in sandbox.requests if r.path.endswith("createSession")])
+
+    try:
+        (first,) = pipeline.collect(db, settings, collectors=collectors)
+        reset = iso(datetime.fromtimestamp(time.time() + 86_400, UTC))
+        assert first.outcome == "failed" and first.error  # a failed run: the health alert
+        assert f"rate limited until {reset[:13]}" in first.error  # the day away, to the hour
+        for hours in (1, 12, 23):  # refused here, not by Bluesky
+            with time_machine.travel(utcnow() + timedelta(hours=hours), tick=True):
+                (again,) = pipeline.collect(db, settings, collectors=collectors)
+            assert again.outcome == "failed" and again.error == first.error
+        assert logins() == 1
+        sandbox.clear_faults()
+        with time_machine.travel(utcnow() + timedelta(hours=24, minutes=1), tick=True):
+            healed = pipeline.collect(db, settings, collectors=collectors)
+        assert {r.outcome for r in healed} == {"ok"} and logins() == 2
+    finally:
+        collectors["bluesky"].close()
 
 
 def test_bluesky_pagination_goes_on_through_empty_filtered_pages(
