@@ -1,4 +1,5 @@
-"""Logging that never shows a secret and never lets post text forge a log line.
+"""Logging that never shows a secret and never lets post text forge a log line, and that
+remembers when its lines are lost (:func:`log_failure`).
 
 Only the CLI calls :func:`setup_logging`; every module just uses ``logging.getLogger(__name__)``.
 """
@@ -9,6 +10,7 @@ import logging
 import re
 import sys
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TextIO
 
@@ -100,6 +102,53 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(payload, default=str).decode()
 
 
+@dataclass(frozen=True)
+class LogFailure:
+    """The log's writes have failed since ``since`` (``count`` lines lost); ``error`` is the
+    last one's reason."""
+
+    since: datetime
+    error: str
+    count: int
+
+
+_failure: LogFailure | None = None
+
+
+def log_failure() -> LogFailure | None:
+    """Whether the last line written to the log was lost, and since when lines are lost: the
+    daemon raises it as a service alert, since no log line can say it."""
+    with _lock:
+        return _failure
+
+
+class _WatchedStreamHandler(logging.StreamHandler[TextIO]):
+    """A stream handler that remembers when its writes fail (a full disk, a closed pipe)
+    instead of printing a traceback to the same failing stream; a line written again clears it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._failed = False
+        super().emit(record)
+        if not self._failed:
+            _note_write(None)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        self._failed = True
+        error = sys.exc_info()[1]
+        _note_write(clean(str(error) or type(error).__name__) if error else "unknown error")
+
+
+def _note_write(error: str | None) -> None:
+    global _failure
+    with _lock:
+        if error is None:
+            _failure = None
+        elif _failure is None:
+            _failure = LogFailure(datetime.now(UTC), error, 1)
+        else:
+            _failure = LogFailure(_failure.since, error, _failure.count + 1)
+
+
 def setup_logging(
     level: int = logging.WARNING, *, stream: TextIO | None = None, fmt: LogFormat = "text"
 ) -> None:
@@ -109,7 +158,7 @@ def setup_logging(
     for handler in list(root.handlers):
         if getattr(handler, "_touchpoint", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = _WatchedStreamHandler(stream or sys.stderr)
     handler._touchpoint = True  # type: ignore[attr-defined]
     handler.addFilter(SafeFilter())
     if fmt == "json":

@@ -665,6 +665,31 @@ def test_a_daemon_killed_again_and_again_raises_a_crash_loop_alert(rig: Callable
     assert len(store.restarts_after_crash(store.open_db(r.db_path))) == 3
 
 
+def test_a_log_on_a_full_disk_is_alerted_and_the_daemon_goes_on(rig: Callable[..., Rig]) -> None:
+    """Reliability plan #35: the daemon's output sent to a file on a full disk. Its log lines
+    are lost, so a service alert says so; collection goes on and SIGTERM still exits 0."""
+    r = rig(interval=1)
+    with open("/dev/full", "w") as full:  # noqa: PTH123 - a device, not a path to build on
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "--config", str(r.config), "run"],
+            stdout=full,
+            stderr=full,
+            env=dict(os.environ),
+        )
+    try:
+        wait_for(lambda: bool(service_alerts(r.hook)), 60, "the alert that the log is lost")
+        runs = sum(runs_per_stream(r.db_path).values())
+        wait_for(lambda: sum(runs_per_stream(r.db_path).values()) > runs, 30, "more runs")
+        assert daemon.poll() is None
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=15)
+    assert daemon.returncode == 0
+    (alert,) = service_alerts(r.hook)
+    assert "touchpoint's log cannot be written" in alert
+    assert "No space left on device" in alert and "collection and alerts go on" in alert
+
+
 def test_a_model_file_swapped_for_a_pickle_is_refused_and_alerted_never_run(
     rig: Callable[..., Rig], tmp_path: Path
 ) -> None:

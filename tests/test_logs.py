@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 
-from monitor.logs import clean, register_secret, setup_logging
+import pytest
+
+from monitor.logs import clean, log_failure, register_secret, setup_logging
 
 
 def test_logs_secret_and_authorization_header_are_masked() -> None:
@@ -45,3 +48,29 @@ def test_logs_exception_text_is_redacted() -> None:
         logging.getLogger("monitor").exception("boom")
     assert "SECRET-IN-TRACEBACK-9" not in stream.getvalue()
     assert "RuntimeError" in stream.getvalue()
+
+
+def test_logs_lines_lost_to_a_full_disk_are_remembered_until_one_is_written(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Reliability plan #35: a log on a full disk (or a closed pipe) loses its lines; touchpoint
+    goes on, remembers since when and why (the daemon's service alert says it), and prints no
+    traceback to the failing stream."""
+    log = logging.getLogger("monitor.test")
+    full = open("/dev/full", "w")  # noqa: PTH123, SIM115 - a device, closed below
+    setup_logging(logging.INFO, stream=full)
+    log.info("first line lost")
+    first = log_failure()
+    log.warning("second line lost")
+    second = log_failure()
+    with contextlib.suppress(OSError):  # the lines still buffered fail again
+        full.close()
+    assert first is not None and second is not None
+    assert "No space left on device" in first.error and first.count == 1
+    assert (second.since, second.count) == (first.since, 2)
+    assert capsys.readouterr().err == ""  # not "--- Logging error ---" and a traceback
+
+    stream = io.StringIO()
+    setup_logging(logging.INFO, stream=stream)  # space again
+    log.info("written")
+    assert log_failure() is None and "written" in stream.getvalue()

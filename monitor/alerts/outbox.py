@@ -32,7 +32,7 @@ from monitor.alerts.channels.base import Channel, DeliveryError
 from monitor.alerts.channels.urlguard import url_fix
 from monitor.alerts.message import AlertItem, Message
 from monitor.config import BrandSettings, ConfigError, Settings
-from monitor.logs import clean
+from monitor.logs import clean, log_failure
 from monitor.models import Alert, iso, parse_iso, utcnow
 
 logger = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ def _gaps(db: Database, settings: Settings, now: datetime) -> list[rules.Gap]:
 def service_health(db: Database, settings: Settings) -> rules.ServiceHealth:
     """What the store and its files say of touchpoint itself (the service rule's input)."""
     classifier = store.get_classifier_status(db)
+    lost = log_failure()
     return rules.ServiceHealth(
         restarts_after_crash=store.restarts_after_crash(db),
         classifier_failures=classifier.failures if classifier else 0,
@@ -127,6 +128,9 @@ def service_health(db: Database, settings: Settings) -> rules.ServiceHealth:
         classifier_failing_since=classifier.failing_since if classifier else None,
         wal_bytes=store.wal_bytes(db),
         wal_limit_bytes=int(settings.daemon.wal_alert_megabytes * 2**20),
+        log_failing_since=lost.since if lost else None,
+        log_error=lost.error if lost else None,
+        log_lines_lost=lost.count if lost else 0,
     )
 
 

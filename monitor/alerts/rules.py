@@ -281,7 +281,8 @@ def evaluate_gaps(
 @dataclass(frozen=True)
 class ServiceHealth:
     """What touchpoint knows of itself: when the daemon started again after an unclean stop, how
-    many classification passes failed in a row (and why, since when), and the WAL's size."""
+    many classification passes failed in a row (and why, since when), the WAL's size, and
+    whether its log lines are being lost (since when, why, how many)."""
 
     restarts_after_crash: Sequence[datetime] = ()
     classifier_failures: int = 0
@@ -289,6 +290,9 @@ class ServiceHealth:
     classifier_failing_since: datetime | None = None
     wal_bytes: int = 0
     wal_limit_bytes: int = 256 * 2**20
+    log_failing_since: datetime | None = None
+    log_error: str | None = None
+    log_lines_lost: int = 0
 
 
 def service_problems(
@@ -319,6 +323,18 @@ def service_problems(
                 f"{'' if s.classifier_failures == 1 else 's'} in a row over "
                 f"{_duration(now - since)}, and self-promotion is not judged until it works "
                 f"again: {s.classifier_error or 'no reason given'}",
+            )
+        )
+    if s.log_failing_since is not None:
+        problems.append(
+            (
+                "log",
+                "warning",
+                "touchpoint's log cannot be written",
+                f"{s.log_lines_lost} log line{'' if s.log_lines_lost == 1 else 's'} lost since "
+                f"{s.log_failing_since:%Y-%m-%d %H:%M} UTC ({s.log_error or 'no reason given'}); "
+                "collection and alerts go on. Free space where the log goes (the disk of the "
+                "file its output is sent to), or check the service's log destination",
             )
         )
     if s.wal_bytes > s.wal_limit_bytes:
