@@ -31,7 +31,7 @@ from monitor.alerts.channels import build_channel
 from monitor.alerts.channels.base import Channel, DeliveryError
 from monitor.alerts.channels.urlguard import url_fix
 from monitor.alerts.message import AlertItem, Message
-from monitor.config import BrandSettings, ConfigError, Settings
+from monitor.config import AlertPolicy, BrandSettings, ConfigError, Settings
 from monitor.logs import clean, log_failure
 from monitor.models import Alert, iso, parse_iso, utcnow
 
@@ -202,8 +202,10 @@ def _labelled(db: Database, brand: BrandSettings, now: datetime) -> list[rules.L
 
 def _queue_due(db: Database, settings: Settings, now: datetime) -> int:
     """Group the open alerts that are due (new, or past the repeat interval) and queue them. A
-    service problem is touchpoint's, not a brand's: a channel that several brands share gets
-    one message about it, not one per brand."""
+    group whose last message went out less than its brand's ``group_interval_minutes`` ago waits
+    (its alerts stay due), so that mentions crossing the SLA pass after pass make one message
+    per interval, not one per pass. A service problem is touchpoint's, not a brand's: a channel
+    that several brands share gets one message about it, not one per brand."""
     groups: dict[tuple[str, str], list[store.StoredAlert]] = {}
     for alert in store.get_alerts(db, states=["open"]):
         repeat = timedelta(hours=settings.brand(alert.brand).alerts.repeat_hours)
@@ -213,6 +215,8 @@ def _queue_due(db: Database, settings: Settings, now: datetime) -> int:
     told: dict[str, set[str]] = {}  # channel -> service problems queued to it in this pass
     queued = 0
     for (brand, kind), alerts in groups.items():
+        if _grouping(db, settings.brand(brand).alerts, brand, kind, now):
+            continue
         for channel in channels_of(settings, brand):
             if kind == rules.SERVICE:
                 problems = {str(a.payload.get("problem")) for a in alerts}
@@ -234,6 +238,13 @@ def _queue_due(db: Database, settings: Settings, now: datetime) -> int:
             queued += 1
         store.mark_notified(db, [a.id for a in alerts], now=now)
     return queued
+
+
+def _grouping(db: Database, policy: AlertPolicy, brand: str, kind: str, now: datetime) -> bool:
+    """Whether a brand's due alerts of ``kind`` wait for the group interval to end."""
+    last = store.last_queued_at(db, brand, kind)
+    interval = timedelta(minutes=policy.group_interval_minutes)
+    return last is not None and timedelta(0) <= now - last < interval
 
 
 def channels_of(settings: Settings, brand: str) -> tuple[str, ...]:

@@ -44,6 +44,7 @@ def _parse_policy(
         "business_days",
         "self_promotion",
         "repeat_hours",
+        "group_interval_minutes",
         *extra,
     }
     v.known_keys(table, key, allowed)
@@ -52,6 +53,9 @@ def _parse_policy(
         for name, (low, high) in _POLICY_KEYS.items()
     }
     values["repeat_hours"] = v.number(table, key, "repeat_hours", base.repeat_hours, 0.05, 720)
+    values["group_interval_minutes"] = v.number(
+        table, key, "group_interval_minutes", base.group_interval_minutes, 0, 1440
+    )
     values["self_promotion_max_share"] = _self_promotion(v, table, key, base)
     values["business_hours"] = _business_hours(v, table, key, base.business_hours)
     days = v.string_list(table, key, "business_days") if "business_days" in table else None

@@ -148,6 +148,7 @@ class AlertPolicy:
     health_failures: int = 3
     stale_after_intervals: int = 6
     repeat_hours: float = 4.0
+    group_interval_minutes: float = 5.0  # due alerts of a kind wait this long after the last
     channels: tuple[str, ...] = ()  # () = every configured channel
 
 

@@ -261,6 +261,14 @@ def queue_delivery(
     )
 
 
+def last_queued_at(db: Database, brand: str, kind: str) -> datetime | None:
+    """When the newest message about a brand's alerts of ``kind`` was put in the outbox."""
+    row = db.conn.execute(
+        "SELECT max(created_at) FROM deliveries WHERE brand = ? AND kind = ?", (brand, kind)
+    ).fetchone()
+    return parse_iso(row[0]) if row and row[0] else None
+
+
 def claim_due_deliveries(db: Database, *, now: datetime, until: datetime) -> list[Delivery]:
     """Take the pending deliveries whose next attempt is due, oldest first, for this process
     until ``until``: their next attempt moves there in the same transaction, so that no other

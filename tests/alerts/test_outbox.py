@@ -470,6 +470,8 @@ def test_outbox_a_service_problem_reaches_a_channel_brands_share_once(rig: Rig) 
     for pid in range(1, 5):  # a crash loop: a new problem, while the other goes on
         store.record_daemon_start(rig.db, pid=pid, now=later - timedelta(minutes=pid))
     rig.run(at=timedelta(hours=4, minutes=2))
+    assert rig.counts() == (2, 2, 2)  # within the group interval (5 min) of the last message
+    rig.run(at=timedelta(hours=4, minutes=6, seconds=5))
     assert rig.counts() == (3, 3, 3)
     assert "restarted" in rig.hook.requests[-1].json()["summary"]
 
@@ -548,6 +550,35 @@ def test_outbox_500_mentions_become_one_grouped_message_per_channel(rig: Rig) ->
     (mail,) = rig.emails()
     assert "500 mentions" in str(mail["Subject"])
     assert len(store.get_alerts(rig.db, states=["open"])) == 500
+
+
+def mentions_told(hook: Receiver) -> list[list[str]]:
+    """The mentions each webhook message listed (by URL), in the order they arrived."""
+    return [[i["url"] for i in r.json()["items"]] for r in hook.requests]
+
+
+def test_outbox_mentions_crossing_the_sla_pass_after_pass_make_a_message_per_interval(
+    rig: Rig,
+) -> None:
+    """Reliability plan #50: a mention crosses the 1 h SLA every minute, and a pass runs every
+    minute. The first goes out at once; the next wait out the group interval (5 minutes) and
+    go out together, so 12 mentions make 4 messages, not 12, and none is left out."""
+    late = [mention(n, minutes_ago=60.5 - n) for n in range(12)]  # mention n late at n - 0.5 min
+    store.upsert_posts(rig.db, late)
+    for minute in [*range(12), 15]:
+        rig.run(at=timedelta(minutes=minute))
+    told = mentions_told(rig.hook)
+    assert [len(urls) for urls in told] == [1, 5, 5, 1]  # at 0, 5, 10 and 15 minutes
+    assert sorted(u for urls in told for u in urls) == sorted(m.url for m in late)
+    assert rig.counts() == (4, 4, 4)  # every channel alike
+
+    grouping_off = "repeat_hours = 4\ngroup_interval_minutes = 0\n"
+    rig.configure(rig.config.read_text().replace("repeat_hours = 4\n", grouping_off))
+    again = [mention(100 + n, minutes_ago=60.5 - 20 - n) for n in range(3)]
+    store.upsert_posts(rig.db, again)
+    for minute in range(20, 23):
+        rig.run(at=timedelta(minutes=minute))
+    assert mentions_told(rig.hook)[4:] == [[m.url] for m in again]  # one a pass
 
 
 def test_outbox_self_promotion_gives_one_alert(rig: Rig) -> None:
