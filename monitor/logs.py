@@ -133,9 +133,12 @@ class _WatchedStreamHandler(logging.StreamHandler[TextIO]):
             _note_write(None)
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
-        self._failed = True
         error = sys.exc_info()[1]
-        _note_write(clean(str(error) or type(error).__name__) if error else "unknown error")
+        if not isinstance(error, OSError):  # a record that cannot be formatted: logging's way
+            super().handleError(record)
+            return
+        self._failed = True
+        _note_write(clean(str(error) or type(error).__name__))
 
 
 def _note_write(error: str | None) -> None:

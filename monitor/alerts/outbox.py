@@ -204,8 +204,9 @@ def _queue_due(db: Database, settings: Settings, now: datetime) -> int:
     """Group the open alerts that are due (new, or past the repeat interval) and queue them. A
     group whose last message went out less than its brand's ``group_interval_minutes`` ago waits
     (its alerts stay due), so that mentions crossing the SLA pass after pass make one message
-    per interval, not one per pass. A service problem is touchpoint's, not a brand's: a channel
-    that several brands share gets one message about it, not one per brand."""
+    per interval, not one per pass; service problems do not wait. A service problem is
+    touchpoint's, not a brand's: a channel that several brands share gets one message about it,
+    not one per brand."""
     groups: dict[tuple[str, str], list[store.StoredAlert]] = {}
     for alert in store.get_alerts(db, states=["open"]):
         repeat = timedelta(hours=settings.brand(alert.brand).alerts.repeat_hours)
@@ -215,8 +216,8 @@ def _queue_due(db: Database, settings: Settings, now: datetime) -> int:
     told: dict[str, set[str]] = {}  # channel -> service problems queued to it in this pass
     queued = 0
     for (brand, kind), alerts in groups.items():
-        if _grouping(db, settings.brand(brand).alerts, brand, kind, now):
-            continue
+        if kind != rules.SERVICE and _grouping(db, settings.brand(brand).alerts, brand, kind, now):
+            continue  # touchpoint's own problems are few, and go out at once
         for channel in channels_of(settings, brand):
             if kind == rules.SERVICE:
                 problems = {str(a.payload.get("problem")) for a in alerts}

@@ -170,7 +170,7 @@ class XCollector(Collector):
             token = None  # a next_token holds for the start_time it came with only
             if pending.get("until_id"):  # a walk from the edge that the page budget cut
                 params["until_id"] = pending["until_id"]
-                lost = pending.get("lost")
+                lost = pending.get("lost") or lost  # the window's edge it began at
             else:
                 newest = None
         seen: int = pending.get("seen", 0) if token or "until_id" in params else 0
