@@ -54,10 +54,12 @@ class MalformedResponse(TransientError):
     """The API answered, but not with what its wire format promises."""
 
 
-def as_object(body: Any) -> dict[str, Any]:
-    """``body`` when it is a JSON object; a :class:`MalformedResponse` otherwise."""
+def as_object(body: Any, what: str = "") -> dict[str, Any]:
+    """``body`` when it is a JSON object; a :class:`MalformedResponse` (its message led by
+    ``what``, when given) otherwise."""
     if not isinstance(body, dict):
-        raise MalformedResponse(f"expected a JSON object, got {type(body).__name__}")
+        lead = f"{what}: " if what else ""
+        raise MalformedResponse(f"{lead}expected a JSON object, got {type(body).__name__}")
     return body
 
 

@@ -47,6 +47,7 @@ from monitor.collectors.base import (
     RetryPolicy,
     Target,
     TransientError,
+    as_object,
     call_with_retries,
     clamp_retry_at,
     next_cursor,
@@ -786,9 +787,7 @@ def _parse(answer: _Answer, nsid: str) -> dict[str, Any]:
             body = json.loads(answer.body)
         except ValueError:
             raise MalformedResponse(f"{nsid}: the body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise MalformedResponse(f"{nsid}: expected a JSON object, got {type(body).__name__}")
-        return body
+        return as_object(body, nsid)
     error, message = _error_of(answer.body)
     what = f"{nsid}: HTTP {answer.status} {error}".rstrip()
     if answer.status == 429:

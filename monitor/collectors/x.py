@@ -144,7 +144,7 @@ class XCollector(Collector):
 
     def resolve_account(self, handle: str) -> str:
         """Return the user id of ``handle``."""
-        body = self._get("get_user", as_object, username=handle, user_fields=USER_FIELDS)
+        body = self._get("get_user", username=handle, user_fields=USER_FIELDS)
         data = body.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             raise CollectorError(f"X has no user @{handle}: {_first_error(body)}")
@@ -281,17 +281,20 @@ class XCollector(Collector):
         return params
 
     def _get(
-        self, method: str, validate: Callable[[Any], dict[str, Any]], **params: Any
+        self,
+        method: str,
+        validate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        **params: Any,
     ) -> dict[str, Any]:
-        """Call the tweepy method and validate its answer, retrying per policy (an answer of the
-        wrong shape included)."""
+        """Call the tweepy method and check its answer (a JSON object, then ``validate``),
+        retrying per policy (an answer of the wrong shape included)."""
         what = f"x {method}"
 
         def once() -> dict[str, Any]:
             answer = _translate_errors(
                 lambda: getattr(self.client, method)(**params), self.api_base
             )
-            return validate(answer)
+            return validate(answer) if validate else answer
 
         return call_with_retries(once, policy=self.policy, what=what, sleep=self._sleep)
 
@@ -431,9 +434,8 @@ def _oldest_id(body: Mapping[str, Any], current: str | None) -> str | None:
     return str(min(ids)) if ids else current
 
 
-def _validate_page(answer: Any) -> dict[str, Any]:
+def _validate_page(body: dict[str, Any]) -> dict[str, Any]:
     """Check a page has the v2 shape before anything of it is stored; return it."""
-    body = as_object(answer)
     data = body.get("data", [])
     if "data" not in body and "meta" not in body:
         if body.get("errors"):
@@ -486,9 +488,7 @@ def _translate_errors(call: Callable[[], Any], api_base: str) -> dict[str, Any]:
         raise TransientError(connection_problem(exc, api_base)) from None
     except ValueError as exc:  # tweepy's int() of a malformed x-rate-limit-reset, for one
         raise MalformedResponse(f"X sent a malformed answer ({exc})") from None
-    if not isinstance(body, dict):
-        raise MalformedResponse(f"expected a JSON object, got {type(body).__name__}")
-    return body
+    return as_object(body)
 
 
 def _api_message(exc: tweepy.HTTPException) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from monitor.collectors.base import MalformedResponse, Target
-from monitor.collectors.x import XCollector, _validate_page
+from monitor.collectors.x import XCollector, _translate_errors, _validate_page
 from monitor.models import StreamKey
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "twitter"
@@ -94,7 +94,6 @@ def test_x_normalize_quote_tweets_keep_conversation(collector: XCollector) -> No
 @pytest.mark.parametrize(
     "page",
     [
-        [],
         {"data": {"id": "1"}},
         {"data": [{"id": 1, "text": "x"}]},
         {"data": [1, 2]},
@@ -102,11 +101,17 @@ def test_x_normalize_quote_tweets_keep_conversation(collector: XCollector) -> No
         {"data": [{"id": "1"}]},
         {"data": [], "meta": []},
     ],
-    ids=["list", "data-object", "int-id", "ints", "no-data-no-meta", "no-text", "meta-list"],
+    ids=["data-object", "int-id", "ints", "no-data-no-meta", "no-text", "meta-list"],
 )
 def test_x_validate_page_refuses_malformed_shapes(page: Any) -> None:
     with pytest.raises(MalformedResponse):
         _validate_page(page)
+
+
+def test_x_an_answer_that_is_no_object_is_malformed() -> None:
+    # checked as tweepy hands the answer over, before any validation of its shape
+    with pytest.raises(MalformedResponse, match="expected a JSON object, got list"):
+        _translate_errors(lambda: [], "http://127.0.0.1:9")
 
 
 def test_x_validate_page_accepts_recorded_pages() -> None:
