@@ -9,7 +9,9 @@ the session (access and refresh JWTs, DID, handle) is kept across runs through
 :meth:`BlueskyCollector.dump_state` / :meth:`~BlueskyCollector.load_state`, and an expired access
 token is renewed with ``com.atproto.server.refreshSession``; only when the refresh token is refused
 too is createSession called again (the PDS allows 30 logins per 5 minutes and 300 a day; a
-login answered 429 is not tried again before its reset, by any stream or run of the collector).
+login answered 429 is not tried again before its reset, by any stream or run of the collector;
+the reset is kept with the session state, so a restart or a cron-run ``touchpoint collect`` waits
+for it too).
 
 Limitation: a config holds one app password (``platforms.bluesky.app_password_env``), so the
 collector logs in as the first brand with a Bluesky account. Every brand's posts and keyword
@@ -231,27 +233,37 @@ class BlueskyCollector(Collector):
     # -- session state kept across runs ----------------------------------------------------------
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Take back a session kept from an earlier run, if it is this account's on this PDS."""
+        """Take back what an earlier run kept, if it is this account's on this PDS: the session,
+        and the reset of a login limit hit (so that no new process logs in before it)."""
+        if state.get("service") != self.api_base:
+            return
+        self._login_limited_until = _kept_login_limit(state, self.identifier)
         try:
             session = Session.from_answer(state)
         except MalformedResponse:
             return
-        same_account = session.handle.lower() == self.identifier or session.did == self.identifier
-        if state.get("service") == self.api_base and same_account:
+        if session.handle.lower() == self.identifier or session.did == self.identifier:
             self._session = session
 
     def dump_state(self) -> dict[str, Any]:
-        """The session to keep ({} when there is none, so a dead one is forgotten)."""
+        """What to keep: the session and a login limit's reset ({} when there is neither, so a
+        dead session is forgotten)."""
+        state: dict[str, Any] = {}
         session = self._session
-        if session is None:
-            return {}
-        return {
-            "service": self.api_base,
-            "did": session.did,
-            "handle": session.handle,
-            "accessJwt": session.access_jwt,
-            "refreshJwt": session.refresh_jwt,
-        }
+        if session is not None:
+            state = {
+                "service": self.api_base,
+                "did": session.did,
+                "handle": session.handle,
+                "accessJwt": session.access_jwt,
+                "refreshJwt": session.refresh_jwt,
+            }
+        until = self._login_limited_until
+        if until is not None and utcnow() < until:
+            state.update(
+                service=self.api_base, login=self.identifier, login_limited_until=iso(until)
+            )
+        return state
 
     # -- fetch (I/O) -----------------------------------------------------------------------------
 
@@ -728,6 +740,17 @@ def _xrpc_time(when: datetime) -> str:
 
 
 # --------------------------------------------------------------------------- answers and errors
+
+
+def _kept_login_limit(state: Mapping[str, Any], identifier: str) -> datetime | None:
+    """The kept reset of a login limit, for this account; a bad or far value counts as none."""
+    if state.get("login") != identifier:
+        return None
+    try:
+        until = parse_iso(str(state["login_limited_until"]))
+    except (KeyError, ValueError):
+        return None
+    return until if until <= utcnow() + MAX_LOGIN_WAIT else None
 
 
 def _with_did(body: dict[str, Any]) -> dict[str, Any]:

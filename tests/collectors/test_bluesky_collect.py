@@ -231,6 +231,51 @@ def test_bluesky_login_limited_for_a_day_is_not_tried_before_its_reset(
         collectors["bluesky"].close()
 
 
+def test_bluesky_login_limit_is_kept_for_the_next_process(
+    sandbox: BlueskySandbox, settings: Settings, db: Database
+) -> None:
+    """A cron-run ``touchpoint collect`` or a restarted daemon builds a new collector each time:
+    the reset of a login 429 is kept with the session state, so none of them logs in before
+    it."""
+    sandbox.add_fault("429", endpoint="createSession", times=10, reset_in=86_400)
+
+    def logins() -> int:
+        return len([r for r in sandbox.requests if r.path.endswith("createSession")])
+
+    (first,) = pipeline.collect(db, settings)  # a new collector each call, loading the state
+    assert first.outcome == "failed" and "rate limited until" in (first.error or "")
+    kept = store.get_collector_state(db, "bluesky")
+    assert kept["login"] == HANDLE and kept["service"] == sandbox.url
+    for hours in (0, 6, 23):
+        with time_machine.travel(utcnow() + timedelta(hours=hours), tick=True):
+            (again,) = pipeline.collect(db, settings)
+        assert again.outcome == "failed" and again.error == first.error
+    assert logins() == 1
+    sandbox.clear_faults()
+    with time_machine.travel(utcnow() + timedelta(hours=24, minutes=1), tick=True):
+        healed = pipeline.collect(db, settings)
+        assert {r.outcome for r in healed} == {"ok"} and logins() == 2
+        state = store.get_collector_state(db, "bluesky")
+    assert set(state) == {"service", "did", "handle", "accessJwt", "refreshJwt"}  # block gone
+
+
+def test_bluesky_kept_login_limit_of_another_account_or_pds_is_ignored(
+    sandbox: BlueskySandbox, settings: Settings, db: Database
+) -> None:
+    until = iso(utcnow() + timedelta(hours=5))
+    for other in (
+        {"service": sandbox.url, "login": "other.bsky.social", "login_limited_until": until},
+        {"service": "https://pds.example", "login": HANDLE, "login_limited_until": until},
+        {"service": sandbox.url, "login": HANDLE, "login_limited_until": "soon"},
+        {"service": sandbox.url, "login": HANDLE, "login_limited_until": "2099-01-01T00:00:00Z"},
+    ):
+        store.set_collector_state(db, "bluesky", other)
+        results = pipeline.collect(db, settings)
+        assert {r.outcome for r in results} == {"ok"}, other
+        store.set_collector_state(db, "bluesky", {})  # log in again next time
+    assert sandbox.create_session_calls == 4
+
+
 def test_bluesky_pagination_goes_on_through_empty_filtered_pages(
     sandbox: BlueskySandbox, configure: CONFIG, db: Database
 ) -> None:
