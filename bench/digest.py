@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dir", type=Path, help="Where the stores go (default: a temporary one).")
     args = parser.parse_args(argv)
+    if args.dir is not None:
+        args.dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         small, small_rows, _, _ = measure(Path(tmp) / "small.db", args.small, args.rounds)
         large, large_rows, _, plan = measure(Path(tmp) / "large.db", args.large, args.rounds)

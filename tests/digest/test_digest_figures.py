@@ -233,6 +233,30 @@ def test_digest_mention_rows_are_shared_with_the_alerts(db: Database) -> None:
     assert rows["x:m3"] == "2026-11-20T12:00:00Z"  # answered through the follow-up
 
 
+def test_digest_mastodon_follow_up_answered_answers_the_mention(db: Database) -> None:
+    """Mastodon statuses carry no conversation id: a follow-up is the same author's reply to
+    their mention, and the brand's answer to it answers the mention. Another person's reply in
+    the thread, answered, does not answer the mention."""
+    Item = fixture.Item
+    thread = (
+        Item("mm3", "mastodon", "mention", "2026-11-20T15:00", author="lee"),
+        Item("mf3", "mastodon", "mention", "2026-11-20T15:10", author="lee", reply_to="mm3"),
+        Item("mr3", "mastodon", "reply", "2026-11-20T16:00", "engaging", reply_to="mf3"),
+        Item("mm4", "mastodon", "mention", "2026-11-20T15:00", author="max"),
+        Item("mo4", "mastodon", "mention", "2026-11-20T15:05", author="ned", reply_to="mm4"),
+        Item("mr4", "mastodon", "reply", "2026-11-20T15:30", "engaging", reply_to="mo4"),
+    )
+    fixture.fill(db, fixture.ITEMS + thread)
+    since = datetime(2026, 11, 19, 23, tzinfo=UTC)
+    alerts = {r[0]: r[6] for r in store.iter_mentions_with_answers(db, "acme", since=since)}
+    until = datetime(2026, 11, 20, 23, tzinfo=UTC)
+    digest = {r[0]: r[6] for r in store.iter_mentions_between(db, "acme", start=since, end=until)}
+    assert digest == alerts
+    assert alerts["mastodon:mm3"] == alerts["mastodon:mf3"] == "2026-11-20T16:00:00Z"
+    assert alerts["mastodon:mo4"] == "2026-11-20T15:30:00Z"
+    assert alerts["mastodon:mm4"] is None
+
+
 def mention_on_the_day(native_id: str, brand: str, *, by: str, text: str) -> Post:
     """An X post of ``by`` mentioning ``brand`` at 10:00 UTC on the fixture's day."""
     return post(
