@@ -94,6 +94,16 @@ BAD = [
         "alerts.breach_after_minutes",
         "shorter",
     ),
+    (
+        "[alerts]\nself_promotion_last_posts = 6\n" + B,
+        "alerts.self_promotion_last_posts",
+        "fewer than self_promotion_min_posts (10)",
+    ),
+    (
+        B + "[brands.alerts]\nself_promotion_last_posts = 4\n",
+        "brands[0].alerts.self_promotion_last_posts",
+        "set self_promotion_min_posts to at most 4",
+    ),
     ('[alerts.channels.x]\ntype = "pager"\n' + B, "alerts.channels.x.type", "not a channel type"),
     ("[alerts.channels.x]\ntype = []\n" + B, "alerts.channels.x.type", "not a channel type"),
     (

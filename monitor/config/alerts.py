@@ -75,6 +75,15 @@ def _parse_policy(
             "is shorter than warn_after_minutes",
             "make the breach later than the warning",
         )
+    last, least = policy.self_promotion_last_posts, policy.self_promotion_min_posts
+    if 0 < last < least:
+        raise v.error(
+            f"{key}.self_promotion_last_posts",
+            f"judges the last {last} posts, fewer than self_promotion_min_posts ({least}): "
+            "the rule would never judge a channel",
+            f"set self_promotion_min_posts to at most {last}, or self_promotion_last_posts to "
+            f"at least {least}",
+        )
     return policy
 
 
