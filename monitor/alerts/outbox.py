@@ -79,7 +79,8 @@ def evaluate(db: Database, settings: Settings, *, now: datetime | None = None) -
     with store.write_transaction(db):
         alerts = _raise_alerts(db, settings, now)
         brands = [b.name for b in settings.brands]
-        opened, resolved = store.sync_alerts(db, alerts, brands=brands, now=now)
+        expired = _aged_out(db, settings, now)
+        opened, resolved = store.sync_alerts(db, alerts, brands=brands, now=now, expired=expired)
         queued = _queue_due(db, settings, now)
     return Evaluation(raised=len(alerts), opened=opened, resolved=resolved, queued=queued)
 
@@ -103,6 +104,32 @@ def _raise_alerts(db: Database, settings: Settings, now: datetime) -> list[Alert
             _labelled(db, brand, now), now=now, policy=brand.alerts
         )
     return alerts
+
+
+def _aged_out(db: Database, settings: Settings, now: datetime) -> set[str]:
+    """The open unanswered-mention alerts whose mention is past the brand's
+    ignore_older_than_days and still unanswered: the rule no longer looks at them, but nobody
+    answered them either, so they close as expired, not resolved."""
+    brands = {b.name: b for b in settings.brands}
+    aged: dict[str, dict[str, str]] = {}  # brand: {mention id: fingerprint}
+    oldest: dict[str, datetime] = {}
+    for alert in store.get_alerts(db, states=["open", "acked"]):
+        brand, created = brands.get(alert.brand), alert.payload.get("created_at")
+        if alert.kind != rules.UNANSWERED or brand is None or not created:
+            continue
+        at = parse_iso(created)
+        if at < now - timedelta(days=brand.alerts.ignore_older_than_days):
+            mention_id = alert.fingerprint.removeprefix(f"{rules.UNANSWERED}:{brand.name}:")
+            aged.setdefault(brand.name, {})[mention_id] = alert.fingerprint
+            oldest[brand.name] = min(at, oldest.get(brand.name, at))
+    expired = set()
+    for name, fingerprints in aged.items():  # rare: only the pass at which they age out
+        rows = store.iter_mentions_with_answers(
+            db, name, since=oldest[name], answered_by=brands[name].answered_by
+        )
+        answered = {r[0] for r in rows if r[6]}
+        expired |= {f for m, f in fingerprints.items() if m not in answered}
+    return expired
 
 
 def _gaps(db: Database, settings: Settings, now: datetime) -> list[rules.Gap]:

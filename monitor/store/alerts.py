@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -135,11 +135,21 @@ def get_alerts(
     return [_stored_alert(r) for r in db.conn.execute(sql, params)]
 
 
+CLOSED = ("resolved", "expired")  # an alert raised again in one of these states reopens
+
+
 def sync_alerts(
-    db: Database, alerts: Sequence[Alert], *, brands: Sequence[str], now: datetime
+    db: Database,
+    alerts: Sequence[Alert],
+    *,
+    brands: Sequence[str],
+    now: datetime,
+    expired: Collection[str] = (),
 ) -> tuple[int, int]:
-    """Record what the rules raised (inside the caller's transaction); resolve what they no
-    longer raise for ``brands``. Return (opened, resolved)."""
+    """Record what the rules raised (inside the caller's transaction); close what they no
+    longer raise for ``brands``: as ``expired`` when its fingerprint is in ``expired`` (the rule
+    stopped looking, e.g. a mention past ignore_older_than_days, still unanswered), else as
+    ``resolved``. Return (opened, closed)."""
     stamp, opened, raised = iso(now), 0, set()
     conn = db.conn
     for alert in alerts:
@@ -149,7 +159,7 @@ def sync_alerts(
         ).fetchone()
         if row is None and alert.held:
             continue
-        if row is None or row[1] == "resolved":
+        if row is None or row[1] in CLOSED:
             opened += 1
         _upsert_alert(conn, alert, row, stamp)
     marks = ",".join("?" * len(brands))
@@ -158,9 +168,13 @@ def sync_alerts(
         f"AND brand IN ({marks})",
         list(brands),
     ).fetchall()
-    gone = [(stamp, stamp, r[0]) for r in open_rows if r[1] not in raised]
+    gone = [
+        ("expired" if r[1] in expired else "resolved", stamp, stamp, r[0])
+        for r in open_rows
+        if r[1] not in raised
+    ]
     conn.executemany(
-        "UPDATE alerts SET state = 'resolved', resolved_at = ?, updated_at = ? WHERE id = ?", gone
+        "UPDATE alerts SET state = ?, resolved_at = ?, updated_at = ? WHERE id = ?", gone
     )
     return opened, len(gone)
 
@@ -191,10 +205,10 @@ def _upsert_alert(
             ),
         )
         return
-    state = "open" if row[1] == "resolved" else row[1]
+    state = "open" if row[1] in CLOSED else row[1]
     escalated = _SEVERITY.get(alert.severity, 0) > _SEVERITY.get(row[2] or "", 0)
     # a reopened or escalated alert is news: it is sent again now, not at the next repeat
-    renotify = row[1] == "resolved" or (escalated and state == "open")
+    renotify = row[1] in CLOSED or (escalated and state == "open")
     conn.execute(
         "UPDATE alerts SET state = ?, severity = ?, title = ?, subject = ?, payload = ?, "
         "updated_at = ?, resolved_at = NULL"

@@ -195,6 +195,30 @@ def test_outbox_unanswered_mention_one_message_per_channel_repeat_and_resolve(ri
     assert [a.state for a in store.get_alerts(rig.db)] == ["resolved"]
 
 
+def test_outbox_a_mention_past_ignore_older_than_days_expires_and_is_not_resolved(
+    rig: Rig,
+) -> None:
+    """The rule stops looking at a mention after ignore_older_than_days (14): its alert closes
+    as expired, never as resolved, since nobody answered; an answered one still resolves."""
+    late, answered = mention(1, minutes_ago=90), mention(2, minutes_ago=90)
+    store.upsert_posts(rig.db, [late, answered])
+    rig.run()
+    assert {a.state for a in store.get_alerts(rig.db)} == {"open"}
+    store.upsert_posts(rig.db, [brand_reply(answered)])
+    evaluation = outbox.evaluate(rig.db, rig.settings, now=utcnow() + timedelta(days=14))
+    assert evaluation.resolved == 2
+    states = {a.fingerprint.split(":", 2)[2]: a.state for a in store.get_alerts(rig.db)}
+    assert states == {late.id: "expired", answered.id: "resolved"}
+    sent = rig.counts()
+    rig.run(at=timedelta(days=15))  # an expired alert is not repeated
+    assert rig.counts() == sent
+    text = rig.config.read_text()
+    rig.configure(text.replace("[alerts]\n", "[alerts]\nignore_older_than_days = 30\n"))
+    rig.run(at=timedelta(days=15))  # looked at again: it reopens and is sent at once
+    assert {a.state for a in store.get_alerts(rig.db, states=["open"])} == {"open"}
+    assert rig.counts() == tuple(n + 1 for n in sent)
+
+
 def test_outbox_waits_between_attempts_grow_and_are_jittered(rig: Rig) -> None:
     """Reliability plan #45: 500 three times, then 200: one message, sent at the 4th attempt;
     each wait is drawn below a ceiling that doubles (full jitter), never the ceiling itself."""
