@@ -246,6 +246,22 @@ def test_backup_refuses_to_replace_a_file_unless_told(db: Database, tmp_path: Pa
     assert count(dest) == 200
 
 
+def test_backup_refuses_the_store_itself_even_with_overwrite(db: Database, tmp_path: Path) -> None:
+    """A copy renamed over the live store would pull it from under a running daemon."""
+    fill(db, 200)
+    live = tmp_path / "store.db"
+    (tmp_path / "link.db").symlink_to(live)
+    before = digest_of(live)
+    runner = CliRunner()
+    for target in ("store.db", "link.db", "store.db-wal", "x/../store.db"):
+        dest = f"{tmp_path}/{target}"
+        refused = runner.invoke(cli, ["--db", str(live), "backup", dest, "--overwrite"])
+        assert refused.exit_code == 1, (target, refused.output)
+        assert "that is the database itself" in refused.output
+    assert digest_of(live) == before and count(live) == 200
+    assert not list(tmp_path.glob(".*partial*"))
+
+
 def test_backup_keep_removes_only_the_oldest_time_named_copies(
     db: Database, tmp_path: Path
 ) -> None:

@@ -67,7 +67,8 @@ def backup(db: Database, dest: Path, *, overwrite: bool = False) -> Backup:
 
     Raises :class:`StoreError` (with the fix) when ``dest`` exists and ``overwrite`` is false,
     or when the copy cannot be written (a folder not writable, a full disk) or fails its check;
-    no partial file is left then."""
+    no partial file is left then; also when ``dest`` is the store itself or one of its files."""
+    _refuse_the_store_itself(db, dest)
     if dest.exists() and not overwrite:
         raise StoreError(
             f"{dest}: a file is already there; nothing was written. Fix: name another file, "
@@ -97,6 +98,22 @@ def backup(db: Database, dest: Path, *, overwrite: bool = False) -> Backup:
     with contextlib.suppress(OSError):  # some filesystems cannot sync a folder
         _flush(folder)  # the rename itself
     return Backup(dest, dest.stat().st_size, posts, partials_removed=removed)
+
+
+def _refuse_the_store_itself(db: Database, dest: Path) -> None:
+    """A copy renamed over the live store (or its -wal, -shm or -journal) would destroy it
+    under every process that has it open."""
+    row = db.conn.execute("PRAGMA database_list").fetchone()
+    if not row or not row[2]:
+        return  # an in-memory store
+    live = Path(row[2]).resolve()
+    target = dest.resolve()
+    own = {live, *(live.with_name(live.name + s) for s in ("-wal", "-shm", "-journal"))}
+    if target in own or (dest.exists() and os.path.samefile(dest, live)):
+        raise StoreError(
+            f"{dest}: that is the database itself (or one of its files); a backup over it "
+            "would destroy it. Fix: name another file, or a folder such as backups/"
+        )
 
 
 def prune(folder: Path, db_path: Path, keep: int) -> tuple[Path, ...]:
