@@ -61,6 +61,18 @@ BAD = [
         "NAME of an environment variable",
     ),
     (
+        '[platforms.x]\nbearer_token_env = "AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0uSeidFake"\n'
+        '[[brands]]\nname="a"\naccounts={x="a"}',
+        "platforms.x.bearer_token_env",
+        "NAME of an environment variable",
+    ),
+    (
+        f'[platforms.mastodon]\naccess_token_env = "{"T_" * 40}"\n[[brands]]\nname="a"\n'
+        'accounts={mastodon="a@m.example"}',
+        "platforms.mastodon.access_token_env",
+        "NAME of an environment variable",
+    ),
+    (
         '[platforms.x]\napi_base = "ftp://x"\n[[brands]]\nname="a"\naccounts={x="a"}',
         "platforms.x.api_base",
         "not an http(s) URL",
@@ -237,3 +249,11 @@ watchdog_channels = ["mail"]
     assert b.alerts.self_promotion_max_share == pytest.approx(1 / 6) and b.alerts.channels == ()
     assert settings.channels["slack"].secret_env == {"webhook_url": "SLACK_URL"}
     assert settings.channels["mail"].options["recipients"] == ("a@example.com",)
+
+
+def test_config_never_repeats_a_token_pasted_as_a_variable_name(tmp_path: Path) -> None:
+    token = "AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0uSeidFakeSecretTokenValue"
+    path = write(tmp_path, f'[platforms.x]\nbearer_token_env = "{token}"\n' + B)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert "not the secret itself" in str(info.value) and token not in str(info.value)

@@ -50,7 +50,7 @@ class _Validator:
 
     def env_name(self, table: Mapping[str, Any], key: str, name: str, *, default: str) -> str:
         value = self.string(table, key, name, default=default)
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) or _looks_like_a_token(value):
             raise self.error(
                 f"{key}.{name}",
                 "must be the NAME of an environment variable, not the secret itself",
@@ -120,3 +120,11 @@ class _Validator:
                 f"write {name} = {default:g}",
             )
         return float(value)
+
+
+def _looks_like_a_token(name: str) -> bool:
+    """A variable name that reads like a pasted token: very long, or upper and lower case mixed
+    with digits (``AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0uSeid``), which no one names a variable.
+    Such a value is never repeated in an error."""
+    mixed = any(c.islower() for c in name) and any(c.isupper() for c in name)
+    return len(name) > 64 or (mixed and any(c.isdigit() for c in name))
