@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from classifiers.model import LABELS, Classifier, Prediction
-from classifiers.persist import ModelLoadError, load
+from classifiers.persist import ModelLoadError, check, load
 
 __all__ = [
     "DEFAULT_MODEL_PATH",
@@ -28,6 +28,7 @@ __all__ = [
     "Classifier",
     "ModelLoadError",
     "Prediction",
+    "check",
     "load",
     "load_default",
 ]

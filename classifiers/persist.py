@@ -178,18 +178,29 @@ def _check_types(path: Path) -> None:
         raise ModelLoadError(f"{path.name} contains types that are not trusted: {unknown}")
 
 
-def load(path: Path, verify: bool = True, accurate: bool = False) -> Classifier:
-    """Load a model saved by :func:`save`; raises :class:`ModelLoadError` if unsafe or changed.
+def check(path: Path) -> None:
+    """What :func:`load` checks before it reads anything: the file is there, its sidecar, every
+    sha256 and the format (no pickle). Quick: nothing is loaded. Raises :class:`ModelLoadError`."""
+    _checked(Path(path), verify=True)
 
-    ``accurate`` adds the mpnet part (:mod:`classifiers.mpnet`; torch is loaded on first use).
-    """
-    path = Path(path)
+
+def _checked(path: Path, verify: bool) -> dict[str, Any]:
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
     side = read_sidecar(path)
     if verify:
         _verify_hashes(path, side)
     _check_format(path)
+    return side
+
+
+def load(path: Path, verify: bool = True, accurate: bool = False) -> Classifier:
+    """Load a model saved by :func:`save`; raises :class:`ModelLoadError` if unsafe or changed.
+
+    ``accurate`` adds the mpnet part (:mod:`classifiers.mpnet`; torch is loaded on first use).
+    """
+    path = Path(path)
+    side = _checked(path, verify)
     _check_types(path)
     try:
         state = _skops().load(path, trusted=list(TRUSTED_TYPES))

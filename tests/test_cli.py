@@ -53,6 +53,37 @@ def test_cli_init_writes_a_config_that_validates(
     assert "heartbeat: off" in ok.stdout
 
 
+def test_check_config_checks_a_retrained_model_the_config_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import classifiers
+    from classifiers.persist import sidecar_path
+
+    assert run("init").exit_code == 0
+    monkeypatch.setenv("X_BEARER_TOKEN", "t0ken-value")
+    config = tmp_path / "touchpoint.toml"
+    text = config.read_text()
+    config.write_text(text.replace('model_path = ""', 'model_path = "nope.skops"'))
+    missing = run("check-config")
+    line = one_error_line(missing)
+    assert missing.exit_code == 1 and "classifier.model_path: model file not found" in line
+    assert "Fix: " in line
+    shipped = classifiers.DEFAULT_MODEL_PATH
+    copy = tmp_path / "mine.skops"
+    shutil.copy(shipped, copy)
+    shutil.copy(sidecar_path(shipped), sidecar_path(copy))
+    config.write_text(text.replace('model_path = ""', 'model_path = "mine.skops"'))
+    side = json.loads(sidecar_path(copy).read_text())
+    side["files"] = {copy.name: side["files"][shipped.name]}  # the linear part alone
+    sidecar_path(copy).write_text(json.dumps(side))
+    assert run("check-config").exit_code == 0
+    copy.write_bytes(copy.read_bytes() + b"tampered")
+    changed = run("check-config")
+    assert changed.exit_code == 1 and "sha256 mismatch" in one_error_line(changed)
+
+
 def test_check_config_checks_the_heartbeat_url_and_says_where_it_goes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

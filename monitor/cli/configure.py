@@ -38,7 +38,8 @@ def init(app: AppContext, path: Path | None, force: bool) -> None:
 @cli.command("check-config")
 @pass_app
 def check_config(app: AppContext) -> None:
-    """Validate the config file and the secrets it names; exit 1 with the fix if wrong.
+    """Validate the config file, the secrets it names and the retrained model it points at (a
+    [classifier] model_path: there, unchanged, no pickle); exit 1 with the fix if wrong.
 
     Prints the brands, the platforms in use, the database, who gets which brand's daily digest
     (a brand's own digest_recipients, else [digest] recipients) and where the daemon's
@@ -55,6 +56,7 @@ def check_config(app: AppContext) -> None:
         heartbeat = check_heartbeat(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    _check_model(settings)
     brands = ", ".join(b.name for b in settings.brands)
     click.echo(
         f"{settings.source}: ok. Brands: {brands}; platforms: "
@@ -65,6 +67,21 @@ def check_config(app: AppContext) -> None:
     warning = store.sqlite_version_warning()
     if warning:
         click.echo(f"note: {warning}; do not run a backfill while the daemon writes", err=True)
+
+
+def _check_model(settings: Settings) -> None:
+    """A retrained model the config names is there, unchanged and no pickle (not loaded)."""
+    if settings.model_path is None:
+        return
+    import classifiers
+
+    try:
+        classifiers.check(settings.model_path)
+    except classifiers.ModelLoadError as exc:
+        raise click.ClickException(
+            f"{settings.source}: classifier.model_path: {exc}. Fix: point it at a model "
+            "`touchpoint train` wrote, or remove the line to use the shipped model"
+        ) from None
 
 
 def _heartbeat_line(heartbeat: Heartbeat | None) -> str:
