@@ -157,7 +157,8 @@ def sandbox(port: int, write_config: Path | None, seed: int, days: float) -> Non
 
     \b
     Example:
-        touchpoint sandbox --write-config sandbox.toml &
+        touchpoint sandbox --write-config sandbox.toml > sandbox.txt &
+        sleep 3; eval "$(grep ^export sandbox.txt)"
         touchpoint --config sandbox.toml collect
     """
     database = write_config.with_suffix(".db") if write_config else None
