@@ -76,6 +76,43 @@ def test_backfill_interrupted_resumes_and_stores_the_window_once(
     assert store.get_cursor(db, results[0].key).position is None
 
 
+def test_backfill_cli_without_until_resumes_the_unfinished_window(
+    sandbox: XSandbox, write_config: Callable[..., Path], db: Database, tmp_path: Path
+) -> None:
+    """The help's promise: killed half-way, the same command goes on. Without --until each run
+    would be a new window ending now, walking from the top again."""
+    config = write_config(sandbox.url, extra="page_size = 10\n")
+    settings = load_settings(config)
+    first_end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+
+    def stop_after_two(result: RunResult, posts: Sequence[Post]) -> None:
+        if result.pages == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):  # the first `backfill --since SINCE --stream posts`
+        pipeline.collect(
+            db,
+            settings,
+            pipeline.Selection(stream="posts"),
+            backfill=(SINCE, first_end),
+            on_page=stop_after_two,
+        )
+    seen = len(sandbox.requests)
+    since = SINCE.strftime("%Y-%m-%dT%H:%M")
+    args = ["--config", str(config), "--db", str(tmp_path / "store.db")]
+    args += ["backfill", "--since", since, "--stream", "posts"]
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert "resuming the unfinished window" in again.stderr
+    assert "pagination_token" in sandbox.requests[seen].query  # on from where it stopped
+    ids = all_ids(db)
+    assert len(ids) == len(set(ids))
+    assert not [s for s in store.get_stream_status(db) if s.cursor_updated_at]  # window done
+    # a finished window is not resumed: the next run is a new one
+    third = CliRunner().invoke(cli, args)
+    assert third.exit_code == 0 and "resuming" not in third.stderr
+
+
 def test_backfill_cli_shows_progress_and_what_the_api_cannot_reach(
     sandbox: XSandbox, write_config: Callable[..., Path]
 ) -> None:

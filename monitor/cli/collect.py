@@ -110,8 +110,10 @@ def backfill(
 ) -> None:
     """Collect history between --since and --until, page by page, resumable.
 
-    Killed half-way, the same command goes on where it stopped. X reaches back 7 days for keyword
-    search and 3,200 posts for a timeline; older items cannot be had.
+    Killed half-way, the same command goes on where it stopped: without --until, it takes back
+    the end of the unfinished window that starts at the same --since (give --until for a new
+    window). X reaches back 7 days for keyword search and 3,200 posts for a timeline; older
+    items cannot be had.
 
     \b
     Example:
@@ -128,6 +130,17 @@ def backfill(
     settings = app.settings()
     _check_selection(settings, brand, platform)
     db = app.open(app.db_override or settings.db_path)
+    if until is None:
+        unfinished = store.unfinished_backfill_end(
+            db, start, brand=brand, platform=platform, stream=stream
+        )
+        if unfinished is not None:
+            end = unfinished
+            click.echo(
+                f"note: resuming the unfinished window {iso(start)} .. {iso(end)}; give --until "
+                "for a new one",
+                err=True,
+            )
     for name in settings.platforms_in_use():
         if platform in (None, name):
             for note in collector_class(name).backfill_reach(start, utcnow()):

@@ -135,6 +135,7 @@ from monitor.store.streams import (
     record_run,
     set_account_id,
     set_collector_state,
+    unfinished_backfill_end,
 )
 
 __all__ = [
@@ -173,6 +174,7 @@ __all__ = [
     "count_labels",
     "count_posts",
     "delete_cursor",
+    "unfinished_backfill_end",
     "explain",
     "extend_claims",
     "get_account_id",
