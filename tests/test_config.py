@@ -61,7 +61,7 @@ BAD = [
         "NAME of an environment variable",
     ),
     (
-        '[platforms.x]\nbearer_token_env = "AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0uSeidFake"\n'
+        '[platforms.x]\nbearer_token_env = "NotARealToken0123456789xyzQW"\n'
         '[[brands]]\nname="a"\naccounts={x="a"}',
         "platforms.x.bearer_token_env",
         "NAME of an environment variable",
@@ -252,7 +252,7 @@ watchdog_channels = ["mail"]
 
 
 def test_config_never_repeats_a_token_pasted_as_a_variable_name(tmp_path: Path) -> None:
-    token = "AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0uSeidFakeSecretTokenValue"
+    token = "PastedTokenNotReal0123456789abcdefXYZ"
     path = write(tmp_path, f'[platforms.x]\nbearer_token_env = "{token}"\n' + B)
     with pytest.raises(ConfigError) as info:
         load_settings(path)

@@ -124,7 +124,7 @@ class _Validator:
 
 def _looks_like_a_token(name: str) -> bool:
     """A variable name that reads like a pasted token: very long, or upper and lower case mixed
-    with digits (``AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0uSeid``), which no one names a variable.
+    with digits (``PastedToken0123abc``), which no one names a variable.
     Such a value is never repeated in an error."""
     mixed = any(c.islower() for c in name) and any(c.isupper() for c in name)
     return len(name) > 64 or (mixed and any(c.isdigit() for c in name))
