@@ -6,6 +6,7 @@ Classification and alerts hook in here as they arrive. A failure of one stream i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +28,7 @@ from monitor.collectors.base import (
 )
 from monitor.config import BrandSettings, ConfigError, Settings
 from monitor.logs import clean
-from monitor.models import Outcome, Post, RunResult, StreamKey, iso, utcnow
+from monitor.models import Outcome, Post, RunResult, StreamKey, iso, parse_iso, utcnow
 
 if TYPE_CHECKING:  # scikit-learn and the model are imported only by the steps that classify
     import classifiers
@@ -52,6 +53,9 @@ class Stop:
 
 StopCheck = Callable[[], Stop | None]
 """Asked between pages: why to stop the walk early (a deadline, a shutdown), or None."""
+
+
+BACKFILL = "backfill-"  # a backfill's streams: backfill-posts, with its window in the query
 
 
 @dataclass(frozen=True)
@@ -304,10 +308,34 @@ def _run_target(db: Database, collector: Collector, target: Target, hooks: _Hook
 def _backfill_target(target: Target, since: datetime, until: datetime) -> Target:
     key = replace(
         target.key,
-        stream=f"backfill-{target.key.stream}",
+        stream=f"{BACKFILL}{target.key.stream}",
         query=f"{target.query} [{iso(since)}..{iso(until)}]".strip(),
     )
     return replace(target, key=key, since=since, until=until, max_pages=None)
+
+
+def unfinished_backfill_end(
+    db: Database, since: datetime, selection: Selection = Selection()
+) -> datetime | None:
+    """The end of the latest backfill window starting at ``since`` that was not walked to its
+    end (a finished window's cursor is deleted), among the selected streams; None if none."""
+    opening = f"[{iso(since)}.."  # the window ends the query, as _backfill_target writes it
+    ends = []
+    for s in store.get_stream_status(db):
+        key = s.key
+        if (
+            s.cursor_updated_at is None
+            or not key.stream.startswith(BACKFILL)
+            or selection.brand not in (None, key.brand)
+            or selection.platform not in (None, key.platform)
+            or selection.stream not in (None, key.stream.removeprefix(BACKFILL))
+        ):
+            continue
+        _, found, rest = key.query.rpartition(opening)
+        if found and rest.endswith("]"):
+            with contextlib.suppress(ValueError):
+                ends.append(parse_iso(rest[:-1]))
+    return max(ends, default=None)
 
 
 def classify_pending(

@@ -119,8 +119,8 @@ def _aged_out(db: Database, settings: Settings, now: datetime) -> set[str]:
             continue
         at = parse_iso(created)
         if at < now - timedelta(days=brand.alerts.ignore_older_than_days):
-            mention_id = alert.fingerprint.removeprefix(f"{rules.UNANSWERED}:{brand.name}:")
-            aged.setdefault(brand.name, {})[mention_id] = alert.fingerprint
+            for mention_id in alert.subject:
+                aged.setdefault(brand.name, {})[mention_id] = alert.fingerprint
             oldest[brand.name] = min(at, oldest.get(brand.name, at))
     expired = set()
     for name, fingerprints in aged.items():  # rare: only the pass at which they age out

@@ -130,10 +130,9 @@ def backfill(
     settings = app.settings()
     _check_selection(settings, brand, platform)
     db = app.open(app.db_override or settings.db_path)
+    selection = pipeline.Selection(brand, platform, stream)
     if until is None:
-        unfinished = store.unfinished_backfill_end(
-            db, start, brand=brand, platform=platform, stream=stream
-        )
+        unfinished = pipeline.unfinished_backfill_end(db, start, selection)
         if unfinished is not None:
             end = unfinished
             click.echo(
@@ -149,7 +148,7 @@ def backfill(
         results = pipeline.collect(
             db,
             settings,
-            pipeline.Selection(brand, platform, stream),
+            selection,
             backfill=(start, end),
             on_page=on_page,
         )

@@ -135,7 +135,6 @@ from monitor.store.streams import (
     record_run,
     set_account_id,
     set_collector_state,
-    unfinished_backfill_end,
 )
 
 __all__ = [
@@ -174,7 +173,6 @@ __all__ = [
     "count_labels",
     "count_posts",
     "delete_cursor",
-    "unfinished_backfill_end",
     "explain",
     "extend_claims",
     "get_account_id",

@@ -95,11 +95,12 @@ class StoredAlert:
     created_at: str
     last_notified_at: str | None
     payload: dict[str, Any]
+    subject: tuple[str, ...] = ()  # the ids it is about (an unanswered mention: the mention's)
 
 
 _ALERT_COLUMNS = (
     "id, fingerprint, kind, brand, platform, severity, title, state, created_at, "
-    "last_notified_at, payload"
+    "last_notified_at, payload, subject"
 )
 
 
@@ -116,6 +117,7 @@ def _stored_alert(row: Sequence[Any]) -> StoredAlert:
         created_at=row[8],
         last_notified_at=row[9],
         payload=json.loads(row[10] or "{}"),
+        subject=tuple(json.loads(row[11] or "[]")),
     )
 
 

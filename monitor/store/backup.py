@@ -25,7 +25,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from monitor.store.db import StoreError
+from monitor.store.db import StoreError, _file_of
 
 PARTIAL_SUFFIX = ".touchpoint-partial"
 _STAMP = "%Y%m%dT%H%M%SZ"
@@ -103,10 +103,10 @@ def backup(db: Database, dest: Path, *, overwrite: bool = False) -> Backup:
 def _refuse_the_store_itself(db: Database, dest: Path) -> None:
     """A copy renamed over the live store (or its -wal, -shm or -journal) would destroy it
     under every process that has it open."""
-    row = db.conn.execute("PRAGMA database_list").fetchone()
-    if not row or not row[2]:
+    file = _file_of(db.conn)
+    if file in (":memory:", "the store"):
         return  # an in-memory store
-    live = Path(row[2]).resolve()
+    live = Path(file).resolve()
     target = dest.resolve()
     own = {live, *(live.with_name(live.name + s) for s in ("-wal", "-shm", "-journal"))}
     if target in own or (dest.exists() and os.path.samefile(dest, live)):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,38 +48,6 @@ def _set_cursor(conn: sqlite3.Connection, key: StreamKey, cursor: Cursor, now: d
             iso(now),
         ),
     )
-
-
-_WINDOW = re.compile(r"\[(\S+)\.\.(\S+)\]$")  # the end of a backfill's query: [since..until]
-
-
-def unfinished_backfill_end(
-    db: Database,
-    since: datetime,
-    *,
-    brand: str | None = None,
-    platform: str | None = None,
-    stream: str | None = None,
-) -> datetime | None:
-    """The end of the latest backfill window starting at ``since`` that has not been walked to
-    its end (a finished window's cursor is deleted), among the streams selected; None if none."""
-    ends = []
-    rows = db.conn.execute(
-        "SELECT brand, platform, stream, query FROM cursors WHERE stream LIKE 'backfill-%'"
-    )
-    for row_brand, row_platform, row_stream, query in rows:
-        window = _WINDOW.search(query)
-        if (
-            window is None
-            or window[1] != iso(since)
-            or brand not in (None, row_brand)
-            or platform not in (None, row_platform)
-            or stream not in (None, row_stream.removeprefix("backfill-"))
-        ):
-            continue
-        with contextlib.suppress(ValueError):
-            ends.append(parse_iso(window[2]))
-    return max(ends, default=None)
 
 
 def delete_cursor(db: Database, key: StreamKey) -> None:
