@@ -231,6 +231,8 @@ def scans(db: Database, brand: str, day: date) -> list[str]:
         "digest activity": (store.DIGEST_ACTIVITY_SQL, (brand, start, end)),
         "digest mentions": (store.DIGEST_MENTIONS_SQL, (brand, brand, start, end)),
         "last activity": (store.DIGEST_LAST_ACTIVITY_SQL, (brand, "x", "post", end)),
+        "last good run": (store.DIGEST_LAST_OK_SQL, (brand, "x", "mentions")),
+        "last run": (store.DIGEST_LAST_RUN_SQL, (brand, "x", "mentions")),
     }
     lines = []
     for name, (sql, params) in queries.items():

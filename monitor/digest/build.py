@@ -14,7 +14,10 @@ For one brand and one period (a day in the brand's time zone), per channel (plat
 * **consistency**: a channel gone silent, or whose content mix or posting cadence over the last
   ``WINDOW_DAYS`` departs sharply from each of the brand's other channels, is named with why;
 * the **change** against the previous period of the same length, judged the same way (its mentions
-  count as answered by ``as_of`` minus one period, so both days had the same time to be answered).
+  count as answered by ``as_of`` minus one period, so both days had the same time to be answered);
+* **collection**: a configured channel whose posts or mentions were not collected up to the end of
+  the period (its runs failed, were refused, or did not run) is named with since when and why, so
+  that no figure of it reads as an all-clear.
 """
 
 from __future__ import annotations
@@ -37,6 +40,15 @@ CADENCE_FACTOR = 3.0  # posts, this many times more (or fewer) than on each othe
 MIN_MIX_POSTS = 5  # labelled broadcasts a mix is judged from
 MAX_UNANSWERED = 5  # per channel
 MAX_UNANSWERED_BRAND = 10
+COLLECTED_STREAMS = ("posts", "mentions")  # the streams the figures come from
+ACCOUNT_STREAM = "account"  # where a run that failed before any stream is recorded
+IN_FLIGHT = timedelta(hours=1)  # a period not over yet needs collecting up to this long ago
+WHY = {
+    "auth_failed": "the platform refused the credentials",
+    "failed": "the last run failed",
+    "deferred": "rate limited",
+    "interrupted": "the last run was stopped before it finished",
+}
 
 
 @dataclass(frozen=True)
@@ -166,6 +178,16 @@ class Change:
 
 
 @dataclass(frozen=True)
+class StreamRuns:
+    """What one stream's runs say: when its latest successful run began, and when its latest run
+    began and how it went (None: no run)."""
+
+    last_ok: datetime | None = None
+    last_run: datetime | None = None
+    outcome: str | None = None
+
+
+@dataclass(frozen=True)
 class ChannelDigest:
     """One channel of a brand: its figures, how it compares, what waits for an answer."""
 
@@ -181,6 +203,18 @@ class ChannelDigest:
     unanswered: tuple[MentionRow, ...]  # the oldest, at most MAX_UNANSWERED
     unanswered_total: int
     changes: tuple[Change, ...] = ()
+    uncollected: tuple[str, ...] = ()  # the streams not collected up to the period's end
+    collection: tuple[str, ...] = ()  # since when and why they were not
+
+    @property
+    def posts_collected(self) -> bool:
+        """Whether the brand's posts here were collected up to the period's end."""
+        return "posts" not in self.uncollected
+
+    @property
+    def mentions_collected(self) -> bool:
+        """Whether the mentions here were collected up to the period's end."""
+        return "mentions" not in self.uncollected
 
     def change(self, metric: str) -> Change:
         """The change of one figure against the previous period."""
@@ -212,9 +246,29 @@ class BrandDigest:
         return self.alive >= self.min_alive
 
     @property
+    def unjudged(self) -> int:
+        """Channels not alive whose posts were not collected: they may be alive after all."""
+        return sum(1 for c in self.channels if not c.alive and not c.posts_collected)
+
+    @property
+    def too_few_touchpoints(self) -> bool:
+        """Fewer than ``min_alive`` channels alive, even were every unjudged one alive."""
+        return self.alive + self.unjudged < self.min_alive
+
+    @property
     def inconsistent(self) -> tuple[ChannelDigest, ...]:
         """The channels named as inconsistent, with their reasons in ``notes``."""
         return tuple(c for c in self.channels if c.notes)
+
+    @property
+    def incomplete(self) -> tuple[ChannelDigest, ...]:
+        """The channels not collected up to the period's end, with why in ``collection``."""
+        return tuple(c for c in self.channels if c.uncollected)
+
+    @property
+    def mentions_collected(self) -> bool:
+        """Whether every channel's mentions were collected up to the period's end."""
+        return all(c.mentions_collected for c in self.channels)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -290,6 +344,7 @@ def build_digest(
     activity: Sequence[ActivityRow],
     mentions: Sequence[MentionRow],
     last_activity: Mapping[str, datetime | None],
+    runs: Mapping[tuple[str, str], StreamRuns],
 ) -> BrandDigest:
     """Build a brand's digest for ``period``.
 
@@ -298,6 +353,8 @@ def build_digest(
     :param activity: the brand's posts and replies from ``WINDOW_DAYS`` before ``period.end``.
     :param mentions: the mentions of ``period`` and of the one before it.
     :param last_activity: per platform, the brand's last post or reply before ``period.end``.
+    :param runs: per (platform, stream) of ``platforms``, for ``COLLECTED_STREAMS`` and
+        ``ACCOUNT_STREAM``, what its runs say (a stream left out never ran).
     """
     previous = period.previous()
     earlier = as_of - period.length
@@ -313,6 +370,11 @@ def build_digest(
         before = build_figures(own, heard, period=previous, as_of=earlier)
         waiting = unanswered(heard, period=period, as_of=as_of)
         last = last_activity.get(platform)
+        uncollected, collection = (
+            judge_collection(platform, runs, needed=collected_by(period, as_of), zone=timezone)
+            if platform in platforms
+            else ((), ())  # no longer configured: not collected on purpose
+        )
         parts.append(
             ChannelDigest(
                 platform=platform,
@@ -328,6 +390,8 @@ def build_digest(
                 unanswered=tuple(waiting[:MAX_UNANSWERED]),
                 unanswered_total=len(waiting),
                 changes=build_changes(current, before),
+                uncollected=uncollected,
+                collection=collection,
             )
         )
     judged = judge_consistency(parts, period_end=period.end)
@@ -350,6 +414,52 @@ def build_digest(
         unanswered=tuple(waiting[:MAX_UNANSWERED_BRAND]),
         unanswered_total=len(waiting),
     )
+
+
+def collected_by(period: Period, as_of: datetime) -> datetime:
+    """How far the streams must have been collected for ``period``'s figures to be whole: to its
+    end, or for a period not over by ``as_of``, to ``IN_FLIGHT`` before ``as_of``."""
+    return min(period.end, as_of - IN_FLIGHT)
+
+
+def judge_collection(
+    platform: str,
+    runs: Mapping[tuple[str, str], StreamRuns],
+    *,
+    needed: datetime,
+    zone: str,
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The channel's streams not collected up to ``needed``, and a note per reason: since when
+    (local time in ``zone``) and why, by the latest run of the stream or of the account."""
+    account = runs.get((platform, ACCOUNT_STREAM), StreamRuns())
+    behind: dict[str, list[str]] = {}
+    for stream in COLLECTED_STREAMS:
+        own = runs.get((platform, stream), StreamRuns())
+        if own.last_ok is not None and own.last_ok >= needed:
+            continue
+        behind.setdefault(_not_collected(own, account, zone), []).append(stream)
+    streams = tuple(s for names in behind.values() for s in names)
+    notes = tuple(f"{' and '.join(names)} {why}" for why, names in behind.items())
+    return streams, notes
+
+
+def _not_collected(own: StreamRuns, account: StreamRuns, zone: str) -> str:
+    """Since when and why a stream was not collected, e.g. "not collected since 2026-11-20 15:55:
+    the platform refused the credentials"."""
+    latest = max(
+        (r for r in (own, account) if r.last_run is not None),
+        key=lambda r: r.last_run or datetime.min.replace(tzinfo=UTC),
+        default=StreamRuns(),
+    )
+    since = "never collected"
+    if own.last_ok is not None:
+        since = f"not collected since {own.last_ok.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M}"
+    why = WHY.get(latest.outcome or "")
+    if why:
+        return f"{since}: {why}"
+    if latest.last_run is None:
+        return f"{since}: no collection has run"
+    return f"{since}: no run since (is `touchpoint run` running?)"
 
 
 def _seconds(span: timedelta | None) -> float | None:
@@ -378,15 +488,18 @@ def judge_consistency(
 ) -> list[ChannelDigest]:
     """Return the channels with ``notes`` saying why each departs from the others, if it does.
 
-    A silent channel is named as such. A living channel departs when its posting cadence, or its
-    content mix, is far from that of every other living channel: at least ``CADENCE_FACTOR``
-    times more (or fewer) posts than each, or a mix at a total variation distance of at least
-    ``MIX_DEPARTURE`` from each. It takes two others to tell which channel is the odd one out.
+    A silent channel is named as such (one whose posts were not collected is not judged silent).
+    A living channel departs when its posting cadence, or its content mix, is far from that of
+    every other living channel: at least ``CADENCE_FACTOR`` times more (or fewer) posts than each,
+    or a mix at a total variation distance of at least ``MIX_DEPARTURE`` from each. It takes two
+    others to tell which channel is the odd one out.
     """
     alive = [c for c in channels if c.alive]
     judged = []
     for channel in channels:
-        if not channel.alive:
+        if not channel.alive and not channel.posts_collected:
+            notes = ["silence not judged: the brand's posts here were not collected"]
+        elif not channel.alive:
             notes = [_silence(channel, period_end)]
         else:
             others = [c for c in alive if c.platform != channel.platform]

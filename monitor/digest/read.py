@@ -9,7 +9,16 @@ from sqlite_utils import Database
 from monitor import store
 from monitor.alerts.rules import MentionRow
 from monitor.config import BrandSettings
-from monitor.digest.build import WINDOW_DAYS, ActivityRow, BrandDigest, Period, build_digest
+from monitor.digest.build import (
+    ACCOUNT_STREAM,
+    COLLECTED_STREAMS,
+    WINDOW_DAYS,
+    ActivityRow,
+    BrandDigest,
+    Period,
+    StreamRuns,
+    build_digest,
+)
 from monitor.models import parse_iso
 
 
@@ -56,4 +65,20 @@ def read_digest(
         activity=activity,
         mentions=mentions,
         last_activity={p: parse_iso(s) if s else None for p, s in last.items()},
+        runs=_runs(db, brand),
     )
+
+
+def _runs(db: Database, brand: BrandSettings) -> dict[tuple[str, str], StreamRuns]:
+    """What the runs of the brand's configured channels say of how far they were collected."""
+    found = store.get_collection_runs(
+        db, brand.name, brand.accounts, (*COLLECTED_STREAMS, ACCOUNT_STREAM)
+    )
+    return {
+        key: StreamRuns(
+            last_ok=parse_iso(ok) if ok else None,
+            last_run=parse_iso(last) if last else None,
+            outcome=outcome,
+        )
+        for key, (ok, last, outcome) in found.items()
+    }

@@ -174,8 +174,11 @@ def render_text(digest: BrandDigest) -> str:
 
 def subject(digest: BrandDigest) -> str:
     """The email subject: one clean line."""
-    alive = "" if digest.enough_touchpoints else f", only {digest.alive} channels alive"
+    missing = ", ".join(c.platform for c in digest.incomplete)
+    incomplete = f", collection incomplete on {missing}" if missing else ""
+    alive = f", only {digest.alive} channels alive" if digest.too_few_touchpoints else ""
     waiting = f", {digest.unanswered_total} unanswered" if digest.unanswered_total else ""
     return clean_line(
-        f"[touchpoint] {digest.brand} digest for {digest.period.label}{waiting}{alive}", 160
+        f"[touchpoint] {digest.brand} digest for {digest.period.label}{incomplete}{waiting}{alive}",
+        160,
     )

@@ -32,6 +32,15 @@ DIGEST_LAST_ACTIVITY_SQL = (
     "SELECT max(created_at) FROM post_brands "
     "WHERE brand = ? AND platform = ? AND kind = ? AND created_at < ?"
 )
+# how far a stream was collected: its latest successful run, and its latest run of any outcome
+# (a skip, while a rate limit lasts, is not a run); both walk its runs back from the newest
+_LAST_RUN_SQL = (
+    "SELECT started_at, outcome FROM runs "
+    "WHERE brand = ? AND platform = ? AND stream = ? AND query = '' AND outcome {} "
+    "ORDER BY id DESC LIMIT 1"
+)
+DIGEST_LAST_OK_SQL = _LAST_RUN_SQL.format("= 'ok'")
+DIGEST_LAST_RUN_SQL = _LAST_RUN_SQL.format("!= 'skipped'")
 
 
 def iter_brand_activity(
@@ -69,6 +78,25 @@ def get_last_activity(
             for k in ("post", "reply")
         ]
         found[platform] = max((s for s in stamps if s), default=None)
+    return found
+
+
+def get_collection_runs(
+    db: Database, brand: str, platforms: Iterable[str], streams: Iterable[str]
+) -> dict[tuple[str, str], tuple[str | None, str | None, str | None]]:
+    """Return, per (platform, stream) of the brand, when its latest successful run began, and
+    when its latest run began and how it went (None each when there is none)."""
+    found: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
+    for platform in platforms:
+        for stream in streams:
+            params = (brand, platform, stream)
+            ok = db.conn.execute(DIGEST_LAST_OK_SQL, params).fetchone()
+            last = db.conn.execute(DIGEST_LAST_RUN_SQL, params).fetchone()
+            found[platform, stream] = (
+                ok[0] if ok else None,
+                last[0] if last else None,
+                last[1] if last else None,
+            )
     return found
 
 

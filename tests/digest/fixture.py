@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sqlite_utils import Database
 
 from monitor import store
 from monitor.config import Settings, parse_settings
-from monitor.models import Kind, Post
+from monitor.models import Kind, Post, RunResult, StreamKey
 
 BRAND = "acme"
 TIMEZONE = "Europe/Berlin"
 DAY = date(2026, 11, 20)
 AS_OF = datetime(2026, 11, 21, 7, 0, tzinfo=UTC)  # 08:00 in Berlin
+COLLECTED_AT = AS_OF - timedelta(minutes=5)  # every stream's last successful run began then
 PLATFORMS = ("x", "mastodon", "reddit", "bluesky")
 TEMPLATE_SYNTAX = "{{ 7*7 }}{% raw %}{# x #}"  # shown as typed: post text is never a template
 HOSTILE = (
@@ -129,8 +130,13 @@ def _post(item: Item) -> Post:
     )
 
 
-def fill(db: Database, items: Sequence[Item] = ITEMS) -> None:
-    """Store ``items`` and their labels."""
+def fill(
+    db: Database, items: Sequence[Item] = ITEMS, collected_at: datetime | None = COLLECTED_AT
+) -> None:
+    """Store ``items`` and their labels, and a successful run of each of the brand's posts and
+    mentions streams at ``collected_at`` (None: no run)."""
+    if collected_at is not None:
+        collected(db, BRAND, PLATFORMS, collected_at)
     store.upsert_posts(db, [_post(i) for i in items])
     store.upsert_labels(
         db,
@@ -140,6 +146,13 @@ def fill(db: Database, items: Sequence[Item] = ITEMS) -> None:
             if i.label
         ],
     )
+
+
+def collected(db: Database, brand: str, platforms: Sequence[str], at: datetime) -> None:
+    """Record a successful run of the brand's posts and mentions on each platform at ``at``."""
+    for platform in platforms:
+        for stream in ("posts", "mentions"):
+            store.record_run(db, RunResult(StreamKey(brand, platform, stream), at))
 
 
 def config_text(extra: str = "") -> str:

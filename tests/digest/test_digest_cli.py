@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from monitor import store
 from monitor.cli import cli
+from monitor.config import load_settings
 from monitor.models import utcnow
 from monitor.sandbox import fleet
 from tests.alerts.servers import Sink, free_port
@@ -145,3 +146,35 @@ def test_digest_demo_prints_the_digest_path(
     assert 'id="mix-chart"' in html and 'id="unanswered"' in html
     assert "mentions received" in html
     assert page.with_suffix(".txt").exists()
+    assert "COLLECTION INCOMPLETE" not in page.with_suffix(".txt").read_text(encoding="utf-8")
+
+
+def test_digest_cli_after_refused_credentials_says_nothing_was_collected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every platform refuses the credentials: the digest must not read as a quiet day with every
+    mention answered and every channel silent."""
+    for name, value in fleet.environment().items():
+        monkeypatch.setenv(name, f"wrong{value}")
+    end = utcnow()
+    config = tmp_path / "touchpoint.toml"
+    with fleet.running(seed=7, start=end - timedelta(hours=6), end=end) as servers:
+        config.write_text(
+            fleet.config_text({p: s.url for p, s in servers.items()}), encoding="utf-8"
+        )
+        collected = run("--config", str(config), "collect")
+    assert collected.exit_code == 1, collected.output
+    zone = load_settings(config).brands[0].timezone
+    today = utcnow().astimezone(ZoneInfo(zone)).date().isoformat()
+    result = run("--config", str(config), "digest", "--date", today)
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "COLLECTION INCOMPLETE" in text
+    for platform in fleet.PLATFORMS:
+        assert (
+            f"  {platform}: posts and mentions never collected: the platform refused the "
+            "credentials" in text
+        ), text
+    assert "every mention of the day was answered" not in text
+    assert "silent" not in text
+    assert "None among the mentions collected" in text

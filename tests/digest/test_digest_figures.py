@@ -15,6 +15,7 @@ from monitor.digest.build import (
     ActivityRow,
     ChannelDigest,
     Mix,
+    StreamRuns,
     build_digest,
     percentile,
     window_period,
@@ -183,6 +184,11 @@ def test_digest_content_mix_departure_names_the_channel() -> None:
         last_activity=dict.fromkeys(
             ["x", "mastodon", "reddit"], datetime(2026, 11, 19, 12, tzinfo=UTC)
         ),
+        runs={
+            (p, s): StreamRuns(last_ok=period.end)
+            for p in ("x", "mastodon", "reddit")
+            for s in ("posts", "mentions")
+        },
     )
     notes = {c.platform: c.notes for c in digest.channels}
     # x: 8 of 10 sell; the others none: x is far from each, they are alike
@@ -215,6 +221,8 @@ def test_digest_store_queries_search_indexes(db: Database) -> None:
         (store.DIGEST_ACTIVITY_SQL, ("acme", start, end)),
         (store.DIGEST_MENTIONS_SQL, ("acme", "acme", start, end)),
         (store.DIGEST_LAST_ACTIVITY_SQL, ("acme", "x", "post", end)),
+        (store.DIGEST_LAST_OK_SQL, ("acme", "x", "mentions")),
+        (store.DIGEST_LAST_RUN_SQL, ("acme", "x", "mentions")),
     ]:
         plan = store.explain(db, sql, params)
         assert plan and not [step for step in plan if step.startswith("SCAN")], plan

@@ -59,6 +59,7 @@ def fill_beta(db: Database) -> None:
             post("beta-m1", "mention", "2026-11-20T10:00", "zoe"),
         ],
     )
+    fixture.collected(db, BETA, ["x"], fixture.COLLECTED_AT)
 
 
 def two_brands(db: Database, path: Path, extra: str, brands: str) -> Settings:
