@@ -5,8 +5,10 @@ Builds two stores (default 10k and 1M rows of posts and mentions) with the same 
 and day: the large one holds more brands and more days, as a store does after a year. Each brand
 has four channels; each day brings brand posts (labelled), customer mentions, brand replies to
 most of them (some only to the customer's follow-up in the same conversation), and keyword hits.
-Rows (posts, their labels and their roles in ``post_brands``) go in by bulk ``executemany`` in
-one transaction.
+Each stream (posts, mentions, keywords) of each brand and platform ran hourly over those days and
+the day after, every run ok: the ``runs`` history the alert pass's stream health reads. Rows (posts,
+their labels, their roles in ``post_brands``, and the runs) go in by bulk ``executemany`` in one
+transaction; the streams' heads are built from the runs as the store's migration does.
 
 Then it times, for one brand and its last full day, building the digest (the store's queries and
 the pure figures), rendering it as HTML and text, and one alert evaluation for that brand
@@ -44,6 +46,7 @@ LABELS = (("engaging", 0.55), ("inspiring", 0.30), ("sales-pitch", 0.15))
 POSTS_PER_DAY = 2  # per brand and platform, on average
 MENTIONS_PER_DAY = 10
 KEYWORDS_PER_DAY = 3
+RUNS_PER_DAY = 24  # per stream (posts, mentions, keywords): hourly (the daemon's default is 5 min)
 ANSWERED = 0.7
 FOLLOW_UP = 0.1  # mentions whose author follows up in the conversation before the brand answers
 ROWS_PER_BRAND_DAY = 88  # about, over the four platforms
@@ -79,6 +82,10 @@ _ROLES = (
     "SELECT id, brand, platform, kind, is_brand, created_at FROM posts"
 )
 _INSERT = f"INSERT INTO posts ({_COLUMNS}) VALUES ({', '.join('?' * 18)})"
+_RUN = (
+    "INSERT INTO runs (brand, platform, stream, query, started_at, finished_at, outcome, "
+    "items_new, items_updated, pages) VALUES (?, ?, ?, '', ?, ?, 'ok', 1, 0, 1)"
+)
 _LABEL = (
     "INSERT INTO labels (post_id, label, confidence, probabilities, model_version, labeled_at) "
     "VALUES (?, ?, 0.9, '{}', 'bench', ?)"
@@ -169,20 +176,36 @@ class _Rows:
             rows.append(self._row(platform, brand, "keyword", self._when(day_start)))
         return rows, labels
 
+    @staticmethod
+    def runs(platform: str, brand: str, day_start: datetime) -> list[tuple[str, ...]]:
+        """The collection runs of one brand's day on one platform, each stream hourly."""
+        every = timedelta(days=1) / RUNS_PER_DAY
+        return [
+            (brand, platform, stream, iso(at), iso(at + timedelta(seconds=2)))
+            for at in (day_start + every * n for n in range(RUNS_PER_DAY))
+            for stream in ("posts", "mentions", "keywords")
+        ]
+
 
 def _brand(i: int) -> str:
     return f"brand{i:03d}"
 
 
-def brand_days(shape: Shape, seed: int) -> Iterator[tuple[list[tuple], list[tuple[str, str]]]]:
-    """Every brand-day of the store, oldest day first (as collection would store them)."""
+def brand_days(
+    shape: Shape, seed: int
+) -> Iterator[tuple[list[tuple], list[tuple[str, str]], list[tuple[str, ...]]]]:
+    """Every brand-day of the store, oldest day first (as collection would store them), with
+    the runs that collected it."""
     rows = _Rows(seed)
     first = LAST_DAY - timedelta(days=shape.days - 1)
-    for offset in range(shape.days):
+    for offset in range(shape.days + 1):  # and the runs of the day after, when digests are built
         start = datetime.combine(first + timedelta(days=offset), datetime.min.time(), UTC)
         for b in range(shape.brands):
             for platform in PLATFORMS:
-                yield rows.day(platform, _brand(b), start)
+                posts, labels = (
+                    rows.day(platform, _brand(b), start) if offset < shape.days else ([], [])
+                )
+                yield posts, labels, rows.runs(platform, _brand(b), start)
 
 
 def build_store(path: Path, rows: int, *, seed: int = 7) -> tuple[Database, Shape, int]:
@@ -193,10 +216,12 @@ def build_store(path: Path, rows: int, *, seed: int = 7) -> tuple[Database, Shap
     conn.execute("PRAGMA synchronous=OFF")  # a bulk load: a crash would just mean building again
     stamp = iso(datetime.now(UTC))
     conn.execute("BEGIN")
-    for posts, labels in brand_days(shape, seed):
+    for posts, labels, runs in brand_days(shape, seed):
         conn.executemany(_INSERT, posts)
         conn.executemany(_LABEL, [(pid, label, stamp) for pid, label in labels])
+        conn.executemany(_RUN, runs)
     conn.execute(_ROLES)  # each post concerns its one brand: its role there
+    store.rebuild_stream_heads(conn)
     conn.commit()
     conn.execute("PRAGMA synchronous=FULL")  # and no ANALYZE: touchpoint never runs it either
     count = int(conn.execute("SELECT count(*) FROM posts").fetchone()[0])
@@ -231,8 +256,7 @@ def scans(db: Database, brand: str, day: date) -> list[str]:
         "digest activity": (store.DIGEST_ACTIVITY_SQL, (brand, start, end)),
         "digest mentions": (store.DIGEST_MENTIONS_SQL, (brand, brand, start, end)),
         "last activity": (store.DIGEST_LAST_ACTIVITY_SQL, (brand, "x", "post", end)),
-        "last good run": (store.DIGEST_LAST_OK_SQL, (brand, "x", "mentions")),
-        "last run": (store.DIGEST_LAST_RUN_SQL, (brand, "x", "mentions")),
+        "stream runs": (store.DIGEST_STREAM_RUNS_SQL, (brand, "x", "mentions")),
     }
     lines = []
     for name, (sql, params) in queries.items():

@@ -312,6 +312,44 @@ def test_store_migration_gives_the_posts_of_an_older_store_their_roles(tmp_path:
     db.conn.close()
 
 
+def test_store_stream_heads_follow_each_run_and_are_rebuilt_for_an_older_store(
+    tmp_path: Path,
+) -> None:
+    """Status, deferrals and the daemon's start read each stream's head, not all its runs; a
+    store from before the heads gets them from its runs, as the runs had set them."""
+    db = store.open_db(tmp_path / "old.db")
+    now = utcnow().replace(microsecond=0)  # as stored
+    posts = StreamKey("acme", "x", "posts")
+    for minutes, key, outcome, error in [
+        (1, KEY, "ok", None),
+        (2, KEY, "failed", "HTTP 500"),
+        (3, KEY, "deferred", "HTTP 429"),
+        (4, KEY, "auth_failed", "HTTP 401"),
+        (5, KEY, "skipped", "deferred until later (rate limit)"),
+        (1, posts, "failed", "HTTP 502"),
+        (2, posts, "ok", None),
+        (3, posts, "interrupted", None),
+    ]:
+        started = now + timedelta(minutes=minutes)
+        run = RunResult(key, started, started, outcome, error=error)  # type: ignore[arg-type]
+        store.record_run(db, run)
+    status = {s.key: s for s in store.get_stream_status(db)}
+    mentions = status[KEY]
+    assert (mentions.outcome, mentions.consecutive_failures) == ("auth_failed", 2)
+    assert mentions.last_error == "deferred until later (rate limit)"  # a skip's error shows
+    assert status[posts].outcome == "interrupted" and status[posts].consecutive_failures == 0
+    assert status[posts].last_error == "HTTP 502"
+    assert store.last_run_starts(db)[("acme", "x", "mentions")] == now + timedelta(minutes=5)
+    before = (store.get_stream_status(db), store.last_run_starts(db))
+    with db.conn:  # as a store from before stream_heads
+        db.execute("DROP TABLE stream_heads")
+        db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm009_create_stream_heads'")
+    db.conn.close()
+    db = store.open_db(tmp_path / "old.db")
+    assert (store.get_stream_status(db), store.last_run_starts(db)) == before
+    db.conn.close()
+
+
 def test_store_page_rolls_back_posts_when_cursor_write_fails(db: Database) -> None:
     bad_cursor = Cursor("9", pending={"not json": object()})
     with pytest.raises(TypeError):

@@ -9,8 +9,8 @@ All SQL lives in this package; callers use its names (``from monitor import stor
 
 - :mod:`.db`: ``open_db()``, the migrations (``m001_...``; recorded by name, so never renamed,
   reordered or removed), the pragmas, ``write_transaction()``, the WAL's ``checkpoint()``,
-  ``wal_bytes()`` and ``shrink_wal()``, the SQLite version check, and the generic
-  ``table_counts()``, ``stored_brands()`` and ``explain()``;
+  ``wal_bytes()`` and ``shrink_wal()``, ``rebuild_stream_heads()``, the SQLite version check,
+  and the generic ``table_counts()``, ``stored_brands()`` and ``explain()``;
 - :mod:`.posts`: the ingest upsert of posts and their roles for each brand (``upsert_posts``,
   ``store_page``, ``post_row``, ``role_row``, ``UPSERT_POST_SQL``, ``UPSERT_ROLE_SQL``),
   ``iter_posts`` and ``count_posts``;
@@ -70,6 +70,7 @@ from monitor.store.db import (
     explain,
     migrations,
     open_db,
+    rebuild_stream_heads,
     shrink_wal,
     sqlite_version_warning,
     stored_brands,
@@ -80,9 +81,8 @@ from monitor.store.db import (
 from monitor.store.digest import (
     DIGEST_ACTIVITY_SQL,
     DIGEST_LAST_ACTIVITY_SQL,
-    DIGEST_LAST_OK_SQL,
-    DIGEST_LAST_RUN_SQL,
     DIGEST_MENTIONS_SQL,
+    DIGEST_STREAM_RUNS_SQL,
     DigestSend,
     claim_digest_send,
     get_collection_runs,
@@ -144,8 +144,7 @@ __all__ = [
     "BUSY_TIMEOUT_SECONDS",
     "DIGEST_ACTIVITY_SQL",
     "DIGEST_LAST_ACTIVITY_SQL",
-    "DIGEST_LAST_OK_SQL",
-    "DIGEST_LAST_RUN_SQL",
+    "DIGEST_STREAM_RUNS_SQL",
     "DIGEST_MENTIONS_SQL",
     "PARTIAL_SUFFIX",
     "POST_COLUMNS",
@@ -223,6 +222,7 @@ __all__ = [
     "send_is_due",
     "set_account_id",
     "set_collector_state",
+    "rebuild_stream_heads",
     "shrink_wal",
     "sqlite_version_warning",
     "stamped_backups",

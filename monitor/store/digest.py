@@ -32,15 +32,14 @@ DIGEST_LAST_ACTIVITY_SQL = (
     "SELECT max(created_at) FROM post_brands "
     "WHERE brand = ? AND platform = ? AND kind = ? AND created_at < ?"
 )
-# how far a stream was collected: its latest successful run, and its latest run of any outcome
-# (a skip, while a rate limit lasts, is not a run); both walk its runs back from the newest
-_LAST_RUN_SQL = (
-    "SELECT started_at, outcome FROM runs "
-    "WHERE brand = ? AND platform = ? AND stream = ? AND query = '' AND outcome {} "
-    "ORDER BY id DESC LIMIT 1"
-)
-DIGEST_LAST_OK_SQL = _LAST_RUN_SQL.format("= 'ok'")
-DIGEST_LAST_RUN_SQL = _LAST_RUN_SQL.format("!= 'skipped'")
+# how far a stream was collected: when its latest successful run began, and when its latest run
+# (a skip, while a rate limit lasts, is not a run) began and how it went
+DIGEST_STREAM_RUNS_SQL = """
+SELECT ok.started_at, last.started_at, last.outcome FROM stream_heads h
+LEFT JOIN runs ok ON ok.id = h.ok_id
+LEFT JOIN runs last ON last.id = h.last_id
+WHERE h.brand = ? AND h.platform = ? AND h.stream = ? AND h.query = ''
+"""
 
 
 def iter_brand_activity(
@@ -89,14 +88,8 @@ def get_collection_runs(
     found: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
     for platform in platforms:
         for stream in streams:
-            params = (brand, platform, stream)
-            ok = db.conn.execute(DIGEST_LAST_OK_SQL, params).fetchone()
-            last = db.conn.execute(DIGEST_LAST_RUN_SQL, params).fetchone()
-            found[platform, stream] = (
-                ok[0] if ok else None,
-                last[0] if last else None,
-                last[1] if last else None,
-            )
+            row = db.conn.execute(DIGEST_STREAM_RUNS_SQL, (brand, platform, stream)).fetchone()
+            found[platform, stream] = tuple(row) if row else (None, None, None)
     return found
 
 

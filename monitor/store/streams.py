@@ -62,27 +62,52 @@ def delete_cursor(db: Database, key: StreamKey) -> None:
 # -- runs ----------------------------------------------------------------------------------------
 
 
+_FAILURES = ("failed", "auth_failed")  # the outcomes that count as failures in a row
+
+# a run moves its stream's head: each id moves only when the run is of its sort
+_HEAD_SQL = """
+INSERT INTO stream_heads (brand, platform, stream, query, run_id, last_id, ok_id, error_id,
+  failures) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (brand, platform, stream, query) DO UPDATE SET
+  run_id = excluded.run_id,
+  last_id = coalesce(excluded.last_id, last_id),
+  ok_id = coalesce(excluded.ok_id, ok_id),
+  error_id = coalesce(excluded.error_id, error_id),
+  failures = CASE WHEN excluded.ok_id IS NOT NULL THEN 0 ELSE failures + excluded.failures END
+"""
+
+
 def record_run(db: Database, run: RunResult) -> None:
-    """Append one run of one stream to ``runs``."""
+    """Append one run of one stream to ``runs``, and move the stream's head to it."""
+    key = (run.key.brand, run.key.platform, run.key.stream, run.key.query)
+    error = None if run.error is None else valid_text(run.error)
     with write_transaction(db) as conn:
-        conn.execute(
+        run_id = conn.execute(
             "INSERT INTO runs (brand, platform, stream, query, started_at, finished_at, outcome, "
             "items_new, items_updated, pages, error, retry_at, gap) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                run.key.brand,
-                run.key.platform,
-                run.key.stream,
-                run.key.query,
+                *key,
                 iso(run.started_at),
                 iso(run.finished_at or utcnow()),
                 run.outcome,
                 run.items_new,
                 run.items_updated,
                 run.pages,
-                None if run.error is None else valid_text(run.error),
+                error,
                 iso(run.retry_at) if run.retry_at else None,
                 None if run.gap is None else valid_text(run.gap),
+            ),
+        ).lastrowid
+        conn.execute(
+            _HEAD_SQL,
+            (
+                *key,
+                run_id,
+                run_id if run.outcome != "skipped" else None,
+                run_id if run.outcome == "ok" else None,
+                run_id if error is not None else None,
+                int(run.outcome in _FAILURES),
             ),
         )
 
@@ -109,8 +134,8 @@ def get_gaps(db: Database, *, since: datetime) -> list[RunGap]:
 def get_deferral(db: Database, key: StreamKey) -> datetime | None:
     """Return until when the stream's last run deferred it (a rate limit), if it did."""
     row = db.conn.execute(
-        "SELECT outcome, retry_at FROM runs WHERE brand=? AND platform=? AND stream=? AND query=? "
-        "AND outcome != 'skipped' ORDER BY id DESC LIMIT 1",
+        "SELECT r.outcome, r.retry_at FROM stream_heads h JOIN runs r ON r.id = h.last_id "
+        "WHERE h.brand=? AND h.platform=? AND h.stream=? AND h.query=?",
         (key.brand, key.platform, key.stream, key.query),
     ).fetchone()
     if row is None or row[0] != "deferred" or not row[1]:
@@ -121,9 +146,8 @@ def get_deferral(db: Database, key: StreamKey) -> datetime | None:
 def last_run_starts(db: Database) -> dict[tuple[str, str, str], datetime]:
     """Return when each (brand, platform, stream) last started a run, over all its queries."""
     sql = (
-        "SELECT r.brand, r.platform, r.stream, r.started_at FROM runs r JOIN ("
-        " SELECT max(id) AS id FROM runs GROUP BY brand, platform, stream, query"
-        ") m ON r.id = m.id"
+        "SELECT h.brand, h.platform, h.stream, r.started_at FROM stream_heads h "
+        "JOIN runs r ON r.id = h.run_id"
     )
     found: dict[tuple[str, str, str], datetime] = {}
     for brand, platform, stream, started in db.conn.execute(sql):
@@ -151,34 +175,18 @@ class StreamStatus:
 
 _STATUS_SQL = """
 WITH keys AS (
-  SELECT brand, platform, stream, query FROM runs
+  SELECT brand, platform, stream, query FROM stream_heads
   UNION SELECT brand, platform, stream, query FROM cursors
-),
-last AS (
-  SELECT r.* FROM runs r JOIN (
-    SELECT max(id) AS id FROM runs WHERE outcome != 'skipped'
-    GROUP BY brand, platform, stream, query
-  ) m ON r.id = m.id
-),
-ok AS (
-  SELECT brand, platform, stream, query, max(id) AS id, max(finished_at) AS at FROM runs
-  WHERE outcome = 'ok' GROUP BY 1, 2, 3, 4
 )
 SELECT k.brand, k.platform, k.stream, k.query, last.started_at, last.outcome,
-       coalesce(last.items_new, 0), ok.at,
-       (SELECT count(*) FROM runs f WHERE f.brand = k.brand AND f.platform = k.platform
-          AND f.stream = k.stream AND f.query = k.query AND f.outcome IN ('failed', 'auth_failed')
-          AND f.id > coalesce(ok.id, 0)),
-       c.updated_at,
-       (SELECT e.error FROM runs e WHERE e.brand = k.brand AND e.platform = k.platform
-          AND e.stream = k.stream AND e.query = k.query AND e.error IS NOT NULL
-          ORDER BY e.id DESC LIMIT 1),
-       last.retry_at
+       coalesce(last.items_new, 0), ok.finished_at, coalesce(h.failures, 0), c.updated_at,
+       e.error, last.retry_at
 FROM keys k
-LEFT JOIN last ON last.brand = k.brand AND last.platform = k.platform
-  AND last.stream = k.stream AND last.query = k.query
-LEFT JOIN ok ON ok.brand = k.brand AND ok.platform = k.platform
-  AND ok.stream = k.stream AND ok.query = k.query
+LEFT JOIN stream_heads h ON h.brand = k.brand AND h.platform = k.platform
+  AND h.stream = k.stream AND h.query = k.query
+LEFT JOIN runs last ON last.id = h.last_id
+LEFT JOIN runs ok ON ok.id = h.ok_id
+LEFT JOIN runs e ON e.id = h.error_id
 LEFT JOIN cursors c ON c.brand = k.brand AND c.platform = k.platform
   AND c.stream = k.stream AND c.query = k.query
 ORDER BY k.brand, k.platform, k.stream, k.query

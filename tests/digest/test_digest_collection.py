@@ -133,13 +133,11 @@ def test_digest_of_a_day_not_over_needs_collecting_up_to_an_hour_ago(
 def test_digest_does_not_judge_a_platform_no_longer_configured(
     db: Database, tmp_path: Path
 ) -> None:
-    fixture.fill(db)
-    settings = fixture.settings(tmp_path / "touchpoint.toml")
-    brand = settings.brands[0]
-    accounts = {p: h for p, h in brand.accounts.items() if p != "bluesky"}
+    fixture.fill(db, collected_at=None)
+    accounts = {p: fixture.BRAND for p in fixture.PLATFORMS if p != "bluesky"}
+    fixture.collected(db, fixture.BRAND, list(accounts), fixture.COLLECTED_AT)  # not bluesky
+    brand = fixture.settings(tmp_path / "touchpoint.toml").brands[0]
     period = day_period(fixture.DAY, fixture.TIMEZONE)
-    with db.conn:
-        db.conn.execute("DELETE FROM runs WHERE platform = 'bluesky'")
     digest = read_digest(db, replace(brand, accounts=accounts), period, as_of=fixture.AS_OF)
     assert "bluesky" in [c.platform for c in digest.channels]  # its rows still show
     assert digest.incomplete == ()

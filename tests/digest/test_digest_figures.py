@@ -221,8 +221,7 @@ def test_digest_store_queries_search_indexes(db: Database) -> None:
         (store.DIGEST_ACTIVITY_SQL, ("acme", start, end)),
         (store.DIGEST_MENTIONS_SQL, ("acme", "acme", start, end)),
         (store.DIGEST_LAST_ACTIVITY_SQL, ("acme", "x", "post", end)),
-        (store.DIGEST_LAST_OK_SQL, ("acme", "x", "mentions")),
-        (store.DIGEST_LAST_RUN_SQL, ("acme", "x", "mentions")),
+        (store.DIGEST_STREAM_RUNS_SQL, ("acme", "x", "mentions")),
     ]:
         plan = store.explain(db, sql, params)
         assert plan and not [step for step in plan if step.startswith("SCAN")], plan
