@@ -4,8 +4,9 @@ APScheduler 3 in one process, in-memory job store. The store's ``runs`` table is
 start each stream's first run is due one interval after its last one, so anything overdue runs at
 once. One job per (brand, platform, stream) at its platform's interval with jitter; one job that
 classifies new brand posts and evaluates and delivers alerts; one that sends each brand's daily
-digest after its local send time; a daily WAL checkpoint. A lock file beside the database
-refuses a second daemon. This module knows no platform: it drives :mod:`monitor.pipeline`.
+digest after its local send time; a daily job that deletes runs older than 90 days and
+checkpoints the WAL. A lock file beside the database refuses a second daemon. This module knows
+no platform: it drives :mod:`monitor.pipeline`.
 
 Classification runs in a short-lived child process (``touchpoint classify``): scikit-learn and the
 model need about 290 MB for a few seconds of work per pass, and the daemon stays small at rest.
@@ -54,6 +55,7 @@ DIGEST_JOB = "digest"
 DIGEST_CHECK_SECONDS = 300  # how often due digests are looked for (each brand's send_time)
 WATCHDOG_TICK_SECONDS = 60.0  # how often the watchdog looks (more often for a short watchdog_after)
 PROCESS_FIRST_DELAY_SECONDS = 5  # the first classify-and-alert pass, after start
+RUNS_KEEP_DAYS = 90  # the daily job deletes older runs (each stream's latest ones stay)
 # The wall clock set back by more than this (NTP stepping, a hand-set clock, a VM restored) moves
 # every job's next run back as much: APScheduler 3 waits on wall-clock times and would stall.
 CLOCK_STEP_SECONDS = 30.0
@@ -596,8 +598,14 @@ class Daemon:
         )
 
     def _checkpoint(self) -> None:
-        """Keep the WAL file small: a long reader can hold automatic checkpoints back."""
-        busy, pages, done = store.checkpoint(self._db())
+        """Keep the store small: delete runs older than ``RUNS_KEEP_DAYS`` (a row per stream and
+        interval, millions a year with many brands), then checkpoint the WAL, which a long reader
+        can hold automatic checkpoints back from."""
+        db = self._db()
+        pruned = store.prune_runs(db, before=utcnow() - timedelta(days=RUNS_KEEP_DAYS))
+        if pruned:
+            logger.info("runs: %d older than %d days deleted", pruned, RUNS_KEEP_DAYS)
+        busy, pages, done = store.checkpoint(db)
         logger.info(
             "checkpoint: %d of %d WAL pages copied%s", done, pages, ", busy" if busy else ""
         )

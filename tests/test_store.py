@@ -16,7 +16,7 @@ from sqlite_utils import Database
 
 from monitor import store
 from monitor.cli import cli
-from monitor.models import Cursor, Post, RunResult, StreamKey, utcnow
+from monitor.models import Cursor, Post, RunResult, StreamKey, iso, utcnow
 from monitor.store import fs
 from monitor.store.service import KEEP_STARTS
 
@@ -348,6 +348,43 @@ def test_store_stream_heads_follow_each_run_and_are_rebuilt_for_an_older_store(
     db = store.open_db(tmp_path / "old.db")
     assert (store.get_stream_status(db), store.last_run_starts(db)) == before
     db.conn.close()
+
+
+def test_store_prune_runs_deletes_old_runs_but_each_streams_latest(db: Database) -> None:
+    """A stream failing for long keeps its last success however old, and the heads, so status,
+    are the same after."""
+    now = utcnow().replace(microsecond=0)
+    posts = StreamKey("acme", "x", "posts")
+    history: list[tuple[int, StreamKey, str]] = [  # days ago, in the order they ran
+        (200, KEY, "ok"),
+        (150, KEY, "ok"),
+        (120, KEY, "ok"),
+        (120, posts, "ok"),  # posts' last success: it fails from day 100 on
+        (100, KEY, "ok"),
+        (100, posts, "failed"),
+        (95, KEY, "ok"),
+        (10, KEY, "ok"),
+        (5, KEY, "ok"),
+        (2, posts, "failed"),
+        (1, KEY, "ok"),
+    ]
+    for days, key, outcome in history:
+        started = now - timedelta(days=days)
+        error = None if outcome == "ok" else "HTTP 500"
+        run = RunResult(key, started, started, outcome, error=error)  # type: ignore[arg-type]
+        store.record_run(db, run)
+    status = store.get_stream_status(db)
+    # mentions from 200 to 95 days ago (5 runs) and posts' failure of day 100; batches of two
+    assert store.prune_runs(db, before=now - timedelta(days=90), batch=2) == 6
+    left = db.execute("SELECT stream, started_at FROM runs ORDER BY id").fetchall()
+    assert left == [
+        ("posts", iso(now - timedelta(days=120))),
+        *[("mentions", iso(now - timedelta(days=d))) for d in (10, 5)],
+        ("posts", iso(now - timedelta(days=2))),
+        ("mentions", iso(now - timedelta(days=1))),
+    ]
+    assert store.get_stream_status(db) == status
+    assert store.prune_runs(db, before=now - timedelta(days=90)) == 0
 
 
 def test_store_page_rolls_back_posts_when_cursor_write_fails(db: Database) -> None:

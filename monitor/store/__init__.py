@@ -16,7 +16,8 @@ All SQL lives in this package; callers use its names (``from monitor import stor
   ``iter_posts`` and ``count_posts``;
 - :mod:`.labels`: ``LabelRow`` and the classifier's reads and writes;
 - :mod:`.alerts`: the mentions-with-answers query, alert states and the deliveries outbox;
-- :mod:`.streams`: cursors, runs, stream status and deferrals, collector state and accounts;
+- :mod:`.streams`: cursors, runs and their heads, stream status and deferrals, ``prune_runs()``,
+  collector state and accounts;
 - :mod:`.digest`: the daily digest's queries and ``digest_sends``;
 - :mod:`.backup`: ``backup()``, a checked copy of the live store (``VACUUM INTO``), and
   ``prune()`` of older copies;
@@ -135,6 +136,7 @@ from monitor.store.streams import (
     get_gaps,
     get_stream_status,
     last_run_starts,
+    prune_runs,
     record_run,
     set_account_id,
     set_collector_state,
@@ -217,6 +219,7 @@ __all__ = [
     "record_delivery",
     "record_digest_failed",
     "record_digest_sent",
+    "prune_runs",
     "record_run",
     "restarts_after_crash",
     "send_is_due",

@@ -201,6 +201,52 @@ def get_stream_status(db: Database) -> list[StreamStatus]:
     ]
 
 
+# -- retention -----------------------------------------------------------------------------------
+
+# the runs the heads point at (NOT IN a list holding a NULL would keep every row)
+_HEAD_IDS = " UNION ".join(
+    f"SELECT {column} FROM stream_heads WHERE {column} IS NOT NULL"
+    for column in ("run_id", "last_id", "ok_id", "error_id")
+)
+
+
+def _first_run_from(conn: sqlite3.Connection, when: str) -> int:
+    """The smallest run id that began at or after ``when`` (runs are appended in about the order
+    they began): a binary search over ids, a few primary-key lookups whatever the history."""
+    low, high = conn.execute("SELECT min(id), max(id) + 1 FROM runs").fetchone()
+    if low is None:
+        return 0
+    while low < high:
+        middle = (low + high) // 2
+        found, started = conn.execute(  # there is one: ``middle`` is at most the largest id
+            "SELECT id, started_at FROM runs WHERE id >= ? ORDER BY id LIMIT 1", (middle,)
+        ).fetchone()
+        if started < when:
+            low = found + 1
+        else:
+            high = middle
+    return int(low)
+
+
+def prune_runs(db: Database, *, before: datetime, batch: int = 10_000) -> int:
+    """Delete the runs that began before ``before``, in transactions of ``batch`` rows, keeping
+    those a stream's head points at (its latest run, success and error, however old); return
+    how many went."""
+    when = iso(before)
+    below = _first_run_from(db.conn, when)
+    deleted = 0
+    while True:
+        with write_transaction(db) as conn:
+            gone = conn.execute(
+                "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE id < ? AND started_at < ? "
+                f"AND id NOT IN ({_HEAD_IDS}) ORDER BY id LIMIT ?)",
+                (below, when, batch),
+            ).rowcount
+        deleted += gone
+        if gone < batch:
+            return deleted
+
+
 # -- collector state ------------------------------------------------------------------------------
 
 
