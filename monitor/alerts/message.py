@@ -178,10 +178,12 @@ def _meta(item: AlertItem) -> str:
 
 
 def _headline(message: Message) -> str:
-    """``[SEVERITY] brand: title`` on one clean line."""
+    """``[SEVERITY] brand: title`` on one clean line; a title that starts with the brand (as
+    the outbox's do, for Slack's header, which shows the title alone) does not get it twice."""
     severity = clean_line(message.severity, 20).upper()
     brand = clean_line(message.brand, 80)
-    return f"[{severity}] {brand}: {clean_line(message.title, MAX_TITLE)}"
+    title = clean_line(message.title, MAX_TITLE)
+    return f"[{severity}] {title if title.startswith(f'{brand}: ') else f'{brand}: {title}'}"
 
 
 # --- plain text ----------------------------------------------------------------------------------

@@ -247,6 +247,17 @@ def test_email_subject_is_one_safe_line() -> None:
     assert subject.startswith("[touchpoint] [WARNING] acme: Hello Bcc: attacker@example.com")
 
 
+def test_email_subject_names_the_brand_once() -> None:
+    """The outbox's titles start with the brand (Slack's header shows the title alone)."""
+    assert email_subject(message(title="acme: 68 mentions waiting for an answer")) == (
+        "[touchpoint] [WARNING] acme: 68 mentions waiting for an answer"
+    )
+    text = render_text(message(title="acme: 1 stream not collecting"))
+    assert text.startswith("[WARNING] acme: 1 stream not collecting\n")
+    # a title that names another brand first keeps this one's name in front
+    assert email_subject(message(title="acmeco: x")) == "[touchpoint] [WARNING] acme: acmeco: x"
+
+
 @given(st.text())
 def test_email_subject_never_has_a_control_character(title: str) -> None:
     subject = email_subject(message(title=title))
