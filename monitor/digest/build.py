@@ -362,6 +362,7 @@ def build_digest(
     channels = list(dict.fromkeys([*platforms, *sorted(seen)]))
     window_start = period.end - timedelta(days=WINDOW_DAYS)
     window = [r for r in activity if window_start <= r.created_at < period.end]
+    needed = collected_by(period, as_of)
     parts = []
     for platform in channels:
         own = [r for r in activity if r.platform == platform]
@@ -371,7 +372,7 @@ def build_digest(
         waiting = unanswered(heard, period=period, as_of=as_of)
         last = last_activity.get(platform)
         uncollected, collection = (
-            judge_collection(platform, runs, needed=collected_by(period, as_of), zone=timezone)
+            judge_collection(platform, runs, needed=needed, zone=timezone)
             if platform in platforms
             else ((), ())  # no longer configured: not collected on purpose
         )
