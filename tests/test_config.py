@@ -78,6 +78,17 @@ BAD = [
         "not an http(s) URL",
     ),
     ('[[brands]]\nname="a"\naccounts={myspace="a"}', "brands[0].accounts.myspace", "unknown key"),
+    ('[brands]\nname="a"\naccounts={x="a"}', "brands", "[[brands]] list"),
+    (
+        '[[brands]]\nname="a"\n[brands.accounts]\nx="a"\nwarn_after_minutes=5',
+        "brands[0].accounts.warn_after_minutes",
+        "is an alert key, but it is below the [brands.accounts] header",
+    ),
+    (
+        '[[brands]]\nname="a"\n[brands.accounts]\nx="a"\n[brands.alerts]\nreddit="a"',
+        "brands[0].alerts.reddit",
+        "is an account, but it is below the [brands.alerts] header",
+    ),
     ('[[brands]]\nname="a"\n', "brands[0].accounts", "no account"),
     ('[[brands]]\nname="a b"\naccounts={x="a"}', "brands[0].name", "not a valid brand name"),
     (
@@ -158,6 +169,16 @@ BAD = [
     ('[daemon]\nwatchdog_channels = ["ops"]\n' + B, "daemon.watchdog_channels", "no channel named"),
     ("[daemon]\nwatchdog_after_seconds = 5\n" + B, "daemon.watchdog_after_seconds", "10"),
 ]
+
+
+def test_config_names_a_brand_key_added_below_the_templates_last_table(tmp_path: Path) -> None:
+    """The template ends with [brands.accounts]: a brand key added at the end lands in it."""
+    path = write(tmp_path, template_text() + 'timezone = "Europe/Berlin"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert ": brands[0].accounts.timezone: is a key of [[brands]]" in message
+    assert "Fix: move it up, above the brand's [brands.accounts]" in message
 
 
 @pytest.mark.parametrize(("text", "key", "problem"), BAD, ids=[b[1] or "syntax" for b in BAD])

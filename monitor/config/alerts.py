@@ -33,21 +33,23 @@ _POLICY_KEYS = {
     "health_failures": (1, 1000),
     "stale_after_intervals": (1, 1000),
 }
-
-
-def _parse_policy(
-    v: _Validator, table: Mapping[str, Any], key: str, base: AlertPolicy, *, extra: set[str]
-) -> AlertPolicy:
-    allowed = {
+# Every key of an alert policy table ([alerts], a brand's [brands.alerts]) but "channels".
+RULE_KEYS = frozenset(
+    {
         *_POLICY_KEYS,
         "business_hours",
         "business_days",
         "self_promotion",
         "repeat_hours",
         "group_interval_minutes",
-        *extra,
     }
-    v.known_keys(table, key, allowed)
+)
+
+
+def _parse_policy(
+    v: _Validator, table: Mapping[str, Any], key: str, base: AlertPolicy, *, extra: set[str]
+) -> AlertPolicy:
+    v.known_keys(table, key, {*RULE_KEYS, *extra})
     values: dict[str, Any] = {
         name: v.integer(table, key, name, getattr(base, name), low, high)
         for name, (low, high) in _POLICY_KEYS.items()

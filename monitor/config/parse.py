@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from monitor.config.alerts import _parse_channels, _parse_digest, _parse_policy
+from monitor.config.alerts import RULE_KEYS, _parse_channels, _parse_digest, _parse_policy
 from monitor.config.settings import (
     DEFAULT_CONFIG_NAME,
     ENV_CONFIG,
@@ -231,10 +231,22 @@ def _env_names(
     return {s: v.env_name(section, key, f"{s}_env", default=env) for s, env in defaults.items()}
 
 
+BRAND_KEYS = frozenset(
+    {"name", "accounts", "keywords", "timezone", "alerts", "digest_recipients", "answered_by"}
+)
+_UP_TO_BRAND = "move it up, above the brand's [brands.accounts] and [brands.alerts] lines"
+
+
 def _parse_brands(
     v: _Validator, data: Mapping[str, Any], policy: AlertPolicy
 ) -> tuple[BrandSettings, ...]:
     raw = data.get("brands")
+    if isinstance(raw, dict):
+        raise v.error(
+            "brands",
+            "is a single [brands] table, but each brand is an entry of the [[brands]] list",
+            "write the brand's header with two brackets: [[brands]]",
+        )
     if not isinstance(raw, list) or not raw:
         raise v.error(
             "brands",
@@ -269,11 +281,7 @@ def _parse_brand(
     v: _Validator, entry: Mapping[str, Any], key: str, policy: AlertPolicy
 ) -> BrandSettings:
     # digest_recipients is read with [digest], in .alerts._parse_digest
-    v.known_keys(
-        entry,
-        key,
-        {"name", "accounts", "keywords", "timezone", "alerts", "digest_recipients", "answered_by"},
-    )
+    v.known_keys(entry, key, BRAND_KEYS)
     name = v.string(entry, key, "name")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
         raise v.error(
@@ -282,6 +290,19 @@ def _parse_brand(
             "use letters, digits, '.', '_' or '-' (at most 64)",
         )
     accounts_table = v.table(entry, "accounts", prefix=key)
+    _misplaced(
+        v,
+        accounts_table,
+        f"{key}.accounts",
+        "brands.accounts",
+        {
+            **dict.fromkeys(BRAND_KEYS, ("a key of [[brands]]", _UP_TO_BRAND)),
+            **dict.fromkeys(
+                {*RULE_KEYS, "channels"},
+                ("an alert key", "move it under a [brands.alerts] header, or into [alerts]"),
+            ),
+        },
+    )
     if not accounts_table:
         raise v.error(
             f"{key}.accounts",
@@ -309,9 +330,20 @@ def _parse_brand(
             f"unknown time zone {timezone!r}",
             'use an IANA name such as "Europe/Berlin" or "UTC"',
         ) from None
-    alerts = _parse_policy(
-        v, v.table(entry, "alerts", prefix=key), f"{key}.alerts", policy, extra={"channels"}
+    alerts_table = v.table(entry, "alerts", prefix=key)
+    _misplaced(
+        v,
+        alerts_table,
+        f"{key}.alerts",
+        "brands.alerts",
+        {
+            **dict.fromkeys(BRAND_KEYS, ("a key of [[brands]]", _UP_TO_BRAND)),
+            **dict.fromkeys(
+                PLATFORM_DEFAULTS, ("an account", "move it under the brand's [brands.accounts]")
+            ),
+        },
     )
+    alerts = _parse_policy(v, alerts_table, f"{key}.alerts", policy, extra={"channels"})
     return BrandSettings(
         name=name,
         accounts=accounts,
@@ -320,6 +352,26 @@ def _parse_brand(
         alerts=alerts,
         answered_by=_answered_by(v, entry, key),
     )
+
+
+def _misplaced(
+    v: _Validator,
+    table: Mapping[str, Any],
+    key: str,
+    header: str,
+    elsewhere: Mapping[str, tuple[str, str]],
+) -> None:
+    """Name a key that belongs to another table. TOML puts every key below a ``[table]`` header in
+    that table, so a key added at the end of the file lands in its last table, which in the
+    template is the brand's ``[brands.accounts]``."""
+    for name in table:
+        if name in elsewhere:
+            what, fix = elsewhere[name]
+            raise v.error(
+                f"{key}.{name}",
+                f"is {what}, but it is below the [{header}] header, so it belongs to that table",
+                fix,
+            )
 
 
 def _answered_by(v: _Validator, entry: Mapping[str, Any], key: str) -> tuple[str, ...]:

@@ -19,7 +19,9 @@ class _Validator:
     def error(self, key: str, problem: str, fix: str) -> ConfigError:
         return ConfigError(self.source, key, problem, fix)
 
-    def known_keys(self, table: Mapping[str, Any], key: str, allowed: set[str]) -> None:
+    def known_keys(
+        self, table: Mapping[str, Any], key: str, allowed: set[str] | frozenset[str]
+    ) -> None:
         for name in table:
             if name not in allowed:
                 dotted = f"{key}.{name}" if key else name
