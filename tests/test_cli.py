@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -185,7 +186,14 @@ def test_cli_reading_commands_make_no_database_where_there_is_none(
         status.exit_code == 0
         and f"no database at {typo} yet: `touchpoint collect`" in status.stdout
     )
-    readers = (["export"], ["alerts", "list"], ["alerts", "ack", "1"], ["digest"], ["classify"])
+    readers = (
+        ["export"],
+        ["alerts", "list"],
+        ["alerts", "show", "1"],
+        ["alerts", "ack", "1"],
+        ["digest"],
+        ["classify"],
+    )
     page = tmp_path / "digest.html"
     for command in (*readers, ["digest", "--out", str(page)], ["digest", "--send"]):
         result = run("--db", str(typo), *command)
@@ -391,13 +399,110 @@ def test_cli_alerts_list_is_a_table_whose_columns_line_up(
         store.sync_alerts(db, raised, brands=["acme"], now=utcnow() - timedelta(minutes=9))
     db.conn.close()
     header, *rows = run("alerts", "list").stdout.splitlines()
-    assert header.split() == ["ID", "STATE", "SEVERITY", "KIND", "STREAM", "AGE", "TITLE"]
+    assert header.split() == ["ID", "STATE", "SEVERITY", "KIND", "STREAM", "AGE", "ABOUT"]
     assert len(rows) == 2 and "acme/mastodon" in rows[0] and "acme/x" in rows[1]
-    for column in ("AGE", "TITLE"):
+    for column in ("AGE", "ABOUT"):
         assert {row.index("9m" if column == "AGE" else "acme:") for row in rows} == {
             header.index(column)
         }, rows
     assert "\x1b" not in "".join(rows)  # a title's control characters are not passed on
+
+
+def _mention_alert(n: int, author: str, text: str) -> Any:
+    from monitor.models import Alert
+
+    return Alert(
+        f"m{n}",
+        "unanswered_mention",
+        "acme",
+        "x",
+        "warning",
+        "acme: mention on x unanswered",
+        subject=(f"x:{n}",),
+        payload={
+            "author": author,
+            "text": text,
+            "url": f"https://x.com/{author}/status/{n}",
+            "created_at": "2026-11-01T10:00:00+00:00",
+            "detail": "unanswered for 2 h",
+        },
+    )
+
+
+def test_cli_alerts_list_tells_mentions_apart_and_show_prints_one_whole(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    from monitor.models import Alert
+
+    write_config("http://127.0.0.1:9")
+    db = store.open_db(tmp_path / "touchpoint.db")
+    long = "Where is my order? " * 20 + "THE END"
+    raised = [
+        _mention_alert(1, "jane", "Where is my \x1b[2Jorder?\nIt was due Monday."),
+        _mention_alert(2, "omar", long),
+        Alert(
+            "p1",
+            "self_promotion",
+            "acme",
+            "x",
+            "warning",
+            "acme: 60% of posts on x sell (target at most 30%)",
+            payload={
+                "share": 0.6,
+                "examples": [{"text": "Buy now: 20% off", "url": "https://x.com/acme/status/9"}],
+            },
+        ),
+    ]
+    with db.conn:
+        store.sync_alerts(db, raised, brands=["acme"], now=utcnow())
+    ids = {a.fingerprint: a.id for a in store.get_alerts(db)}
+    db.conn.close()
+
+    rows = run("alerts", "list").stdout.splitlines()[1:]
+    assert "jane (unanswered for 2 h): Where is my \\x1b[2Jorder? It was due Monday." in rows[2]
+    assert "omar (unanswered for 2 h): Where is my order?" in rows[1]
+    assert "THE END" not in rows[1] and rows[1].endswith("…")
+    assert "60% of posts on x sell" in rows[0]
+
+    shown = run("alerts", "show", str(ids["m1"]))
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"alert {ids['m1']}: open, warning, unanswered_mention"
+    assert "author: jane" in lines and "url: https://x.com/jane/status/1" in lines
+    assert lines[-3:] == ["text:", "  Where is my \\x1b[2Jorder?", "  It was due Monday."]
+    assert "THE END" in run("alerts", "show", str(ids["m2"])).stdout  # the whole text
+    promo = run("alerts", "show", str(ids["p1"])).stdout.splitlines()
+    assert "share: 0.6" in promo
+    assert promo[-6:] == [
+        "share: 0.6",
+        "examples:",
+        "  1:",
+        "    url: https://x.com/acme/status/9",
+        "    text:",
+        "      Buy now: 20% off",
+    ]
+
+    missing = run("alerts", "show", "999")
+    assert missing.exit_code == 1 and "no alert 999" in one_error_line(missing)
+
+
+def test_cli_alerts_ack_says_what_became_of_an_alert_that_is_not_open(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    write_config("http://127.0.0.1:9")
+    db = store.open_db(tmp_path / "touchpoint.db")
+    with db.conn:
+        store.sync_alerts(db, [_mention_alert(1, "jane", "hi")], brands=["acme"], now=utcnow())
+    (alert,) = store.get_alerts(db)
+    first, again = run("alerts", "ack", str(alert.id)), run("alerts", "ack", str(alert.id))
+    assert first.exit_code == 0 and first.stdout == f"alert {alert.id} acknowledged\n"
+    assert again.exit_code == 0 and "already acknowledged" in again.stdout
+    with db.conn:
+        store.sync_alerts(db, [], brands=["acme"], now=utcnow())  # its cause went away
+    db.conn.close()
+    resolved = run("alerts", "ack", str(alert.id))
+    assert resolved.exit_code == 1 and "is resolved, not open" in one_error_line(resolved)
+    assert "no alert 7" in one_error_line(run("alerts", "ack", "7"))
 
 
 def test_cli_export_writes_jsonl_and_csv(tmp_path: Path, write_config: Callable[..., Path]) -> None:

@@ -137,6 +137,13 @@ def get_alerts(
     return [_stored_alert(r) for r in db.conn.execute(sql, params)]
 
 
+def get_alert(db: Database, alert_id: int) -> StoredAlert | None:
+    """Return one alert by id, or None."""
+    row = db.conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
+    found = row.fetchone()
+    return _stored_alert(found) if found else None
+
+
 CLOSED = ("resolved", "expired")  # an alert raised again in one of these states reopens
 
 
