@@ -260,6 +260,9 @@ def _collect_account(
         for target in iter_targets(settings, brand, platform, collector, account_id):
             if selection.stream in (None, target.stream):
                 results.append(_run_target(db, collector, target, hooks))
+        for stream, reason in collector.left_out.items():
+            if selection.stream in (None, stream):
+                results.append(_left_out(db, replace(account_key, stream=stream), reason, hooks))
         return results
     except (CollectorError, store.StoreError) as exc:
         return [_account_failed(db, account_key, exc)]
@@ -278,6 +281,18 @@ def _account_failed(db: Database, key: StreamKey, exc: Exception) -> RunResult:
     )
     _record(db, result)
     logger.info("%s: %s", key, result.error)
+    return result
+
+
+def _left_out(db: Database, key: StreamKey, reason: str, hooks: _Hooks) -> RunResult:
+    """A stream the collector cannot offer (e.g. Reddit's inbox without a login): a collection
+    records it as a skipped run with the reason, so that status and the digest say why; a
+    backfill only reports it."""
+    if hooks.backfill is not None:
+        return _skipped(replace(key, stream=f"{BACKFILL}{key.stream}"), "skipped", reason)
+    result = _skipped(key, "skipped", reason)
+    _record(db, result)
+    logger.info("%s: %s", key, reason)
     return result
 
 

@@ -148,8 +148,9 @@ def render_service(db: Database, now: datetime, *, wal_alert_megabytes: float) -
 def health_cells(
     rows: Sequence[store.StreamStatus], settings: Settings, now: datetime
 ) -> dict[StreamKey, str]:
-    """Each configured stream's health by the alert rules (refused, failing, stale), else
-    "overdue" when no run started for two intervals (is `touchpoint run` running?), else "ok"."""
+    """Each configured stream's health by the alert rules (refused, failing, stale), else "not
+    collected" when the collector leaves it out (its last error says why), else "overdue" when
+    no run started for two intervals (is `touchpoint run` running?), else "ok"."""
     policies = {b.name: b.alerts for b in settings.brands}
     slack = settings.daemon.max_jitter_seconds
     cells: dict[StreamKey, str] = {}
@@ -163,6 +164,8 @@ def health_cells(
         late = last is not None and (now - last).total_seconds() > 2 * h.interval_seconds + slack
         if problem:
             cells[r.key] = f"{problem[0]}: {problem[1]}"
+        elif r.outcome == "skipped":  # only a stream the collector leaves out has no other run
+            cells[r.key] = "not collected"
         elif late and not waiting:
             cells[r.key] = f"overdue (runs every {_age_seconds(h.interval_seconds)})"
         else:

@@ -11,9 +11,10 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from monitor.config import CollectSettings, Settings
@@ -181,6 +182,8 @@ class Collector(ABC):
 
     platform: ClassVar[str]
     streams: Sequence[str] = ("posts", "mentions", "keywords")  # an instance may offer fewer
+    # the streams this instance does not offer, and why: each collection records it for them
+    left_out: Mapping[str, str] = MappingProxyType({})
 
     @classmethod
     @abstractmethod

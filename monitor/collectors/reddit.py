@@ -69,6 +69,10 @@ REACH_MARGIN = 0.9  # "about" 1,000: removed items still take their place in the
 # much, so that a late-indexed hit is still picked up (the overlap is re-stored, not duplicated).
 SEARCH_OVERLAP = timedelta(minutes=15)
 READ_ONLY_STREAMS = ("posts", "keywords")
+NO_LOGIN = (
+    "the inbox needs the brand account's login (praw is read-only without it). Fix: export the "
+    "variables named by platforms.reddit.username_env and password_env (a script app's account)"
+)
 INBOX_TYPES = frozenset({"username_mention", "comment_reply", "post_reply"})
 THING_KINDS = frozenset({"t1", "t3"})
 _LINK_IN_PATH = re.compile(r"/comments/([a-z0-9]+)/")
@@ -353,11 +357,7 @@ class RedditCollector(Collector):
         )
         if username is None:
             self.streams = READ_ONLY_STREAMS  # this instance offers less
-            logger.info(
-                "reddit: no username/password configured, so praw is read-only and the inbox "
-                "(the mentions stream) is skipped; set platforms.reddit.username_env and "
-                "password_env for a script app to collect mentions"
-            )
+            self.left_out = {"mentions": NO_LOGIN}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedditCollector:

@@ -180,11 +180,13 @@ class Change:
 @dataclass(frozen=True)
 class StreamRuns:
     """What one stream's runs say: when its latest successful run began, and when its latest run
-    began and how it went (None: no run)."""
+    began and how it went (None: no run); ``left_out``: why the collector does not offer the
+    stream, when its latest run was that skip (Reddit's inbox without a login)."""
 
     last_ok: datetime | None = None
     last_run: datetime | None = None
     outcome: str | None = None
+    left_out: str | None = None
 
 
 @dataclass(frozen=True)
@@ -455,6 +457,8 @@ def _not_collected(own: StreamRuns, account: StreamRuns, zone: str) -> str:
     since = "never collected"
     if own.last_ok is not None:
         since = f"not collected since {own.last_ok.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M}"
+    if own.left_out:
+        return f"{since}: {own.left_out}"
     why = WHY.get(latest.outcome or "")
     if why:
         return f"{since}: {why}"

@@ -79,6 +79,7 @@ def _runs(db: Database, brand: BrandSettings) -> dict[tuple[str, str], StreamRun
             last_ok=parse_iso(ok) if ok else None,
             last_run=parse_iso(last) if last else None,
             outcome=outcome,
+            left_out=left_out,
         )
-        for key, (ok, last, outcome) in found.items()
+        for key, (ok, last, outcome, left_out) in found.items()
     }

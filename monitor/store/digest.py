@@ -35,9 +35,10 @@ DIGEST_LAST_ACTIVITY_SQL = (
 # how far a stream was collected: when its latest successful run began, and when its latest run
 # (a skip, while a rate limit lasts, is not a run) began and how it went
 DIGEST_STREAM_RUNS_SQL = """
-SELECT ok.started_at, last.started_at, last.outcome FROM stream_heads h
+SELECT ok.started_at, last.started_at, last.outcome, skip.error FROM stream_heads h
 LEFT JOIN runs ok ON ok.id = h.ok_id
 LEFT JOIN runs last ON last.id = h.last_id
+LEFT JOIN runs skip ON skip.id = h.run_id AND skip.outcome = 'skipped'
 WHERE h.brand = ? AND h.platform = ? AND h.stream = ? AND h.query = ''
 """
 
@@ -80,16 +81,20 @@ def get_last_activity(
     return found
 
 
+CollectionRuns = tuple[str | None, str | None, str | None, str | None]
+
+
 def get_collection_runs(
     db: Database, brand: str, platforms: Iterable[str], streams: Iterable[str]
-) -> dict[tuple[str, str], tuple[str | None, str | None, str | None]]:
-    """Return, per (platform, stream) of the brand, when its latest successful run began, and
-    when its latest run began and how it went (None each when there is none)."""
-    found: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
+) -> dict[tuple[str, str], CollectionRuns]:
+    """Return, per (platform, stream) of the brand, when its latest successful run began, when
+    its latest run that was not a skip began and how it went, and why the collector left the
+    stream out, when its latest run was that skip (None each when there is none)."""
+    found: dict[tuple[str, str], CollectionRuns] = {}
     for platform in platforms:
         for stream in streams:
             row = db.conn.execute(DIGEST_STREAM_RUNS_SQL, (brand, platform, stream)).fetchone()
-            found[platform, stream] = tuple(row) if row else (None, None, None)
+            found[platform, stream] = tuple(row) if row else (None, None, None, None)
     return found
 
 

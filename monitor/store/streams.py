@@ -184,7 +184,7 @@ SELECT k.brand, k.platform, k.stream, k.query, last.started_at, last.outcome,
 FROM keys k
 LEFT JOIN stream_heads h ON h.brand = k.brand AND h.platform = k.platform
   AND h.stream = k.stream AND h.query = k.query
-LEFT JOIN runs last ON last.id = h.last_id
+LEFT JOIN runs last ON last.id = coalesce(h.last_id, h.run_id)
 LEFT JOIN runs ok ON ok.id = h.ok_id
 LEFT JOIN runs e ON e.id = h.error_id
 LEFT JOIN cursors c ON c.brand = k.brand AND c.platform = k.platform

@@ -18,7 +18,7 @@ from sqlite_utils import Database
 
 from monitor import pipeline, store
 from monitor.cli import cli
-from monitor.collectors.reddit import Mark, RedditCollector
+from monitor.collectors.reddit import NO_LOGIN, Mark, RedditCollector
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, RunResult, StreamKey
 from monitor.sandbox.reddit import RedditSandbox
@@ -439,19 +439,31 @@ def test_reddit_collect_wrong_password_is_an_auth_failure(
     assert "not-the-password" not in (result.error or "")
 
 
-def test_reddit_collect_read_only_skips_the_inbox(
-    sandbox: RedditSandbox, tmp_path: Path, db: Database, caplog: pytest.LogCaptureFixture
+def test_reddit_collect_without_a_login_leaves_the_inbox_out_and_says_why(
+    sandbox: RedditSandbox, tmp_path: Path
 ) -> None:
-    settings = load_settings(write_config(tmp_path, sandbox.url, login=False))
-    with caplog.at_level(logging.INFO, logger="monitor.collectors.reddit"):
-        results = by_stream(pipeline.collect(db, settings))
-    assert set(results) == {"posts", "keywords"}
-    assert {r.outcome for r in results.values()} == {"ok"}
-    notes = [r for r in caplog.records if "read-only" in r.getMessage()]
-    assert len(notes) == 1 and notes[0].levelno == logging.INFO
+    """praw without a login is read-only: the mentions stream is not collected, and collect,
+    status and the digest say so and how to fix it (before, only an INFO log line did)."""
+    config = write_config(tmp_path, sandbox.url, login=False)
+    base = ["--config", str(config)]
+    collected = CliRunner().invoke(cli, [*base, "collect"])
+    assert collected.exit_code == 0, collected.output
+    assert "acme/reddit/mentions: skipped" in collected.stdout
+    assert "platforms.reddit.username_env and password_env" in collected.stdout
     assert api_requests(sandbox, "/message/") == []
+    db = store.open_db(load_settings(config).db_path)
     assert stored(db, "post", "reply") == expected_ids(sandbox, "post", "reply")
     assert stored(db, "mention") == set()
+    streams = {s.key.stream: s for s in store.get_stream_status(db)}
+    assert streams["mentions"].outcome == "skipped" and streams["mentions"].last_error == NO_LOGIN
+    assert streams["posts"].outcome == streams["keywords"].outcome == "ok"
+
+    status = CliRunner().invoke(cli, [*base, "status"]).stdout
+    (row,) = [line for line in status.splitlines() if line.startswith("acme/reddit/mentions")]
+    assert " skipped " in row and " not collected " in row
+    assert "the inbox needs the brand account's login" in row
+    digest = CliRunner().invoke(cli, [*base, "digest", "--date", f"{START:%Y-%m-%d}"]).stdout
+    assert "mentions never collected: the inbox needs the brand account's login" in digest
 
 
 def test_reddit_backfill_stores_the_window_once_and_resumes(
