@@ -39,10 +39,15 @@ def one_error_line(result: Result) -> str:
 def test_cli_init_writes_a_config_that_validates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert run("init").exit_code == 0
+    first = run("init")
+    assert first.exit_code == 0 and first.stdout.endswith("then run `touchpoint check-config`\n")
     assert (tmp_path / "touchpoint.toml").exists()
-    assert run("init", "new/folder/touchpoint.toml").exit_code == 0  # its folder is made
-    assert (tmp_path / "new" / "folder" / "touchpoint.toml").exists()
+    elsewhere = run("init", "new/my folder/touchpoint.toml")  # its folder is made
+    assert elsewhere.exit_code == 0
+    # the command it suggests checks the file it wrote, not ./touchpoint.toml
+    suggested = "touchpoint --config 'new/my folder/touchpoint.toml' check-config"
+    assert f"then run `{suggested}`" in elsewhere.stdout
+    assert (tmp_path / "new" / "my folder" / "touchpoint.toml").exists()
     again = run("init")
     assert again.exit_code == 1 and "--force" in one_error_line(again)
     missing = run("check-config")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -10,7 +11,7 @@ from monitor import store
 from monitor.alerts import outbox
 from monitor.alerts.heartbeat import Heartbeat, check_heartbeat
 from monitor.cli.app import AppContext, cli, pass_app
-from monitor.config import ConfigError, Settings, template_text
+from monitor.config import ConfigError, Settings, default_config_path, template_text
 
 
 @cli.command()
@@ -29,9 +30,12 @@ def init(app: AppContext, path: Path | None, force: bool) -> None:
         raise click.ClickException(f"{target} already exists. Fix: pass --force to overwrite it")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(template_text(), encoding="utf-8")
+    check = "touchpoint check-config"
+    if target.resolve() != default_config_path().resolve():
+        check = f"touchpoint --config {shlex.quote(str(target))} check-config"
     click.echo(
         f"wrote {target}: edit the brand and its accounts, export the tokens it names, "
-        "then run `touchpoint check-config`"
+        f"then run `{check}`"
     )
 
 

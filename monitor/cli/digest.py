@@ -42,7 +42,8 @@ from monitor.models import utcnow
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the HTML page to this file and the text version beside it (.txt).",
+    help="Write the HTML page to this file, and the text version beside it with the suffix "
+    ".txt (digest.html: digest.txt).",
 )
 @pass_app
 def digest(
@@ -53,7 +54,7 @@ def digest(
     Per channel: the mix of engaging, inspiring and sales-pitch posts against the self-promotion
     target, mentions received and answered, median and p90 response time, the oldest unanswered
     mentions, channels alive or silent, and the change against the day before. Prints the text
-    version; --out writes the HTML page (and FILE.txt); --send emails both, once per recipient
+    version; --out writes the HTML page and the text beside it (digest.html: digest.txt); --send emails both, once per recipient
     and day (a second --send for the same day sends nothing); a brand with no recipients is
     skipped.
 
