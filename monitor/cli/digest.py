@@ -54,9 +54,9 @@ def digest(
     Per channel: the mix of engaging, inspiring and sales-pitch posts against the self-promotion
     target, mentions received and answered, median and p90 response time, the oldest unanswered
     mentions, channels alive or silent, and the change against the day before. Prints the text
-    version; --out writes the HTML page and the text beside it (digest.html: digest.txt); --send emails both, once per recipient
-    and day (a second --send for the same day sends nothing); a brand with no recipients is
-    skipped.
+    version; --out writes the HTML page and the text beside it (digest.html: digest.txt); --send
+    emails both, once per recipient and day (a second --send for the same day sends nothing); a
+    brand with no recipients is skipped.
 
     \b
     Example:
