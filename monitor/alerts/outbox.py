@@ -31,7 +31,7 @@ from monitor.alerts.channels import build_channel
 from monitor.alerts.channels.base import Channel, DeliveryError
 from monitor.alerts.channels.urlguard import url_fix
 from monitor.alerts.message import AlertItem, Message
-from monitor.config import AlertPolicy, BrandSettings, ConfigError, Settings
+from monitor.config import AlertPolicy, BrandSettings, ChannelSettings, ConfigError, Settings
 from monitor.logs import clean, log_failure
 from monitor.models import Alert, iso, parse_iso, utcnow
 
@@ -369,13 +369,26 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
 
 def check_channels(settings: Settings) -> None:
     """Build and check every configured channel; raise ConfigError naming the first bad one."""
-    for name in settings.channels:
+    for name, config in settings.channels.items():
         try:
             build_channel(settings, name).validate()
         except (ValueError, OSError) as exc:
-            raise unusable_url(
-                settings, f"alerts.channels.{name}", exc, "allow_private_addresses"
-            ) from None
+            key, variable = _url_source(name, config)
+            problem, fix = clean(str(exc)), url_fix(str(exc), "allow_private_addresses")
+            if variable is not None:  # the URL is a secret: say where it is, never what
+                problem, fix = f"the URL in {variable}: {problem}", f"in {variable}, {fix}"
+            raise ConfigError(str(settings.source), key, problem, fix) from None
+
+
+def _url_source(name: str, config: ChannelSettings) -> tuple[str, str | None]:
+    """The config key a channel's URL comes from, and the variable holding it when it is a
+    secret (Slack's webhook_url_env, a webhook's url_env)."""
+    for secret in ("webhook_url", "url"):
+        if secret in config.secret_env:
+            return f"alerts.channels.{name}.{secret}_env", config.secret_env[secret]
+    if "url" in config.options:
+        return f"alerts.channels.{name}.url", None
+    return f"alerts.channels.{name}", None
 
 
 def unusable_url(settings: Settings, key: str, exc: Exception, allow_key: str) -> ConfigError:

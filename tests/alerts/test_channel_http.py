@@ -286,6 +286,8 @@ def test_webhook_connection_refused_is_retryable() -> None:
     with pytest.raises(DeliveryError) as info:
         channel.send(hostile_message())
     assert info.value.retryable
+    # the reason in the operating system's words, not only the exception's name
+    assert str(info.value).endswith(": ConnectError (Connection refused)"), str(info.value)
 
 
 def test_webhook_redirect_is_not_followed(receiver: Receiver, other_receiver: Receiver) -> None:

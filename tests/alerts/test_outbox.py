@@ -672,7 +672,11 @@ def test_check_config_names_a_slack_url_that_is_no_url_without_a_traceback(
     result = CliRunner().invoke(cli, ["--config", str(rig.config), "check-config"])
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.output + result.stderr
-    assert "alerts.channels.slack: not a valid URL" in result.stderr
+    # the key and the variable the URL comes from, never the URL itself
+    assert "alerts.channels.slack.webhook_url_env: the URL in TEST_SLACK_URL: not a valid URL" in (
+        result.stderr
+    )
+    assert "Fix: in TEST_SLACK_URL, copy the URL again" in result.stderr
     assert "SLACKSEC" not in result.stderr
 
 
@@ -697,7 +701,7 @@ def test_check_channels_gives_the_fix_for_what_is_wrong_with_the_url(
     with pytest.raises(ConfigError) as info:  # the URL's form at load, its host by the check
         outbox.check_channels(load_settings(path))
     message = str(info.value)
-    assert "alerts.channels.hook" in message and problem in message
+    assert ": alerts.channels.hook.url: " in message and problem in message
     assert fix in message.split("Fix: ", 1)[1]
     if problem != "non-public":
         assert "public address" not in message

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,16 +160,24 @@ def _request(
     )
 
 
-def _cert_error(exc: BaseException) -> bool:
-    """True if ``exc`` was caused by a TLS certificate that did not verify."""
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what caused it, at most five deep."""
     seen: BaseException | None = exc
     for _ in range(5):
         if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
+            return
+        yield seen
         seen = seen.__cause__ or seen.__context__
-    return False
+
+
+def _transport_reason(exc: httpx.TransportError) -> str:
+    """Why a request did not get through, e.g. "ConnectError (Connection refused)": the
+    operating system's words for it, never the exception's text (which may hold the URL)."""
+    causes = list(_causes(exc))
+    if any(isinstance(c, ssl.SSLCertVerificationError) for c in causes):
+        return "certificate verification failed"
+    why = next((c.strerror for c in causes if isinstance(c, OSError) and c.strerror), None)
+    return f"{type(exc).__name__} ({why})" if why else type(exc).__name__
 
 
 def post_json(target: Target, body: bytes, headers: Mapping[str, str]) -> None:
@@ -202,8 +210,7 @@ def request_once(
         raise DeliveryError(f"{where}: {reason}", retryable=True) from None
     except httpx.TransportError as exc:
         where = f"{target.name}: {redact_url(target.url)}"
-        reason = "certificate verification failed" if _cert_error(exc) else type(exc).__name__
-        raise DeliveryError(f"{where}: {reason}", retryable=True) from None
+        raise DeliveryError(f"{where}: {_transport_reason(exc)}", retryable=True) from None
     except httpx.HTTPError as exc:
         where = f"{target.name}: {redact_url(target.url)}"
         raise DeliveryError(f"{where}: {type(exc).__name__}", retryable=False) from None
