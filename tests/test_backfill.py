@@ -76,6 +76,40 @@ def test_backfill_interrupted_resumes_and_stores_the_window_once(
     assert store.get_cursor(db, results[0].key).position is None
 
 
+def test_status_hides_finished_backfill_windows_and_keeps_an_unfinished_one(
+    sandbox: XSandbox, write_config: Callable[..., Path], db: Database, tmp_path: Path
+) -> None:
+    config = write_config(sandbox.url, extra="page_size = 10\n")
+    settings = load_settings(config)
+    status = ["--config", str(config), "--db", str(tmp_path / "store.db"), "status"]
+
+    def stop_after_two(result: RunResult, posts: Sequence[Post]) -> None:
+        if result.pages == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        pipeline.collect(
+            db,
+            settings,
+            pipeline.Selection(stream="posts"),
+            backfill=(SINCE, UNTIL),
+            on_page=stop_after_two,
+        )
+    half_way = CliRunner().invoke(cli, status).stdout
+    assert "acme/x/backfill-posts" in half_way  # to be resumed: shown
+    assert "finished backfill" not in half_way
+
+    pipeline.collect(db, settings, backfill=(SINCE, UNTIL))  # every window walked to its end
+    pipeline.collect(db, settings)  # and the incremental streams
+    done = CliRunner().invoke(cli, status)
+    assert done.exit_code == 0
+    assert "backfill-" not in done.stdout and "acme/x/posts" in done.stdout
+    windows = {s.key for s in store.get_stream_status(db) if s.key.stream.startswith("backfill")}
+    assert f"({len(windows)} finished backfill windows not shown: `status --all`)" in done.stdout
+    every = CliRunner().invoke(cli, [*status, "--all"]).stdout
+    assert all(str(key) in every for key in windows) and "not shown" not in every
+
+
 def test_backfill_cli_without_until_resumes_the_unfinished_window(
     sandbox: XSandbox, write_config: Callable[..., Path], db: Database, tmp_path: Path
 ) -> None:

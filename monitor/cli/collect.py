@@ -183,8 +183,14 @@ def _progress(start: datetime, end: datetime) -> Iterator[pipeline.ProgressHook]
 
 
 @cli.command()
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Also list the backfill windows that finished (hidden by default).",
+)
 @pass_app
-def status(app: AppContext) -> None:
+def status(app: AppContext, show_all: bool) -> None:
     """Show each stream: last run, outcome, new items, lag since its last success, consecutive
     failures, health, last error; whether `touchpoint run` is running on this database; and
     touchpoint itself: the classifier's last passes, restarts after unclean stops, the size of
@@ -193,7 +199,8 @@ def status(app: AppContext) -> None:
 
     HEALTH applies the alert rules' health checks (refused credentials, failing runs in a row, no
     success for `stale_after_intervals`) and says "overdue" when a stream has not run for two of
-    its intervals: the daemon is probably not running.
+    its intervals: the daemon is probably not running. A backfill window walked to its end is
+    left out (--all lists it); one that stopped half-way stays, to be resumed.
 
     \b
     Example:
@@ -206,12 +213,27 @@ def status(app: AppContext) -> None:
         return
     db = app.open(path)
     rows, now = store.get_stream_status(db), utcnow()
+    finished = [] if show_all else [r for r in rows if _finished_backfill(r)]
+    rows = [r for r in rows if r not in finished]
     health = health_cells(rows, settings, now) if settings else {}
-    click.echo(render_status(rows, now, health))
+    if rows or not finished:
+        click.echo(render_status(rows, now, health))
+    if finished:
+        windows = "window" if len(finished) == 1 else "windows"
+        click.echo(f"({len(finished)} finished backfill {windows} not shown: `status --all`)")
     pid = daemon_holder(path)
     click.echo(f"\ndaemon: {f'running (pid {pid})' if pid else 'not running'} on {path}")
     limit = (settings.daemon if settings else DaemonSettings()).wal_alert_megabytes
     click.echo(render_service(db, now, wal_alert_megabytes=limit))
+
+
+def _finished_backfill(row: store.StreamStatus) -> bool:
+    """A backfill window walked to its end: its cursor is gone and its last run went ok."""
+    return (
+        row.key.stream.startswith(pipeline.BACKFILL)
+        and row.cursor_updated_at is None
+        and row.outcome == "ok"
+    )
 
 
 EXPORT_COLUMNS = [c for c in store.POST_COLUMNS if c != "raw"]
