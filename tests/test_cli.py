@@ -650,7 +650,7 @@ def test_cli_status_judges_each_streams_health(write_config: Callable[..., Path]
     for _ in range(3):
         ran("failing", 2, "failed", error="boom")
     ran("deferred", 20, "deferred", retry_at=now + timedelta(minutes=5))
-    ran("backfill", 600)
+    ran("backfill", 600, "interrupted")  # stopped half-way: listed, to be resumed
     db.conn.close()
     out = run("status").stdout
     lines = out.splitlines()
