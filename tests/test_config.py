@@ -201,9 +201,29 @@ def test_config_takes_business_hours_that_run_overnight(tmp_path: Path) -> None:
     assert settings.brands[0].alerts.business_hours == "22:00-06:00"
 
 
-def test_config_missing_file_says_run_init(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="touchpoint init"):
-        load_settings(tmp_path / "nope.toml")
+def test_config_missing_file_says_run_init(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as default:
+        load_settings(Path("touchpoint.toml"))
+    assert str(default.value).endswith("Fix: run `touchpoint init` to write one, or pass --config")
+    given = tmp_path / "my configs" / "nope.toml"  # passed with --config: a typo, or to write
+    with pytest.raises(ConfigError) as info:
+        load_settings(given)
+    assert str(info.value).endswith(
+        f"Fix: check the path, or run `touchpoint init '{given}'` to write one"
+    )
+
+
+def test_config_tells_an_empty_secret_variable_from_an_unset_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(write(tmp_path, B))
+    monkeypatch.delenv("X_BEARER_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="X_BEARER_TOKEN is not set"):
+        settings.secret("x", "bearer_token")
+    monkeypatch.setenv("X_BEARER_TOKEN", "  ")
+    with pytest.raises(ConfigError, match="X_BEARER_TOKEN is empty"):
+        settings.secret("x", "bearer_token")
 
 
 def test_config_secret_comes_from_the_named_env_var(

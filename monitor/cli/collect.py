@@ -78,7 +78,7 @@ def _report(results: Sequence[RunResult]) -> None:
             note = f" ({r.error})" if r.error else ""
             click.echo(
                 f"{r.key}: {r.outcome}, {r.items_new} new, {r.items_updated} updated, "
-                f"{r.pages} pages{note}"
+                f"{r.pages} {'page' if r.pages == 1 else 'pages'}{note}"
             )
     failed = pipeline.failures(results)
     by_error: dict[str, list[str]] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import tomllib
 from collections.abc import Mapping
 from importlib.resources import files
@@ -48,9 +49,10 @@ def load_settings(path: Path) -> Settings:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(
-            source, "", "no such file", "run `touchpoint init` to write one, or pass --config"
-        ) from None
+        fix = "run `touchpoint init` to write one, or pass --config"
+        if path != default_config_path():  # a path given: a typo, or a file yet to write
+            fix = f"check the path, or run `touchpoint init {shlex.quote(source)}` to write one"
+        raise ConfigError(source, "", "no such file", fix) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
             source, "", f"cannot read it ({exc})", "check the path and its permissions"

@@ -240,7 +240,7 @@ class Settings:
             raise ConfigError(
                 str(self.source),
                 f"platforms.{platform}.{name}_env",
-                f"environment variable {env} is not set",
+                _missing(env),
                 f"export {env}=<your {platform} {name.replace('_', ' ')}> before you run it",
             )
         register_secret(value.strip())
@@ -257,7 +257,7 @@ class Settings:
             raise ConfigError(
                 str(self.source),
                 f"alerts.channels.{channel}.{name}_env",
-                f"environment variable {env} is not set",
+                _missing(env),
                 f"export {env}=... before you run it",
             )
         if name not in PUBLIC_ENV_VALUES:
@@ -275,7 +275,7 @@ class Settings:
             raise ConfigError(
                 str(self.source),
                 "daemon.heartbeat_url_env",
-                f"environment variable {env} is not set",
+                _missing(env),
                 f"export {env}=<the ping URL your uptime monitor gave you> before you run it, "
                 'or write heartbeat_url_env = "" to turn the heartbeat off',
             )
@@ -292,3 +292,8 @@ class Settings:
         for platform in self.platforms_in_use():
             for name in self.platforms[platform].secret_env:
                 self.secret(platform, name)
+
+
+def _missing(env: str) -> str:
+    """The problem with a secret's variable that holds nothing: unset, or set to blanks."""
+    return f"environment variable {env} is {'empty' if env in os.environ else 'not set'}"

@@ -176,7 +176,8 @@ def subject(digest: BrandDigest) -> str:
     """The email subject: one clean line."""
     missing = ", ".join(c.platform for c in digest.incomplete)
     incomplete = f", collection incomplete on {missing}" if missing else ""
-    alive = f", only {digest.alive} channels alive" if digest.too_few_touchpoints else ""
+    channels = "channel" if digest.alive == 1 else "channels"
+    alive = f", only {digest.alive} {channels} alive" if digest.too_few_touchpoints else ""
     waiting = f", {digest.unanswered_total} unanswered" if digest.unanswered_total else ""
     return clean_line(
         f"[touchpoint] {digest.brand} digest for {digest.period.label}{incomplete}{waiting}{alive}",

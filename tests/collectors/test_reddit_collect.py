@@ -449,6 +449,7 @@ def test_reddit_collect_without_a_login_leaves_the_inbox_out_and_says_why(
     collected = CliRunner().invoke(cli, [*base, "collect"])
     assert collected.exit_code == 0, collected.output
     assert "acme/reddit/mentions: skipped" in collected.stdout
+    assert "acme/reddit/keywords 'acme': ok, 10 new, 0 updated, 1 page\n" in collected.stdout
     assert "platforms.reddit.username_env and password_env" in collected.stdout
     assert api_requests(sandbox, "/message/") == []
     db = store.open_db(load_settings(config).db_path)

@@ -88,7 +88,7 @@ def by_recipient(sink: Sink, *, brand_only: bool = False) -> dict[str, list[str]
 
 
 ACME_SUBJECT = "[touchpoint] acme digest for 2026-11-20, 2 unanswered"
-BETA_SUBJECT = "[touchpoint] beta digest for 2026-11-20, 1 unanswered, only 1 channels alive"
+BETA_SUBJECT = "[touchpoint] beta digest for 2026-11-20, 1 unanswered, only 1 channel alive"
 
 
 def test_digest_brand_recipients_get_only_their_brand_and_the_rest_the_global_list(
