@@ -543,7 +543,33 @@ def test_cli_export_writes_jsonl_and_csv(tmp_path: Path, write_config: Callable[
     with out.open(encoding="utf-8", newline="") as handle:
         (record,) = list(csv.DictReader(handle))
     assert record["text"] == 'say "hi",\nthere'
+    assert record["label"] == record["confidence"] == ""  # a mention is not labelled
     assert run("export", "--kind", "post").stdout.count("\n") == 1  # header only
+
+
+def test_cli_export_has_each_brand_posts_label(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    import csv
+
+    write_config("http://127.0.0.1:9")
+    db = store.open_db(tmp_path / "touchpoint.db")
+    own = {"is_brand": True, "kind": "post", "author_handle": "acme"}
+    store.upsert_posts(db, [post("1", text="20% off", **own), post("2", text="Hi!", **own)])
+    probabilities = {"engaging": 0.05, "inspiring": 0.08, "sales-pitch": 0.87}
+    label = store.LabelRow("x:1", "sales-pitch", 0.87, probabilities, "m1")
+    store.upsert_labels(db, [label])
+    db.conn.close()
+    rows = [json.loads(line) for line in run("export", "--format", "jsonl").stdout.splitlines()]
+    assert [(r["id"], r["label"], r["confidence"]) for r in rows] == [
+        ("x:1", "sales-pitch", 0.87),
+        ("x:2", None, None),  # not labelled yet
+    ]
+    out = tmp_path / "posts.csv"
+    assert run("export", "-o", str(out)).exit_code == 0
+    with out.open(encoding="utf-8", newline="") as handle:
+        records = list(csv.DictReader(handle))
+    assert [(r["label"], r["confidence"]) for r in records] == [("sales-pitch", "0.87"), ("", "")]
 
 
 def test_cli_export_csv_keeps_spreadsheets_from_running_post_text(

@@ -236,7 +236,7 @@ def _finished_backfill(row: store.StreamStatus) -> bool:
     )
 
 
-EXPORT_COLUMNS = [c for c in store.POST_COLUMNS if c != "raw"]
+EXPORT_COLUMNS = [c for c in store.POST_COLUMNS if c != "raw"] + ["label", "confidence"]
 
 
 @cli.command()
@@ -286,7 +286,8 @@ def export(
     raw: bool,
     formula_guard: bool,
 ) -> None:
-    """Export collected posts as CSV or JSON lines, oldest first.
+    """Export collected posts as CSV or JSON lines, oldest first, each brand post with the
+    classifier's label and confidence (empty when not labelled).
 
     A post that concerns several brands (brand A's post tagging brand B) is a row for each, with
     that brand's kind: A's post, B's mention. In CSV, a cell a spreadsheet would take for a

@@ -198,7 +198,9 @@ def iter_posts(
     kind: str | None = None,
     since: datetime | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield stored posts (oldest first) as dicts, filtered by brand, platform, kind and time.
+    """Yield stored posts (oldest first) as dicts, filtered by brand, platform, kind and time,
+    with the classifier's ``label`` and its ``confidence`` (None for a post not labelled: every
+    post that is no brand post, and a brand post before its classify pass).
 
     A post is yielded once for each brand it concerns, with that brand's ``brand``, ``kind`` and
     ``is_brand`` (a post of brand A that mentions brand B: A's post, and B's mention)."""
@@ -212,7 +214,8 @@ def iter_posts(
         params.append(iso(since))
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     sql = (
-        f"SELECT {_POST_AS_ROLE} FROM post_brands b JOIN posts p ON p.id = b.post_id "
+        f"SELECT {_POST_AS_ROLE}, l.label, l.confidence FROM post_brands b "
+        "JOIN posts p ON p.id = b.post_id LEFT JOIN labels l ON l.post_id = p.id "
         f"{clause} ORDER BY b.created_at, b.post_id, b.brand"
     )
     cursor = db.conn.execute(sql, params)
