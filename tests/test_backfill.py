@@ -12,7 +12,7 @@ from sqlite_utils import Database
 
 from monitor import pipeline, store
 from monitor.cli import cli
-from monitor.config import load_settings
+from monitor.config import Settings, load_settings
 from monitor.models import Post, RunResult
 from monitor.sandbox.x import XSandbox
 from tests.conftest import TOKEN
@@ -39,11 +39,8 @@ class Interrupt(KeyboardInterrupt):
     """Ctrl-C after a given number of committed pages."""
 
 
-def test_backfill_interrupted_resumes_and_stores_the_window_once(
-    sandbox: XSandbox, write_config: Callable[..., Path], db: Database
-) -> None:
-    settings = load_settings(write_config(sandbox.url, extra="page_size = 10\n"))
-    window = (SINCE, UNTIL)
+def stop_half_way(db: Database, settings: Settings, window: tuple[datetime, datetime]) -> None:
+    """A backfill of the posts stream in ``window``, stopped (Ctrl-C) after its second page."""
 
     def stop_after_two(result: RunResult, posts: Sequence[Post]) -> None:
         if result.pages == 2:
@@ -57,6 +54,15 @@ def test_backfill_interrupted_resumes_and_stores_the_window_once(
             backfill=window,
             on_page=stop_after_two,
         )
+
+
+def test_backfill_interrupted_resumes_and_stores_the_window_once(
+    sandbox: XSandbox, write_config: Callable[..., Path], db: Database
+) -> None:
+    settings = load_settings(write_config(sandbox.url, extra="page_size = 10\n"))
+    window = (SINCE, UNTIL)
+
+    stop_half_way(db, settings, window)
     assert len(all_ids(db)) == 20
     seen = len(sandbox.requests)
 
@@ -83,18 +89,7 @@ def test_status_hides_finished_backfill_windows_and_keeps_an_unfinished_one(
     settings = load_settings(config)
     status = ["--config", str(config), "--db", str(tmp_path / "store.db"), "status"]
 
-    def stop_after_two(result: RunResult, posts: Sequence[Post]) -> None:
-        if result.pages == 2:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        pipeline.collect(
-            db,
-            settings,
-            pipeline.Selection(stream="posts"),
-            backfill=(SINCE, UNTIL),
-            on_page=stop_after_two,
-        )
+    stop_half_way(db, settings, (SINCE, UNTIL))
     half_way = CliRunner().invoke(cli, status).stdout
     assert "acme/x/backfill-posts" in half_way  # to be resumed: shown
     assert "finished backfill" not in half_way
@@ -119,18 +114,7 @@ def test_backfill_cli_without_until_resumes_the_unfinished_window(
     settings = load_settings(config)
     first_end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
 
-    def stop_after_two(result: RunResult, posts: Sequence[Post]) -> None:
-        if result.pages == 2:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):  # the first `backfill --since SINCE --stream posts`
-        pipeline.collect(
-            db,
-            settings,
-            pipeline.Selection(stream="posts"),
-            backfill=(SINCE, first_end),
-            on_page=stop_after_two,
-        )
+    stop_half_way(db, settings, (SINCE, first_end))  # `backfill --since SINCE --stream posts`
     seen = len(sandbox.requests)
     since = SINCE.strftime("%Y-%m-%dT%H:%M")
     args = ["--config", str(config), "--db", str(tmp_path / "store.db")]
