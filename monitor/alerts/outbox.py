@@ -374,10 +374,9 @@ def check_channels(settings: Settings) -> None:
             build_channel(settings, name).validate()
         except (ValueError, OSError) as exc:
             key, variable = _url_source(name, config)
-            problem, fix = clean(str(exc)), url_fix(str(exc), "allow_private_addresses")
-            if variable is not None:  # the URL is a secret: say where it is, never what
-                problem, fix = f"the URL in {variable}: {problem}", f"in {variable}, {fix}"
-            raise ConfigError(str(settings.source), key, problem, fix) from None
+            raise unusable_url(
+                settings, key, exc, "allow_private_addresses", variable=variable
+            ) from None
 
 
 def _url_source(name: str, config: ChannelSettings) -> tuple[str, str | None]:
@@ -391,11 +390,17 @@ def _url_source(name: str, config: ChannelSettings) -> tuple[str, str | None]:
     return f"alerts.channels.{name}", None
 
 
-def unusable_url(settings: Settings, key: str, exc: Exception, allow_key: str) -> ConfigError:
+def unusable_url(
+    settings: Settings, key: str, exc: Exception, allow_key: str, *, variable: str | None = None
+) -> ConfigError:
     """The error for the URL (or channel) at ``key`` that failed its check with ``exc``, with
     the fix for what failed; when it was refused as private, the fix names the ``allow_key``
-    that lets it through."""
-    return ConfigError(str(settings.source), key, clean(str(exc)), url_fix(str(exc), allow_key))
+    that lets it through. ``variable``: the one the URL was read from, when it is a secret
+    (the error says where the URL is, never what it is)."""
+    problem, fix = clean(str(exc)), url_fix(str(exc), allow_key)
+    if variable is not None:
+        problem, fix = f"the URL in {variable}: {problem}", f"in {variable}, {fix}"
+    return ConfigError(str(settings.source), key, problem, fix)
 
 
 def deliver(
