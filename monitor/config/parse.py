@@ -236,7 +236,25 @@ def _env_names(
 BRAND_KEYS = frozenset(
     {"name", "accounts", "keywords", "timezone", "alerts", "digest_recipients", "answered_by"}
 )
-_UP_TO_BRAND = "move it up, above the brand's [brands.accounts] and [brands.alerts] lines"
+_BRAND_KEY = (
+    "a key of [[brands]]",
+    "move it up, above the brand's [brands.accounts] and [brands.alerts] lines",
+)
+# keys that belong to another table, found below a brand's [brands.accounts] / [brands.alerts]:
+# what each is, and the fix
+_MISPLACED_IN_ACCOUNTS = {
+    **dict.fromkeys(BRAND_KEYS, _BRAND_KEY),
+    **dict.fromkeys(
+        {*RULE_KEYS, "channels"},
+        ("an alert key", "move it under a [brands.alerts] header, or into [alerts]"),
+    ),
+}
+_MISPLACED_IN_ALERTS = {
+    **dict.fromkeys(BRAND_KEYS, _BRAND_KEY),
+    **dict.fromkeys(
+        PLATFORM_DEFAULTS, ("an account", "move it under the brand's [brands.accounts]")
+    ),
+}
 
 
 def _parse_brands(
@@ -292,19 +310,7 @@ def _parse_brand(
             "use letters, digits, '.', '_' or '-' (at most 64)",
         )
     accounts_table = v.table(entry, "accounts", prefix=key)
-    _misplaced(
-        v,
-        accounts_table,
-        f"{key}.accounts",
-        "brands.accounts",
-        {
-            **dict.fromkeys(BRAND_KEYS, ("a key of [[brands]]", _UP_TO_BRAND)),
-            **dict.fromkeys(
-                {*RULE_KEYS, "channels"},
-                ("an alert key", "move it under a [brands.alerts] header, or into [alerts]"),
-            ),
-        },
-    )
+    _misplaced(v, accounts_table, f"{key}.accounts", "brands.accounts", _MISPLACED_IN_ACCOUNTS)
     if not accounts_table:
         raise v.error(
             f"{key}.accounts",
@@ -333,18 +339,7 @@ def _parse_brand(
             'use an IANA name such as "Europe/Berlin" or "UTC"',
         ) from None
     alerts_table = v.table(entry, "alerts", prefix=key)
-    _misplaced(
-        v,
-        alerts_table,
-        f"{key}.alerts",
-        "brands.alerts",
-        {
-            **dict.fromkeys(BRAND_KEYS, ("a key of [[brands]]", _UP_TO_BRAND)),
-            **dict.fromkeys(
-                PLATFORM_DEFAULTS, ("an account", "move it under the brand's [brands.accounts]")
-            ),
-        },
-    )
+    _misplaced(v, alerts_table, f"{key}.alerts", "brands.alerts", _MISPLACED_IN_ALERTS)
     alerts = _parse_policy(v, alerts_table, f"{key}.alerts", policy, extra={"channels"})
     return BrandSettings(
         name=name,
