@@ -32,8 +32,9 @@ DIGEST_LAST_ACTIVITY_SQL = (
     "SELECT max(created_at) FROM post_brands "
     "WHERE brand = ? AND platform = ? AND kind = ? AND created_at < ?"
 )
-# how far a stream was collected: when its latest successful run began, and when its latest run
-# (a skip, while a rate limit lasts, is not a run) began and how it went
+# how far a stream was collected: when its latest successful run began, when its latest run
+# that was not a skip began and how it went, and the reason of a skip when that is the latest
+# (a stream the collector leaves out)
 DIGEST_STREAM_RUNS_SQL = """
 SELECT ok.started_at, last.started_at, last.outcome, skip.error FROM stream_heads h
 LEFT JOIN runs ok ON ok.id = h.ok_id
