@@ -691,6 +691,36 @@ def test_cli_status_judges_each_streams_health(write_config: Callable[..., Path]
     assert "warning: 3 runs failed in a row" in row("failing")
     assert "overdue" not in row("deferred") and "  ok  " in row("deferred")  # waits on purpose
     assert "  -  " in row("backfill") and "overdue" not in row("backfill")  # not judged
+    assert out == (plain := run("status")).stdout and plain.exit_code == 0  # no --check: 0
+
+    checked = run("status", "--check")
+    assert checked.exit_code == 1 and checked.stdout == out  # the same table, and a verdict
+    assert checked.stderr.splitlines() == [
+        f"check: {keys['failing']}: warning: 3 runs failed in a row",
+        f"check: {keys['late']}: overdue (runs every 5m)",
+        "check: 2 streams need a look",
+    ]
+
+
+def test_cli_status_check_passes_when_all_streams_are_ok_and_fails_before_any_collect(
+    write_config: Callable[..., Path],
+) -> None:
+    write_config("http://127.0.0.1:9")
+    before = run("status", "--check")
+    assert before.exit_code == 1 and "no database" in before.stdout.lower()
+    db = store.open_db(Path("touchpoint.db"))
+    now = utcnow()
+    for stream in ("posts", "mentions"):
+        store.record_run(db, RunResult(StreamKey("acme", "x", stream, ""), now, now, "ok"))
+    skipped = RunResult(StreamKey("acme", "reddit", "mentions", ""), now, now, "skipped")
+    store.record_run(db, skipped)  # a stream the config leaves out fails no check
+    db.conn.close()
+    ok = run("status", "--check")
+    assert ok.exit_code == 0 and ok.stderr == "", ok.stderr
+    assert "not collected" in ok.stdout
+    no_config = run("--config", "nowhere.toml", "--db", "touchpoint.db", "status", "--check")
+    assert no_config.exit_code == 1 and "nowhere.toml" in one_error_line(no_config)
+    assert run("--config", "nowhere.toml", "--db", "touchpoint.db", "status").exit_code == 0
 
 
 def store_with_posts(path: Path, count: int) -> Path:

@@ -189,8 +189,14 @@ def _progress(start: datetime, end: datetime) -> Iterator[pipeline.ProgressHook]
     is_flag=True,
     help="Also list the backfill windows that finished (hidden by default).",
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 1 when a stream's HEALTH is a problem (refused, failing, stale or overdue) or "
+    "nothing was collected yet, for cron or a monitoring system; 0 when all are ok.",
+)
 @pass_app
-def status(app: AppContext, show_all: bool) -> None:
+def status(app: AppContext, show_all: bool, check: bool) -> None:
     """Show each stream: last run, outcome, new items, lag since its last success, consecutive
     failures, health, last error; whether `touchpoint run` is running on this database; and
     touchpoint itself: the classifier's last passes, restarts after unclean stops, the size of
@@ -202,14 +208,23 @@ def status(app: AppContext, show_all: bool) -> None:
     its intervals: the daemon is probably not running. A backfill window walked to its end is
     left out (--all lists it); one that stopped half-way stays, to be resumed.
 
+    With --check the exit status says it too: 1 when a stream is refused, failing, stale or
+    overdue (each named on standard error), or when there is no database yet; 0 otherwise. A
+    stream the collector leaves out ("not collected") does not fail the check. --check needs the
+    config, whose intervals and alert rules the health is judged by.
+
     \b
-    Example:
+    Examples:
         touchpoint status
+        touchpoint status --check || echo "touchpoint needs a look"
     """
-    settings = app.settings_if_any()  # None: --db without a config, no intervals to judge by
+    # None: --db without a config, no intervals to judge by (--check needs them: its error)
+    settings = app.settings() if check else app.settings_if_any()
     path = app.db_path() if settings is None else app.db_override or settings.db_path
     if not path.exists():  # before the first collect (or a mistyped --db): make nothing
         click.echo(missing_db(path, joined=": "))
+        if check:
+            sys.exit(1)
         return
     db = app.open(path)
     rows, now = store.get_stream_status(db), utcnow()
@@ -225,6 +240,22 @@ def status(app: AppContext, show_all: bool) -> None:
     click.echo(f"\ndaemon: {f'running (pid {pid})' if pid else 'not running'} on {path}")
     limit = (settings.daemon if settings else DaemonSettings()).wal_alert_megabytes
     click.echo(render_service(db, now, wal_alert_megabytes=limit))
+    if check:
+        _exit_on_problems(health)
+
+
+def _exit_on_problems(health: dict[StreamKey, str]) -> None:
+    """``status --check``: name each stream whose health is not ok on stderr and exit 1."""
+    bad = {key: cell for key, cell in health.items() if cell not in HEALTHY}
+    for key, cell in sorted(bad.items(), key=lambda item: str(item[0])):
+        click.echo(f"check: {key}: {cell}", err=True)
+    if bad:
+        streams = "stream" if len(bad) == 1 else "streams"
+        click.echo(f"check: {len(bad)} {streams} need a look", err=True)
+        sys.exit(1)
+
+
+HEALTHY = ("ok", "not collected")  # "not collected": the config leaves it out; status says why
 
 
 def _finished_backfill(row: store.StreamStatus) -> bool:
