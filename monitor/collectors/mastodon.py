@@ -112,6 +112,7 @@ class MastodonCollector(Collector):
         self,
         *,
         access_token: str,
+        token_env: str = "MASTODON_ACCESS_TOKEN",
         api_base: str = MASTODON_ORIGIN,
         page_size: int = 40,
         timeout: tuple[float, float] = (5.0, 20.0),
@@ -121,6 +122,7 @@ class MastodonCollector(Collector):
     ) -> None:
         connect, read = timeout
         self.api_base = api_base.rstrip("/")
+        self.token_env = token_env  # the variable's name, for the fix of a refused token
         self.page_size = page_size
         self.policy = policy or RetryPolicy()
         self._sleep = sleep or time.sleep
@@ -140,6 +142,7 @@ class MastodonCollector(Collector):
         collect = settings.collect
         return cls(
             access_token=settings.secret("mastodon", "access_token"),
+            token_env=platform.secret_env["access_token"],
             api_base=platform.api_base,
             page_size=platform.page_size,
             timeout=request_timeout(collect),
@@ -296,7 +299,7 @@ class MastodonCollector(Collector):
             except httpx.TransportError as exc:
                 raise TransientError(connection_problem(exc, self.api_base)) from None
             self._note_rate_limit(response.headers)
-            _check_status(response)
+            _check_status(response, self.token_env)
             try:
                 body = response.json()
             except ValueError:
@@ -593,8 +596,9 @@ def _error_text(response: httpx.Response) -> str:
     return response.reason_phrase or "no detail"
 
 
-def _check_status(response: httpx.Response) -> None:
-    """Map an error status onto the collector's typed errors (no secret in any message)."""
+def _check_status(response: httpx.Response, token_env: str) -> None:
+    """Map an error status onto the collector's typed errors (no secret in any message;
+    ``token_env`` is the name of the token's variable, for the fix of a refused token)."""
     status = response.status_code
     if status < 400:
         return
@@ -607,7 +611,7 @@ def _check_status(response: httpx.Response) -> None:
     if status in (401, 403):
         raise AuthError(
             f"Mastodon refused the access token (HTTP {status}: {text}). Fix: check the user "
-            "token in the environment variable named by platforms.mastodon.access_token_env"
+            f"token in {token_env} (the variable named by platforms.mastodon.access_token_env)"
         )
     if status == 404:
         raise NotFound(f"Mastodon answered HTTP 404: {text}")

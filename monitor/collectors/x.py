@@ -93,6 +93,7 @@ class XCollector(Collector):
         self,
         *,
         bearer_token: str,
+        token_env: str = "X_BEARER_TOKEN",
         api_base: str = TWITTER_ORIGIN,
         page_size: int = 100,
         timeout: tuple[float, float] = (5.0, 20.0),
@@ -104,6 +105,7 @@ class XCollector(Collector):
         )
         self.client.session.mount(TWITTER_ORIGIN + "/", HostAdapter(api_base, timeout))
         self.api_base = api_base
+        self.token_env = token_env  # the variable's name, for the fix of a refused token
         self.page_size = page_size
         self.policy = policy or RetryPolicy()
         self._sleep = sleep or time.sleep
@@ -116,6 +118,7 @@ class XCollector(Collector):
         collect = settings.collect
         return cls(
             bearer_token=settings.secret("x", "bearer_token"),
+            token_env=platform.secret_env["bearer_token"],
             api_base=platform.api_base,
             page_size=platform.page_size,
             timeout=request_timeout(collect),
@@ -292,7 +295,7 @@ class XCollector(Collector):
 
         def once() -> dict[str, Any]:
             answer = _translate_errors(
-                lambda: getattr(self.client, method)(**params), self.api_base
+                lambda: getattr(self.client, method)(**params), self.api_base, self.token_env
             )
             return validate(answer) if validate else answer
 
@@ -460,8 +463,9 @@ def _first_error(body: Mapping[str, Any]) -> str:
     return str(first.get("detail") or first.get("message") or first.get("title") or "unknown error")
 
 
-def _translate_errors(call: Callable[[], Any], api_base: str) -> dict[str, Any]:
-    """Run one tweepy call and map every failure onto the collector's typed errors."""
+def _translate_errors(call: Callable[[], Any], api_base: str, token_env: str) -> dict[str, Any]:
+    """Run one tweepy call and map every failure onto the collector's typed errors
+    (``token_env``: the name of the token's variable, for the fix of a refused token)."""
     try:
         body = call()
     except tweepy.TooManyRequests as exc:
@@ -472,7 +476,7 @@ def _translate_errors(call: Callable[[], Any], api_base: str) -> dict[str, Any]:
     except (tweepy.Unauthorized, tweepy.Forbidden) as exc:
         raise AuthError(
             f"X refused the bearer token (HTTP {exc.response.status_code}). Fix: check the token "
-            "in the environment variable named by platforms.x.bearer_token_env"
+            f"in {token_env} (the variable named by platforms.x.bearer_token_env)"
         ) from None
     except tweepy.TwitterServerError as exc:
         raise TransientError(f"X server error HTTP {exc.response.status_code}") from None

@@ -320,6 +320,7 @@ def test_mastodon_wrong_token_fails_the_account_once(
     (result,) = pipeline.collect(db, settings)
     assert result.outcome == "auth_failed" and "access token is invalid" in (result.error or "")
     assert len(sandbox.requests) == 1
+    assert f"check the user token in {TOKEN_ENV} (" in (result.error or "")  # its variable
 
 
 def test_mastodon_unknown_handle_is_a_clear_failure(

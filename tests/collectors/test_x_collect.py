@@ -21,7 +21,7 @@ from monitor.config import Settings, load_settings
 from monitor.models import StreamKey, iso
 from monitor.sandbox.server import Request, Response, Route
 from monitor.sandbox.x import TWITTER_EPOCH, XSandbox
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, TOKEN_ENV
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=1)
@@ -397,6 +397,8 @@ def test_x_collect_expired_token_is_one_auth_failure(
     result = by_stream(pipeline.collect(db, settings))["mentions"]
     assert result.outcome == "auth_failed"
     assert len([r for r in sandbox.requests if r.path.endswith("/mentions")]) == 1
+    # the fix names the variable this config reads the token from, not only the key
+    assert f"check the token in {TOKEN_ENV} (" in (result.error or ""), result.error
 
 
 def test_x_bearer_token_never_reaches_logs_or_store_at_debug(
