@@ -323,6 +323,14 @@ def train(
     training_only = [*extra, *written, *user]
     oof = load_oof(transformer_oof_path, brand) if transformer is not None else {}
     mpnet_oof = load_oof(mpnet_oof_path, brand) if transformer is not None else {}
+    if run_cv:
+        log.info(
+            "cross-validating the linear part on %d brand posts (%d more join training folds "
+            "only), grouped by account, seeds %s: about 20 s a seed",
+            len(brand),
+            len(training_only),
+            list(cfg.seeds),
+        )
     cv = (
         cross_validate(brand, training_only, cfg, oof, mpnet_oof)
         if run_cv
@@ -333,6 +341,7 @@ def train(
     all_examples = [*brand, *training_only]
     version = model_version(all_examples, transformer)
     mpnet_file = mpnet_file if transformer is not None else None
+    log.info("fitting the final model on %d posts", len(all_examples))
     clf = fit_final(all_examples, cfg, transformer, bias, version, mpnet_file is not None)
     metrics = {
         "cv": cv["variants"],
@@ -365,6 +374,7 @@ def model_version(examples: Sequence[Example], transformer: OnnxTextModel | None
 
 def measure_speed(clf: Classifier, texts: Sequence[str], batch_size: int = 1000) -> float:
     """Posts per second through ``predict`` (batches of ``batch_size``) on this machine."""
+    log.info("measuring the model's speed on %d posts", len(texts))
     clf.predict(list(texts[:50]))
     start = time.perf_counter()
     clf.predict(list(texts), batch_size=batch_size)

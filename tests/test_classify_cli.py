@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from classifiers.persist import load, sidecar_path
 from monitor import store
 from monitor.cli import cli
 from monitor.sandbox import fleet
@@ -119,3 +122,24 @@ def test_classify_train_refuses_a_bad_csv_at_once(tmp_path: Path) -> None:
     assert f"{bad}: line 2: 'spam' is not a label" in result.stderr
     assert time.monotonic() - started < 20  # before any training
     assert not (tmp_path / "touchpoint-model.skops").exists()
+
+
+def test_classify_train_writes_a_model_that_loads_and_shows_its_steps(tmp_path: Path) -> None:
+    """The real command in its own process (about 90 s on 2 cores): it says what it is doing."""
+    mine = tmp_path / "mine.csv"
+    mine.write_text(
+        "text,label\nUse code TP20 for 20% off all week!,sales-pitch\n"
+        "What should we name our new office dog?,engaging\n",
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "monitor", "train", "--data", str(mine), "-o", "m.skops"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"wrote {tmp_path / 'm.skops'}. Use it:")
+    steps = done.stderr
+    assert "cross-validating the linear part on 2306 brand posts" in steps
+    assert "seed 0 fold 0:" in steps and "fitting the final model on" in steps
+    model = load(tmp_path / "m.skops")
+    assert model.predict_labels(["Use code TP20 for 20% off all week!"]) == ["sales-pitch"]
+    counts = json.loads(sidecar_path(tmp_path / "m.skops").read_text())["metrics"]["counts"]
+    assert counts[str(mine)] == {"sales-pitch": 1, "engaging": 1}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -143,7 +144,9 @@ def train(app: AppContext, data: Path | None, output: Path | None) -> None:
     """Retrain the classifier on the shipped corpus plus your labelled posts.
 
     Writes the model and its sidecar; point [classifier] model_path at it to use it (the line
-    to add is printed; a relative model_path is read from the config file's folder).
+    to add is printed; a relative model_path is read from the config file's folder). It takes
+    a minute or two on 2 cores; each step (cross-validation folds, the final fit) is logged to
+    standard error as it goes.
 
     \b
     Example:
@@ -156,7 +159,15 @@ def train(app: AppContext, data: Path | None, output: Path | None) -> None:
     folder = app.config_path.resolve().parent
     target = (output or folder / "touchpoint-model.skops").resolve()
     args = ["--out", str(target), "--no-card"] + (["--data", str(data)] if data else [])
-    if train_main(args) != 0:
+    steps = logging.getLogger("classifiers")
+    level = steps.level
+    if not app.verbose:  # minutes of work: show its steps (the classifiers' INFO lines) anyway
+        steps.setLevel(logging.INFO)
+    try:
+        failed = train_main(args) != 0
+    finally:
+        steps.setLevel(level)
+    if failed:
         raise click.ClickException("training failed (see the log above)")
     shown = target.relative_to(folder) if target.is_relative_to(folder) else target
     click.echo(f'wrote {target}. Use it: [classifier] model_path = "{shown}" in {app.config_path}')
