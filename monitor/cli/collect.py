@@ -214,8 +214,7 @@ def status(app: AppContext, show_all: bool, check: bool) -> None:
     config, whose intervals and alert rules the health is judged by.
 
     \b
-    Examples:
-        touchpoint status
+    Example:
         touchpoint status --check || echo "touchpoint needs a look"
     """
     # None: --db without a config, no intervals to judge by (--check needs them: its error)
