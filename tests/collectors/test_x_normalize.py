@@ -111,7 +111,7 @@ def test_x_validate_page_refuses_malformed_shapes(page: Any) -> None:
 def test_x_an_answer_that_is_no_object_is_malformed() -> None:
     # checked as tweepy hands the answer over, before any validation of its shape
     with pytest.raises(MalformedResponse, match="expected a JSON object, got list"):
-        _translate_errors(lambda: [], "http://127.0.0.1:9")
+        _translate_errors(lambda: [], "http://127.0.0.1:9", "X_BEARER_TOKEN")
 
 
 def test_x_validate_page_accepts_recorded_pages() -> None:
