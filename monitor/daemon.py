@@ -55,7 +55,6 @@ DIGEST_JOB = "digest"
 DIGEST_CHECK_SECONDS = 300  # how often due digests are looked for (each brand's send_time)
 WATCHDOG_TICK_SECONDS = 60.0  # how often the watchdog looks (more often for a short watchdog_after)
 PROCESS_FIRST_DELAY_SECONDS = 5  # the first classify-and-alert pass, after start
-RUNS_KEEP_DAYS = 90  # the daily job deletes older runs (each stream's latest ones stay)
 # The wall clock set back by more than this (NTP stepping, a hand-set clock, a VM restored) moves
 # every job's next run back as much: APScheduler 3 waits on wall-clock times and would stall.
 CLOCK_STEP_SECONDS = 30.0
@@ -598,13 +597,11 @@ class Daemon:
         )
 
     def _checkpoint(self) -> None:
-        """Keep the store small: delete runs older than ``RUNS_KEEP_DAYS`` (a row per stream and
-        interval, millions a year with many brands), then checkpoint the WAL, which a long reader
-        can hold automatic checkpoints back from."""
+        """Keep the store small: delete runs older than ``[store] runs_keep_days`` (a row per
+        stream and interval, millions a year with many brands), then checkpoint the WAL, which a
+        long reader can hold automatic checkpoints back from."""
         db = self._db()
-        pruned = store.prune_runs(db, before=utcnow() - timedelta(days=RUNS_KEEP_DAYS))
-        if pruned:
-            logger.info("runs: %d older than %d days deleted", pruned, RUNS_KEEP_DAYS)
+        pipeline.prune_runs(db, self.settings)
         busy, pages, done = store.checkpoint(db)
         logger.info(
             "checkpoint: %d of %d WAL pages copied%s", done, pages, ", busy" if busy else ""

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
@@ -440,6 +440,16 @@ def run_alerts(db: Database, settings: Settings) -> AlertsReport:
         logger.warning("alerts not delivered: %s", exc)
         return AlertsReport(evaluation, None, str(exc))
     return AlertsReport(evaluation, outbox.deliver(db, channels))
+
+
+def prune_runs(db: Database, settings: Settings) -> int:
+    """Delete the runs older than ``[store] runs_keep_days`` (each stream's latest run, success
+    and error stay, however old); return how many went."""
+    days = settings.runs_keep_days
+    pruned = store.prune_runs(db, before=utcnow() - timedelta(days=days))
+    if pruned:
+        logger.info("runs: %d older than %d days deleted", pruned, days)
+    return pruned
 
 
 def failures(results: Sequence[RunResult]) -> list[RunResult]:

@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 
 from monitor import store
 from monitor.cli import cli
-from monitor.models import Post, RunResult, StreamKey, iso, utcnow
+from monitor.models import Post, RunResult, StreamKey, iso, parse_iso, utcnow
 from tests.alerts.test_outbox import queue_messages
 from tests.conftest import TOKEN_ENV
 from tests.test_store import post
@@ -157,6 +157,29 @@ def free_port_run(count: int) -> int:
                 continue
         return first
     raise RuntimeError(f"no {count} free ports in a row")
+
+
+def test_cli_collect_deletes_runs_older_than_the_retention_as_the_daemon_does(
+    write_config: Callable[..., Path],
+) -> None:
+    """A cron-run `collect` keeps the runs table bounded too ([store] runs_keep_days)."""
+    config = write_config(f"http://127.0.0.1:{free_port()}", collect="max_attempts = 1\n")
+    config.write_text(config.read_text().replace("[store]\n", "[store]\nruns_keep_days = 10\n"))
+    db = store.open_db(Path("touchpoint.db"))
+    now, key = utcnow(), StreamKey("acme", "x", "posts")
+    for days in (40, 12, 11, 9):
+        started = now - timedelta(days=days)
+        store.record_run(db, RunResult(key, started, started, "failed", error="boom"))
+    db.conn.close()
+    result = run("collect")  # the API is down: the collection fails, the pruning still runs
+    assert result.exit_code == 1
+    assert "runs: 3 older than 10 days deleted" in result.stdout
+    db = store.open_db(Path("touchpoint.db"))
+    kept = db.conn.execute("SELECT started_at FROM runs WHERE stream = 'posts'").fetchall()
+    assert sorted(parse_iso(r[0]) for r in kept)[0] > now - timedelta(days=10)
+    db.conn.close()
+    again = run("collect")
+    assert again.exit_code == 1 and "deleted" not in again.stdout
 
 
 def test_cli_unreachable_api_is_one_clear_line(write_config: Callable[..., Path]) -> None:

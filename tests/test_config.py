@@ -55,6 +55,11 @@ BAD = [
         "unknown key",
     ),
     (
+        '[store]\nruns_keep_days = 1\n[[brands]]\nname="a"\naccounts={x="a"}',
+        "store.runs_keep_days",
+        "7 to 36500",
+    ),
+    (
         '[platforms.x]\nbearer_token_env = "AAAA-secret value"\n[[brands]]\nname="a"\n'
         'accounts={x="a"}',
         "platforms.x.bearer_token_env",

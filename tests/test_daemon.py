@@ -29,7 +29,6 @@ from monitor import store
 from monitor.cli import cli
 from monitor.config import load_settings
 from monitor.daemon import (
-    RUNS_KEEP_DAYS,
     Daemon,
     DaemonError,
     daemon_holder,
@@ -221,19 +220,21 @@ def test_a_job_failing_on_a_full_disk_is_one_line_and_the_daemon_goes_on(
 def test_the_daily_job_deletes_runs_older_than_the_retention(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="monitor.daemon")
+    caplog.set_level(logging.INFO, logger="monitor.pipeline")
     config = tmp_path / "touchpoint.toml"
-    config.write_text('[[brands]]\nname = "a"\naccounts = {x = "a"}\n')
+    config.write_text(
+        '[store]\nruns_keep_days = 30\n\n[[brands]]\nname = "a"\naccounts = {x = "a"}\n'
+    )
     db_path = tmp_path / "touchpoint.db"
     daemon = Daemon(load_settings(config), db_path)
     db = store.open_db(db_path)
     now = utcnow()
-    for days in (RUNS_KEEP_DAYS + 30, RUNS_KEEP_DAYS + 1, RUNS_KEEP_DAYS - 1, 0):
+    for days in (90, 31, 29, 0):  # kept: 30 days, as the config says (90 by default)
         started = now - timedelta(days=days)
         store.record_run(db, RunResult(StreamKey("a", "x", "posts"), started, started))
     daemon._checkpoint()
     assert scalar(db_path, "SELECT count(*) FROM runs") == 2
-    assert f"runs: 2 older than {RUNS_KEEP_DAYS} days deleted" in caplog.messages
+    assert "runs: 2 older than 30 days deleted" in caplog.messages
     db.conn.close()
 
 

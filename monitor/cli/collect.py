@@ -55,6 +55,9 @@ def collect(app: AppContext, brand: str | None, platform: str | None, stream: st
     results = pipeline.collect(db, settings, pipeline.Selection(brand, platform, stream))
     _report_labels(pipeline.classify_new(db, settings))
     _report_alerts(pipeline.run_alerts(db, settings))
+    pruned = pipeline.prune_runs(db, settings)  # as the daemon does daily: cron users need it too
+    if pruned:
+        click.echo(f"runs: {pruned} older than {settings.runs_keep_days} days deleted")
     _report(results)
 
 

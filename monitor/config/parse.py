@@ -22,6 +22,7 @@ from monitor.config.settings import (
     ENV_CONFIG,
     ENV_DB,
     PLATFORM_DEFAULTS,
+    RUNS_KEEP_DAYS,
     AlertPolicy,
     BrandSettings,
     CollectSettings,
@@ -95,6 +96,9 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     return Settings(
         source=path,
         db_path=_parse_db_path(v, v.table(data, "store"), path),
+        runs_keep_days=v.integer(
+            v.table(data, "store"), "store", "runs_keep_days", RUNS_KEEP_DAYS, 7, 36500
+        ),
         collect=collect,
         platforms=platforms,
         brands=brands,
@@ -116,7 +120,7 @@ def _parse_model_path(v: _Validator, table: Mapping[str, Any], path: Path) -> Pa
 
 
 def _parse_db_path(v: _Validator, store: Mapping[str, Any], path: Path) -> Path:
-    v.known_keys(store, "store", {"path"})
+    v.known_keys(store, "store", {"path", "runs_keep_days"})
     override = os.environ.get(ENV_DB)
     if override:
         return Path(override)

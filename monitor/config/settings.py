@@ -18,6 +18,7 @@ ENV_DB = "TOUCHPOINT_DB"
 DEFAULT_CONFIG_NAME = "touchpoint.toml"
 
 STREAMS = ("posts", "mentions", "keywords")
+RUNS_KEEP_DAYS = 90  # [store] runs_keep_days by default
 PUBLIC_ENV_VALUES = frozenset({"username"})
 
 
@@ -212,6 +213,7 @@ class Settings:
     accurate_classifier: bool = False  # add the mpnet part (the `accurate` extra; slower)
     digest: DigestSettings = DigestSettings()
     daemon: DaemonSettings = DaemonSettings()
+    runs_keep_days: int = RUNS_KEEP_DAYS  # [store]: runs older than this are deleted
 
     def brand(self, name: str) -> BrandSettings:
         """Return the brand called ``name``, or raise a ConfigError listing the known ones."""
