@@ -28,7 +28,16 @@ from monitor.collectors.base import (
 )
 from monitor.config import BrandSettings, ConfigError, Settings
 from monitor.logs import clean
-from monitor.models import Outcome, Post, RunResult, StreamKey, iso, parse_iso, utcnow
+from monitor.models import (
+    ACCOUNT_STREAM,
+    Outcome,
+    Post,
+    RunResult,
+    StreamKey,
+    iso,
+    parse_iso,
+    utcnow,
+)
 
 if TYPE_CHECKING:  # scikit-learn and the model are imported only by the steps that classify
     import classifiers
@@ -246,7 +255,7 @@ def _collect_account(
     selection: Selection,
     hooks: _Hooks,
 ) -> list[RunResult]:
-    account_key = StreamKey(brand.name, platform, "account")
+    account_key = StreamKey(brand.name, platform, ACCOUNT_STREAM)
     try:
         if platform not in built:
             built[platform] = build_collector(platform, settings)

@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result
 
 from monitor import store
 from monitor.cli import cli
+from monitor.collectors.x import XCollector
 from monitor.models import Post, RunResult, StreamKey, iso, parse_iso, utcnow
 from tests.alerts.test_outbox import queue_messages
 from tests.conftest import TOKEN_ENV
@@ -675,16 +676,21 @@ def _read_pty(fd: int) -> bytes:
 
 
 def test_cli_status_judges_each_streams_health(write_config: Callable[..., Path]) -> None:
-    write_config("http://127.0.0.1:9")  # streams run every 300 s; at most 30 s of jitter
+    config = write_config("http://127.0.0.1:9")  # streams run every 300 s; 30 s of jitter at most
+    with config.open("a") as more:
+        more.write(
+            '\n[[brands]]\nname = "globex"\nkeywords = ["globex"]\naccounts = {x = "globex"}\n'
+        )
     now = utcnow()
     keys = {
-        name: StreamKey("acme", "x", stream, query)
-        for name, stream, query in [
-            ("fresh", "posts", ""),
-            ("late", "mentions", ""),
-            ("failing", "keywords", "acme"),
-            ("deferred", "keywords", "acme corp"),
-            ("backfill", "backfill-posts", ""),
+        name: StreamKey(brand, "x", stream, query)
+        for name, brand, stream, query in [
+            ("fresh", "acme", "posts", ""),
+            ("late", "acme", "mentions", ""),
+            ("failing", "acme", "keywords", XCollector.keyword_query(["acme"])),
+            ("deferred", "globex", "keywords", XCollector.keyword_query(["globex"])),
+            ("backfill", "acme", "backfill-posts", ""),
+            ("old keywords", "acme", "keywords", XCollector.keyword_query(["acme", "anvils"])),
         ]
     }
     db = store.open_db(Path("touchpoint.db"))
@@ -700,6 +706,7 @@ def test_cli_status_judges_each_streams_health(write_config: Callable[..., Path]
         ran("failing", 2, "failed", error="boom")
     ran("deferred", 20, "deferred", retry_at=now + timedelta(minutes=5))
     ran("backfill", 600, "interrupted")  # stopped half-way: listed, to be resumed
+    ran("old keywords", 600)  # the search of keywords since changed: history, not judged
     db.conn.close()
     out = run("status").stdout
     lines = out.splitlines()
@@ -714,6 +721,7 @@ def test_cli_status_judges_each_streams_health(write_config: Callable[..., Path]
     assert "warning: 3 runs failed in a row" in row("failing")
     assert "overdue" not in row("deferred") and "  ok  " in row("deferred")  # waits on purpose
     assert "  -  " in row("backfill") and "overdue" not in row("backfill")  # not judged
+    assert "  -  " in row("old keywords") and "warning" not in row("old keywords")
     assert out == (plain := run("status")).stdout and plain.exit_code == 0  # no --check: 0
 
     checked = run("status", "--check")
@@ -728,7 +736,9 @@ def test_cli_status_judges_each_streams_health(write_config: Callable[..., Path]
 def test_cli_status_check_passes_when_all_streams_are_ok_and_fails_before_any_collect(
     write_config: Callable[..., Path],
 ) -> None:
-    write_config("http://127.0.0.1:9")
+    config = write_config("http://127.0.0.1:9")
+    with config.open("a") as more:
+        more.write('reddit = "acme"\n')  # below [brands.accounts]; no login: mentions left out
     before = run("status", "--check")
     assert before.exit_code == 1 and "no database" in before.stdout.lower()
     db = store.open_db(Path("touchpoint.db"))

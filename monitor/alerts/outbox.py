@@ -17,7 +17,7 @@ import logging
 import queue
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,9 +31,10 @@ from monitor.alerts.channels import build_channel
 from monitor.alerts.channels.base import Channel, DeliveryError
 from monitor.alerts.channels.urlguard import url_fix
 from monitor.alerts.message import AlertItem, Message
+from monitor.collectors import planned_streams
 from monitor.config import AlertPolicy, BrandSettings, ChannelSettings, ConfigError, Settings
 from monitor.logs import clean, log_failure
-from monitor.models import Alert, iso, parse_iso, utcnow
+from monitor.models import Alert, StreamKey, iso, parse_iso, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -162,18 +163,20 @@ def service_health(db: Database, settings: Settings) -> rules.ServiceHealth:
 
 
 def _health(db: Database, settings: Settings) -> list[rules.StreamHealth]:
-    found = (stream_health(s, settings) for s in store.get_stream_status(db))
+    planned = planned_streams(settings)
+    found = (stream_health(s, settings, planned) for s in store.get_stream_status(db))
     return [h for h in found if h is not None]
 
 
-def stream_health(s: store.StreamStatus, settings: Settings) -> rules.StreamHealth | None:
-    """What the health rule judges of one stream's status; None for a backfill, or a stream of a
-    brand or platform no longer configured."""
-    platform = settings.platforms.get(s.key.platform)
-    if platform is None or s.key.stream.startswith("backfill"):
+def stream_health(
+    s: store.StreamStatus, settings: Settings, planned: Collection[StreamKey]
+) -> rules.StreamHealth | None:
+    """What the health rule judges of one stream's status; None for a backfill, or a stream the
+    config no longer asks for (``planned``: :func:`monitor.collectors.planned_streams`), such
+    as the search of keywords changed since, or an account or brand removed."""
+    if s.key not in planned:
         return None
-    if s.key.brand not in {b.name for b in settings.brands}:
-        return None
+    platform = settings.platforms[s.key.platform]
     return rules.StreamHealth(
         brand=s.key.brand,
         platform=s.key.platform,

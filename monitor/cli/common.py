@@ -12,6 +12,7 @@ from sqlite_utils import Database
 from monitor import pipeline, store
 from monitor.alerts import rules
 from monitor.alerts.outbox import stream_health
+from monitor.collectors import planned_streams
 from monitor.config import Settings
 from monitor.models import StreamKey, iso, parse_iso
 
@@ -154,8 +155,9 @@ def health_cells(
     policies = {b.name: b.alerts for b in settings.brands}
     slack = settings.daemon.max_jitter_seconds
     cells: dict[StreamKey, str] = {}
+    planned = planned_streams(settings)
     for r in rows:
-        h = stream_health(r, settings)
+        h = stream_health(r, settings, planned)
         if h is None:
             continue
         problem = rules.health_problem(h, now=now, policy=policies[h.brand])

@@ -9,6 +9,7 @@ from importlib import import_module
 
 from monitor.collectors.base import Collector
 from monitor.config import Settings
+from monitor.models import ACCOUNT_STREAM, StreamKey
 
 COLLECTORS: dict[str, str] = {
     "x": "monitor.collectors.x:XCollector",
@@ -29,3 +30,22 @@ def collector_class(platform: str) -> type[Collector]:
 def build_collector(platform: str, settings: Settings) -> Collector:
     """Build the collector for ``platform`` from the settings (reads its secrets)."""
     return collector_class(platform).from_settings(settings)
+
+
+def planned_streams(settings: Settings) -> frozenset[StreamKey]:
+    """Every stream the config asks for: each brand account's streams (keyword search only for
+    a brand with keywords, under the query of its current keywords) and its account row. A
+    stream in the store but not here (old keywords, an account or brand removed) is history:
+    its health is not judged."""
+    planned = set()
+    for brand in settings.brands:
+        for platform in brand.accounts:
+            cls = collector_class(platform)
+            planned.add(StreamKey(brand.name, platform, ACCOUNT_STREAM))
+            for stream in cls.streams:
+                if stream != "keywords":
+                    planned.add(StreamKey(brand.name, platform, stream))
+                elif brand.keywords:
+                    query = cls.keyword_query(brand.keywords)
+                    planned.add(StreamKey(brand.name, platform, stream, query))
+    return frozenset(planned)

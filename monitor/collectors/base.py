@@ -199,8 +199,9 @@ class Collector(ABC):
     def resolve_account(self, handle: str) -> str:
         """Return the platform id of the account ``handle`` (I/O)."""
 
+    @classmethod
     @abstractmethod
-    def keyword_query(self, keywords: Sequence[str]) -> str:
+    def keyword_query(cls, keywords: Sequence[str]) -> str:
         """Return the platform search query that finds any of ``keywords``."""
 
     @abstractmethod

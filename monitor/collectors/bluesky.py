@@ -272,7 +272,8 @@ class BlueskyCollector(Collector):
         body = self._xrpc("com.atproto.identity.resolveHandle", {"handle": handle}, _with_did)
         return str(body["did"])
 
-    def keyword_query(self, keywords: Sequence[str]) -> str:
+    @classmethod
+    def keyword_query(cls, keywords: Sequence[str]) -> str:
         """Any of ``keywords``: phrases quoted, alternatives joined by ``|`` (palomar's OR)."""
         terms = [f'"{k}"' if any(c.isspace() for c in k) else k for k in keywords]
         return " | ".join(terms)

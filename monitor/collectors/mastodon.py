@@ -184,7 +184,8 @@ class MastodonCollector(Collector):
             )
         return account_id
 
-    def keyword_query(self, keywords: Sequence[str]) -> str:
+    @classmethod
+    def keyword_query(cls, keywords: Sequence[str]) -> str:
         """Keywords joined by ``OR`` (phrases quoted): one status search per keyword.
 
         Mastodon's search ANDs the words of a query and has no ``OR``, so ``fetch`` runs one

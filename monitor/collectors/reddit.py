@@ -406,7 +406,8 @@ class RedditCollector(Collector):
             )
         return f"t2_{data['id']}"
 
-    def keyword_query(self, keywords: Sequence[str]) -> str:
+    @classmethod
+    def keyword_query(cls, keywords: Sequence[str]) -> str:
         """Build a search query (lucene syntax) matching any keyword."""
         return " OR ".join(f'"{k}"' if " " in k else k for k in keywords)
 

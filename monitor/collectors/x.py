@@ -153,7 +153,8 @@ class XCollector(Collector):
             raise CollectorError(f"X has no user @{handle}: {_first_error(body)}")
         return str(data["id"])
 
-    def keyword_query(self, keywords: Sequence[str]) -> str:
+    @classmethod
+    def keyword_query(cls, keywords: Sequence[str]) -> str:
         """Build a recent-search query matching any keyword, retweets left out."""
         terms = [f'"{k}"' if " " in k else k for k in keywords]
         joined = " OR ".join(terms)

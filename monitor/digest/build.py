@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from monitor.alerts.rules import MentionRow
+from monitor.models import ACCOUNT_STREAM
 
 LABELS = ("engaging", "inspiring", "sales-pitch")
 MIN_TOUCHPOINTS = 3
@@ -41,7 +42,6 @@ MIN_MIX_POSTS = 5  # labelled broadcasts a mix is judged from
 MAX_UNANSWERED = 5  # per channel
 MAX_UNANSWERED_BRAND = 10
 COLLECTED_STREAMS = ("posts", "mentions")  # the streams the figures come from
-ACCOUNT_STREAM = "account"  # where a run that failed before any stream is recorded
 IN_FLIGHT = timedelta(hours=1)  # a period not over yet needs collecting up to this long ago
 WHY = {
     "auth_failed": "the platform refused the credentials",

@@ -10,7 +10,6 @@ from monitor import store
 from monitor.alerts.rules import MentionRow
 from monitor.config import BrandSettings
 from monitor.digest.build import (
-    ACCOUNT_STREAM,
     COLLECTED_STREAMS,
     WINDOW_DAYS,
     ActivityRow,
@@ -19,7 +18,7 @@ from monitor.digest.build import (
     StreamRuns,
     build_digest,
 )
-from monitor.models import parse_iso
+from monitor.models import ACCOUNT_STREAM, parse_iso
 
 
 def read_digest(

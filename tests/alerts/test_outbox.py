@@ -754,3 +754,31 @@ def test_outbox_cli_list_ack_and_test(rig: Rig) -> None:
     assert "secretpath" not in failed.stderr
     unknown = runner.invoke(cli, [*base, "alerts", "test", "--channel", "pager"])
     assert unknown.exit_code == 1 and "mail, slack, hook, log" in unknown.stderr
+
+
+def test_outbox_a_stream_the_config_no_longer_asks_for_raises_no_health_alert(rig: Rig) -> None:
+    """Old keywords (another query), an account removed from the brand: their runs stay in the
+    store, but no stale alert comes of them; a stream the config asks for still gets one."""
+    from monitor.models import RunResult, StreamKey
+
+    rig.configure(
+        rig.config.read_text().replace(
+            'name = "acme"\n', 'name = "acme"\nkeywords = ["acme", "rocket skates"]\n'
+        )
+    )
+    long_ago = utcnow() - timedelta(hours=3)  # stale: more than 3 intervals of 300 s
+    current = StreamKey("acme", "x", "keywords", '(acme OR "rocket skates") -is:retweet')
+    for key in (
+        StreamKey("acme", "x", "keywords", "acme -is:retweet"),  # the keywords before
+        StreamKey("acme", "reddit", "posts"),  # acme has no Reddit account now
+        StreamKey("acme", "reddit", "account"),
+        StreamKey("gone", "x", "posts"),  # a brand no longer configured
+    ):
+        store.record_run(rig.db, RunResult(key, long_ago, long_ago))
+    store.record_run(rig.db, RunResult(current, utcnow(), utcnow()))
+    rig.run()
+    assert store.get_alerts(rig.db) == []
+    store.record_run(rig.db, RunResult(StreamKey("acme", "x", "posts"), long_ago, long_ago))
+    rig.run()
+    (alert,) = store.get_alerts(rig.db)
+    assert alert.fingerprint == "collector_health:acme:x:posts"
