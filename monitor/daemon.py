@@ -40,7 +40,7 @@ from monitor import pipeline, store
 from monitor.alerts import outbox
 from monitor.alerts.heartbeat import build_heartbeat
 from monitor.alerts.watchdog import Watchdog
-from monitor.collectors import collector_class
+from monitor.collectors import collector_class, configured
 from monitor.collectors.base import Collector
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.digest import deliver_due
@@ -98,7 +98,7 @@ def plan_streams(settings: Settings) -> list[StreamJob]:
             if platform not in brand.accounts:
                 continue
             interval = settings.platforms[platform].interval_seconds
-            for stream in collector_class(platform).streams:
+            for stream in configured(collector_class(platform).streams, settings, platform):
                 if stream == "keywords" and not brand.keywords:
                     continue
                 jobs.append(StreamJob(brand.name, platform, stream, interval))

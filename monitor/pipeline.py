@@ -18,7 +18,7 @@ from sqlite_utils import Database
 
 from monitor import store
 from monitor.alerts import outbox
-from monitor.collectors import build_collector
+from monitor.collectors import build_collector, configured
 from monitor.collectors.base import (
     AuthError,
     Collector,
@@ -177,7 +177,7 @@ def iter_targets(
 ) -> Iterator[Target]:
     """Yield the stream targets of one brand account: posts, mentions and keyword search."""
     handle = brand.accounts[platform]
-    for stream in collector.streams:
+    for stream in configured(collector.streams, settings, platform):
         query = ""
         if stream == "keywords":
             if not brand.keywords:
@@ -269,7 +269,8 @@ def _collect_account(
         for target in iter_targets(settings, brand, platform, collector, account_id):
             if selection.stream in (None, target.stream):
                 results.append(_run_target(db, collector, target, hooks))
-        for stream, reason in collector.left_out.items():
+        for stream in configured(list(collector.left_out), settings, platform):
+            reason = collector.left_out[stream]
             if selection.stream in (None, stream):
                 results.append(_left_out(db, replace(account_key, stream=stream), reason, hooks))
         return results

@@ -60,6 +60,16 @@ BAD = [
         "7 to 36500",
     ),
     (
+        '[platforms.reddit]\nstreams = ["posts", "inbox"]\n[[brands]]\nname="a"\naccounts={x="a"}',
+        "platforms.reddit.streams",
+        "unknown stream 'inbox'",
+    ),
+    (
+        '[platforms.x]\nstreams = ["mentions"]\n[[brands]]\nname="a"\naccounts={x="a"}',
+        "platforms.x.streams",
+        '"posts" is left out',
+    ),
+    (
         '[platforms.x]\nbearer_token_env = "AAAA-secret value"\n[[brands]]\nname="a"\n'
         'accounts={x="a"}',
         "platforms.x.bearer_token_env",

@@ -177,6 +177,7 @@ def test_plan_has_one_job_per_stream_and_runs_overdue_streams_at_once(tmp_path: 
     config = tmp_path / "touchpoint.toml"
     config.write_text(
         "[collect]\ninterval_seconds = 300\n[platforms.mastodon]\ninterval_seconds = 60\n"
+        'streams = ["posts", "mentions"]\n'  # no keyword search on Mastodon
         '[[brands]]\nname = "a"\nkeywords = ["a"]\naccounts = {x = "a", mastodon = "a"}\n'
         '[[brands]]\nname = "b"\naccounts = {x = "b"}\n'
     )
@@ -187,7 +188,6 @@ def test_plan_has_one_job_per_stream_and_runs_overdue_streams_at_once(tmp_path: 
         ("a", "x", "keywords", 300),
         ("a", "mastodon", "posts", 60),
         ("a", "mastodon", "mentions", 60),
-        ("a", "mastodon", "keywords", 60),
         ("b", "x", "posts", 300),
         ("b", "x", "mentions", 300),
     }

@@ -78,7 +78,8 @@ def demo(directory: Path | None, seed: int, days: float) -> None:
     click.echo(f"alerts:   touchpoint --config {settings.source} alerts list --open")
     period = window_period(end - timedelta(days=min(days, 1.0)), end, settings.brands[0].timezone)
     page, _ = write_digest(
-        read_digest(db, settings.brands[0], period, as_of=end), folder / "digest.html"
+        read_digest(db, settings.brands[0], period, as_of=end, streams=settings.platform_streams),
+        folder / "digest.html",
     )
     click.echo(f"digest:   {page}")
     if pipeline.failures(results):

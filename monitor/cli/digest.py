@@ -81,7 +81,9 @@ def digest(
     db = app.open_existing(app.db_override or settings.db_path)
     failed = False
     for one in brands:
-        report = read_digest(db, one, periods[one.name], as_of=now)
+        report = read_digest(
+            db, one, periods[one.name], as_of=now, streams=settings.platform_streams
+        )
         if send:
             failed |= not _send_digest(db, settings, report, now)  # the next brand still goes
         elif out:

@@ -5,6 +5,7 @@ Each platform's module is imported only when a brand uses that platform.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import import_module
 
 from monitor.collectors.base import Collector
@@ -32,6 +33,12 @@ def build_collector(platform: str, settings: Settings) -> Collector:
     return collector_class(platform).from_settings(settings)
 
 
+def configured(streams: Sequence[str], settings: Settings, platform: str) -> list[str]:
+    """Those of ``streams`` that ``[platforms.NAME] streams`` asks for."""
+    wanted = settings.platforms[platform].streams
+    return [s for s in streams if s in wanted]
+
+
 def planned_streams(settings: Settings) -> frozenset[StreamKey]:
     """Every stream the config asks for: each brand account's streams (keyword search only for
     a brand with keywords, under the query of its current keywords) and its account row. A
@@ -42,7 +49,7 @@ def planned_streams(settings: Settings) -> frozenset[StreamKey]:
         for platform in brand.accounts:
             cls = collector_class(platform)
             planned.add(StreamKey(brand.name, platform, ACCOUNT_STREAM))
-            for stream in cls.streams:
+            for stream in configured(cls.streams, settings, platform):
                 if stream != "keywords":
                     planned.add(StreamKey(brand.name, platform, stream))
                 elif brand.keywords:

@@ -71,7 +71,8 @@ SEARCH_OVERLAP = timedelta(minutes=15)
 READ_ONLY_STREAMS = ("posts", "keywords")
 NO_LOGIN = (
     "the inbox needs the brand account's login (praw is read-only without it). Fix: export the "
-    "variables named by platforms.reddit.username_env and password_env (a script app's account)"
+    "variables named by platforms.reddit.username_env and password_env (a script app's account), "
+    'or, to go without Reddit mentions, set platforms.reddit.streams = ["posts", "keywords"]'
 )
 INBOX_TYPES = frozenset({"username_mention", "comment_reply", "post_reply"})
 THING_KINDS = frozenset({"t1", "t3"})

@@ -23,6 +23,7 @@ from monitor.config.settings import (
     ENV_DB,
     PLATFORM_DEFAULTS,
     RUNS_KEEP_DAYS,
+    STREAMS,
     AlertPolicy,
     BrandSettings,
     CollectSettings,
@@ -198,7 +199,8 @@ def _parse_platforms(
         key = f"platforms.{name}"
         section = v.table(table, name, prefix="platforms")
         secret_keys = {f"{s}_env" for s in (*defaults.secrets, *defaults.optional_secrets)}
-        allowed = {"api_base", "page_size", "interval_seconds", *secret_keys, *defaults.options}
+        allowed = {"api_base", "page_size", "interval_seconds", "streams", *secret_keys}
+        allowed |= set(defaults.options)
         v.known_keys(section, key, allowed)
         api_base = v.string(section, key, "api_base", default=defaults.api_base).rstrip("/")
         if not re.match(r"^https?://[^\s/]+", api_base):
@@ -227,8 +229,29 @@ def _parse_platforms(
                 option: v.option(section, key, option, default)
                 for option, default in defaults.options.items()
             },
+            streams=_parse_streams(v, section, key),
         )
     return result
+
+
+def _parse_streams(v: _Validator, section: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    """The streams a platform collects (all by default), in their usual order; "posts" must be
+    among them: a channel is judged by the brand's own posts."""
+    if "streams" not in section:
+        return STREAMS
+    every = ", ".join(f'"{s}"' for s in STREAMS)
+    names = v.string_list(section, key, "streams", example=every)
+    for name in names:
+        if name not in STREAMS:
+            raise v.error(f"{key}.streams", f"unknown stream {name!r}", f"use some of: {every}")
+    if "posts" not in names:
+        raise v.error(
+            f"{key}.streams",
+            '"posts" is left out, and a channel is judged by the brand\'s own posts',
+            f'keep "posts" (e.g. streams = ["posts", "keywords"]), or remove the brands\' '
+            f"accounts on {key.removeprefix('platforms.')}",
+        )
+    return tuple(s for s in STREAMS if s in names)
 
 
 def _env_names(

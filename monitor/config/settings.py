@@ -127,6 +127,7 @@ class PlatformSettings:
     interval_seconds: int
     optional_secret_env: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
+    streams: tuple[str, ...] = STREAMS  # the streams collected on it ("posts" always among them)
 
 
 SELF_PROMOTION_PRESETS = {"80-20": 0.2, "4-1-1": 1 / 6, "thirds": 1 / 3}
@@ -214,6 +215,11 @@ class Settings:
     digest: DigestSettings = DigestSettings()
     daemon: DaemonSettings = DaemonSettings()
     runs_keep_days: int = RUNS_KEEP_DAYS  # [store]: runs older than this are deleted
+
+    @property
+    def platform_streams(self) -> dict[str, tuple[str, ...]]:
+        """Per platform, the streams ``[platforms.NAME] streams`` collects."""
+        return {name: p.streams for name, p in self.platforms.items()}
 
     def brand(self, name: str) -> BrandSettings:
         """Return the brand called ``name``, or raise a ConfigError listing the known ones."""

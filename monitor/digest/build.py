@@ -207,6 +207,7 @@ class ChannelDigest:
     changes: tuple[Change, ...] = ()
     uncollected: tuple[str, ...] = ()  # the streams not collected up to the period's end
     collection: tuple[str, ...] = ()  # since when and why they were not
+    off: tuple[str, ...] = ()  # the streams the config does not collect here ([platforms] streams)
 
     @property
     def posts_collected(self) -> bool:
@@ -347,6 +348,7 @@ def build_digest(
     mentions: Sequence[MentionRow],
     last_activity: Mapping[str, datetime | None],
     runs: Mapping[tuple[str, str], StreamRuns],
+    streams: Mapping[str, Sequence[str]] | None = None,
 ) -> BrandDigest:
     """Build a brand's digest for ``period``.
 
@@ -357,6 +359,8 @@ def build_digest(
     :param last_activity: per platform, the brand's last post or reply before ``period.end``.
     :param runs: per (platform, stream) of ``platforms``, for ``COLLECTED_STREAMS`` and
         ``ACCOUNT_STREAM``, what its runs say (a stream left out never ran).
+    :param streams: per platform, the streams the config collects (missing: all); one it does
+        not collect is named in ``ChannelDigest.off``, not as collection incomplete.
     """
     previous = period.previous()
     earlier = as_of - period.length
@@ -373,8 +377,10 @@ def build_digest(
         before = build_figures(own, heard, period=previous, as_of=earlier)
         waiting = unanswered(heard, period=period, as_of=as_of)
         last = last_activity.get(platform)
+        wanted = (streams or {}).get(platform, COLLECTED_STREAMS)
+        off = tuple(s for s in COLLECTED_STREAMS if s not in wanted)
         uncollected, collection = (
-            judge_collection(platform, runs, needed=needed, zone=timezone)
+            judge_collection(platform, runs, needed=needed, zone=timezone, off=off)
             if platform in platforms
             else ((), ())  # no longer configured: not collected on purpose
         )
@@ -395,6 +401,7 @@ def build_digest(
                 changes=build_changes(current, before),
                 uncollected=uncollected,
                 collection=collection,
+                off=off if platform in platforms else (),
             )
         )
     judged = judge_consistency(parts, period_end=period.end)
@@ -431,12 +438,16 @@ def judge_collection(
     *,
     needed: datetime,
     zone: str,
+    off: Sequence[str] = (),
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The channel's streams not collected up to ``needed``, and a note per reason: since when
-    (local time in ``zone``) and why, by the latest run of the stream or of the account."""
+    (local time in ``zone``) and why, by the latest run of the stream or of the account.
+    ``off``: the streams the config does not collect here (not judged)."""
     account = runs.get((platform, ACCOUNT_STREAM), StreamRuns())
     behind: dict[str, list[str]] = {}
     for stream in COLLECTED_STREAMS:
+        if stream in off:
+            continue
         own = runs.get((platform, stream), StreamRuns())
         if own.last_ok is not None and own.last_ok >= needed:
             continue

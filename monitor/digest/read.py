@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlite_utils import Database
@@ -22,9 +23,16 @@ from monitor.models import ACCOUNT_STREAM, parse_iso
 
 
 def read_digest(
-    db: Database, brand: BrandSettings, period: Period, *, as_of: datetime
+    db: Database,
+    brand: BrandSettings,
+    period: Period,
+    *,
+    as_of: datetime,
+    streams: Mapping[str, Sequence[str]] | None = None,
 ) -> BrandDigest:
-    """Build ``brand``'s digest for ``period``, mentions counted as answered by ``as_of``."""
+    """Build ``brand``'s digest for ``period``, mentions counted as answered by ``as_of``;
+    ``streams``: per platform, the streams the config collects (``Settings.platform_streams``;
+    None: all)."""
     previous = period.previous()
     start = min(previous.start, period.end - timedelta(days=WINDOW_DAYS))
     activity = [
@@ -65,6 +73,7 @@ def read_digest(
         mentions=mentions,
         last_activity={p: parse_iso(s) if s else None for p, s in last.items()},
         runs=_runs(db, brand),
+        streams=streams or {},
     )
 
 

@@ -251,7 +251,8 @@ def _send_day(
     mailer: EmailChannel,
     now: datetime,
 ) -> int:
-    digest = read_digest(db, brand, day_period(day, brand.timezone), as_of=now)
+    period = day_period(day, brand.timezone)
+    digest = read_digest(db, brand, period, as_of=now, streams=settings.platform_streams)
     report = send_digest(
         db,
         digest,

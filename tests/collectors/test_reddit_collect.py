@@ -451,6 +451,9 @@ def test_reddit_collect_without_a_login_leaves_the_inbox_out_and_says_why(
     assert "acme/reddit/mentions: skipped" in collected.stdout
     assert "acme/reddit/keywords 'acme': ok, 10 new, 0 updated, 1 page\n" in collected.stdout
     assert "platforms.reddit.username_env and password_env" in collected.stdout
+    assert 'or, to go without Reddit mentions, set platforms.reddit.streams = ["posts"' in (
+        collected.stdout
+    )
     assert api_requests(sandbox, "/message/") == []
     db = store.open_db(load_settings(config).db_path)
     assert stored(db, "post", "reply") == expected_ids(sandbox, "post", "reply")
@@ -465,6 +468,32 @@ def test_reddit_collect_without_a_login_leaves_the_inbox_out_and_says_why(
     assert "the inbox needs the brand account's login" in row
     digest = CliRunner().invoke(cli, [*base, "digest", "--date", f"{START:%Y-%m-%d}"]).stdout
     assert "mentions never collected: the inbox needs the brand account's login" in digest
+
+
+def test_reddit_without_mentions_by_config_is_not_counted_as_missing(
+    sandbox: RedditSandbox, tmp_path: Path
+) -> None:
+    """platforms.reddit.streams = ["posts", "keywords"]: going without the inbox on purpose. No
+    skipped run, nothing "not collected" in status, no COLLECTION INCOMPLETE in the digest, which
+    says the stream is off instead."""
+    extra = 'page_size = 10\nstreams = ["keywords", "posts"]\n'
+    config = write_config(tmp_path, sandbox.url, login=False, extra=extra)
+    base = ["--config", str(config)]
+    collected = CliRunner().invoke(cli, [*base, "collect"])
+    assert collected.exit_code == 0, collected.output
+    assert "mentions" not in collected.stdout and "username_env" not in collected.stdout
+    assert "acme/reddit/posts: ok" in collected.stdout
+    assert "acme/reddit/keywords 'acme': ok, 10 new" in collected.stdout
+    db = store.open_db(load_settings(config).db_path)
+    assert {s.key.stream for s in store.get_stream_status(db)} == {"posts", "keywords"}
+    assert stored(db, "post", "reply") == expected_ids(sandbox, "post", "reply")
+
+    status = CliRunner().invoke(cli, [*base, "status", "--check"])
+    assert status.exit_code == 0 and "not collected" not in status.stdout
+    digest = CliRunner().invoke(cli, [*base, "digest", "--date", f"{START:%Y-%m-%d}"]).stdout
+    assert "COLLECTION INCOMPLETE" not in digest
+    (row,) = [line for line in digest.splitlines() if "off by config" in line]
+    assert row.startswith("  reddit ") and row.rstrip().endswith("  mentions off by config")
 
 
 def test_reddit_backfill_stores_the_window_once_and_resumes(
