@@ -494,6 +494,12 @@ def test_reddit_without_mentions_by_config_is_not_counted_as_missing(
     assert "COLLECTION INCOMPLETE" not in digest
     (row,) = [line for line in digest.splitlines() if "off by config" in line]
     assert row.startswith("  reddit ") and row.rstrip().endswith("  mentions off by config")
+    page = tmp_path / "d.html"
+    day = f"{START:%Y-%m-%d}"
+    written = CliRunner().invoke(cli, [*base, "digest", "--date", day, "--out", str(page)])
+    assert written.exit_code == 0, written.output
+    html = page.read_text(encoding="utf-8")
+    assert "(mentions off by config)" in html and "Collection incomplete" not in html
 
 
 def test_reddit_backfill_stores_the_window_once_and_resumes(
