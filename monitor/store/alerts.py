@@ -158,7 +158,8 @@ def sync_alerts(
     """Record what the rules raised (inside the caller's transaction); close what they no
     longer raise for ``brands``: as ``expired`` when its fingerprint is in ``expired`` (the rule
     stopped looking, e.g. a mention past ignore_older_than_days, still unanswered), else as
-    ``resolved``. Return (opened, closed)."""
+    ``resolved``. The open alerts of a brand not in ``brands`` (removed from the config, or
+    renamed) expire too: touchpoint no longer watches it. Return (opened, closed)."""
     stamp, opened, raised = iso(now), 0, set()
     conn = db.conn
     for alert in alerts:
@@ -185,7 +186,12 @@ def sync_alerts(
     conn.executemany(
         "UPDATE alerts SET state = ?, resolved_at = ?, updated_at = ? WHERE id = ?", gone
     )
-    return opened, len(gone)
+    unwatched = conn.execute(
+        "UPDATE alerts SET state = 'expired', resolved_at = ?, updated_at = ? "
+        f"WHERE state IN ('open', 'acked') AND brand NOT IN ({marks})",
+        [stamp, stamp, *brands],
+    ).rowcount
+    return opened, len(gone) + unwatched
 
 
 _SEVERITY = {"info": 0, "warning": 1, "critical": 2}

@@ -782,3 +782,20 @@ def test_outbox_a_stream_the_config_no_longer_asks_for_raises_no_health_alert(ri
     rig.run()
     (alert,) = store.get_alerts(rig.db)
     assert alert.fingerprint == "collector_health:acme:x:posts"
+
+
+def test_outbox_a_brand_removed_from_the_config_closes_its_alerts_and_stops_no_other(
+    rig: Rig,
+) -> None:
+    """Its open alerts expire (touchpoint no longer watches it); they must not stop the pass
+    that alerts on the brands still configured."""
+    store.upsert_posts(rig.db, [mention(1, minutes_ago=90)])
+    rig.run()
+    (acme,) = store.get_alerts(rig.db, states=["open"])
+    rig.configure(rig.config.read_text().split("[[brands]]")[0] + GLOBEX)
+    globex = dataclasses.replace(mention(2, minutes_ago=90), brand="globex", native_id="2002")
+    store.upsert_posts(rig.db, [globex])
+    rig.run(at=timedelta(hours=5))  # past acme's repeat interval: it would be due again
+    states = {a.brand: a.state for a in store.get_alerts(rig.db)}
+    assert states == {"acme": "expired", "globex": "open"}
+    assert rig.counts() == (2, 2, 2)  # acme's first message, then globex's; no acme repeat
