@@ -27,6 +27,7 @@ DATA_GAP = "data_gap"
 SERVICE = "service_health"
 KINDS = (UNANSWERED, SELF_PROMOTION, HEALTH, DATA_GAP, SERVICE)
 SERVICE_PLATFORM = "touchpoint"  # the platform of a service alert: touchpoint itself
+REFUSED = "the platform refused the credentials"  # a stream's run ended auth_failed
 RESTART_WINDOW = timedelta(minutes=30)
 RESTART_LIMIT = 3  # restarts after an unclean stop within RESTART_WINDOW that make a crash loop
 # streams whose health decides whether unanswered-mention alerts can be trusted
@@ -234,7 +235,7 @@ def health_problem(
 ) -> tuple[str, str] | None:
     """(severity, detail) when the stream is refused, failing or stale; None when healthy."""
     if s.outcome == "auth_failed":
-        return "critical", "the platform refused the credentials"
+        return "critical", REFUSED
     if s.consecutive_failures >= policy.health_failures:
         return "warning", f"{s.consecutive_failures} runs failed in a row"
     stale_after = timedelta(seconds=s.interval_seconds * policy.stale_after_intervals)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from monitor.alerts.rules import MentionRow
+from monitor.alerts.rules import REFUSED, MentionRow
 from monitor.models import ACCOUNT_STREAM
 
 LABELS = ("engaging", "inspiring", "sales-pitch")
@@ -44,7 +44,7 @@ MAX_UNANSWERED_BRAND = 10
 COLLECTED_STREAMS = ("posts", "mentions")  # the streams the figures come from
 IN_FLIGHT = timedelta(hours=1)  # a period not over yet needs collecting up to this long ago
 WHY = {
-    "auth_failed": "the platform refused the credentials",
+    "auth_failed": REFUSED,
     "failed": "the last run failed",
     "deferred": "rate limited",
     "interrupted": "the last run was stopped before it finished",
