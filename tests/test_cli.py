@@ -129,6 +129,22 @@ def test_cli_missing_config_says_run_init() -> None:
     assert result.exit_code == 1 and "touchpoint init" in one_error_line(result)
 
 
+def test_cli_collect_of_a_stream_the_config_leaves_out_says_where(
+    write_config: Callable[..., Path],
+) -> None:
+    write_config("http://127.0.0.1:9", extra='streams = ["posts", "mentions"]\n')
+    for command in ("collect", "backfill"):
+        args = [command, "--stream", "keywords"] + (
+            ["--since", "2026-11-20"] if command == "backfill" else []
+        )
+        result = run(*args)
+        assert result.exit_code == 1
+        line = one_error_line(result)
+        assert "no keywords are collected: platforms.x.streams leaves them out" in line
+        assert 'Fix: add "keywords" there' in line
+    assert not Path("touchpoint.db").exists()  # refused before anything ran
+
+
 def test_cli_missing_secret_is_one_clear_line(
     write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,7 +50,7 @@ def collect(app: AppContext, brand: str | None, platform: str | None, stream: st
         touchpoint collect --brand acme --platform x
     """
     settings = app.settings()
-    _check_selection(settings, brand, platform)
+    _check_selection(settings, brand, platform, stream)
     db = app.open(app.db_override or settings.db_path)
     results = pipeline.collect(db, settings, pipeline.Selection(brand, platform, stream))
     _report_labels(pipeline.classify_new(db, settings))
@@ -61,7 +61,9 @@ def collect(app: AppContext, brand: str | None, platform: str | None, stream: st
     _report(results)
 
 
-def _check_selection(settings: Settings, brand: str | None, platform: str | None) -> None:
+def _check_selection(
+    settings: Settings, brand: str | None, platform: str | None, stream: str | None
+) -> None:
     try:
         if brand is not None:
             settings.brand(brand)
@@ -72,6 +74,13 @@ def _check_selection(settings: Settings, brand: str | None, platform: str | None
         raise click.ClickException(
             f"no brand has an account on {platform!r}. Fix: use one of: "
             f"{', '.join(settings.platforms_in_use())}"
+        )
+    chosen = [platform] if platform else settings.platforms_in_use()
+    if stream is not None and not any(stream in settings.platforms[p].streams for p in chosen):
+        names = " and ".join(f"platforms.{p}.streams" for p in chosen)
+        raise click.ClickException(
+            f"no {stream} are collected: {names} leave{'s' if len(chosen) == 1 else ''} them "
+            f'out. Fix: add "{stream}" there, or choose another --stream'
         )
 
 
@@ -131,7 +140,7 @@ def backfill(
     if end <= start:
         raise click.ClickException("--until must be after --since")
     settings = app.settings()
-    _check_selection(settings, brand, platform)
+    _check_selection(settings, brand, platform, stream)
     db = app.open(app.db_override or settings.db_path)
     selection = pipeline.Selection(brand, platform, stream)
     if until is None:
