@@ -143,6 +143,8 @@ def test_cli_collect_of_a_stream_the_config_leaves_out_says_where(
         assert "no keywords are collected: platforms.x.streams leaves them out" in line
         assert 'Fix: add "keywords" there' in line
     assert not Path("touchpoint.db").exists()  # refused before anything ran
+    checked = run("check-config")
+    assert checked.exit_code == 0 and "platforms: x (posts and mentions only);" in checked.stdout
 
 
 def test_cli_missing_secret_is_one_clear_line(

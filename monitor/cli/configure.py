@@ -11,7 +11,7 @@ from monitor import store
 from monitor.alerts import outbox
 from monitor.alerts.heartbeat import Heartbeat, check_heartbeat
 from monitor.cli.app import AppContext, cli, pass_app
-from monitor.config import ConfigError, Settings, default_config_path, template_text
+from monitor.config import STREAMS, ConfigError, Settings, default_config_path, template_text
 
 
 @cli.command()
@@ -63,14 +63,24 @@ def check_config(app: AppContext) -> None:
     _check_model(settings)
     brands = ", ".join(b.name for b in settings.brands)
     click.echo(
-        f"{settings.source}: ok. Brands: {brands}; platforms: "
-        f"{', '.join(settings.platforms_in_use())}; database: {settings.db_path}"
+        f"{settings.source}: ok. Brands: {brands}; platforms: {_platforms(settings)}; "
+        f"database: {settings.db_path}"
     )
     click.echo(_digest_line(settings))
     click.echo(_heartbeat_line(heartbeat))
     warning = store.sqlite_version_warning()
     if warning:
         click.echo(f"note: {warning}; do not run a backfill while the daemon writes", err=True)
+
+
+def _platforms(settings: Settings) -> str:
+    """The platforms in use, each with its streams when ``[platforms.NAME] streams`` narrows
+    them, e.g. "x, reddit (posts and keywords only)"."""
+    return ", ".join(
+        name if streams == STREAMS else f"{name} ({' and '.join(streams)} only)"
+        for name in settings.platforms_in_use()
+        for streams in [settings.platforms[name].streams]
+    )
 
 
 def _check_model(settings: Settings) -> None:
