@@ -747,8 +747,11 @@ def test_cli_status_judges_each_streams_health(write_config: Callable[..., Path]
     assert checked.stderr.splitlines() == [
         f"check: {keys['failing']}: warning: 3 runs failed in a row",
         f"check: {keys['late']}: overdue (runs every 5m)",
-        "check: 2 streams need a look",
+        "check: globex/x/mentions: never collected",  # globex's other streams never ran
+        "check: globex/x/posts: never collected",
+        "check: 4 streams need a look",
     ]
+    assert "never collected: globex/x/mentions, globex/x/posts (new in the config?" in out
 
 
 def test_cli_status_check_passes_when_all_streams_are_ok_and_fails_before_any_collect(
@@ -761,14 +764,27 @@ def test_cli_status_check_passes_when_all_streams_are_ok_and_fails_before_any_co
     assert before.exit_code == 1 and "no database" in before.stdout.lower()
     db = store.open_db(Path("touchpoint.db"))
     now = utcnow()
+
+    def ran(platform: str, stream: str, query: str = "", outcome: str = "ok") -> None:
+        key = StreamKey("acme", platform, stream, query)
+        store.record_run(db, RunResult(key, now, now, outcome))  # type: ignore[arg-type]
+
     for stream in ("posts", "mentions"):
-        store.record_run(db, RunResult(StreamKey("acme", "x", stream, ""), now, now, "ok"))
-    skipped = RunResult(StreamKey("acme", "reddit", "mentions", ""), now, now, "skipped")
-    store.record_run(db, skipped)  # Reddit without a login: its inbox is left out
+        ran("x", stream)
+    ran("reddit", "posts")
+    ran("reddit", "mentions", outcome="skipped")  # Reddit without a login: its inbox left out
     db.conn.close()
-    left_out = run("status", "--check")  # the config asks for it, and it is not collected
+    left_out = run("status", "--check")  # the config asks for these, and they are not collected
     assert left_out.exit_code == 1
-    assert left_out.stderr.splitlines()[0] == "check: acme/reddit/mentions: not collected"
+    assert left_out.stderr.splitlines()[:3] == [
+        "check: acme/reddit/keywords 'acme': never collected",
+        "check: acme/reddit/mentions: not collected",
+        "check: acme/x/keywords 'acme -is:retweet': never collected",
+    ]
+    db = store.open_db(Path("touchpoint.db"))
+    ran("x", "keywords", XCollector.keyword_query(["acme"]))
+    ran("reddit", "keywords", "acme")
+    db.conn.close()
     config.write_text(
         config.read_text().replace(
             "[[brands]]", '[platforms.reddit]\nstreams = ["posts"]\n\n[[brands]]'

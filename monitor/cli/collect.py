@@ -23,11 +23,20 @@ from monitor.cli.common import (
     render_service,
     render_status,
 )
-from monitor.collectors import COLLECTORS, collector_class
+from monitor.collectors import COLLECTORS, collector_class, planned_streams
 from monitor.config import STREAMS, ConfigError, DaemonSettings, Settings
 from monitor.daemon import daemon_holder
 from monitor.logs import CONTROL, visible
-from monitor.models import KINDS, Post, RunResult, StreamKey, iso, parse_iso, utcnow
+from monitor.models import (
+    ACCOUNT_STREAM,
+    KINDS,
+    Post,
+    RunResult,
+    StreamKey,
+    iso,
+    parse_iso,
+    utcnow,
+)
 
 
 def _selection_options(func: Any) -> Any:
@@ -205,7 +214,8 @@ def _progress(start: datetime, end: datetime) -> Iterator[pipeline.ProgressHook]
     "--check",
     is_flag=True,
     help="Exit 1 when a stream's HEALTH is not ok (refused, failing, stale, overdue or not "
-    "collected) or nothing was collected yet, for cron or a monitoring system; 0 when all are ok.",
+    "collected), a configured stream never ran, or nothing was collected yet; for cron or a "
+    "monitoring system. 0 when all are ok.",
 )
 @pass_app
 def status(app: AppContext, show_all: bool, check: bool) -> None:
@@ -220,10 +230,13 @@ def status(app: AppContext, show_all: bool, check: bool) -> None:
     its intervals: the daemon is probably not running. A backfill window walked to its end is
     left out (--all lists it); one that stopped half-way stays, to be resumed.
 
+    A stream the config asks for that has no run at all (a brand, account or keywords added
+    since) is listed under "never collected".
+
     With --check the exit status says it too: 1 when a stream is refused, failing, stale,
-    overdue or not collected (each named on standard error; [platforms.NAME] streams leaves a
-    stream out on purpose), or when there is no database yet; 0 otherwise. --check needs the
-    config, whose intervals and alert rules the health is judged by.
+    overdue, not collected or never collected (each named on standard error; [platforms.NAME]
+    streams leaves a stream out on purpose), or when there is no database yet; 0 otherwise.
+    --check needs the config, whose intervals and alert rules the health is judged by.
 
     \b
     Example:
@@ -239,6 +252,7 @@ def status(app: AppContext, show_all: bool, check: bool) -> None:
         return
     db = app.open(path)
     rows, now = store.get_stream_status(db), utcnow()
+    never = _never_collected(settings, rows) if settings else []
     finished = [] if show_all else [r for r in rows if _finished_backfill(r)]
     rows = [r for r in rows if r not in finished]
     health = health_cells(rows, settings, now) if settings else {}
@@ -247,12 +261,25 @@ def status(app: AppContext, show_all: bool, check: bool) -> None:
     if finished:
         windows = "window" if len(finished) == 1 else "windows"
         click.echo(f"({len(finished)} finished backfill {windows} not shown: `status --all`)")
+    if never:
+        click.echo(
+            f"never collected: {', '.join(map(str, never))} (new in the config? `touchpoint "
+            "collect`, or reload a running daemon: kill -HUP its pid)"
+        )
     pid = daemon_holder(path)
     click.echo(f"\ndaemon: {f'running (pid {pid})' if pid else 'not running'} on {path}")
     limit = (settings.daemon if settings else DaemonSettings()).wal_alert_megabytes
     click.echo(render_service(db, now, wal_alert_megabytes=limit))
     if check:
-        _exit_on_problems(health)
+        _exit_on_problems(health | dict.fromkeys(never, "never collected"))
+
+
+def _never_collected(settings: Settings, rows: Sequence[store.StreamStatus]) -> list[StreamKey]:
+    """The streams the config asks for that have no run at all (a brand, account or keywords
+    added since the last collection)."""
+    seen = {r.key for r in rows}
+    planned = planned_streams(settings)
+    return sorted((k for k in planned if k.stream != ACCOUNT_STREAM and k not in seen), key=str)
 
 
 def _exit_on_problems(health: dict[StreamKey, str]) -> None:
