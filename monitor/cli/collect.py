@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TextIO
@@ -252,10 +252,11 @@ def status(app: AppContext, show_all: bool, check: bool) -> None:
         return
     db = app.open(path)
     rows, now = store.get_stream_status(db), utcnow()
-    never = _never_collected(settings, rows) if settings else []
+    planned = planned_streams(settings) if settings else frozenset()
+    never = _never_collected(planned, rows)
     finished = [] if show_all else [r for r in rows if _finished_backfill(r)]
     rows = [r for r in rows if r not in finished]
-    health = health_cells(rows, settings, now) if settings else {}
+    health = health_cells(rows, settings, now, planned) if settings else {}
     if rows or not finished:
         click.echo(render_status(rows, now, health))
     if finished:
@@ -274,11 +275,12 @@ def status(app: AppContext, show_all: bool, check: bool) -> None:
         _exit_on_problems(health | dict.fromkeys(never, "never collected"))
 
 
-def _never_collected(settings: Settings, rows: Sequence[store.StreamStatus]) -> list[StreamKey]:
-    """The streams the config asks for that have no run at all (a brand, account or keywords
-    added since the last collection)."""
+def _never_collected(
+    planned: Collection[StreamKey], rows: Sequence[store.StreamStatus]
+) -> list[StreamKey]:
+    """The streams the config asks for (``planned``) that have no run at all (a brand, account
+    or keywords added since the last collection)."""
     seen = {r.key for r in rows}
-    planned = planned_streams(settings)
     return sorted((k for k in planned if k.stream != ACCOUNT_STREAM and k not in seen), key=str)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +12,6 @@ from sqlite_utils import Database
 from monitor import pipeline, store
 from monitor.alerts import rules
 from monitor.alerts.outbox import stream_health
-from monitor.collectors import planned_streams
 from monitor.config import Settings
 from monitor.models import StreamKey, iso, parse_iso
 
@@ -147,15 +146,18 @@ def render_service(db: Database, now: datetime, *, wal_alert_megabytes: float) -
 
 
 def health_cells(
-    rows: Sequence[store.StreamStatus], settings: Settings, now: datetime
+    rows: Sequence[store.StreamStatus],
+    settings: Settings,
+    now: datetime,
+    planned: Collection[StreamKey],
 ) -> dict[StreamKey, str]:
     """Each configured stream's health by the alert rules (refused, failing, stale), else "not
     collected" when the collector leaves it out (its last error says why), else "overdue" when
-    no run started for two intervals (is `touchpoint run` running?), else "ok"."""
+    no run started for two intervals (is `touchpoint run` running?), else "ok". ``planned``:
+    :func:`monitor.collectors.planned_streams`; a stream not in it gets no cell."""
     policies = {b.name: b.alerts for b in settings.brands}
     slack = settings.daemon.max_jitter_seconds
     cells: dict[StreamKey, str] = {}
-    planned = planned_streams(settings)
     for r in rows:
         h = stream_health(r, settings, planned)
         if h is None:
