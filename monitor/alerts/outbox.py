@@ -81,7 +81,10 @@ def evaluate(db: Database, settings: Settings, *, now: datetime | None = None) -
         alerts = _raise_alerts(db, settings, now)
         brands = [b.name for b in settings.brands]
         expired = _aged_out(db, settings, now)
-        opened, resolved = store.sync_alerts(db, alerts, brands=brands, now=now, expired=expired)
+        watched = {b.name: (*b.accounts, rules.SERVICE_PLATFORM) for b in settings.brands}
+        opened, resolved = store.sync_alerts(
+            db, alerts, brands=brands, now=now, expired=expired, platforms=watched
+        )
         queued = _queue_due(db, settings, now)
     return Evaluation(raised=len(alerts), opened=opened, resolved=resolved, queued=queued)
 
@@ -134,14 +137,16 @@ def _aged_out(db: Database, settings: Settings, now: datetime) -> set[str]:
 
 
 def _gaps(db: Database, settings: Settings, now: datetime) -> list[rules.Gap]:
-    brands = {b.name: b.alerts.repeat_hours for b in settings.brands}
+    brands = {b.name: b for b in settings.brands}
     if not brands:
         return []
-    since = now - timedelta(hours=max(brands.values()))
+    since = now - timedelta(hours=max(b.alerts.repeat_hours for b in brands.values()))
     return [
         rules.Gap(g.key.brand, g.key.platform, g.key.stream, parse_iso(g.started_at), g.gap)
         for g in store.get_gaps(db, since=since)
-        if g.key.brand in brands and not g.key.stream.startswith("backfill")
+        if g.key.brand in brands
+        and g.key.platform in brands[g.key.brand].accounts
+        and not g.key.stream.startswith("backfill")
     ]
 
 
@@ -191,6 +196,8 @@ def stream_health(
 
 
 def _mentions(db: Database, brand: BrandSettings, now: datetime) -> list[rules.MentionRow]:
+    """The brand's mentions the unanswered rule looks at: those on the platforms it still has an
+    account on (touchpoint no longer sees its answers on one removed since)."""
     since = now - timedelta(days=brand.alerts.ignore_older_than_days)
     return [
         rules.MentionRow(
@@ -206,10 +213,12 @@ def _mentions(db: Database, brand: BrandSettings, now: datetime) -> list[rules.M
         for r in store.iter_mentions_with_answers(
             db, brand.name, since=since, answered_by=brand.answered_by
         )
+        if r[1] in brand.accounts
     ]
 
 
 def _labelled(db: Database, brand: BrandSettings, now: datetime) -> list[rules.LabelledPost]:
+    """The brand's labelled posts on the platforms it still has an account on."""
     policy = brand.alerts
     since = (
         None
@@ -227,6 +236,7 @@ def _labelled(db: Database, brand: BrandSettings, now: datetime) -> list[rules.L
             url=r[5] or "",
         )
         for r in store.iter_labelled_posts(db, brand.name, since=since)
+        if r[1] in brand.accounts
     ]
 
 

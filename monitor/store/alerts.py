@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -154,12 +154,15 @@ def sync_alerts(
     brands: Sequence[str],
     now: datetime,
     expired: Collection[str] = (),
+    platforms: Mapping[str, Collection[str]] | None = None,
 ) -> tuple[int, int]:
     """Record what the rules raised (inside the caller's transaction); close what they no
     longer raise for ``brands``: as ``expired`` when its fingerprint is in ``expired`` (the rule
     stopped looking, e.g. a mention past ignore_older_than_days, still unanswered), else as
     ``resolved``. The open alerts of a brand not in ``brands`` (removed from the config, or
-    renamed) expire too: touchpoint no longer watches it. Return (opened, closed)."""
+    renamed) expire too: touchpoint no longer watches it; so do those of a brand on a platform
+    not in its ``platforms`` entry (an account removed from the brand), when given. Return
+    (opened, closed)."""
     stamp, opened, raised = iso(now), 0, set()
     conn = db.conn
     for alert in alerts:
@@ -172,6 +175,7 @@ def sync_alerts(
         if row is None or row[1] in CLOSED:
             opened += 1
         _upsert_alert(conn, alert, row, stamp)
+    unwatched = _expire_unwatched(conn, brands, platforms or {}, stamp)
     marks = ",".join("?" * len(brands))
     open_rows = conn.execute(
         "SELECT id, fingerprint FROM alerts WHERE state IN ('open', 'acked') "
@@ -186,12 +190,31 @@ def sync_alerts(
     conn.executemany(
         "UPDATE alerts SET state = ?, resolved_at = ?, updated_at = ? WHERE id = ?", gone
     )
-    unwatched = conn.execute(
+    return opened, len(gone) + unwatched
+
+
+def _expire_unwatched(
+    conn: sqlite3.Connection,
+    brands: Sequence[str],
+    platforms: Mapping[str, Collection[str]],
+    stamp: str,
+) -> int:
+    """Expire the open and acked alerts of a brand not in ``brands``, and of a brand on a
+    platform not in its ``platforms`` entry; return how many."""
+    marks = ",".join("?" * len(brands))
+    closed = conn.execute(
         "UPDATE alerts SET state = 'expired', resolved_at = ?, updated_at = ? "
         f"WHERE state IN ('open', 'acked') AND brand NOT IN ({marks})",
         [stamp, stamp, *brands],
     ).rowcount
-    return opened, len(gone) + unwatched
+    for brand, kept in platforms.items():
+        closed += conn.execute(
+            "UPDATE alerts SET state = 'expired', resolved_at = ?, updated_at = ? "
+            "WHERE state IN ('open', 'acked') AND brand = ? "
+            f"AND platform NOT IN ({','.join('?' * len(kept))})",
+            [stamp, stamp, brand, *kept],
+        ).rowcount
+    return closed
 
 
 _SEVERITY = {"info": 0, "warning": 1, "critical": 2}

@@ -799,3 +799,26 @@ def test_outbox_a_brand_removed_from_the_config_closes_its_alerts_and_stops_no_o
     states = {a.brand: a.state for a in store.get_alerts(rig.db)}
     assert states == {"acme": "expired", "globex": "open"}
     assert rig.counts() == (2, 2, 2)  # acme's first message, then globex's; no acme repeat
+
+
+def test_outbox_an_account_removed_from_a_brand_closes_its_alerts_and_raises_no_more(
+    rig: Rig,
+) -> None:
+    """acme leaves X for Mastodon: its X alerts (an unanswered mention, the self-promotion of
+    its X posts) expire, and its X mentions and posts, still in the store and inside the rules'
+    windows, raise nothing more: touchpoint no longer sees acme's answers there."""
+    posts = [broadcast(n, minutes_ago=60 * n) for n in range(10)]
+    store.upsert_posts(rig.db, [mention(1, minutes_ago=90), *posts])
+    store.upsert_labels(rig.db, [store.LabelRow(p.id, "sales-pitch", 0.9, {}, "t") for p in posts])
+    rig.run()
+    assert {a.kind: a.state for a in store.get_alerts(rig.db)} == {
+        "unanswered_mention": "open",
+        "self_promotion": "open",
+    }
+    rig.configure(rig.config.read_text().replace('x = "acme"', 'mastodon = "acme@example.social"'))
+    rig.run(at=timedelta(hours=5))  # past the repeat interval: they would be due again
+    assert {a.state for a in store.get_alerts(rig.db)} == {"expired"}
+    assert rig.counts() == (2, 2, 2)  # the first two messages; no repeat, no new alert
+    store.upsert_posts(rig.db, [mention(2, minutes_ago=90)])  # say, collected before the edit
+    rig.run(at=timedelta(hours=6))
+    assert len(store.get_alerts(rig.db)) == 2 and rig.counts() == (2, 2, 2)
