@@ -77,11 +77,13 @@ class Post:
 @dataclass(frozen=True)
 class Cursor:
     """Where a stream stands: ``position``, the newest id stored; ``pending``, a walk under way;
-    ``updated_at``, when its last page was stored (as read from the store; not compared)."""
+    ``updated_at``, when its last page was stored, and ``account``, the id of the brand account
+    it was walked for (both as read from the store; not compared)."""
 
     position: str | None = None
     pending: dict[str, Any] | None = None
     updated_at: datetime | None = field(default=None, compare=False)
+    account: str | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from monitor.config import BrandSettings, ConfigError, Settings
 from monitor.logs import clean
 from monitor.models import (
     ACCOUNT_STREAM,
+    Cursor,
     Outcome,
     Post,
     RunResult,
@@ -90,9 +91,10 @@ def run_stream(
     result = RunResult(key=key, started_at=utcnow())
     clock = time.monotonic()
     try:
-        for page in collector.fetch(target, store.get_cursor(db, key)):
+        cursor = _cursor_for(db, target)
+        for page in collector.fetch(target, cursor):
             posts = collector.normalize(page.raw, target)
-            new, updated = store.store_page(db, key, posts, page.cursor)
+            new, updated = store.store_page(db, key, posts, page.cursor, account=target.account_id)
             result.items_new += new
             result.items_updated += updated
             result.pages += 1
@@ -122,6 +124,24 @@ def run_stream(
     _record(db, result)
     _log_run(result, time.monotonic() - clock)
     return result
+
+
+def _cursor_for(db: Database, target: Target) -> Cursor:
+    """The stream's cursor; an empty one when it was walked for another account of the brand
+    (moved to a new account: its positions say nothing of the new one's). A keyword search is
+    the same whatever the account."""
+    cursor = store.get_cursor(db, target.key)
+    if cursor.account in (None, target.account_id) or target.stream == "keywords":
+        return cursor
+    logger.warning(
+        "%s: the brand's account is another one now (@%s, id %s; the stream was walked for id "
+        "%s): it is walked afresh",
+        target.key,
+        target.handle,
+        target.account_id,
+        cursor.account,
+    )
+    return Cursor()
 
 
 def _fail(result: RunResult, outcome: Outcome, exc: Exception) -> None:

@@ -350,6 +350,24 @@ def test_store_stream_heads_follow_each_run_and_are_rebuilt_for_an_older_store(
     db.conn.close()
 
 
+def test_store_cursor_keeps_its_account_and_an_older_store_gets_the_column(
+    tmp_path: Path,
+) -> None:
+    """A cursor remembers the account its stream was walked for; one from before the column
+    reads as no account (the pipeline resumes it, as before)."""
+    db = store.open_db(tmp_path / "old.db")
+    store.store_page(db, KEY, [post("1")], Cursor("1"), account="150")
+    assert store.get_cursor(db, KEY).account == "150"
+    with db.conn:  # as a store from before cursors.account
+        db.execute("ALTER TABLE cursors DROP COLUMN account")
+        db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm010_add_cursor_account'")
+    db.conn.close()
+    db = store.open_db(tmp_path / "old.db")
+    cursor = store.get_cursor(db, KEY)
+    assert (cursor.position, cursor.account) == ("1", None)
+    db.conn.close()
+
+
 def test_store_prune_runs_deletes_old_runs_but_each_streams_latest(db: Database) -> None:
     """A stream failing for long keeps its last success however old, and the heads, so status,
     are the same after."""

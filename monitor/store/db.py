@@ -290,6 +290,14 @@ def m009_create_stream_heads(db: Database) -> None:
     rebuild_stream_heads(db.conn)
 
 
+@migrations()
+def m010_add_cursor_account(db: Database) -> None:
+    """Record on a cursor the id of the brand account its stream was walked for
+    (``cursors.account``): a brand moved to another account on the platform walks that one
+    afresh instead of resuming from the position of the old one. NULL: from before."""
+    db.table("cursors").add_column("account", str)
+
+
 def rebuild_stream_heads(conn: sqlite3.Connection) -> None:
     """Set every stream's head from its runs (a store from before the heads; a bulk load)."""
     conn.execute("DELETE FROM stream_heads")

@@ -175,13 +175,15 @@ def store_page(
     posts: Sequence[Post],
     cursor: Cursor,
     *,
+    account: str | None = None,
     now: datetime | None = None,
 ) -> tuple[int, int]:
-    """Upsert a page of posts and advance the stream's cursor in the same transaction."""
+    """Upsert a page of posts and advance the stream's cursor in the same transaction;
+    ``account``: the id of the brand account the stream is walked for."""
     now = now or utcnow()
     with write_transaction(db) as conn:
         counts = _upsert(conn, posts, now)
-        _set_cursor(conn, key, cursor, now)
+        _set_cursor(conn, key, cursor, now, account)
     return counts
 
 

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 def get_cursor(db: Database, key: StreamKey) -> Cursor:
     """Return the committed cursor of a stream (empty when the stream never stored anything)."""
     row = db.conn.execute(
-        "SELECT position, pending, updated_at FROM cursors "
+        "SELECT position, pending, updated_at, account FROM cursors "
         "WHERE brand=? AND platform=? AND stream=? AND query=?",
         (key.brand, key.platform, key.stream, key.query),
     ).fetchone()
@@ -30,14 +30,17 @@ def get_cursor(db: Database, key: StreamKey) -> Cursor:
         return Cursor()
     pending = json.loads(row[1]) if row[1] else None
     updated = parse_iso(row[2]) if row[2] else None
-    return Cursor(position=row[0], pending=pending, updated_at=updated)
+    return Cursor(position=row[0], pending=pending, updated_at=updated, account=row[3])
 
 
-def _set_cursor(conn: sqlite3.Connection, key: StreamKey, cursor: Cursor, now: datetime) -> None:
+def _set_cursor(
+    conn: sqlite3.Connection, key: StreamKey, cursor: Cursor, now: datetime, account: str | None
+) -> None:
     conn.execute(
-        "INSERT INTO cursors (brand, platform, stream, query, position, pending, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(brand, platform, stream, query) DO UPDATE SET "
-        "position=excluded.position, pending=excluded.pending, updated_at=excluded.updated_at",
+        "INSERT INTO cursors (brand, platform, stream, query, position, pending, updated_at, "
+        "account) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(brand, platform, stream, query) "
+        "DO UPDATE SET position=excluded.position, pending=excluded.pending, "
+        "updated_at=excluded.updated_at, account=excluded.account",
         (
             key.brand,
             key.platform,
@@ -46,6 +49,7 @@ def _set_cursor(conn: sqlite3.Connection, key: StreamKey, cursor: Cursor, now: d
             cursor.position,
             json.dumps(cursor.pending, sort_keys=True) if cursor.pending is not None else None,
             iso(now),
+            account,
         ),
     )
 

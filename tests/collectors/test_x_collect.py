@@ -415,3 +415,41 @@ def test_x_bearer_token_never_reaches_logs_or_store_at_debug(
     db = store.open_db(load_settings(config).db_path)
     dump = "\n".join(db.conn.iterdump())
     assert TOKEN not in dump
+
+
+def test_x_collect_a_brand_moved_to_another_account_walks_it_afresh(
+    sandbox: XSandbox,
+    settings: Settings,
+    db: Database,
+    write_config: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """acme's X streams ran for @acme; the config now names @acmeglobal. Resuming from @acme's
+    positions (since_id) would skip whatever @acmeglobal posted, or was told, before @acme's
+    newest tweet; its posts and mentions streams start afresh and store all of it, while the
+    keyword search, the same for either account, resumes."""
+    pipeline.collect(db, settings)
+    keywords = store.get_cursor(db, StreamKey("acme", "x", "keywords", "acme -is:retweet"))
+    with XSandbox(
+        seed=12,
+        brand_handle="acmeglobal",
+        brand_user_id="1500000000000000002",
+        keywords=("acme",),
+        start=START,
+        end=END,
+        bearer_token=TOKEN,
+    ) as other:
+        path = write_config(other.url, extra="page_size = 10\n", collect=FAST)
+        path.write_text(path.read_text().replace('x = "acme"', 'x = "acmeglobal"'))
+        with caplog.at_level(logging.WARNING, logger="monitor.pipeline"):
+            results = by_stream(pipeline.collect(db, load_settings(path)))
+        assert {r.outcome for r in results.values()} == {"ok"}
+        assert expected_ids(other, "post", "reply") <= stored(db, "post", "reply")
+        assert expected_ids(other, "mention") <= stored(db, "mention")
+        timeline = [r for r in other.requests if r.path.endswith("/tweets")]
+        assert "since_id" not in timeline[0].query
+        search = [r for r in other.requests if r.path.endswith("/search/recent")]
+        assert search[0].query["since_id"] == [keywords.position]
+    moved = [r.getMessage() for r in caplog.records if "walked afresh" in r.getMessage()]
+    assert len(moved) == 2 and all("@acmeglobal" in m for m in moved)
+    assert store.get_cursor(db, StreamKey("acme", "x", "posts")).account == other.brand_user_id
