@@ -6,7 +6,8 @@ For one brand and one period (a day in the brand's time zone), per channel (plat
   the classifier labelled engaging, inspiring or sales-pitch, and their shares of the labelled ones;
 * **self-promotion**: the sales-pitch share against the brand's target (its alert policy);
 * **mentions** received in the period, the share **answered** by ``as_of`` (a brand reply to the
-  mention, or to the same person's follow-up in the conversation: the alerts' definition), and the
+  mention, or, made after it, to another post of the same person in the thread: the alerts'
+  definition, ``store.iter_mentions_with_answers``), and the
   **median** and **p90** response time (first brand reply − mention; p90 by the nearest rank);
 * the **oldest unanswered** mentions of the period;
 * **touchpoints alive**: channels where the brand posted or replied within ``ACTIVE_DAYS``; a brand

@@ -24,9 +24,11 @@ logger = logging.getLogger(__name__)
 # answer is a post that its own account wrote, or the account of a brand answering for it (a
 # role of one of those brands with is_brand). The unary + keeps SQLite off the time index for the
 # answer lookup: with it, it would walk the brand's whole history for every mention; without, it
-# looks the replies up by in_reply_to_id. A follow-up is found two ways: a reply of the same
-# author to the mention itself (Mastodon has no conversation ids), or a later post of that author
-# in the mention's conversation (X, Reddit, Bluesky).
+# looks the replies up by in_reply_to_id. The brand may answer the person elsewhere in the
+# thread: a reply to their follow-up, or, after the mention, to the post it follows up (a person
+# who nags is answered where they started). Those are found two ways: the same author's reply to
+# the mention itself or the post of theirs it replies to (Mastodon has no conversation ids), or
+# any post of that author in the mention's conversation (X, Reddit, Bluesky).
 def mentions_sql(answerers: int = 1) -> str:
     """The mentions query, for ``answerers`` brands whose replies count as answers. Parameters:
     the answering brands' names (the brand first), the brand, the earliest time."""
@@ -41,9 +43,11 @@ SELECT m.id, m.platform, m.created_at, m.text, m.url, m.author_handle,
         OR r.in_reply_to_id IN (
           SELECT f.id FROM posts f WHERE f.in_reply_to_id = m.id AND f.author_id = m.author_id)
         OR r.in_reply_to_id IN (
+          SELECT f.id FROM posts f WHERE f.id = m.in_reply_to_id AND f.author_id = m.author_id)
+        OR r.in_reply_to_id IN (
           SELECT f.id FROM posts f WHERE m.conversation_id IS NOT NULL
-            AND f.conversation_id = m.conversation_id AND f.author_id = m.author_id
-            AND f.created_at >= m.created_at))) AS answered_at
+            AND f.conversation_id = m.conversation_id AND f.author_id = m.author_id)))
+    AS answered_at
 FROM post_brands mb JOIN posts m ON m.id = mb.post_id
 WHERE mb.brand = ? AND mb.kind = 'mention' AND mb.created_at >= ? AND m.is_brand = 0
 """
@@ -60,9 +64,10 @@ def iter_mentions_with_answers(
     """Yield the brand's mentions since ``since`` with the time of the brand's first answer.
 
     Answered means a reply of the brand's own account (or of a brand in ``answered_by``, e.g. its
-    support account) to the mention itself, or to a later post of the same author in the same
-    conversation, or a reply of that author to the mention (the person followed up, and the brand
-    answered that)."""
+    support account), made after the mention, to the mention itself or to another post of the
+    same author in the thread: in the same conversation, or the author's reply to the mention, or
+    the author's post the mention replies to (the person followed up, and the brand answered
+    the follow-up or the start)."""
     sql = mentions_sql(1 + len(answered_by))
     yield from db.conn.execute(sql, mentions_params(brand, answered_by, iso(since)))
 

@@ -264,6 +264,39 @@ def test_digest_mastodon_follow_up_answered_answers_the_mention(db: Database) ->
     assert alerts["mastodon:mm4"] is None
 
 
+def test_digest_a_follow_up_is_answered_by_the_brand_answering_the_thread_after_it(
+    db: Database,
+) -> None:
+    """A person nags (a follow-up to their own mention); the brand then answers the first
+    mention: that answers the follow-up too, on X (same conversation) and Mastodon (the
+    follow-up replies to the mention). An answer given before the follow-up does not."""
+    Item = fixture.Item
+    thread = (
+        Item("m5", "x", "mention", "2026-11-20T13:00", author="eve", conversation="m5"),
+        Item(
+            "f5", "x", "mention", "2026-11-20T13:10", author="eve", reply_to="m5", conversation="m5"
+        ),
+        Item("r5", "x", "reply", "2026-11-20T14:00", "engaging", reply_to="m5", conversation="m5"),
+        Item("mm6", "mastodon", "mention", "2026-11-20T15:00", author="fay"),
+        Item("mf6", "mastodon", "mention", "2026-11-20T15:10", author="fay", reply_to="mm6"),
+        Item("mr6", "mastodon", "reply", "2026-11-20T16:00", "engaging", reply_to="mm6"),
+        Item("m7", "x", "mention", "2026-11-20T13:00", author="gus", conversation="m7"),
+        Item("r7", "x", "reply", "2026-11-20T13:05", "engaging", reply_to="m7", conversation="m7"),
+        Item(
+            "f7", "x", "mention", "2026-11-20T13:30", author="gus", reply_to="r7", conversation="m7"
+        ),
+    )
+    fixture.fill(db, fixture.ITEMS + thread)
+    since = datetime(2026, 11, 19, 23, tzinfo=UTC)
+    alerts = {r[0]: r[6] for r in store.iter_mentions_with_answers(db, "acme", since=since)}
+    until = datetime(2026, 11, 20, 23, tzinfo=UTC)
+    digest = {r[0]: r[6] for r in store.iter_mentions_between(db, "acme", start=since, end=until)}
+    assert digest == alerts
+    assert alerts["x:m5"] == alerts["x:f5"] == "2026-11-20T14:00:00Z"
+    assert alerts["mastodon:mm6"] == alerts["mastodon:mf6"] == "2026-11-20T16:00:00Z"
+    assert alerts["x:m7"] == "2026-11-20T13:05:00Z" and alerts["x:f7"] is None
+
+
 def mention_on_the_day(native_id: str, brand: str, *, by: str, text: str) -> Post:
     """An X post of ``by`` mentioning ``brand`` at 10:00 UTC on the fixture's day."""
     return post(
