@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 TARGET_MACRO = 0.75
 TARGET_SALES = 0.75
+NOISE = 0.01  # differences under this are seed-to-seed noise (see the weaknesses below)
 WEAKNESSES_FILE = Path(__file__).resolve().parent / "models" / "weaknesses.md"
 
 
@@ -31,17 +32,18 @@ LIMITS = [
     "measured either. Non-English posts are rare and unreliable.",
     "- The fine-tuned MiniLM part was cross-validated with fewer seeds than the linear part (see "
     "the seeds column; fine-tuning five folds takes 45–65 minutes on 2 cores). Seed to seed and "
-    "fold to fold the spread is large (fused sales-pitch F1 0.723 and 0.705 for seeds 0 and 1; "
-    "macro-F1 about 0.66–0.83 per fold): differences under about 0.01 are noise.",
+    "fold to fold the spread is large (sales-pitch F1 of the default 0.737 and 0.705 for seeds 0 "
+    "and 1, of the accurate variant 0.762 and 0.741; macro-F1 about 0.66–0.83 per fold): "
+    "differences under about 0.01 are noise.",
     "- The accurate variant's mpnet part was scored by fold models kept in float32; the shipped "
     "part stores each fine-tuned matrix as an int8 difference from the published weights (a "
     "rounding of at most half a step per row, far below the fine-tuning change itself). Its "
     "out-of-fold probabilities come from `python -m classifiers.mpnet --cv-seeds 0 1`, the "
     "module that trained the shipped part.",
     "- The MiniLM part uses int8 dynamic quantisation: probabilities can move by about 0.01 with "
-    "the batch a post is in. Its out-of-fold probabilities come from fold models of the same "
-    "recipe quantised per tensor; the shipped model is quantised per channel (on the one fold "
-    "compared, per channel scored macro-F1 0.768 against 0.747 per tensor).",
+    "the batch a post is in. Its out-of-fold probabilities come from fold models quantised per "
+    "channel, as the shipped model is (until 2026-11-24 seed 0's came from fold models quantised "
+    "per tensor: default 0.764 / sales-pitch 0.714 then, 0.771 / 0.721 now).",
 ]
 
 _MODES = {"argmax": "most probable label", "tuned": "per-class thresholds tuned in nested CV"}
@@ -105,9 +107,15 @@ def _verdict(rep: dict[str, Any]) -> str:
     sales = rep["per_class"]["sales-pitch"]["f1"]
     ok = macro >= TARGET_MACRO and sales >= TARGET_SALES
     status = "reached" if ok else "NOT reached"
+    margin = min(macro - TARGET_MACRO, sales - TARGET_SALES)
+    caveat = (
+        f"; by {margin:.3f}, less than the spread between seeds noted under Known weaknesses"
+        if ok and margin < NOISE
+        else ""
+    )
     return (
         f"Targets (macro-F1 ≥ {TARGET_MACRO}, sales-pitch F1 ≥ {TARGET_SALES}): **{status}** "
-        f"(macro-F1 {macro:.3f}, sales-pitch F1 {sales:.3f})."
+        f"(macro-F1 {macro:.3f}, sales-pitch F1 {sales:.3f}{caveat})."
     )
 
 

@@ -121,3 +121,16 @@ def test_card_names_how_many_mpnet_layers_the_shipped_part_fine_tuned(tmp_path: 
     np.savez(two, other=np.zeros(1))  # written before the count was saved: two layers
     assert "top two layers" in "\n".join(_accurate(cv, "argmax", two))
     assert _accurate({"linear": cv["linear"]}, "argmax", three) == []  # no accurate scores
+
+
+def test_card_says_when_a_target_is_reached_by_less_than_the_seed_spread() -> None:
+    from classifiers.card import _verdict
+
+    def rep(macro: float, sales: float) -> dict[str, object]:
+        return {"macro_f1": macro, "per_class": {"sales-pitch": {"f1": sales}}}
+
+    close = _verdict(rep(0.794, 0.751))
+    assert "**reached**" in close and "by 0.001, less than the spread" in close
+    assert "spread" not in _verdict(rep(0.80, 0.77))  # a clear margin: no caveat
+    short = _verdict(rep(0.771, 0.721))
+    assert "**NOT reached**" in short and "spread" not in short
