@@ -253,12 +253,7 @@ def test_digest_mastodon_follow_up_answered_answers_the_mention(db: Database) ->
         Item("mo4", "mastodon", "mention", "2026-11-20T15:05", author="ned", reply_to="mm4"),
         Item("mr4", "mastodon", "reply", "2026-11-20T15:30", "engaging", reply_to="mo4"),
     )
-    fixture.fill(db, fixture.ITEMS + thread)
-    since = datetime(2026, 11, 19, 23, tzinfo=UTC)
-    alerts = {r[0]: r[6] for r in store.iter_mentions_with_answers(db, "acme", since=since)}
-    until = datetime(2026, 11, 20, 23, tzinfo=UTC)
-    digest = {r[0]: r[6] for r in store.iter_mentions_between(db, "acme", start=since, end=until)}
-    assert digest == alerts
+    alerts = answers_on_the_day(db, thread)
     assert alerts["mastodon:mm3"] == alerts["mastodon:mf3"] == "2026-11-20T16:00:00Z"
     assert alerts["mastodon:mo4"] == "2026-11-20T15:30:00Z"
     assert alerts["mastodon:mm4"] is None
@@ -286,15 +281,22 @@ def test_digest_a_follow_up_is_answered_by_the_brand_answering_the_thread_after_
             "f7", "x", "mention", "2026-11-20T13:30", author="gus", reply_to="r7", conversation="m7"
         ),
     )
+    alerts = answers_on_the_day(db, thread)
+    assert alerts["x:m5"] == alerts["x:f5"] == "2026-11-20T14:00:00Z"
+    assert alerts["mastodon:mm6"] == alerts["mastodon:mf6"] == "2026-11-20T16:00:00Z"
+    assert alerts["x:m7"] == "2026-11-20T13:05:00Z" and alerts["x:f7"] is None
+
+
+def answers_on_the_day(db: Database, thread: tuple[fixture.Item, ...]) -> dict[str, str | None]:
+    """The fixture's day plus ``thread``: each mention's answer time, as the alerts see it,
+    checked to be the digest's too (the two share one definition of answered)."""
     fixture.fill(db, fixture.ITEMS + thread)
     since = datetime(2026, 11, 19, 23, tzinfo=UTC)
     alerts = {r[0]: r[6] for r in store.iter_mentions_with_answers(db, "acme", since=since)}
     until = datetime(2026, 11, 20, 23, tzinfo=UTC)
     digest = {r[0]: r[6] for r in store.iter_mentions_between(db, "acme", start=since, end=until)}
     assert digest == alerts
-    assert alerts["x:m5"] == alerts["x:f5"] == "2026-11-20T14:00:00Z"
-    assert alerts["mastodon:mm6"] == alerts["mastodon:mf6"] == "2026-11-20T16:00:00Z"
-    assert alerts["x:m7"] == "2026-11-20T13:05:00Z" and alerts["x:f7"] is None
+    return alerts
 
 
 def mention_on_the_day(native_id: str, brand: str, *, by: str, text: str) -> Post:
