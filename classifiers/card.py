@@ -34,7 +34,7 @@ LIMITS = [
     "the seeds column; fine-tuning five folds takes 45–65 minutes on 2 cores). Seed to seed and "
     "fold to fold the spread is large (sales-pitch F1 of the default 0.737 and 0.705 for seeds 0 "
     "and 1, of the accurate variant 0.762 and 0.741; macro-F1 about 0.66–0.83 per fold): "
-    "differences under about 0.01 are noise.",
+    f"differences under about {NOISE} are noise.",
     "- The accurate variant's mpnet part was scored by fold models kept in float32; the shipped "
     "part stores each fine-tuned matrix as an int8 difference from the published weights (a "
     "rounding of at most half a step per row, far below the fine-tuning change itself). Its "
