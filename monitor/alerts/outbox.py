@@ -78,10 +78,12 @@ def evaluate(db: Database, settings: Settings, *, now: datetime | None = None) -
     """Run every rule for every brand; record alerts and queue due messages in one transaction."""
     now = now or utcnow()
     with store.write_transaction(db):
-        alerts = _raise_alerts(db, settings, now)
+        # the platforms each brand still has an account on (and touchpoint's own): an account
+        # removed from a brand raises nothing more there, and its open alerts expire
+        watched = {b.name: (*b.accounts, rules.SERVICE_PLATFORM) for b in settings.brands}
+        alerts = [a for a in _raise_alerts(db, settings, now) if a.platform in watched[a.brand]]
         brands = [b.name for b in settings.brands]
         expired = _aged_out(db, settings, now)
-        watched = {b.name: (*b.accounts, rules.SERVICE_PLATFORM) for b in settings.brands}
         opened, resolved = store.sync_alerts(
             db, alerts, brands=brands, now=now, expired=expired, platforms=watched
         )
@@ -137,16 +139,14 @@ def _aged_out(db: Database, settings: Settings, now: datetime) -> set[str]:
 
 
 def _gaps(db: Database, settings: Settings, now: datetime) -> list[rules.Gap]:
-    brands = {b.name: b for b in settings.brands}
+    brands = {b.name: b.alerts.repeat_hours for b in settings.brands}
     if not brands:
         return []
-    since = now - timedelta(hours=max(b.alerts.repeat_hours for b in brands.values()))
+    since = now - timedelta(hours=max(brands.values()))
     return [
         rules.Gap(g.key.brand, g.key.platform, g.key.stream, parse_iso(g.started_at), g.gap)
         for g in store.get_gaps(db, since=since)
-        if g.key.brand in brands
-        and g.key.platform in brands[g.key.brand].accounts
-        and not g.key.stream.startswith("backfill")
+        if g.key.brand in brands and not g.key.stream.startswith("backfill")
     ]
 
 
@@ -196,8 +196,6 @@ def stream_health(
 
 
 def _mentions(db: Database, brand: BrandSettings, now: datetime) -> list[rules.MentionRow]:
-    """The brand's mentions the unanswered rule looks at: those on the platforms it still has an
-    account on (touchpoint no longer sees its answers on one removed since)."""
     since = now - timedelta(days=brand.alerts.ignore_older_than_days)
     return [
         rules.MentionRow(
@@ -213,12 +211,10 @@ def _mentions(db: Database, brand: BrandSettings, now: datetime) -> list[rules.M
         for r in store.iter_mentions_with_answers(
             db, brand.name, since=since, answered_by=brand.answered_by
         )
-        if r[1] in brand.accounts
     ]
 
 
 def _labelled(db: Database, brand: BrandSettings, now: datetime) -> list[rules.LabelledPost]:
-    """The brand's labelled posts on the platforms it still has an account on."""
     policy = brand.alerts
     since = (
         None
@@ -236,7 +232,6 @@ def _labelled(db: Database, brand: BrandSettings, now: datetime) -> list[rules.L
             url=r[5] or "",
         )
         for r in store.iter_labelled_posts(db, brand.name, since=since)
-        if r[1] in brand.accounts
     ]
 
 
