@@ -40,12 +40,12 @@ from monitor import pipeline, store
 from monitor.alerts import outbox
 from monitor.alerts.heartbeat import build_heartbeat
 from monitor.alerts.watchdog import Watchdog
-from monitor.collectors import collector_class, configured
+from monitor.collectors import brand_streams, collector_class
 from monitor.collectors.base import Collector
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.digest import deliver_due
 from monitor.logs import clean
-from monitor.models import utcnow
+from monitor.models import Stream, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class StreamJob:
 
     brand: str
     platform: str
-    stream: str
+    stream: Stream
     interval_seconds: int
 
     @property
@@ -98,9 +98,7 @@ def plan_streams(settings: Settings) -> list[StreamJob]:
             if platform not in brand.accounts:
                 continue
             interval = settings.platforms[platform].interval_seconds
-            for stream in configured(collector_class(platform).streams, settings, platform):
-                if stream == "keywords" and not brand.keywords:
-                    continue
+            for stream, _ in brand_streams(collector_class(platform), settings, brand, platform):
                 jobs.append(StreamJob(brand.name, platform, stream, interval))
     return jobs
 

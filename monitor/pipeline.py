@@ -18,7 +18,7 @@ from sqlite_utils import Database
 
 from monitor import store
 from monitor.alerts import outbox
-from monitor.collectors import build_collector, configured
+from monitor.collectors import brand_streams, build_collector, configured
 from monitor.collectors.base import (
     AuthError,
     Collector,
@@ -197,12 +197,7 @@ def iter_targets(
 ) -> Iterator[Target]:
     """Yield the stream targets of one brand account: posts, mentions and keyword search."""
     handle = brand.accounts[platform]
-    for stream in configured(collector.streams, settings, platform):
-        query = ""
-        if stream == "keywords":
-            if not brand.keywords:
-                continue
-            query = collector.keyword_query(brand.keywords)
+    for stream, query in brand_streams(collector, settings, brand, platform):
         key = StreamKey(brand.name, platform, stream, query)
         yield Target(
             key=key,

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from importlib import import_module
 
 from monitor.collectors.base import Collector
-from monitor.config import Settings
-from monitor.models import ACCOUNT_STREAM, StreamKey
+from monitor.config import BrandSettings, Settings
+from monitor.models import ACCOUNT_STREAM, Stream, StreamKey
 
 COLLECTORS: dict[str, str] = {
     "x": "monitor.collectors.x:XCollector",
@@ -33,10 +33,25 @@ def build_collector(platform: str, settings: Settings) -> Collector:
     return collector_class(platform).from_settings(settings)
 
 
-def configured(streams: Sequence[str], settings: Settings, platform: str) -> list[str]:
+def configured(streams: Sequence[Stream], settings: Settings, platform: str) -> list[Stream]:
     """Those of ``streams`` that ``[platforms.NAME] streams`` asks for."""
     wanted = settings.platforms[platform].streams
     return [s for s in streams if s in wanted]
+
+
+def brand_streams(
+    collector: Collector | type[Collector], settings: Settings, brand: BrandSettings, platform: str
+) -> list[tuple[Stream, str]]:
+    """The streams of ``brand``'s account on ``platform`` that are collected, with their search
+    queries: those of the collector's streams the config asks for, keyword search only for a
+    brand with keywords (under the platform's query for them; the other streams' query is "")."""
+    found: list[tuple[Stream, str]] = []
+    for stream in configured(collector.streams, settings, platform):
+        if stream != "keywords":
+            found.append((stream, ""))
+        elif brand.keywords:
+            found.append((stream, collector.keyword_query(brand.keywords)))
+    return found
 
 
 def planned_streams(settings: Settings) -> frozenset[StreamKey]:
@@ -49,10 +64,6 @@ def planned_streams(settings: Settings) -> frozenset[StreamKey]:
         for platform in brand.accounts:
             cls = collector_class(platform)
             planned.add(StreamKey(brand.name, platform, ACCOUNT_STREAM))
-            for stream in configured(cls.streams, settings, platform):
-                if stream != "keywords":
-                    planned.add(StreamKey(brand.name, platform, stream))
-                elif brand.keywords:
-                    query = cls.keyword_query(brand.keywords)
-                    planned.add(StreamKey(brand.name, platform, stream, query))
+            for stream, query in brand_streams(cls, settings, brand, platform):
+                planned.add(StreamKey(brand.name, platform, stream, query))
     return frozenset(planned)

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from monitor.config import CollectSettings, Settings
-from monitor.models import Cursor, Post, StreamKey, utcnow
+from monitor.models import STREAMS, Cursor, Post, Stream, StreamKey, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Target:
     """What to collect: one stream of one brand account, incrementally or over a time window."""
 
     key: StreamKey
-    stream: str
+    stream: Stream
     handle: str
     account_id: str
     query: str = ""
@@ -181,9 +181,9 @@ class Collector(ABC):
     """A platform's collector. Built-ins are written the way a third party would write one."""
 
     platform: ClassVar[str]
-    streams: Sequence[str] = ("posts", "mentions", "keywords")  # an instance may offer fewer
+    streams: Sequence[Stream] = STREAMS  # an instance may offer fewer
     # the streams this instance does not offer, and why: each collection records it for them
-    left_out: Mapping[str, str] = MappingProxyType({})
+    left_out: Mapping[Stream, str] = MappingProxyType({})
 
     @classmethod
     @abstractmethod

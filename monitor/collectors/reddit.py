@@ -56,7 +56,7 @@ from monitor.collectors.base import (
 )
 from monitor.collectors.http import DeadlineAdapter, connection_problem
 from monitor.config import Settings
-from monitor.models import Cursor, Kind, Post, iso, utcnow
+from monitor.models import Cursor, Kind, Post, Stream, iso, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ REACH_MARGIN = 0.9  # "about" 1,000: removed items still take their place in the
 # Reddit's search index lags behind new submissions: a keyword walk overlaps the last one by this
 # much, so that a late-indexed hit is still picked up (the overlap is re-stored, not duplicated).
 SEARCH_OVERLAP = timedelta(minutes=15)
-READ_ONLY_STREAMS = ("posts", "keywords")
+READ_ONLY_STREAMS: tuple[Stream, ...] = ("posts", "keywords")
 NO_LOGIN = (
     "the inbox needs the brand account's login (praw is read-only without it). Fix: export the "
     "variables named by platforms.reddit.username_env and password_env (a script app's account), "

@@ -35,7 +35,6 @@ from monitor.config.settings import (
     PLATFORM_DEFAULTS,
     PUBLIC_ENV_VALUES,
     SELF_PROMOTION_PRESETS,
-    STREAMS,
     WEEKDAYS,
     AlertPolicy,
     BrandSettings,
@@ -48,6 +47,7 @@ from monitor.config.settings import (
     PlatformSettings,
     Settings,
 )
+from monitor.models import STREAMS
 
 __all__ = [
     "CHANNEL_KEYS",

@@ -23,7 +23,6 @@ from monitor.config.settings import (
     ENV_DB,
     PLATFORM_DEFAULTS,
     RUNS_KEEP_DAYS,
-    STREAMS,
     AlertPolicy,
     BrandSettings,
     CollectSettings,
@@ -33,6 +32,7 @@ from monitor.config.settings import (
     Settings,
 )
 from monitor.config.validate import _Validator
+from monitor.models import STREAMS, Stream
 
 
 def template_text() -> str:
@@ -234,7 +234,7 @@ def _parse_platforms(
     return result
 
 
-def _parse_streams(v: _Validator, section: Mapping[str, Any], key: str) -> tuple[str, ...]:
+def _parse_streams(v: _Validator, section: Mapping[str, Any], key: str) -> tuple[Stream, ...]:
     """The streams a platform collects (all by default), in their usual order; "posts" must be
     among them: a channel is judged by the brand's own posts."""
     if "streams" not in section:

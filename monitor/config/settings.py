@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from monitor.logs import register_secret
+from monitor.models import STREAMS, Stream
 
 ENV_CONFIG = "TOUCHPOINT_CONFIG"
 ENV_DB = "TOUCHPOINT_DB"
 DEFAULT_CONFIG_NAME = "touchpoint.toml"
 
-STREAMS = ("posts", "mentions", "keywords")
 RUNS_KEEP_DAYS = 90  # [store] runs_keep_days by default
 PUBLIC_ENV_VALUES = frozenset({"username"})
 
@@ -127,7 +127,7 @@ class PlatformSettings:
     interval_seconds: int
     optional_secret_env: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
-    streams: tuple[str, ...] = STREAMS  # the streams collected on it ("posts" always among them)
+    streams: tuple[Stream, ...] = STREAMS  # the streams collected on it ("posts" always among them)
 
 
 SELF_PROMOTION_PRESETS = {"80-20": 0.2, "4-1-1": 1 / 6, "thirds": 1 / 3}
