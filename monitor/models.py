@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 Kind = Literal["post", "reply", "mention", "keyword"]
+KINDS: tuple[Kind, ...] = ("post", "reply", "mention", "keyword")
 Stream = Literal["posts", "mentions", "keywords"]  # what a collector fetches of a brand account
 STREAMS: tuple[Stream, ...] = ("posts", "mentions", "keywords")
-KINDS: tuple[Kind, ...] = ("post", "reply", "mention", "keyword")
 Outcome = Literal["ok", "failed", "deferred", "auth_failed", "skipped", "interrupted"]
 ACCOUNT_STREAM = "account"  # the stream a run that failed before any stream is recorded under
 """A run's end. "interrupted": touchpoint stopped or reloaded mid-walk (neither a success nor a
