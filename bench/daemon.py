@@ -26,7 +26,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
-from monitor.models import utcnow
+from monitor import clock
 from monitor.sandbox import fleet
 from monitor.sandbox.traffic import TrafficSandbox
 
@@ -109,7 +109,7 @@ def main() -> int:
     parser.add_argument("--idle-polls", type=int, default=5, help="idle polls per stream")
     args = parser.parse_args()
     os.environ.update(fleet.environment())
-    end = utcnow().replace(microsecond=0)
+    end = clock.now().replace(microsecond=0)
     with (
         tempfile.TemporaryDirectory() as tmp,
         fleet.running(seed=5, start=end - timedelta(days=1), end=end) as servers,

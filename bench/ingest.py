@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from monitor import store
-from monitor.models import Post, iso, utcnow
+from monitor import clock, store
+from monitor.models import Post, iso
 
 
 def make_posts(n: int) -> list[Post]:
@@ -58,7 +58,7 @@ def time_store(path: Path, posts: list[Post]) -> float:
 
 def time_bare(path: Path, posts: list[Post]) -> float:
     db = store.open_db(path)  # same schema, pragmas and indexes
-    stamp = iso(utcnow())
+    stamp = iso(clock.now())
     rows = [store.post_row(p, stamp) for p in posts]
     roles = [store.role_row(row) for row in rows]
     conn = db.conn

@@ -14,7 +14,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -309,11 +310,13 @@ def train(
     run_cv: bool = True,
     mpnet_oof_path: Path = MPNET_OOF,
     mpnet_file: Path | None = None,
+    today: date | None = None,
 ) -> TrainResult:
     """Cross-validate, then fit the final model on everything. No database involved.
 
     ``mpnet_file``: the accurate part's weights (from ``python -m classifiers.mpnet``) to ship
-    beside the model; it needs the transformer.
+    beside the model; it needs the transformer. ``today`` dates the model's version (default:
+    the machine's date; touchpoint passes its clock's).
     """
     cfg = config or TrainConfig()
     brand = load_brand_posts(data_dir)
@@ -339,7 +342,7 @@ def train(
     use_fused = transformer is not None and bool(cv["fused_oof"])
     bias = _final_bias(cv, brand, use_fused) if cfg.tune_bias else None
     all_examples = [*brand, *training_only]
-    version = model_version(all_examples, transformer)
+    version = model_version(all_examples, transformer, today or _machine_date())
     mpnet_file = mpnet_file if transformer is not None else None
     log.info("fitting the final model on %d posts", len(all_examples))
     clf = fit_final(all_examples, cfg, transformer, bias, version, mpnet_file is not None)
@@ -364,9 +367,15 @@ def train(
     return TrainResult(clf, metrics, mpnet_file)
 
 
-def model_version(examples: Sequence[Example], transformer: OnnxTextModel | None) -> str:
+def _machine_date() -> date:
+    return datetime.now(UTC).date()  # wall clock: classifiers sits below monitor and its clock
+
+
+def model_version(
+    examples: Sequence[Example], transformer: OnnxTextModel | None, today: date
+) -> str:
     """``YYYYMMDD-<data hash>[-<transformer hash>]``: changes when the data or the MiniLM does."""
-    version = f"{time.strftime('%Y%m%d')}-{data_sha256(examples)[:8]}"
+    version = f"{today:%Y%m%d}-{data_sha256(examples)[:8]}"
     if transformer is not None and transformer.model_path.is_file():
         version += f"-{sha256_file(transformer.model_path)[:8]}"
     return version
@@ -414,12 +423,20 @@ def label_counts(examples: Sequence[Example]) -> Counter[str]:
     return Counter(e.label for e in examples)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
+    """Retrain from the command line; ``today`` dates the model's version (see :func:`train`)."""
     parser = argparse.ArgumentParser(description="Retrain the touchpoint post classifier.")
     parser.add_argument("--data", type=Path, help="extra CSV with columns text,label")
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL, help="model path (.skops)")
     parser.add_argument("--no-transformer", action="store_true", help="linear model only")
     parser.add_argument("--no-card", action="store_true", help="do not rewrite MODEL_CARD.md")
+    parser.add_argument(
+        "--cv-seeds",
+        type=int,
+        default=len(ev.CV_SEEDS),
+        choices=range(1, len(ev.CV_SEEDS) + 1),
+        help=f"cross-validation seeds (default {len(ev.CV_SEEDS)}; fewer is faster)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     transformer = None if args.no_transformer else shipped_transformer(DEFAULT_MODEL)
@@ -427,9 +444,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         staged = onnx_paths(args.out)
         transformer = OnnxTextModel(transformer.model_path, transformer.tokenizer_path)
         log.info("the transformer files will be copied to %s", staged[0].parent)
-    config = TrainConfig() if transformer is not None else TrainConfig(transformer_weight=0.0)
+    config = TrainConfig(seeds=ev.CV_SEEDS[: args.cv_seeds])
+    if transformer is None:
+        config = replace(config, transformer_weight=0.0)
     mpnet = None if args.no_transformer else shipped_mpnet(DEFAULT_MODEL)
-    result = train(config, user_csv=args.data, transformer=transformer, mpnet_file=mpnet)
+    result = train(
+        config, user_csv=args.data, transformer=transformer, mpnet_file=mpnet, today=today
+    )
     path = save_result(result, args.out)
     if not args.no_card:
         from classifiers.card import write_card

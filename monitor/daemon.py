@@ -36,7 +36,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlite_utils import Database
 
-from monitor import pipeline, store
+from monitor import clock, pipeline, store
 from monitor.alerts import outbox
 from monitor.alerts.heartbeat import build_heartbeat
 from monitor.alerts.watchdog import Watchdog
@@ -45,7 +45,7 @@ from monitor.collectors.base import Collector
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.digest import deliver_due
 from monitor.logs import clean
-from monitor.models import Stream, utcnow
+from monitor.models import Stream
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class Daemon:
         self._label_check_since: datetime | None = None
         self._wal_held = False  # a reader keeps the WAL from being shrunk (said once)
         self._scheduler: BackgroundScheduler | None = None
-        self._watchdog = Watchdog({}, after=timedelta(0), repeat=timedelta(0), started=utcnow())
+        self._watchdog = Watchdog({}, after=timedelta(0), repeat=timedelta(0), started=clock.now())
 
     # lifecycle --------------------------------------------------------------------------------
 
@@ -219,7 +219,7 @@ class Daemon:
             db = self._db()  # applies migrations before any job starts
             self._check_writable(db)
             jobs = plan_streams(self.settings)
-            scheduler = self._build_scheduler(jobs, store.last_run_starts(db), utcnow())
+            scheduler = self._build_scheduler(jobs, store.last_run_starts(db), clock.now())
             self._install_signal_handlers()
             logger.info(
                 "touchpoint run started: pid %d, %d streams, database %s, lock %s",
@@ -235,11 +235,11 @@ class Daemon:
             self._configure_watchdog()
             threading.Thread(target=self._watch, name="watchdog", daemon=True).start()
             scheduler.start()
-            clock = ClockWatch()
+            watch = ClockWatch()
             while not self._stop.wait(1.0):
                 if self._reload.is_set():
                     scheduler = self._reloaded(scheduler, db)
-                back = clock.went_back()
+                back = watch.went_back()
                 if back > CLOCK_STEP_SECONDS:
                     self._clock_went_back(scheduler, back)
             if scheduler.running:  # a SIGTERM during a reload finds it shut down already
@@ -313,7 +313,7 @@ class Daemon:
         self._configure_watchdog()
         self._platform_locks = {p: threading.Lock() for p in new.platforms_in_use()}
         jobs = plan_streams(new)
-        scheduler = self._build_scheduler(jobs, store.last_run_starts(db), utcnow())
+        scheduler = self._build_scheduler(jobs, store.last_run_starts(db), clock.now())
         self._pausing.clear()
         scheduler.start()
         logger.info("config reloaded: %d streams", len(jobs))
@@ -366,8 +366,9 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
+        shift = scheduler_shift()
         for job in jobs:
-            first = first_run_at(job, last_starts, now)
+            first = first_run_at(job, last_starts, now) + shift
             scheduler.add_job(
                 self._guarded(job.id, partial(self._collect, job)),
                 IntervalTrigger(
@@ -383,6 +384,7 @@ class Daemon:
             )
             logger.debug("%s: every %ds, first run %s", job.id, job.interval_seconds, first)
         every = self.options.alerts_interval_seconds
+        now += shift
         scheduler.add_job(
             self._guarded(PROCESS_JOB, self._process),
             IntervalTrigger(seconds=every, timezone=UTC),
@@ -498,7 +500,7 @@ class Daemon:
         wanted = self._process_again.is_set() and not self._stop.is_set()
         wanted = wanted and not self._pausing.is_set()  # a reload: the new scheduler will
         if wanted and not busy and self._scheduler is not None:
-            self._scheduler.modify_job(PROCESS_JOB, next_run_time=utcnow())
+            self._scheduler.modify_job(PROCESS_JOB, next_run_time=clock.now() + scheduler_shift())
 
     def _process(self) -> None:
         for _ in range(3):  # new items that arrive meanwhile get one more pass, boundedly
@@ -508,13 +510,13 @@ class Daemon:
             except Exception as exc:  # the watchdog gives the reason if it happens every time
                 self._watchdog.failed(str(exc))
                 raise
-            self._watchdog.passed(utcnow())
+            self._watchdog.passed(clock.now())
             if not self._process_again.is_set() or self._stop.is_set():
                 return
 
     def _process_once(self) -> None:
         db = self._db()
-        started = utcnow()
+        started = clock.now()
         wal = store.wal_bytes(db)
         if wal > self.options.wal_alert_megabytes * 2**20:
             self._shrink_wal(db, wal)
@@ -561,7 +563,7 @@ class Daemon:
         stops; never raise."""
         while not self._stop.wait(self._watch_tick()):
             try:
-                self._watchdog.check(self._db(), utcnow())
+                self._watchdog.check(self._db(), clock.now())
             except Exception:
                 logger.exception("watchdog: check failed")
 
@@ -575,7 +577,7 @@ class Daemon:
     def _send_digests(self) -> None:
         """Send yesterday's digest of each brand once its local send_time has passed (once per
         recipient: the store remembers what was sent)."""
-        sent = deliver_due(self._db(), self.settings, utcnow())
+        sent = deliver_due(self._db(), self.settings, clock.now())
         if sent:
             logger.info("digest: %d emails sent", sent)
 
@@ -634,15 +636,21 @@ class Daemon:
         return False
 
 
+def scheduler_shift() -> timedelta:
+    """What to add to a time on touchpoint's clock to have it on APScheduler's, which runs on
+    the machine's clock (zero unless touchpoint's clock is shifted, as in tests)."""
+    return datetime.now(UTC) - clock.now()  # wall clock: APScheduler 3 times jobs by the machine's
+
+
 class ClockWatch:
     """Notices the wall clock being set back: its offset from the monotonic clock drops."""
 
     def __init__(self) -> None:
-        self._offset = time.time() - time.monotonic()
+        self._offset = clock.timestamp() - time.monotonic()
 
     def went_back(self) -> float:
         """Seconds the wall clock was set back since the last call (0 or less if it was not)."""
-        offset = time.time() - time.monotonic()
+        offset = clock.timestamp() - time.monotonic()
         back, self._offset = self._offset - offset, offset
         return back
 

@@ -16,6 +16,8 @@ from typing import Literal, TextIO
 
 import orjson
 
+from monitor import clock
+
 LogFormat = Literal["text", "json"]
 
 _secrets: set[str] = set()
@@ -147,7 +149,7 @@ def _note_write(error: str | None) -> None:
         if error is None:
             _failure = None
         elif _failure is None:
-            _failure = LogFailure(datetime.now(UTC), error, 1)
+            _failure = LogFailure(clock.now(), error, 1)
         else:
             _failure = LogFailure(_failure.since, error, _failure.count + 1)
 

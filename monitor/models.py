@@ -16,11 +16,6 @@ ACCOUNT_STREAM = "account"  # the stream a run that failed before any stream is 
 failure of the stream; it resumes from its cursor)."""
 
 
-def utcnow() -> datetime:
-    """Return the current time, timezone-aware in UTC."""
-    return datetime.now(UTC)
-
-
 def iso(when: datetime) -> str:
     """Format a datetime as the store's canonical UTC text: ``2026-11-23T10:15:00Z``."""
     if when.tzinfo is None:

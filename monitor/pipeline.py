@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
 
-from monitor import store
+from monitor import clock, store
 from monitor.alerts import outbox
 from monitor.collectors import brand_streams, build_collector, configured
 from monitor.collectors.base import (
@@ -37,7 +37,6 @@ from monitor.models import (
     StreamKey,
     iso,
     parse_iso,
-    utcnow,
 )
 
 if TYPE_CHECKING:  # scikit-learn and the model are imported only by the steps that classify
@@ -88,8 +87,8 @@ def run_stream(
     """Collect one stream until its last page (or its page budget, or ``stop`` says why not),
     committing page by page: a walk cut short resumes from its cursor on the next run."""
     key = target.key
-    result = RunResult(key=key, started_at=utcnow())
-    clock = time.monotonic()
+    result = RunResult(key=key, started_at=clock.now())
+    began = time.monotonic()
     try:
         cursor = _cursor_for(db, target)
         for page in collector.fetch(target, cursor):
@@ -120,9 +119,9 @@ def run_stream(
     except Exception as exc:  # a bug must not end the other streams' runs
         logger.exception("%s: unexpected error", key)
         _fail(result, "failed", exc)
-    result.finished_at = utcnow()
+    result.finished_at = clock.now()
     _record(db, result)
-    _log_run(result, time.monotonic() - clock)
+    _log_run(result, time.monotonic() - began)
     return result
 
 
@@ -181,7 +180,7 @@ def _log_run(result: RunResult, seconds: float) -> None:
 def _skipped(
     key: StreamKey, outcome: Outcome, error: str, retry_at: datetime | None = None
 ) -> RunResult:
-    now = utcnow()
+    now = clock.now()
     return RunResult(
         key=key,
         started_at=now,
@@ -336,7 +335,7 @@ def _run_target(db: Database, collector: Collector, target: Target, hooks: _Hook
         target = _backfill_target(target, *backfill)
     else:
         deferred = store.get_deferral(db, target.key)
-        if deferred is not None and deferred > utcnow():
+        if deferred is not None and deferred > clock.now():
             reason = f"deferred until {iso(deferred)} (rate limit)"
             return _skipped(target.key, "skipped", reason, deferred)
     result = run_stream(db, collector, target, on_page=hooks.on_page, stop=hooks.stop)
@@ -471,7 +470,7 @@ def prune_runs(db: Database, settings: Settings) -> int:
     """Delete the runs older than ``[store] runs_keep_days`` (each stream's latest run, success
     and error stay, however old); return how many went."""
     days = settings.runs_keep_days
-    pruned = store.prune_runs(db, before=utcnow() - timedelta(days=days))
+    pruned = store.prune_runs(db, before=clock.now() - timedelta(days=days))
     if pruned:
         logger.info("runs: %d older than %d days deleted", pruned, days)
     return pruned

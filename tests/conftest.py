@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,10 +16,12 @@ import trustme
 from aiosmtpd.controller import Controller
 from sqlite_utils import Database
 
-from monitor import store
+from monitor import clock, store
 from monitor.config import PLATFORM_DEFAULTS
 from tests.alerts.servers import Sink, free_port
 
+TEST_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+"""Where every test's clock starts (the sandboxes' traffic of the contract tests ends there)."""
 TOKEN_ENV = "TOUCHPOINT_TEST_X_TOKEN"
 TOKEN = "SECRET-BEARER-1234567890"
 
@@ -48,6 +52,35 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
     root.setLevel(level)
     for logger, saved in zip(quiet, levels, strict=True):
         logger.setLevel(saved)
+
+
+class TestClock(clock.Shifted):
+    """touchpoint's clock in a test: set and advanced by the test, and handed on to the
+    processes it starts (``$TOUCHPOINT_CLOCK_OFFSET``), so they run on the same day."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, start: datetime) -> None:
+        super().__init__()
+        self.set(start)
+
+    @property
+    def offset(self) -> timedelta:
+        return self._offset
+
+    @offset.setter
+    def offset(self, value: timedelta) -> None:
+        self._offset = value
+        os.environ[clock.OFFSET_ENV] = repr(value.total_seconds())
+
+
+@pytest.fixture(autouse=True)
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClock]:
+    """Every test runs on touchpoint's clock started at TEST_NOW, never on the real date."""
+    monkeypatch.setenv(clock.OFFSET_ENV, "0")  # restored after the test
+    ticking = TestClock(TEST_NOW)
+    with clock.use(ticking):
+        yield ticking
 
 
 def config_text(

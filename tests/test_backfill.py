@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sqlite_utils import Database
 
-from monitor import pipeline, store
+from monitor import clock, pipeline, store
 from monitor.cli import cli
 from monitor.config import Settings, load_settings
 from monitor.models import Post, RunResult
@@ -112,7 +112,7 @@ def test_backfill_cli_without_until_resumes_the_unfinished_window(
     would be a new window ending now, walking from the top again."""
     config = write_config(sandbox.url, extra="page_size = 10\n")
     settings = load_settings(config)
-    first_end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    first_end = clock.now().replace(microsecond=0) - timedelta(minutes=5)
 
     stop_half_way(db, settings, (SINCE, first_end))  # `backfill --since SINCE --stream posts`
     seen = len(sandbox.requests)
@@ -135,7 +135,7 @@ def test_backfill_cli_shows_progress_and_what_the_api_cannot_reach(
     sandbox: XSandbox, write_config: Callable[..., Path]
 ) -> None:
     config = write_config(sandbox.url, extra="page_size = 10\n")
-    since = (datetime.now(UTC) - timedelta(days=9)).strftime("%Y-%m-%d")
+    since = (clock.now() - timedelta(days=9)).strftime("%Y-%m-%d")
     result = CliRunner().invoke(cli, ["--config", str(config), "backfill", "--since", since])
     assert result.exit_code == 0, result.output
     assert "keyword search reaches back 7 days only" in result.stderr

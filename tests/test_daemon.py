@@ -25,7 +25,7 @@ import pytest
 import time_machine
 from click.testing import CliRunner
 
-from monitor import store
+from monitor import clock, store
 from monitor.cli import cli
 from monitor.config import load_settings
 from monitor.daemon import (
@@ -38,13 +38,13 @@ from monitor.daemon import (
     plan_streams,
 )
 from monitor.logs import register_secret, setup_logging
-from monitor.models import RunResult, StreamKey, iso, parse_iso, utcnow
+from monitor.models import RunResult, StreamKey, iso, parse_iso
 from monitor.sandbox import fleet
 from monitor.sandbox.traffic import TrafficSandbox
 from tests.alerts.servers import Receiver, Sink
 from tests.alerts.test_outbox import queue_messages
 from tests.classifiers.test_classifier_persist import _WritesMarker
-from tests.conftest import read_store
+from tests.conftest import TestClock, read_store
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_STREAMS = 12  # four platforms x (posts, mentions, keywords)
@@ -143,7 +143,7 @@ def rig(
     started: list[Rig] = []
 
     def make(*, interval: int = 2, alerts: int = 1, **rates: float) -> Rig:
-        end = utcnow().replace(microsecond=0)
+        end = clock.now().replace(microsecond=0)
         context = fleet.running(seed=21, start=end - timedelta(days=1), end=end, **rates)
         servers = context.__enter__()
         for server in servers.values():
@@ -191,7 +191,7 @@ def test_plan_has_one_job_per_stream_and_runs_overdue_streams_at_once(tmp_path: 
         ("b", "x", "posts", 300),
         ("b", "x", "mentions", 300),
     }
-    now = utcnow()
+    now = clock.now()
     job = jobs[0]
     key = (job.brand, job.platform, job.stream)
     assert first_run_at(job, {}, now) == now  # never ran
@@ -228,7 +228,7 @@ def test_the_daily_job_deletes_runs_older_than_the_retention(
     db_path = tmp_path / "touchpoint.db"
     daemon = Daemon(load_settings(config), db_path)
     db = store.open_db(db_path)
-    now = utcnow()
+    now = clock.now()
     for days in (90, 31, 29, 0):  # kept: 30 days, as the config says (90 by default)
         started = now - timedelta(days=days)
         store.record_run(db, RunResult(StreamKey("a", "x", "posts"), started, started))
@@ -256,7 +256,7 @@ def test_a_wal_held_by_an_open_reader_is_alerted_then_shrunk_once_it_closes(
     reader = sqlite3.connect(db_path)  # a sqlite3 shell left inside a read transaction
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM posts").fetchone()
-    now = utcnow()
+    now = clock.now()
     key = StreamKey("a", "x", "posts")
     for _ in range(400):  # about 2 MB of WAL the reader keeps from being copied back
         store.record_run(db, RunResult(key, started_at=now, finished_at=now, error="e" * 4000))
@@ -323,7 +323,7 @@ def test_a_clock_set_back_an_hour_does_not_stall_the_jobs(
     def drive() -> None:
         try:
             wait_for(lambda: runs() >= 2, 20, "runs before the clock is set back")
-            with time_machine.travel(utcnow() - timedelta(hours=1), tick=True):
+            with time_machine.travel(clock.system() - timedelta(hours=1), tick=True):
                 before = runs()
                 wait_for(lambda: runs() >= before + 3, 20, "runs after the clock went back")
         except BaseException as exc:
@@ -455,7 +455,7 @@ def test_daemon_collects_classifies_and_alerts_on_its_own(rig: Callable[..., Rig
 
 
 def test_sigkill_mid_collection_then_restart_loses_nothing_and_runs_overdue_at_once(
-    rig: Callable[..., Rig],
+    rig: Callable[..., Rig], fake_clock: TestClock
 ) -> None:
     interval = 20
     r = rig(interval=interval, alerts=60, mentions_per_day=120)
@@ -487,9 +487,11 @@ def test_sigkill_mid_collection_then_restart_loses_nothing_and_runs_overdue_at_o
     }
     assert ("mastodon", "mentions") not in finished, "the killed run never finished"
 
-    # once every stream that did run is overdue, restart: each must run at once
-    time.sleep(max(0.0, interval + 1 - (time.time() - last_start(r.db_path))))
-    restarted_at = utcnow()
+    # once every stream that did run is overdue, restart: each must run at once (touchpoint's
+    # clock, which the restarted daemon shares, moves past the interval instead of waiting it out)
+    overdue_in = interval + 1 - (clock.timestamp() - last_start(r.db_path))
+    fake_clock.advance(timedelta(seconds=max(0.0, overdue_in)))
+    restarted_at = clock.now()
     second = r.daemon()
     try:
         wait_for(
@@ -575,7 +577,7 @@ def test_a_restarted_daemon_sends_what_the_outbox_holds_at_once(rig: Callable[..
     r = rig(interval=3600, alerts=3600)
     settings = load_settings(r.config)
     db = store.open_db(r.db_path)
-    now = utcnow()
+    now = clock.now()
     for job in plan_streams(settings):
         key = StreamKey(job.brand, job.platform, job.stream)
         store.record_run(db, RunResult(key, started_at=now, finished_at=now))
@@ -613,7 +615,7 @@ def test_alert_passes_stuck_behind_a_write_lock_are_told_by_the_watchdog_directl
     r.config.write_text(text)
     settings = load_settings(r.config)
     db = store.open_db(r.db_path)
-    now = utcnow()
+    now = clock.now()
     for job in plan_streams(settings):  # nothing is overdue: no collection writes
         key = StreamKey(job.brand, job.platform, job.stream)
         store.record_run(db, RunResult(key, started_at=now, finished_at=now))

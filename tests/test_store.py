@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from sqlite_utils import Database
 
-from monitor import store
+from monitor import clock, store
 from monitor.cli import cli
-from monitor.models import Cursor, Post, RunResult, StreamKey, iso, utcnow
+from monitor.models import Cursor, Post, RunResult, StreamKey, iso
 from monitor.store import fs
 from monitor.store.service import KEEP_STARTS
 
@@ -258,7 +258,7 @@ def test_store_a_post_of_two_brands_is_each_ones_in_its_own_role(db: Database) -
     # globex's post mentions acme: acme's mentions stream stores it first, then globex's posts
     as_mention = post("7", text="Proud to partner with @acme", author_handle="globex")
     as_post = dataclasses.replace(as_mention, brand="globex", is_brand=True, kind="post")
-    first = utcnow()
+    first = clock.now()
     assert store.upsert_posts(db, [as_mention], now=first) == (1, 0)
     later = first + timedelta(minutes=5)
     assert store.upsert_posts(db, [as_post], now=later) == (1, 0)  # new to globex
@@ -318,7 +318,7 @@ def test_store_stream_heads_follow_each_run_and_are_rebuilt_for_an_older_store(
     """Status, deferrals and the daemon's start read each stream's head, not all its runs; a
     store from before the heads gets them from its runs, as the runs had set them."""
     db = store.open_db(tmp_path / "old.db")
-    now = utcnow().replace(microsecond=0)  # as stored
+    now = clock.now().replace(microsecond=0)  # as stored
     posts = StreamKey("acme", "x", "posts")
     for minutes, key, outcome, error in [
         (1, KEY, "ok", None),
@@ -371,7 +371,7 @@ def test_store_cursor_keeps_its_account_and_an_older_store_gets_the_column(
 def test_store_prune_runs_deletes_old_runs_but_each_streams_latest(db: Database) -> None:
     """A stream failing for long keeps its last success however old, and the heads, so status,
     are the same after."""
-    now = utcnow().replace(microsecond=0)
+    now = clock.now().replace(microsecond=0)
     posts = StreamKey("acme", "x", "posts")
     history: list[tuple[int, StreamKey, str]] = [  # days ago, in the order they ran
         (200, KEY, "ok"),
@@ -449,7 +449,7 @@ def test_store_write_waits_for_another_writer_instead_of_failing(tmp_path: Path)
 
 
 def test_store_status_counts_failures_since_last_success(db: Database) -> None:
-    now = utcnow()
+    now = clock.now()
     for outcome in ("ok", "failed", "failed"):
         store.record_run(
             db,
@@ -471,7 +471,7 @@ def test_store_status_counts_failures_since_last_success(db: Database) -> None:
 
 
 def test_store_deferral_is_the_last_runs_retry_time(db: Database) -> None:
-    now = utcnow()
+    now = clock.now()
     store.record_run(db, RunResult(key=KEY, started_at=now, outcome="deferred", retry_at=now))
     assert store.get_deferral(db, KEY) == now.replace(microsecond=0)
     store.record_run(db, RunResult(key=KEY, started_at=now, outcome="ok"))
@@ -502,7 +502,7 @@ def test_store_posts_to_label_are_unlabelled_brand_posts_in_batches(db: Database
 
 
 def test_store_restarts_after_crash_are_starts_that_followed_no_clean_stop(db: Database) -> None:
-    t0 = utcnow()
+    t0 = clock.now()
     at = [t0 + timedelta(minutes=m) for m in range(6)]
     store.record_daemon_start(db, pid=1, now=at[0])
     store.record_daemon_stop(db, pid=1, now=at[0])  # SIGTERM: a clean stop
@@ -525,7 +525,7 @@ def test_store_classification_failures_count_in_a_row_and_a_success_clears_them(
     db: Database,
 ) -> None:
     assert store.get_classifier_status(db) is None
-    t0 = utcnow().replace(microsecond=0)
+    t0 = clock.now().replace(microsecond=0)
     store.record_classification(db, error="model refused", now=t0)
     store.record_classification(db, error="model refused again", now=t0 + timedelta(minutes=1))
     status = store.get_classifier_status(db)

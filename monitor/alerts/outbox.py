@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from monitor import store
+from monitor import clock, store
 from monitor.alerts import rules
 from monitor.alerts.channels import build_channel
 from monitor.alerts.channels.base import Channel, DeliveryError
@@ -34,7 +34,7 @@ from monitor.alerts.message import AlertItem, Message
 from monitor.collectors import planned_streams
 from monitor.config import AlertPolicy, BrandSettings, ChannelSettings, ConfigError, Settings
 from monitor.logs import clean, log_failure
-from monitor.models import Alert, StreamKey, iso, parse_iso, utcnow
+from monitor.models import Alert, StreamKey, iso, parse_iso
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class DeliveryReport:
 
 def evaluate(db: Database, settings: Settings, *, now: datetime | None = None) -> Evaluation:
     """Run every rule for every brand; record alerts and queue due messages in one transaction."""
-    now = now or utcnow()
+    now = now or clock.now()
     with store.write_transaction(db):
         # the platforms each brand still has an account on (and touchpoint's own): an account
         # removed from a brand raises nothing more there, and its open alerts expire
@@ -423,7 +423,7 @@ def deliver(
     The due messages are claimed first (no other process sends them meanwhile; the claim is renewed
     while the pass runs and lapses if this process dies), and each outcome is recorded as soon as
     it is known, so a crash re-sends at most the message in flight."""
-    now = now or utcnow()
+    now = now or clock.now()
     started = time.monotonic()
 
     def lease_end() -> datetime:
@@ -547,7 +547,7 @@ def next_wait(attempts: int) -> float:
 def _record(
     db: Database, delivery: store.Delivery, outcome: _Outcome, others: Sequence[str]
 ) -> None:
-    now = utcnow()
+    now = clock.now()
     next_at = None
     if outcome.state == "pending" and outcome.retry_after is not None:
         next_at = now + timedelta(seconds=min(max(outcome.retry_after, 1.0), MAX_HOLD_SECONDS))

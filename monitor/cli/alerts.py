@@ -6,7 +6,7 @@ import json
 
 import click
 
-from monitor import store
+from monitor import clock, store
 from monitor.alerts.channels import build_channel
 from monitor.alerts.channels.base import DeliveryError
 from monitor.alerts.message import make_test_message
@@ -15,7 +15,7 @@ from monitor.cli.app import AppContext, cli, pass_app
 from monitor.cli.common import _age, check_brand_filter, render_table
 from monitor.config import ConfigError
 from monitor.logs import clean, redact, visible
-from monitor.models import iso, utcnow
+from monitor.models import iso
 from monitor.store.alerts import StoredAlert
 
 
@@ -48,7 +48,7 @@ def alerts_list(app: AppContext, open_only: bool, brand: str | None) -> None:
     if not rows:
         click.echo("no alerts")
         return
-    now = utcnow()
+    now = clock.now()
     lines = [("ID", "STATE", "SEVERITY", "KIND", "STREAM", "AGE", "ABOUT")]
     for a in rows:
         stream = clean(f"{a.brand}/{a.platform}")
@@ -91,7 +91,7 @@ def alerts_show(app: AppContext, alert_id: int) -> None:
 
 
 def _details(alert: StoredAlert) -> list[str]:
-    now = utcnow()
+    now = clock.now()
     lines = [
         f"alert {alert.id}: {alert.state}, {alert.severity}, {alert.kind}",
         f"title: {clean(alert.title)}",
@@ -177,7 +177,7 @@ def alerts_test(app: AppContext, channel: str) -> None:
         raise click.ClickException(f"no channel named {channel!r}. Fix: use one of: {known}")
     try:
         target = build_channel(settings, channel)
-        target.send(make_test_message(channel, now=iso(utcnow())))
+        target.send(make_test_message(channel, now=iso(clock.now())))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except DeliveryError as exc:

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from monitor import store
+from monitor import clock, store
 from monitor.cli.app import AppContext, cli, pass_app
-from monitor.models import utcnow
 
 DEFAULT_FOLDER = "backups"  # beside the database
 
@@ -72,4 +71,4 @@ def _target(dest: str | None, db_path: Path) -> tuple[Path, bool]:
         folder = Path(dest)
     else:
         return Path(dest), False
-    return folder / store.backup_name(db_path, utcnow()), True
+    return folder / store.backup_name(db_path, clock.now()), True

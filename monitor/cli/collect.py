@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import click
 
-from monitor import pipeline, store
+from monitor import clock, pipeline, store
 from monitor.cli.app import AppContext, cli, missing_db, pass_app
 from monitor.cli.common import (
     UtcTime,
@@ -35,7 +35,6 @@ from monitor.models import (
     StreamKey,
     iso,
     parse_iso,
-    utcnow,
 )
 
 
@@ -140,7 +139,7 @@ def backfill(
     Example:
         touchpoint backfill --since 2026-11-01 --until 2026-11-08 --platform x
     """
-    start, now = since, utcnow()
+    start, now = since, clock.now()
     end = until or now
     if until is None and start >= now:
         raise click.ClickException(
@@ -163,7 +162,7 @@ def backfill(
             )
     for name in settings.platforms_in_use():
         if platform in (None, name):
-            for note in collector_class(name).backfill_reach(start, utcnow()):
+            for note in collector_class(name).backfill_reach(start, clock.now()):
                 click.echo(f"note: {note}", err=True)
     with _progress(start, end) as on_page:
         results = pipeline.collect(
@@ -251,7 +250,7 @@ def status(app: AppContext, show_all: bool, check: bool) -> None:
             sys.exit(1)
         return
     db = app.open(path)
-    rows, now = store.get_stream_status(db), utcnow()
+    rows, now = store.get_stream_status(db), clock.now()
     planned = planned_streams(settings) if settings else frozenset()
     never = _never_collected(planned, rows)
     finished = [] if show_all else [r for r in rows if _finished_backfill(r)]

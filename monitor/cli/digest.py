@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from sqlite_utils import Database
 
+from monitor import clock
 from monitor.cli.app import AppContext, cli, pass_app
 from monitor.config import ConfigError, Settings
 from monitor.digest import (
@@ -22,7 +23,6 @@ from monitor.digest import (
     send_digest,
     write_digest,
 )
-from monitor.models import utcnow
 
 
 @cli.command()
@@ -73,7 +73,7 @@ def digest(
         raise click.ClickException(str(exc)) from None
     if out and len(brands) > 1:
         raise click.UsageError("--out writes one brand's digest: add --brand NAME")
-    now = utcnow()
+    now = clock.now()
     days = {b.name: day.date() if day else local_yesterday(now, b.timezone) for b in brands}
     periods = {b.name: day_period(days[b.name], b.timezone) for b in brands}
     if send:

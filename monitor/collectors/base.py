@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
+from monitor import clock
 from monitor.config import CollectSettings, Settings
-from monitor.models import STREAMS, Cursor, Post, Stream, StreamKey, utcnow
+from monitor.models import STREAMS, Cursor, Post, Stream, StreamKey
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def as_object(body: Any, what: str = "") -> dict[str, Any]:
 
 def clamp_retry_at(reset: datetime | None, *, now: datetime | None = None) -> datetime:
     """Turn a platform's reset time into a sane one: at least 1 s, at most 16 min from now."""
-    now = now or utcnow()
+    now = now or clock.now()
     if reset is None:
         return now + DEFAULT_DEFERRAL
     return min(max(reset, now + timedelta(seconds=1)), now + MAX_DEFERRAL)
@@ -125,7 +126,7 @@ def call_with_retries(
         try:
             return call()
         except RateLimited as exc:
-            wait = (exc.retry_at - utcnow()).total_seconds()
+            wait = (exc.retry_at - clock.now()).total_seconds()
             if wait > policy.max_rate_limit_wait or attempt >= policy.max_attempts:
                 raise
             logger.info("%s: rate limited, waiting %.1fs for the reset", what, max(wait, 0))

@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from monitor import clock
 from monitor.collectors.base import (
     AuthError,
     Collector,
@@ -63,7 +64,7 @@ from monitor.collectors.http import (
 )
 from monitor.config import ConfigError, Settings
 from monitor.logs import register_secret
-from monitor.models import Cursor, Kind, Post, iso, parse_iso, utcnow
+from monitor.models import Cursor, Kind, Post, iso, parse_iso
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +260,7 @@ class BlueskyCollector(Collector):
                 "refreshJwt": session.refresh_jwt,
             }
         until = self._login_limited_until
-        if until is not None and utcnow() < until:
+        if until is not None and clock.now() < until:
             state.update(
                 service=self.api_base, login=self.identifier, login_limited_until=iso(until)
             )
@@ -404,7 +405,7 @@ class BlueskyCollector(Collector):
         except RateLimited as exc:
             # its reset may be a day away: streams come back every 16 minutes at most, and
             # each login before the reset would only be refused again
-            until = min(exc.reset or exc.retry_at, utcnow() + MAX_LOGIN_WAIT)
+            until = min(exc.reset or exc.retry_at, clock.now() + MAX_LOGIN_WAIT)
             self._login_limited_until = until
             self._check_login_limit()
             raise
@@ -420,7 +421,7 @@ class BlueskyCollector(Collector):
     def _check_login_limit(self) -> None:
         """Refuse, without a request, a login before the reset of a login limit hit."""
         until = self._login_limited_until
-        if until is not None and utcnow() < until:
+        if until is not None and clock.now() < until:
             raise RateLimited(
                 f"Bluesky's login ({CREATE_SESSION}) is rate limited until {iso(until)}; no "
                 "login is tried before then",
@@ -751,7 +752,7 @@ def _kept_login_limit(state: Mapping[str, Any], identifier: str) -> datetime | N
         until = parse_iso(str(state["login_limited_until"]))
     except (KeyError, ValueError):
         return None
-    return until if until <= utcnow() + MAX_LOGIN_WAIT else None
+    return until if until <= clock.now() + MAX_LOGIN_WAIT else None
 
 
 def _with_did(body: dict[str, Any]) -> dict[str, Any]:

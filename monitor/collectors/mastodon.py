@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import httpx
 
+from monitor import clock
 from monitor.collectors.base import (
     AuthError,
     Collector,
@@ -56,7 +57,7 @@ from monitor.collectors.http import (
     request_deadline,
 )
 from monitor.config import Settings
-from monitor.models import Cursor, Kind, Post, iso, parse_iso, utcnow
+from monitor.models import Cursor, Kind, Post, iso, parse_iso
 
 logger = logging.getLogger(__name__)
 
@@ -320,7 +321,7 @@ class MastodonCollector(Collector):
     def _check_rate_budget(self) -> None:
         """Refuse a request the server would answer 429: the window is spent until its reset."""
         until = self._exhausted_until
-        if until is not None and until > utcnow():
+        if until is not None and until > clock.now():
             retry_at = clamp_retry_at(until)
             raise RateLimited(
                 f"Mastodon rate limit spent; retry at {iso(retry_at)}", retry_at=retry_at

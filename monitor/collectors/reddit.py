@@ -38,6 +38,7 @@ import requests
 from praw.endpoints import API_PATH
 from prawcore.sessions import FiniteRetryStrategy, Session
 
+from monitor import clock
 from monitor.collectors.base import (
     AuthError,
     Collector,
@@ -56,7 +57,7 @@ from monitor.collectors.base import (
 )
 from monitor.collectors.http import DeadlineAdapter, connection_problem
 from monitor.config import Settings
-from monitor.models import Cursor, Kind, Post, Stream, iso, utcnow
+from monitor.models import Cursor, Kind, Post, Stream, iso
 
 logger = logging.getLogger(__name__)
 
@@ -517,7 +518,7 @@ class RedditCollector(Collector):
             return self.reddit.request(method="GET", path=path, params=params)
         except prawcore.TooManyRequests as exc:
             wait = max(_seconds(exc.retry_after), self._rate_wait())
-            retry_at = clamp_retry_at(utcnow() + timedelta(seconds=wait) if wait else None)
+            retry_at = clamp_retry_at(clock.now() + timedelta(seconds=wait) if wait else None)
             raise RateLimited(
                 f"Reddit rate limit (HTTP 429) until {iso(retry_at)}", retry_at=retry_at
             ) from None
@@ -540,7 +541,7 @@ class RedditCollector(Collector):
         """Refuse, rather than let prawcore sleep, when the budget resets too far away."""
         wait = self._rate_wait()
         if wait > self.policy.max_rate_limit_wait:
-            retry_at = clamp_retry_at(utcnow() + timedelta(seconds=wait))
+            retry_at = clamp_retry_at(clock.now() + timedelta(seconds=wait))
             raise RateLimited(f"Reddit rate limit used up until {iso(retry_at)}", retry_at=retry_at)
 
     # -- normalize (pure) ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import requests
 import tweepy
 from requests.utils import get_environ_proxies
 
+from monitor import clock
 from monitor.collectors.base import (
     AuthError,
     Collector,
@@ -393,7 +394,7 @@ def _token_param(target: Target) -> str:
 def _search_floor(until: datetime | None) -> datetime:
     """The oldest time X recent search reaches, a minute to spare: 7 days before ``until`` (a
     first guess for a backfill; X's own clock decides, and its refusal names the edge)."""
-    return (until or datetime.now(UTC)) - SEARCH_WINDOW + timedelta(minutes=1)
+    return (until or clock.now()) - SEARCH_WINDOW + timedelta(minutes=1)
 
 
 # X's 400 for a start_time older than its search reaches: "Invalid 'start_time':'...'.

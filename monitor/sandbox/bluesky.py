@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, Unpack
 
+from monitor import clock
 from monitor.sandbox.server import (
     Headers,
     Json,
@@ -640,7 +641,7 @@ class _Sessions:
         return access, refresh
 
     def _jwt(self, typ: str, scope: str, did: str, ttl: float) -> str:
-        issued = int(time.time())
+        issued = int(clock.timestamp())
         header = {"typ": typ, "alg": "HS256"}
         claims = {
             "scope": scope,
@@ -879,7 +880,7 @@ class BlueskySandbox(TrafficSandbox):
     def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
         """429 RateLimitExceeded, nothing remaining until ``reset_in`` seconds from now."""
         limit, window = RATE_LIMITS["global"]
-        headers = _rate_headers(limit, window, 0, math.ceil(time.time() + reset_in))
+        headers = _rate_headers(limit, window, 0, math.ceil(clock.timestamp() + reset_in))
         error = XrpcError(429, "RateLimitExceeded", "Rate Limit Exceeded")
         return Response.json(429, error.body, headers)
 
@@ -893,7 +894,7 @@ class BlueskySandbox(TrafficSandbox):
         names = ["global"]
         if route is not None and route.endpoint == "createSession":
             names.append("createSession")
-        now = time.time()
+        now = clock.timestamp()
         windows = []
         for name in names:
             window = self._rate_windows.get(name)

@@ -19,13 +19,13 @@ import html
 import math
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, Unpack
 from urllib.parse import urlencode, urlsplit
 
+from monitor import clock
 from monitor.sandbox.server import (
     Headers,
     Json,
@@ -788,14 +788,14 @@ class MastodonSandbox(TrafficSandbox):
 
     def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
         """429 ``{"error": "Too many requests"}``, nothing remaining until ``reset_in`` s on."""
-        headers = _rate_headers(self.rate_limit, 0, time.time() + reset_in)
+        headers = _rate_headers(self.rate_limit, 0, clock.timestamp() + reset_in)
         return Response.json(429, {"error": TOO_MANY_REQUESTS}, headers)
 
     # rate window ------------------------------------------------------------------
 
     def _current(self) -> _RateWindow:
         """The current 5-minute window (call with the rate lock held)."""
-        now = time.time()
+        now = clock.timestamp()
         if self._window is None or now >= self._window.reset:
             reset = (math.floor(now / RATE_WINDOW_SECONDS) + 1) * RATE_WINDOW_SECONDS
             self._window = _RateWindow(self.rate_limit, self.rate_limit, float(reset))

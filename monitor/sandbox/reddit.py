@@ -29,13 +29,13 @@ import html
 import math
 import re
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Unpack
 
+from monitor import clock
 from monitor.sandbox.server import (
     Headers,
     Json,
@@ -735,7 +735,7 @@ class RedditSandbox(TrafficSandbox):
         token = request.bearer()
         with self._state_lock:
             found = self._tokens.get(token or "")
-        return found if found is not None and found.expires_at > time.time() else None
+        return found if found is not None and found.expires_at > clock.timestamp() else None
 
     def _grant(self, request: Request) -> Json:
         form = {name: values[-1] for name, values in request.form().items()}
@@ -755,7 +755,7 @@ class RedditSandbox(TrafficSandbox):
         with self._state_lock:
             number = len(self._tokens) + 1
             token = f"{number}-{hashlib.sha256(f'{self._seed}:{number}'.encode()).hexdigest()[:27]}"
-            self._tokens[token] = _Token(user, time.time() + TOKEN_LIFETIME)
+            self._tokens[token] = _Token(user, clock.timestamp() + TOKEN_LIFETIME)
         return {
             "access_token": token,
             "token_type": "bearer",
@@ -772,7 +772,7 @@ class RedditSandbox(TrafficSandbox):
         return self._window
 
     def _count_request(self) -> tuple[bool, Headers]:
-        now = time.time()
+        now = clock.timestamp()
         with self._state_lock:
             window = self._current_window(now)
             allowed = window.used < RATE_LIMIT
@@ -780,7 +780,7 @@ class RedditSandbox(TrafficSandbox):
             return allowed, window.headers(now)
 
     def _peek_headers(self) -> Headers:
-        now = time.time()
+        now = clock.timestamp()
         with self._state_lock:
             return self._current_window(now).headers(now)
 

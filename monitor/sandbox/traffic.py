@@ -23,6 +23,7 @@ from importlib.resources import files
 from random import Random
 from typing import ClassVar, TypedDict
 
+from monitor import clock
 from monitor.sandbox.server import SandboxServer
 
 logger = logging.getLogger(__name__)
@@ -404,7 +405,7 @@ def traffic_window(
         raise ValueError("traffic rates apply only to generated traffic")
     if end is None:
         newest = max((i.created_at for i in traffic or ()), default=None)
-        end = newest or datetime.now(UTC).replace(microsecond=0)
+        end = newest or clock.now().replace(microsecond=0)
     end = _aware(end, "end")
     start = _aware(start, "start") if start else end - timedelta(days=1)
     items = (

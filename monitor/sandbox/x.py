@@ -17,13 +17,13 @@ import json
 import math
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, Unpack
 
+from monitor import clock
 from monitor.sandbox.server import (
     Headers,
     Json,
@@ -837,12 +837,12 @@ class XSandbox(TrafficSandbox):
     def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
         """429 with nothing remaining until ``reset_in`` seconds from now (epoch seconds)."""
         limit = RATE_LIMITS.get(route.endpoint, DEFAULT_RATE_LIMIT)
-        headers = _rate_headers(limit, 0, math.ceil(time.time() + reset_in))
+        headers = _rate_headers(limit, 0, math.ceil(clock.timestamp() + reset_in))
         return dataclasses.replace(self.error(429, route, request), headers=headers)
 
     def _rate_window(self, endpoint: str) -> _RateWindow:
         """The current rate-limit window of ``endpoint`` (call with the rate lock held)."""
-        now = time.time()
+        now = clock.timestamp()
         window = self._rate_windows.get(endpoint)
         if window is None or now >= window.reset:
             limit = RATE_LIMITS.get(endpoint, DEFAULT_RATE_LIMIT)

@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from monitor.models import Alert, iso, parse_iso, utcnow
+from monitor import clock
+from monitor.models import Alert, iso, parse_iso
 from monitor.store.db import write_transaction
 from monitor.store.service import get_channel_holds
 
@@ -273,7 +274,7 @@ def ack_alert(db: Database, alert_id: int) -> bool:
         done = conn.execute(
             "UPDATE alerts SET state = 'acked', acked_at = ?, updated_at = ? "
             "WHERE id = ? AND state = 'open'",
-            (iso(utcnow()), iso(utcnow()), alert_id),
+            (iso(clock.now()), iso(clock.now()), alert_id),
         ).rowcount
     return bool(done)
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from monitor.models import iso, utcnow
+from monitor import clock
+from monitor.models import iso
 from monitor.store.db import _encode_json, write_transaction
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def iter_posts_to_label(
 
 def upsert_labels(db: Database, rows: Sequence[LabelRow], *, now: datetime | None = None) -> int:
     """Write labels (replacing older ones of the same posts) in one transaction."""
-    stamp = iso(now or utcnow())
+    stamp = iso(now or clock.now())
     with write_transaction(db) as conn:
         conn.executemany(
             "INSERT INTO labels (post_id, label, confidence, probabilities, model_version, "

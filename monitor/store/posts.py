@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from monitor.models import Cursor, Post, StreamKey, iso, utcnow
+from monitor import clock
+from monitor.models import Cursor, Post, StreamKey, iso
 from monitor.store.db import _encode_json, valid_text, write_transaction
 from monitor.store.streams import _set_cursor
 
@@ -166,7 +167,7 @@ def upsert_posts(
 ) -> tuple[int, int]:
     """Insert or update posts in one transaction; return (new, updated) counts."""
     with write_transaction(db) as conn:
-        return _upsert(conn, posts, now or utcnow())
+        return _upsert(conn, posts, now or clock.now())
 
 
 def store_page(
@@ -180,7 +181,7 @@ def store_page(
 ) -> tuple[int, int]:
     """Upsert a page of posts and advance the stream's cursor in the same transaction;
     ``account``: the id of the brand account the stream is walked for."""
-    now = now or utcnow()
+    now = now or clock.now()
     with write_transaction(db) as conn:
         counts = _upsert(conn, posts, now)
         _set_cursor(conn, key, cursor, now, account)

@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from monitor.models import iso, parse_iso, utcnow
+from monitor import clock
+from monitor.models import iso, parse_iso
 from monitor.store.db import write_transaction
 
 DAEMON = "daemon"
@@ -46,7 +47,7 @@ def _set(db: Database, name: str, state: dict[str, Any], now: datetime) -> None:
 
 def record_daemon_start(db: Database, *, pid: int, now: datetime | None = None) -> None:
     """Remember that a daemon started; the one before it stopped cleanly only if it said so."""
-    now = now or utcnow()
+    now = now or clock.now()
     with write_transaction(db):
         starts = _get(db, DAEMON).get("starts", [])
         starts.append({"pid": pid, "started_at": iso(now), "stopped_at": None})
@@ -55,7 +56,7 @@ def record_daemon_start(db: Database, *, pid: int, now: datetime | None = None) 
 
 def record_daemon_stop(db: Database, *, pid: int, now: datetime | None = None) -> None:
     """Remember that the daemon ``pid`` stopped cleanly (a SIGTERM, not a crash or a kill)."""
-    now = now or utcnow()
+    now = now or clock.now()
     with write_transaction(db):
         starts = _get(db, DAEMON).get("starts", [])
         for start in reversed(starts):
@@ -78,7 +79,7 @@ def restarts_after_crash(db: Database) -> list[datetime]:
 
 def record_classification(db: Database, *, error: str | None, now: datetime | None = None) -> None:
     """Remember how a classification pass went: ``error`` None for a success."""
-    now = now or utcnow()
+    now = now or clock.now()
     with write_transaction(db):
         before = _get(db, CLASSIFIER)
         failures = 0 if error is None else int(before.get("failures", 0)) + 1
@@ -105,7 +106,7 @@ def hold_channel(db: Database, channel: str, *, until: datetime) -> None:
     """Send nothing to ``channel`` before ``until`` (it answered 429 or 503 with Retry-After);
     a later hold already recorded stays."""
     with write_transaction(db):
-        now = utcnow()
+        now = clock.now()
         before = _get(db, CHANNEL_HOLD + channel).get("until")
         if before is None or parse_iso(before) < until:
             _set(db, CHANNEL_HOLD + channel, {"until": iso(until)}, now)

@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from monitor.models import Cursor, RunResult, StreamKey, iso, parse_iso, utcnow
+from monitor import clock
+from monitor.models import Cursor, RunResult, StreamKey, iso, parse_iso
 from monitor.store.db import valid_text, write_transaction
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def record_run(db: Database, run: RunResult) -> None:
             (
                 *key,
                 iso(run.started_at),
-                iso(run.finished_at or utcnow()),
+                iso(run.finished_at or clock.now()),
                 run.outcome,
                 run.items_new,
                 run.items_updated,
@@ -269,7 +270,7 @@ def set_collector_state(db: Database, platform: str, state: dict[str, Any]) -> N
             "INSERT INTO collector_state (platform, state, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT(platform) DO UPDATE SET state = excluded.state, "
             "updated_at = excluded.updated_at",
-            (platform, json.dumps(state, sort_keys=True), iso(utcnow())),
+            (platform, json.dumps(state, sort_keys=True), iso(clock.now())),
         )
 
 
@@ -292,5 +293,5 @@ def set_account_id(db: Database, platform: str, handle: str, native_id: str) -> 
             "INSERT INTO accounts (platform, handle, native_id, resolved_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(platform, handle) DO UPDATE SET native_id = excluded.native_id, "
             "resolved_at = excluded.resolved_at",
-            (platform, handle.lower(), native_id, iso(utcnow())),
+            (platform, handle.lower(), native_id, iso(clock.now())),
         )

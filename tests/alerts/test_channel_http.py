@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from monitor import clock
 from monitor.alerts.channels.base import DeliveryError
 from monitor.alerts.channels.slack import SlackChannel
 from monitor.alerts.channels.urlguard import Resolver, UnsafeURLError
@@ -215,12 +216,12 @@ def test_slack_refuses_loopback_without_the_flag(receiver: Receiver) -> None:
 
 
 def test_webhook_body_headers_and_signature(receiver: Receiver) -> None:
-    before = int(time.time())
+    before = int(clock.timestamp())
     webhook(receiver).send(hostile_message())
     (request,) = receiver.requests
     assert request.headers["idempotency-key"] == "fp-abc:1"
     timestamp = request.headers[TIMESTAMP_HEADER.lower()]
-    assert before <= int(timestamp) <= time.time() + 1
+    assert before <= int(timestamp) <= clock.timestamp() + 1
     signature = request.headers[SIGNATURE_HEADER.lower()]
     assert signature == sign(WEBHOOK_SECRET, timestamp, request.body)
     assert verify_signature(WEBHOOK_SECRET, timestamp, request.body, signature)

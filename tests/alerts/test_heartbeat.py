@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from monitor import clock
 from monitor.alerts import outbox
 from monitor.alerts.heartbeat import Heartbeat, build_heartbeat, check_heartbeat
 from monitor.alerts.watchdog import Watchdog
 from monitor.config import ConfigError, load_settings
-from monitor.models import utcnow
 from tests.alerts.servers import Receiver, Reply
 from tests.alerts.test_outbox import Rig, queue_messages, rig
 
@@ -50,7 +50,7 @@ def watchdog(r: Rig, monitor: Receiver, started: datetime) -> Watchdog:
 def test_the_heartbeat_beats_while_alerts_go_out_and_stops_while_they_stall(
     rig: Rig, monitor: Receiver
 ) -> None:
-    t0 = utcnow()
+    t0 = clock.now()
     dog = watchdog(rig, monitor, started=t0)
     dog.check(rig.db, t0 + timedelta(seconds=30))  # a young daemon: alive, not judged yet
     assert [(q.method, q.path) for q in monitor.requests] == [("GET", f"/ping/{TOKEN}")]
@@ -82,7 +82,7 @@ def test_a_beat_not_taken_is_tried_at_the_next_look_and_never_logs_the_token(
     caplog.set_level(logging.DEBUG, logger="monitor")
     monitor.script(Reply(503), Reply(503))
     beat = heartbeat(monitor)
-    t0 = utcnow()
+    t0 = clock.now()
     assert not beat.beat(t0) and not beat.beat(t0 + timedelta(minutes=1))
     assert beat.due(t0 + timedelta(minutes=2))  # nothing taken yet: due at every look
     assert beat.beat(t0 + timedelta(minutes=2))

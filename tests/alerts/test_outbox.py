@@ -19,12 +19,12 @@ from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from sqlite_utils import Database
 
-from monitor import store
+from monitor import clock, store
 from monitor.alerts import outbox
 from monitor.alerts.message import Message
 from monitor.cli import cli
 from monitor.config import ConfigError, Settings, load_settings
-from monitor.models import Post, RunResult, StreamKey, iso, parse_iso, utcnow
+from monitor.models import Post, RunResult, StreamKey, iso, parse_iso
 from tests.alerts.servers import Receiver, Reply, Sink, free_port
 
 HOSTILE = (
@@ -45,7 +45,7 @@ class Rig:
     hook: Receiver
 
     def run(self, *, at: timedelta = timedelta(0)) -> outbox.DeliveryReport:
-        now = utcnow() + at
+        now = clock.now() + at
         outbox.evaluate(self.db, self.settings, now=now)
         channels = outbox.build_channels(self.settings)
         return outbox.deliver(self.db, channels, now=now, sleep=lambda s: None)
@@ -130,7 +130,7 @@ def mention(n: int, *, minutes_ago: float, text: str = "where is my order?") -> 
         kind="mention",
         text=text,
         url=f"https://x.com/user{n}/status/{1000 + n}",
-        created_at=iso(utcnow() - timedelta(minutes=minutes_ago)),
+        created_at=iso(clock.now() - timedelta(minutes=minutes_ago)),
         conversation_id=f"x:{1000 + n}",
     )
 
@@ -146,7 +146,7 @@ def brand_reply(to: Post) -> Post:
         kind="reply",
         text="@user we're on it",
         url="",
-        created_at=iso(utcnow()),
+        created_at=iso(clock.now()),
         in_reply_to_id=to.id,
         conversation_id=to.conversation_id,
     )
@@ -164,7 +164,7 @@ def broadcast(n: int, *, minutes_ago: float, brand: str = "acme", text: str = ""
         kind="post",
         text=text or f"post {n}",
         url="",
-        created_at=iso(utcnow() - timedelta(minutes=minutes_ago)),
+        created_at=iso(clock.now() - timedelta(minutes=minutes_ago)),
     )
 
 
@@ -205,7 +205,7 @@ def test_outbox_a_mention_past_ignore_older_than_days_expires_and_is_not_resolve
     rig.run()
     assert {a.state for a in store.get_alerts(rig.db)} == {"open"}
     store.upsert_posts(rig.db, [brand_reply(answered)])
-    evaluation = outbox.evaluate(rig.db, rig.settings, now=utcnow() + timedelta(days=14))
+    evaluation = outbox.evaluate(rig.db, rig.settings, now=clock.now() + timedelta(days=14))
     assert evaluation.resolved == 2
     states = {a.fingerprint.split(":", 2)[2]: a.state for a in store.get_alerts(rig.db)}
     assert states == {late.id: "expired", answered.id: "resolved"}
@@ -226,7 +226,7 @@ def test_outbox_waits_between_attempts_grow_and_are_jittered(rig: Rig) -> None:
     rig.hook.script(Reply(500), Reply(500), Reply(500))
     waits: list[float] = []
     channels = outbox.build_channels(rig.settings)
-    now = utcnow()
+    now = clock.now()
     outbox.evaluate(rig.db, rig.settings, now=now)
 
     outbox.deliver(rig.db, channels, now=now, sleep=waits.append)
@@ -265,7 +265,7 @@ def test_outbox_retries_with_one_key_and_a_hanging_channel_blocks_no_other(rig: 
 def test_outbox_two_passes_at_once_send_each_message_once(rig: Rig) -> None:
     # the daemon's alert job and a `touchpoint collect` delivering at the same moment
     store.upsert_posts(rig.db, [mention(1, minutes_ago=120)])
-    now = utcnow()
+    now = clock.now()
     assert outbox.evaluate(rig.db, rig.settings, now=now).queued == 3
     rig.hook.script(Reply(delay=1.0))  # the first pass is still sending when the second looks
     reports: list[outbox.DeliveryReport] = []
@@ -296,7 +296,7 @@ def test_outbox_a_long_pass_keeps_its_claim_while_it_sends(
     monkeypatch.setattr(outbox, "RENEW_SECONDS", 0.1)
     (key,) = queue_messages(rig.db, "hook", 1)
     rig.hook.script(Reply(500), Reply(500), Reply(500))  # 4 attempts, 0.8 s apart: about 2.4 s
-    now = utcnow()
+    now = clock.now()
     channels = outbox.build_channels(rig.settings)
     reports: list[outbox.DeliveryReport] = []
 
@@ -323,7 +323,7 @@ class Died(BaseException):
 
 
 def queue_messages(db: Database, channel: str, n: int) -> list[str]:
-    now = utcnow()
+    now = clock.now()
     keys = [f"test-{i}" for i in range(n)]
     with store.write_transaction(db):
         for key in keys:
@@ -355,9 +355,9 @@ def test_outbox_slack_429_holds_that_channel_for_its_retry_after_and_no_other(ri
     rows = {d["key"]: d for d in rig.db["deliveries"].rows}
     assert [rows[k]["attempts"] for k in slack_keys[:2]] == [1, 0]  # the second was not tried
     for key in slack_keys[:2]:
-        wait = parse_iso(rows[key]["next_attempt_at"]) - utcnow()
+        wait = parse_iso(rows[key]["next_attempt_at"]) - clock.now()
         assert timedelta(seconds=25) < wait <= timedelta(seconds=30)
-    held = store.get_channel_holds(rig.db, now=utcnow())
+    held = store.get_channel_holds(rig.db, now=clock.now())
     assert set(held) == {"slack"}
 
     store.upsert_posts(rig.db, [mention(1, minutes_ago=120)])  # new alerts, slack held still
@@ -399,7 +399,7 @@ def test_outbox_a_pass_that_dies_mid_batch_resends_only_what_it_had_not_sent(
         raise Died
 
     channels = outbox.build_channels(rig.settings)
-    now = utcnow()
+    now = clock.now()
     report = outbox.deliver(rig.db, channels, now=now, sleep=die)
     assert report.sent == 1 and keys(rig.hook) == [first, second]
     state = {d["key"]: d["state"] for d in rig.db["deliveries"].rows}
@@ -433,7 +433,7 @@ def test_outbox_a_message_given_up_is_reported_on_the_other_channels_with_its_it
 
 
 def test_outbox_a_data_gap_is_reported_once_on_every_channel(rig: Rig) -> None:
-    now = utcnow()
+    now = clock.now()
     why = "the listing ended after 1000 items without reaching the newest item stored before"
     key = StreamKey("acme", "x", "mentions")
     store.record_run(rig.db, RunResult(key, started_at=now, finished_at=now, pages=10, gap=why))
@@ -453,7 +453,7 @@ def test_outbox_a_data_gap_is_reported_once_on_every_channel(rig: Rig) -> None:
 def test_outbox_a_failing_classifier_and_a_crash_loop_reach_every_channel_then_resolve(
     rig: Rig,
 ) -> None:
-    now = utcnow()
+    now = clock.now()
     for _ in range(3):  # the default policy alerts on the third failure in a row
         store.record_classification(rig.db, error="model.skops: sha256 mismatch, refused", now=now)
     for pid in range(4):  # three starts that followed a run killed without a clean stop
@@ -490,7 +490,7 @@ def test_outbox_a_service_problem_reaches_a_channel_brands_share_once(rig: Rig) 
     assert {a.brand for a in store.get_alerts(rig.db)} == {"acme", "globex"}  # both recorded
     rig.run(at=timedelta(hours=4, minutes=1))  # repeated: again once per channel
     assert rig.counts() == (2, 2, 2)
-    later = utcnow() + timedelta(hours=4, minutes=2)
+    later = clock.now() + timedelta(hours=4, minutes=2)
     for pid in range(1, 5):  # a crash loop: a new problem, while the other goes on
         store.record_daemon_start(rig.db, pid=pid, now=later - timedelta(minutes=pid))
     rig.run(at=timedelta(hours=4, minutes=2))  # at once: service problems are not grouped
@@ -711,7 +711,7 @@ def test_outbox_held_back_while_the_mentions_stream_is_down(rig: Rig) -> None:
     from monitor.models import RunResult, StreamKey
 
     store.upsert_posts(rig.db, [mention(1, minutes_ago=120)])
-    now = utcnow()
+    now = clock.now()
     for _ in range(3):
         store.record_run(
             rig.db,
@@ -766,7 +766,7 @@ def test_outbox_a_stream_the_config_no_longer_asks_for_raises_no_health_alert(ri
             'name = "acme"\n', 'name = "acme"\nkeywords = ["acme", "rocket skates"]\n'
         )
     )
-    long_ago = utcnow() - timedelta(hours=3)  # stale: more than 3 intervals of 300 s
+    long_ago = clock.now() - timedelta(hours=3)  # stale: more than 3 intervals of 300 s
     current = StreamKey("acme", "x", "keywords", '(acme OR "rocket skates") -is:retweet')
     for key in (
         StreamKey("acme", "x", "keywords", "acme -is:retweet"),  # the keywords before
@@ -775,7 +775,7 @@ def test_outbox_a_stream_the_config_no_longer_asks_for_raises_no_health_alert(ri
         StreamKey("gone", "x", "posts"),  # a brand no longer configured
     ):
         store.record_run(rig.db, RunResult(key, long_ago, long_ago))
-    store.record_run(rig.db, RunResult(current, utcnow(), utcnow()))
+    store.record_run(rig.db, RunResult(current, clock.now(), clock.now()))
     rig.run()
     assert store.get_alerts(rig.db) == []
     store.record_run(rig.db, RunResult(StreamKey("acme", "x", "posts"), long_ago, long_ago))

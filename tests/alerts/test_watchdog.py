@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from monitor import store
+from monitor import clock, store
 from monitor.alerts import outbox
 from monitor.alerts.watchdog import PassState, Watchdog, stalls
-from monitor.models import utcnow
 from tests.alerts.servers import Reply
 from tests.alerts.test_outbox import Rig, queue_messages, rig
 
@@ -32,7 +31,7 @@ def attempts(r: Rig) -> list[tuple[str, int]]:
 def test_a_stalled_outbox_is_told_to_every_channel_directly_then_again_then_all_clear(
     rig: Rig,
 ) -> None:
-    t0 = utcnow()
+    t0 = clock.now()
     queue_messages(rig.db, "hook", 2)  # due at t0; no alert pass ever runs to send them
     dog = watchdog(rig, started=t0)
     assert dog.check(rig.db, t0 + timedelta(minutes=14)) == []  # a young daemon is not judged
@@ -79,7 +78,7 @@ def look_every_minute(r: Rig, dog: Watchdog, start: datetime, end: datetime) -> 
 def test_a_daemon_frozen_or_its_clock_stepped_forward_gets_time_before_it_is_judged(
     rig: Rig,
 ) -> None:
-    t0 = utcnow()
+    t0 = clock.now()
     queue_messages(rig.db, "hook", 1)
     dog = watchdog(rig, started=t0)
     dog.passed(t0 + timedelta(minutes=1))
@@ -97,7 +96,7 @@ def test_a_daemon_frozen_or_its_clock_stepped_forward_gets_time_before_it_is_jud
 
 
 def test_a_pass_that_dies_every_time_is_told_with_its_reason(rig: Rig) -> None:
-    t0 = utcnow()
+    t0 = clock.now()
     dog = watchdog(rig, started=t0)
     dog.passed(t0 + timedelta(minutes=1))
     dog.failed(f"{rig.settings.db_path}: the disk is full\nforged line")
@@ -110,7 +109,7 @@ def test_a_pass_that_dies_every_time_is_told_with_its_reason(rig: Rig) -> None:
 
 
 def test_a_held_channel_is_skipped_and_a_failing_one_silences_no_other(rig: Rig) -> None:
-    t0 = utcnow()
+    t0 = clock.now()
     store.hold_channel(rig.db, "slack", until=t0 + timedelta(hours=1))
     rig.hook.script(Reply(500), Reply(500))
     dog = watchdog(rig, started=t0)
@@ -122,7 +121,7 @@ def test_a_held_channel_is_skipped_and_a_failing_one_silences_no_other(rig: Rig)
 
 
 def test_a_notice_no_channel_took_is_tried_again_at_the_next_check(rig: Rig) -> None:
-    t0 = utcnow()
+    t0 = clock.now()
     channels = outbox.build_channels(rig.settings)
     dog = Watchdog({"hook": channels["hook"]}, after=AFTER, repeat=REPEAT, started=t0)
     rig.hook.script(Reply(503))
@@ -134,7 +133,7 @@ def test_a_notice_no_channel_took_is_tried_again_at_the_next_check(rig: Rig) -> 
 
 
 def test_stalls_blame_no_message_claimed_by_a_sender_nor_one_not_yet_due(rig: Rig) -> None:
-    t0 = utcnow()
+    t0 = clock.now()
     queue_messages(rig.db, "hook", 3)
     now = t0 + timedelta(minutes=30)
     store.claim_due_deliveries(rig.db, now=now, until=now + timedelta(minutes=2))  # a sender

@@ -9,17 +9,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import time_machine
 from click.testing import CliRunner
 from sqlite_utils import Database
 
-from monitor import pipeline, store
+from monitor import clock, pipeline, store
 from monitor.cli import cli
 from monitor.collectors import build_collector
 from monitor.collectors.bluesky import Mark
 from monitor.config import Settings, load_settings
-from monitor.models import Cursor, Post, RunResult, StreamKey, iso, utcnow
+from monitor.models import Cursor, Post, RunResult, StreamKey, iso
 from monitor.sandbox.bluesky import BlueskySandbox
+from tests.conftest import TestClock
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=1)
@@ -202,7 +202,7 @@ def test_bluesky_login_rate_limited_is_one_login_until_the_reset(
 
 
 def test_bluesky_login_limited_for_a_day_is_not_tried_before_its_reset(
-    sandbox: BlueskySandbox, settings: Settings, db: Database
+    sandbox: BlueskySandbox, settings: Settings, db: Database, fake_clock: TestClock
 ) -> None:
     """Reliability plan #26: createSession refused for a day. A deferral lasts 16 minutes at
     most, so the daemon's runs come back, but no login is tried before the reset the 429
@@ -215,24 +215,25 @@ def test_bluesky_login_limited_for_a_day_is_not_tried_before_its_reset(
 
     try:
         (first,) = pipeline.collect(db, settings, collectors=collectors)
-        reset = iso(datetime.fromtimestamp(time.time() + 86_400, UTC))
+        reset = iso(clock.now() + timedelta(seconds=86_400))
         assert first.outcome == "failed" and first.error  # a failed run: the health alert
         assert f"rate limited until {reset[:13]}" in first.error  # the day away, to the hour
+        start = clock.now()
         for hours in (1, 12, 23):  # refused here, not by Bluesky
-            with time_machine.travel(utcnow() + timedelta(hours=hours), tick=True):
-                (again,) = pipeline.collect(db, settings, collectors=collectors)
+            fake_clock.set(start + timedelta(hours=hours))
+            (again,) = pipeline.collect(db, settings, collectors=collectors)
             assert again.outcome == "failed" and again.error == first.error
         assert logins() == 1
         sandbox.clear_faults()
-        with time_machine.travel(utcnow() + timedelta(hours=24, minutes=1), tick=True):
-            healed = pipeline.collect(db, settings, collectors=collectors)
+        fake_clock.set(start + timedelta(hours=24, minutes=1))
+        healed = pipeline.collect(db, settings, collectors=collectors)
         assert {r.outcome for r in healed} == {"ok"} and logins() == 2
     finally:
         collectors["bluesky"].close()
 
 
 def test_bluesky_login_limit_is_kept_for_the_next_process(
-    sandbox: BlueskySandbox, settings: Settings, db: Database
+    sandbox: BlueskySandbox, settings: Settings, db: Database, fake_clock: TestClock
 ) -> None:
     """A cron-run ``touchpoint collect`` or a restarted daemon builds a new collector each time:
     the reset of a login 429 is kept with the session state, so none of them logs in before
@@ -246,23 +247,24 @@ def test_bluesky_login_limit_is_kept_for_the_next_process(
     assert first.outcome == "failed" and "rate limited until" in (first.error or "")
     kept = store.get_collector_state(db, "bluesky")
     assert kept["login"] == HANDLE and kept["service"] == sandbox.url
+    start = clock.now()
     for hours in (0, 6, 23):
-        with time_machine.travel(utcnow() + timedelta(hours=hours), tick=True):
-            (again,) = pipeline.collect(db, settings)
+        fake_clock.set(start + timedelta(hours=hours))
+        (again,) = pipeline.collect(db, settings)
         assert again.outcome == "failed" and again.error == first.error
     assert logins() == 1
     sandbox.clear_faults()
-    with time_machine.travel(utcnow() + timedelta(hours=24, minutes=1), tick=True):
-        healed = pipeline.collect(db, settings)
-        assert {r.outcome for r in healed} == {"ok"} and logins() == 2
-        state = store.get_collector_state(db, "bluesky")
+    fake_clock.set(start + timedelta(hours=24, minutes=1))
+    healed = pipeline.collect(db, settings)
+    assert {r.outcome for r in healed} == {"ok"} and logins() == 2
+    state = store.get_collector_state(db, "bluesky")
     assert set(state) == {"service", "did", "handle", "accessJwt", "refreshJwt"}  # block gone
 
 
 def test_bluesky_kept_login_limit_of_another_account_or_pds_is_ignored(
     sandbox: BlueskySandbox, settings: Settings, db: Database
 ) -> None:
-    until = iso(utcnow() + timedelta(hours=5))
+    until = iso(clock.now() + timedelta(hours=5))
     for other in (
         {"service": sandbox.url, "login": "other.bsky.social", "login_limited_until": until},
         {"service": "https://pds.example", "login": HANDLE, "login_limited_until": until},
@@ -385,7 +387,7 @@ def test_bluesky_walk_interrupted_by_429_is_deferred_then_resumed(
     skipped = pipeline.collect(db, settings, select)[0]
     assert skipped.outcome == "skipped" and skipped.pages == 0
 
-    time.sleep(max(0.0, (limited.retry_at - datetime.now(UTC)).total_seconds()) + 0.1)
+    time.sleep(max(0.0, (limited.retry_at - clock.now()).total_seconds()) + 0.1)
     for _ in range(10):  # page budget 2 per run: keep going until the walk is done
         pipeline.collect(db, settings, select)
         if store.get_cursor(db, key("posts")).pending is None:

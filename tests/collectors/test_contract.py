@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from monitor import pipeline, store
+from monitor import clock, pipeline, store
 from monitor.collectors import build_collector
 from monitor.collectors.base import Collector
 from monitor.config import Settings, load_settings
@@ -315,7 +315,7 @@ def test_contract_rate_limit_defers_then_resumes(world: World) -> None:
     assert limited.outcome == "deferred" and limited.retry_at is not None
     assert world.cursor("posts") == before
     assert world.collect()["posts"].outcome == "skipped"
-    time.sleep(max(0.0, (limited.retry_at - datetime.now(UTC)).total_seconds()) + 0.2)
+    time.sleep(max(0.0, (limited.retry_at - clock.now()).total_seconds()) + 0.2)
     assert world.collect()["posts"].outcome == "ok"
     assert world.stored(*all_kinds()) == world.expected(*all_kinds())
 

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlite_utils import Database
 
-from monitor import pipeline, store
+from monitor import clock, pipeline, store
 from monitor.cli import cli
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, Post, RunResult, StreamKey
@@ -242,7 +242,7 @@ def test_mastodon_walk_interrupted_by_429_is_deferred_then_resumed(
     stored_before = stored(db, "mention")
 
     sandbox.add_fault("429", endpoint="notifications", reset_in=2)
-    asked = datetime.now(UTC)
+    asked = clock.now()
     limited = pipeline.collect(db, settings, select)[0]
     assert limited.outcome == "deferred" and limited.retry_at is not None
     # the ISO-8601 X-RateLimit-Reset is honoured: about two seconds on
@@ -251,7 +251,7 @@ def test_mastodon_walk_interrupted_by_429_is_deferred_then_resumed(
     skipped = pipeline.collect(db, settings, select)[0]
     assert skipped.outcome == "skipped" and skipped.pages == 0
 
-    time.sleep(max(0.0, (limited.retry_at - datetime.now(UTC)).total_seconds()) + 0.1)
+    time.sleep(max(0.0, (limited.retry_at - clock.now()).total_seconds()) + 0.1)
     for _ in range(10):  # page budget 2 per run: keep going until a run ends on an empty page
         if pipeline.collect(db, settings, select)[0].pages < 2:
             break

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from monitor import clock
 from monitor.collectors.base import (
     MAX_DEFERRAL,
     AuthError,
@@ -32,7 +33,7 @@ from monitor.collectors.mastodon import (
     parse_reset,
     search_terms,
 )
-from monitor.models import StreamKey, utcnow
+from monitor.models import StreamKey
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mastodon"
 BRAND_ID = "117020565966271181"  # mastodonpy_test on the recorded test instance
@@ -269,4 +270,4 @@ def test_mastodon_429_reset_far_future_or_odd_is_clamped(reset: str) -> None:
     collector = mock_collector(httpx.MockTransport(handle))
     with pytest.raises(RateLimited) as raised:
         collector.resolve_account("acme")
-    assert utcnow() < raised.value.retry_at <= utcnow() + MAX_DEFERRAL + timedelta(seconds=1)
+    assert clock.now() < raised.value.retry_at <= clock.now() + MAX_DEFERRAL + timedelta(seconds=1)

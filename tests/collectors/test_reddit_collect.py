@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from sqlite_utils import Database
 
-from monitor import pipeline, store
+from monitor import clock, pipeline, store
 from monitor.cli import cli
 from monitor.collectors.reddit import NO_LOGIN, Mark, RedditCollector
 from monitor.config import Settings, load_settings
@@ -244,7 +244,7 @@ def test_reddit_collect_walk_interrupted_by_429_is_deferred_then_resumed(
     skipped = pipeline.collect(db, settings, select)[0]
     assert skipped.outcome == "skipped" and skipped.pages == 0
 
-    time.sleep(max(0.0, (limited.retry_at - datetime.now(UTC)).total_seconds()) + 0.1)
+    time.sleep(max(0.0, (limited.retry_at - clock.now()).total_seconds()) + 0.1)
     for _ in range(10):  # page budget 2 per run: keep going until the walk is done
         pipeline.collect(db, settings, select)
         if store.get_cursor(db, key).pending is None:

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from sqlite_utils import Database
 
-from monitor import pipeline, store
+from monitor import clock, pipeline, store
 from monitor.cli import cli
 from monitor.collectors import build_collector
 from monitor.config import Settings, load_settings
@@ -130,7 +130,7 @@ def test_x_collect_keyword_search_quiet_for_over_a_week_searches_the_window_inst
     collectors = {"x": build_collector("x", settings)}  # kept across runs, as the daemon does
     first = by_stream(pipeline.collect(db, settings, collectors=collectors))
     assert first["keywords"].outcome == "ok"
-    three_weeks_ago = datetime.now(UTC) - timedelta(days=21)  # before the sandbox clock's week too
+    three_weeks_ago = clock.now() - timedelta(days=21)  # before the sandbox clock's week too
     old_id = (three_weeks_ago - TWITTER_EPOCH) // timedelta(milliseconds=1) << 22
 
     def quiet_for_three_weeks() -> dict[str, pipeline.RunResult]:
@@ -154,7 +154,7 @@ def test_x_collect_keyword_search_quiet_for_over_a_week_searches_the_window_inst
     assert results["keywords"].gap is None  # searched all along: merely quiet, nothing lost
 
     # touchpoint stopped for ten days: the hits of the days X no longer searches are lost
-    ten_days_ago = iso(datetime.now(UTC) - timedelta(days=10))
+    ten_days_ago = iso(clock.now() - timedelta(days=10))
     db.execute("UPDATE cursors SET updated_at = ? WHERE stream = 'keywords'", [ten_days_ago])
     stopped = quiet_for_three_weeks()["keywords"]
     assert stopped.outcome == "ok" and stopped.gap
@@ -188,9 +188,9 @@ def walk_from_the_edge(sandbox: XSandbox, settings: Settings, db: Database) -> N
     collector = build_collector("x", settings)
     key = StreamKey("acme", "x", "keywords", collector.keyword_query(["acme"]))
     collector.close()
-    three_weeks_ago = datetime.now(UTC) - timedelta(days=21)
+    three_weeks_ago = clock.now() - timedelta(days=21)
     old_id = str((three_weeks_ago - TWITTER_EPOCH) // timedelta(milliseconds=1) << 22)
-    stopped_at = iso(datetime.now(UTC) - timedelta(days=10))  # touchpoint stopped ten days
+    stopped_at = iso(clock.now() - timedelta(days=10))  # touchpoint stopped ten days
     db.execute(
         "INSERT INTO cursors (brand, platform, stream, query, position, updated_at) "
         "VALUES ('acme', 'x', 'keywords', ?, ?, ?)",
@@ -321,7 +321,7 @@ def test_x_collect_walk_interrupted_by_429_is_deferred_then_resumed(
     skipped = pipeline.collect(db, settings, select)[0]
     assert skipped.outcome == "skipped" and skipped.pages == 0
 
-    time.sleep(max(0.0, (limited.retry_at - datetime.now(UTC)).total_seconds()) + 0.1)
+    time.sleep(max(0.0, (limited.retry_at - clock.now()).total_seconds()) + 0.1)
     for _ in range(10):  # page budget 2 per run: keep going until the walk is done
         pipeline.collect(db, settings, select)
         if store.get_cursor(db, key).pending is None:

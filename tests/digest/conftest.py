@@ -8,7 +8,15 @@ import pytest
 from sqlite_utils import Database
 
 from monitor.digest import BrandDigest, day_period, read_digest
+from tests.conftest import TestClock
 from tests.digest import fixture
+
+
+@pytest.fixture(autouse=True)
+def after_the_day(fake_clock: TestClock) -> None:
+    """The digest tests run when the fixture's day has ended (at its build time, AS_OF): a day
+    still going on is not sent."""
+    fake_clock.set(fixture.AS_OF)
 
 
 @pytest.fixture

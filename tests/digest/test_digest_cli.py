@@ -10,10 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner, Result
 
-from monitor import store
+from monitor import clock, store
 from monitor.cli import cli
 from monitor.config import load_settings
-from monitor.models import utcnow
 from monitor.sandbox import fleet
 from tests.alerts.servers import Sink, free_port
 from tests.digest import fixture
@@ -46,7 +45,7 @@ def test_digest_cli_prints_the_text_version(config: Path) -> None:
 def test_digest_cli_default_day_is_yesterday_in_the_brand_zone(config: Path) -> None:
     result = run("--config", str(config), "digest")
     assert result.exit_code == 0, result.output
-    now = utcnow().astimezone(ZoneInfo(fixture.TIMEZONE))
+    now = clock.now().astimezone(ZoneInfo(fixture.TIMEZONE))
     yesterday = (now.date() - timedelta(days=1)).isoformat()
     assert result.output.startswith(f"touchpoint digest: acme, {yesterday} ")
 
@@ -87,7 +86,7 @@ def test_digest_cli_send_refuses_a_day_that_has_not_ended(
     goes on from the last day sent, would send nothing until then."""
     sink, port = smtp
     fixture.settings(config, digest_config(port))
-    today = utcnow().astimezone(ZoneInfo(fixture.TIMEZONE)).date()
+    today = clock.now().astimezone(ZoneInfo(fixture.TIMEZONE)).date()
     day = (today + timedelta(days=days_ahead)).isoformat()
     result = run("--config", str(config), "digest", "--date", day, "--send")
     assert result.exit_code == 1
@@ -156,7 +155,7 @@ def test_digest_cli_after_refused_credentials_says_nothing_was_collected(
     mention answered and every channel silent."""
     for name, value in fleet.environment().items():
         monkeypatch.setenv(name, f"wrong{value}")
-    end = utcnow()
+    end = clock.now()
     config = tmp_path / "touchpoint.toml"
     with fleet.running(seed=7, start=end - timedelta(hours=6), end=end) as servers:
         config.write_text(
@@ -165,7 +164,7 @@ def test_digest_cli_after_refused_credentials_says_nothing_was_collected(
         collected = run("--config", str(config), "collect")
     assert collected.exit_code == 1, collected.output
     zone = load_settings(config).brands[0].timezone
-    today = utcnow().astimezone(ZoneInfo(zone)).date().isoformat()
+    today = clock.now().astimezone(ZoneInfo(zone)).date().isoformat()
     result = run("--config", str(config), "digest", "--date", today)
     assert result.exit_code == 0, result.output
     text = result.output

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from monitor import clock
 from monitor.sandbox.bluesky import BlueskySandbox, SearchQuery, did_for, tid
 from monitor.sandbox.traffic import KEYWORD, MENTION, POST, REPLY
 
@@ -175,7 +176,7 @@ def test_bluesky_sandbox_createsession_has_its_own_tight_limit(
     assert limited.json()["error"] == "RateLimitExceeded"
     assert limited.headers["RateLimit-Policy"] == "30;w=300"
     assert limited.headers["RateLimit-Remaining"] == "0"
-    assert int(limited.headers["RateLimit-Reset"]) > datetime.now(UTC).timestamp()
+    assert int(limited.headers["RateLimit-Reset"]) > clock.now().timestamp()
 
 
 def test_bluesky_sandbox_access_tokens_expire(
@@ -386,7 +387,7 @@ def test_bluesky_sandbox_fault_answers(
     assert limited.status_code == 429
     assert limited.json() == {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}
     reset = int(limited.headers["RateLimit-Reset"])
-    assert 25 < reset - datetime.now(UTC).timestamp() <= 31
+    assert 25 < reset - clock.now().timestamp() <= 31
     assert limited.headers["RateLimit-Remaining"] == "0"
     failed = http.get("app.bsky.feed.searchPosts", params={"q": "acme"})
     assert failed.json() == {"error": "InternalServerError", "message": "Internal Server Error"}

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from monitor import clock
 from monitor.sandbox.mastodon import DEFAULT_BRAND_ACCOUNT_ID, MastodonSandbox, SearchQuery
 from monitor.sandbox.traffic import KEYWORD, MENTION, POST, REPLY, TrafficItem
 
@@ -254,7 +255,7 @@ def test_mastodon_sandbox_rate_limit_headers_and_exhaustion() -> None:
     assert ISO_RESET.fullmatch(reset)
     when = datetime.fromisoformat(reset.replace("Z", "+00:00"))
     assert when.minute % 5 == 0 and when.second == 0
-    assert datetime.now(UTC) < when <= datetime.now(UTC) + timedelta(minutes=5)
+    assert clock.now() < when <= clock.now() + timedelta(minutes=5)
 
 
 def test_mastodon_sandbox_fault_answers(sandbox: MastodonSandbox, api: httpx.Client) -> None:
@@ -262,7 +263,7 @@ def test_mastodon_sandbox_fault_answers(sandbox: MastodonSandbox, api: httpx.Cli
     limited = api.get("/api/v1/notifications")
     assert (limited.status_code, limited.json()) == (429, {"error": "Too many requests"})
     reset = datetime.fromisoformat(limited.headers["x-ratelimit-reset"].replace("Z", "+00:00"))
-    assert timedelta(seconds=25) < reset - datetime.now(UTC) <= timedelta(seconds=30)
+    assert timedelta(seconds=25) < reset - clock.now() <= timedelta(seconds=30)
     assert limited.headers["x-ratelimit-remaining"] == "0"
 
     sandbox.add_fault("expired_token", endpoint="statuses")

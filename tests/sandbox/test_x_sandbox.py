@@ -15,6 +15,7 @@ import requests
 import tweepy
 from requests.adapters import HTTPAdapter
 
+from monitor import clock
 from monitor.sandbox.traffic import KEYWORD, MENTION, POST, REPLY, TrafficItem
 from monitor.sandbox.x import TWITTER_EPOCH, XSandbox
 
@@ -136,7 +137,7 @@ def test_clock_controls_visibility(sandbox: XSandbox) -> None:
 
 def test_default_window_ends_now() -> None:
     sandbox = XSandbox(mentions_per_day=4)
-    now = datetime.now(UTC)
+    now = clock.now()
     assert now - timedelta(seconds=5) <= sandbox.clock <= now
     assert sandbox.clock.microsecond == 0
     assert all(sandbox.clock - timedelta(days=1) <= i.created_at for i in sandbox.items)
@@ -526,7 +527,7 @@ def test_every_response_has_json_and_rate_limit_headers(sandbox: XSandbox) -> No
         _get(sandbox, "/2/unknown"),
     ]
     assert [r.status_code for r in responses] == [200, 200, 200, 400, 401, 404]
-    now = time.time()
+    now = clock.timestamp()
     for response in responses:
         assert response.headers["Content-Type"].startswith("application/json")
         assert int(response.headers["x-rate-limit-limit"]) > 0
@@ -547,7 +548,7 @@ def test_every_response_has_json_and_rate_limit_headers(sandbox: XSandbox) -> No
 
 def test_429_fault(client: Any, sandbox: XSandbox) -> None:
     sandbox.add_fault("429", reset_in=3)
-    before = time.time()
+    before = clock.timestamp()
     with pytest.raises(tweepy.TooManyRequests) as raised:
         client.get_users_mentions(sandbox.brand_user_id)
     assert raised.value.reset_time is not None

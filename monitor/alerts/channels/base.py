@@ -19,10 +19,10 @@ text may include the request URL.
 from __future__ import annotations
 
 import email.utils
-import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 
+from monitor import clock
 from monitor.alerts.message import Message, clean_line
 from monitor.logs import redact
 
@@ -80,7 +80,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        current = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+        current = datetime.fromtimestamp(clock.timestamp() if now is None else now, UTC)
         seconds = (when - current).total_seconds()
     if seconds != seconds:  # NaN
         return None

@@ -27,12 +27,13 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Literal
 
+from monitor import clock
 from monitor.alerts.channels.base import Channel, DeliveryError
 from monitor.alerts.message import (
     MAX_ITEMS,
@@ -169,7 +170,7 @@ class EmailChannel(Channel):
         mail["Subject"] = email_subject(message)
         mail["From"] = self.sender
         mail["To"] = ", ".join(self.recipients)
-        mail["Date"] = email.utils.format_datetime(now or datetime.now(UTC))
+        mail["Date"] = email.utils.format_datetime(now or clock.now())
         mail["Message-ID"] = message_id(message.key, self.sender)
         mail["Auto-Submitted"] = "auto-generated"
         mail["X-Auto-Response-Suppress"] = "All"

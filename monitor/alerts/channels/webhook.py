@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hmac
 import ssl
-import time
 
+from monitor import clock
 from monitor.alerts.channels.http import (
     HttpChannel,
     header_key,
@@ -52,7 +52,7 @@ def verify_signature(
         sent = float(timestamp)
     except ValueError:
         return False
-    current = time.time() if now is None else now
+    current = clock.timestamp() if now is None else now
     if abs(current - sent) > tolerance:
         return False
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
@@ -104,7 +104,7 @@ class WebhookChannel(HttpChannel):
         """POST the signed JSON body once."""
         payload = render_webhook(message, max_items=self.max_items, max_text=self.max_text)
         body = json_body(payload)
-        timestamp = str(int(time.time()))
+        timestamp = str(int(clock.timestamp()))
         headers = {"Idempotency-Key": header_key(message.key), TIMESTAMP_HEADER: timestamp}
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
