@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from monitor import store
+from monitor import clock, store
 from monitor.cli import cli
 from monitor.collectors.x import XCollector
-from monitor.models import Post, RunResult, StreamKey, iso, parse_iso, utcnow
+from monitor.models import Post, RunResult, StreamKey, iso, parse_iso
 from tests.alerts.test_outbox import queue_messages
 from tests.conftest import TOKEN_ENV
 from tests.test_store import post
@@ -185,7 +185,7 @@ def test_cli_collect_deletes_runs_older_than_the_retention_as_the_daemon_does(
     config = write_config(f"http://127.0.0.1:{free_port()}", collect="max_attempts = 1\n")
     config.write_text(config.read_text().replace("[store]\n", "[store]\nruns_keep_days = 10\n"))
     db = store.open_db(Path("touchpoint.db"))
-    now, key = utcnow(), StreamKey("acme", "x", "posts")
+    now, key = clock.now(), StreamKey("acme", "x", "posts")
     for days in (40, 12, 11, 9):
         started = now - timedelta(days=days)
         store.record_run(db, RunResult(key, started, started, "failed", error="boom"))
@@ -254,7 +254,7 @@ def test_cli_status_tells_a_failing_classifier_and_restarts_after_unclean_stops(
 ) -> None:
     write_config("http://127.0.0.1:9")
     db = store.open_db(tmp_path / "touchpoint.db")
-    earlier = utcnow() - timedelta(minutes=10)
+    earlier = clock.now() - timedelta(minutes=10)
     store.record_classification(db, error="model file missing: gone.skops", now=earlier)
     store.record_classification(db, error="model file missing: gone.skops")
     for pid in (1, 2, 3):  # 1 and 2 were killed: two restarts after an unclean stop
@@ -263,7 +263,7 @@ def test_cli_status_tells_a_failing_classifier_and_restarts_after_unclean_stops(
     with store.write_transaction(db):  # one due 20 minutes ago, the other in an hour
         db.conn.execute(
             "UPDATE deliveries SET next_attempt_at = CASE key WHEN 'test-0' THEN ? ELSE ? END",
-            (iso(utcnow() - timedelta(minutes=20)), iso(utcnow() + timedelta(hours=1))),
+            (iso(clock.now() - timedelta(minutes=20)), iso(clock.now() + timedelta(hours=1))),
         )
     db.conn.close()
     out = run("status").stdout
@@ -289,6 +289,34 @@ def test_cli_a_store_it_cannot_write_is_one_clear_line(
     assert result.exit_code == 1
     line = one_error_line(result)  # StoreBusy, not a traceback
     assert "held the database's write lock" in line and "Fix:" in line
+
+
+def test_cli_demo_prints_commands_that_run_as_printed(tmp_path: Path) -> None:
+    """The quick start runs ``.venv/bin/touchpoint demo`` with the environment not activated:
+    the commands the demo prints name the program as it was started, and run as printed."""
+    program = Path(sys.executable).parent / "touchpoint"  # the console script pip installed
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}  # no touchpoint on PATH
+    demo = subprocess.run(
+        [str(program), "demo", "--dir", "demo", "--days", "0.1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    rests = [line.partition(":")[2].strip() for line in demo.stdout.splitlines()]
+    printed = [rest for rest in rests if rest.startswith(f"{program} ")]
+    assert len(printed) == 2, demo.stdout  # try: (an export) and alerts: (the open alerts)
+    outputs = []
+    for command in printed:
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, (command, done.stderr)
+        outputs.append(done.stdout)
+    assert '"kind": "mention"' in outputs[0]  # the export's first lines
+    assert "unanswered_mention" in outputs[1]  # the demo's day leaves mentions unanswered
 
 
 def test_cli_demo_and_sandbox_leave_a_real_config_and_database_alone(tmp_path: Path) -> None:
@@ -377,7 +405,7 @@ def test_cli_backfill_rejects_an_empty_window(write_config: Callable[..., Path])
 
 def test_cli_backfill_since_in_the_future_says_so(write_config: Callable[..., Path]) -> None:
     write_config("http://127.0.0.1:9")
-    result = run("backfill", "--since", iso(utcnow() + timedelta(days=2)))
+    result = run("backfill", "--since", iso(clock.now() + timedelta(days=2)))
     line = one_error_line(result)
     assert result.exit_code == 1 and "is in the future" in line and "--until" not in line
 
@@ -443,7 +471,7 @@ def test_cli_alerts_list_is_a_table_whose_columns_line_up(
         for p, kind in (("x", "unanswered_mention"), ("mastodon", "self_promotion"))
     ]
     with db.conn:
-        store.sync_alerts(db, raised, brands=["acme"], now=utcnow() - timedelta(minutes=9))
+        store.sync_alerts(db, raised, brands=["acme"], now=clock.now() - timedelta(minutes=9))
     db.conn.close()
     header, *rows = run("alerts", "list").stdout.splitlines()
     assert header.split() == ["ID", "STATE", "SEVERITY", "KIND", "STREAM", "AGE", "ABOUT"]
@@ -501,7 +529,7 @@ def test_cli_alerts_list_tells_mentions_apart_and_show_prints_one_whole(
         ),
     ]
     with db.conn:
-        store.sync_alerts(db, raised, brands=["acme"], now=utcnow())
+        store.sync_alerts(db, raised, brands=["acme"], now=clock.now())
     ids = {a.fingerprint: a.id for a in store.get_alerts(db)}
     db.conn.close()
 
@@ -539,13 +567,13 @@ def test_cli_alerts_ack_says_what_became_of_an_alert_that_is_not_open(
     write_config("http://127.0.0.1:9")
     db = store.open_db(tmp_path / "touchpoint.db")
     with db.conn:
-        store.sync_alerts(db, [_mention_alert(1, "jane", "hi")], brands=["acme"], now=utcnow())
+        store.sync_alerts(db, [_mention_alert(1, "jane", "hi")], brands=["acme"], now=clock.now())
     (alert,) = store.get_alerts(db)
     first, again = run("alerts", "ack", str(alert.id)), run("alerts", "ack", str(alert.id))
     assert first.exit_code == 0 and first.stdout == f"alert {alert.id} acknowledged\n"
     assert again.exit_code == 0 and "already acknowledged" in again.stdout
     with db.conn:
-        store.sync_alerts(db, [], brands=["acme"], now=utcnow())  # its cause went away
+        store.sync_alerts(db, [], brands=["acme"], now=clock.now())  # its cause went away
     db.conn.close()
     resolved = run("alerts", "ack", str(alert.id))
     assert resolved.exit_code == 1 and "is resolved, not open" in one_error_line(resolved)
@@ -699,7 +727,7 @@ def test_cli_status_judges_each_streams_health(write_config: Callable[..., Path]
         more.write(
             '\n[[brands]]\nname = "globex"\nkeywords = ["globex"]\naccounts = {x = "globex"}\n'
         )
-    now = utcnow()
+    now = clock.now()
     keys = {
         name: StreamKey(brand, "x", stream, query)
         for name, brand, stream, query in [
@@ -763,7 +791,7 @@ def test_cli_status_check_passes_when_all_streams_are_ok_and_fails_before_any_co
     before = run("status", "--check")
     assert before.exit_code == 1 and "no database" in before.stdout.lower()
     db = store.open_db(Path("touchpoint.db"))
-    now = utcnow()
+    now = clock.now()
 
     def ran(platform: str, stream: str, query: str = "", outcome: str = "ok") -> None:
         key = StreamKey("acme", platform, stream, query)

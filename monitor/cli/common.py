@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,6 +18,19 @@ from monitor.alerts import rules
 from monitor.alerts.outbox import stream_health
 from monitor.config import Settings
 from monitor.models import StreamKey, iso, parse_iso
+
+
+def program() -> str:
+    """How to run touchpoint again, as a shell would take it: ``touchpoint`` when that name on
+    PATH is the program running now, else the path it was started by (``.venv/bin/touchpoint``
+    when the environment is not activated), or ``python -m monitor``."""
+    started = sys.argv[0]
+    if started.endswith("__main__.py"):
+        return f"{shlex.quote(sys.executable)} -m monitor"
+    found = shutil.which("touchpoint")
+    if found and Path(found).resolve() == Path(started).resolve():
+        return "touchpoint"
+    return shlex.quote(started)
 
 
 class UtcTime(click.DateTime):

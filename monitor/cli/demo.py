@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -16,12 +17,12 @@ from typing import Any
 import click
 from sqlite_utils import Database
 
-from monitor import pipeline, store
+from monitor import clock, pipeline, store
 from monitor.cli.app import cli
-from monitor.cli.common import _report_alerts, _report_labels, render_status
+from monitor.cli.common import _report_alerts, _report_labels, program, render_status
 from monitor.config import Settings, load_settings
 from monitor.digest import read_digest, window_period, write_digest
-from monitor.models import RunResult, utcnow
+from monitor.models import RunResult
 from monitor.sandbox import fleet
 from monitor.sandbox.traffic import TrafficSandbox
 
@@ -63,7 +64,7 @@ def demo(directory: Path | None, seed: int, days: float) -> None:
     config_path = folder / "touchpoint.toml"
     _refuse_to_overwrite(config_path, folder / "touchpoint.db", "--dir")
     folder.mkdir(parents=True, exist_ok=True)
-    end = utcnow().replace(microsecond=0)
+    end = clock.now().replace(microsecond=0)
     os.environ.update(fleet.environment())
     with fleet.running(seed=seed, start=end - timedelta(days=days), end=end) as servers:
         config_path.write_text(fleet.config_text({p: s.url for p, s in servers.items()}))
@@ -75,7 +76,8 @@ def demo(directory: Path | None, seed: int, days: float) -> None:
     _report_demo(db, settings, results, seconds)
     _report_labels(pipeline.classify_new(db, settings))
     _report_alerts(pipeline.run_alerts(db, settings))
-    click.echo(f"alerts:   touchpoint --config {settings.source} alerts list --open")
+    config = shlex.quote(str(settings.source))
+    click.echo(f"alerts:   {program()} --config {config} alerts list --open")
     period = window_period(end - timedelta(days=min(days, 1.0)), end, settings.brands[0].timezone)
     page, _ = write_digest(
         read_digest(db, settings.brands[0], period, as_of=end, streams=settings.platform_streams),
@@ -123,7 +125,7 @@ def _report_demo(
     db: Database, settings: Settings, results: Sequence[RunResult], seconds: float
 ) -> None:
     click.echo(f"collected {len(results)} streams in {seconds:.1f}s\n")
-    click.echo(render_status(store.get_stream_status(db), utcnow()))
+    click.echo(render_status(store.get_stream_status(db), clock.now()))
     by_platform: dict[str, list[str]] = {}
     for (_, platform, kind), n in sorted(store.count_posts(db).items()):
         by_platform.setdefault(platform, []).append(f"{n} {kind}")
@@ -133,7 +135,7 @@ def _report_demo(
     click.echo(f"database: {settings.db_path}")
     click.echo(f"config:   {settings.source}")
     hint = "export --kind mention --format jsonl | head -3"
-    click.echo(f"try:      touchpoint --config {settings.source} {hint}")
+    click.echo(f"try:      {program()} --config {shlex.quote(str(settings.source))} {hint}")
 
 
 @cli.command()
@@ -166,7 +168,7 @@ def sandbox(port: int, write_config: Path | None, seed: int, days: float) -> Non
     if write_config is not None and database is not None:
         _refuse_to_overwrite(write_config, database, "--write-config")
         write_config.parent.mkdir(parents=True, exist_ok=True)
-    end = utcnow().replace(microsecond=0)
+    end = clock.now().replace(microsecond=0)
     with _sandboxes(seed, end - timedelta(days=days), end, port) as servers:
         for platform, server in servers.items():
             click.echo(f"{platform:9} {server.url}")
