@@ -78,9 +78,9 @@ class TestClock(clock.Shifted):
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClock]:
     """Every test runs on touchpoint's clock started at TEST_NOW, never on the real date."""
     monkeypatch.setenv(clock.OFFSET_ENV, "0")  # restored after the test
-    ticking = TestClock(TEST_NOW)
-    with clock.use(ticking):
-        yield ticking
+    test_clock = TestClock(TEST_NOW)
+    with clock.use(test_clock):
+        yield test_clock
 
 
 def config_text(

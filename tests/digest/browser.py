@@ -68,8 +68,9 @@ class Browser:
             ],
             preexec_fn=wire,
             close_fds=False,
-            # a page's layout does not depend on the date; under `make test-shifted`, Chromium
-            # given libfaketime spins its many threads (load 50 on 2 cores) instead of drawing
+            # Chromium is not touchpoint and a page's layout does not depend on the date: it runs
+            # on the machine's clock (under `make test-shifted`, with libfaketime preloaded, an
+            # earlier build of it made Chromium spin its threads at load 50 on 2 cores)
             env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
