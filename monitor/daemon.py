@@ -122,7 +122,10 @@ def jitter_seconds(interval_seconds: float, max_jitter_seconds: float) -> float:
 
 
 def lock_path(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".lock")
+    """The lock file beside the database file itself: a symlink, ``..`` or ``//`` in the path
+    given leads to the same lock, so a second daemon cannot start on the same file."""
+    real = db_path.resolve()
+    return real.with_name(real.name + ".lock")
 
 
 @contextmanager

@@ -617,6 +617,28 @@ def test_cli_export_writes_jsonl_and_csv(tmp_path: Path, write_config: Callable[
     assert run("export", "--kind", "post").stdout.count("\n") == 1  # header only
 
 
+def test_cli_export_refuses_to_write_over_the_database_by_any_name(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    """`export -o touchpoint.db` (a typo, tab completion) used to overwrite the database."""
+    write_config("http://127.0.0.1:9")
+    db_path = tmp_path / "touchpoint.db"
+    db = store.open_db(db_path)
+    store.upsert_posts(db, [post("5")])
+    db.conn.close()
+    (tmp_path / "link.db").symlink_to(db_path)
+    (tmp_path / "sub").mkdir()
+    os.link(db_path, tmp_path / "hard.db")
+    names = ["touchpoint.db", "link.db", "hard.db", "sub/../touchpoint.db", "touchpoint.db-wal"]
+    for name in names:
+        result = run("export", "-o", name)
+        assert result.exit_code == 1, name
+        assert "that is the database" in one_error_line(result) and "Fix:" in result.stderr
+    assert not (tmp_path / "touchpoint.db-wal").exists()  # nothing was written, not even there
+    assert len(store.open_db(db_path).execute("SELECT id FROM posts").fetchall()) == 1
+    assert run("export", "-o", "posts.csv").exit_code == 0  # any other file is written
+
+
 def test_cli_export_has_each_brand_posts_label(
     tmp_path: Path, write_config: Callable[..., Path]
 ) -> None:

@@ -354,6 +354,20 @@ def test_database_lock_refuses_a_second_holder_naming_the_pid(tmp_path: Path) ->
         pass
 
 
+def test_database_lock_is_the_files_whatever_path_names_it(tmp_path: Path) -> None:
+    db_path = tmp_path / "touchpoint.db"
+    store.open_db(db_path).conn.close()
+    (tmp_path / "link.db").symlink_to(db_path)
+    (tmp_path / "sub").mkdir()
+    others = [tmp_path / "link.db", tmp_path / "sub" / ".." / "touchpoint.db"]
+    others.append(Path(str(tmp_path).replace("/", "//", 1)) / "touchpoint.db")
+    with database_lock(db_path):
+        for other in others:
+            assert daemon_holder(other) == str(os.getpid()), other
+            with pytest.raises(DaemonError, match=f"pid {os.getpid()}"), database_lock(other):
+                pass
+
+
 def test_json_log_lines_carry_the_run_fields_and_mask_secrets() -> None:
     stream = io.StringIO()
     register_secret("s3cr3t-token-value")

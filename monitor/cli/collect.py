@@ -8,7 +8,8 @@ import sys
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TextIO
+from pathlib import Path
+from typing import IO, Any
 
 import click
 
@@ -20,6 +21,7 @@ from monitor.cli.common import (
     _report_labels,
     check_brand_filter,
     health_cells,
+    refuse_store_target,
     render_service,
     render_status,
 )
@@ -303,6 +305,7 @@ def _finished_backfill(row: store.StreamStatus) -> bool:
     )
 
 
+STDOUT = Path("-")
 EXPORT_COLUMNS = [c for c in store.POST_COLUMNS if c != "raw"] + ["label", "confidence"]
 
 
@@ -318,8 +321,8 @@ EXPORT_COLUMNS = [c for c in store.POST_COLUMNS if c != "raw"] + ["label", "conf
 @click.option(
     "-o",
     "--output",
-    type=click.File("w", encoding="utf-8"),
-    default="-",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default=STDOUT,
     help="File to write (default: standard output).",
 )
 @click.option("--brand", help="Only this brand (its name in the config).")
@@ -345,7 +348,7 @@ EXPORT_COLUMNS = [c for c in store.POST_COLUMNS if c != "raw"] + ["label", "conf
 def export(
     app: AppContext,
     fmt: str,
-    output: TextIO,
+    output: Path,
     brand: str | None,
     platform: str | None,
     kind: str | None,
@@ -368,6 +371,8 @@ def export(
     Example:
         touchpoint export --format jsonl --kind mention -o mentions.jsonl
     """
+    if output != STDOUT:  # the file is opened at its first row, after this check
+        refuse_store_target(app.db_path(), output, "-o")
     db = app.open_existing()
     check_brand_filter(brand, app.settings_if_any(), store.stored_brands(db))
     rows = store.iter_posts(
@@ -378,7 +383,8 @@ def export(
         since=since,
     )
     columns = EXPORT_COLUMNS + (["raw"] if raw else [])
-    count = write_rows(rows, columns, fmt, output, formula_guard=formula_guard)
+    with click.open_file(str(output), "w", encoding="utf-8", lazy=True) as stream:
+        count = write_rows(rows, columns, fmt, stream, formula_guard=formula_guard)
     click.echo(f"exported {count} posts", err=True)
 
 
@@ -414,7 +420,7 @@ def write_rows(
     rows: Iterator[dict[str, Any]],
     columns: list[str],
     fmt: str,
-    output: TextIO,
+    output: IO[str],
     *,
     formula_guard: bool = True,
 ) -> int:

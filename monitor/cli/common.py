@@ -33,6 +33,15 @@ def program() -> str:
     return shlex.quote(started)
 
 
+def refuse_store_target(db_path: Path, target: Path, option: str) -> None:
+    """One clear error, before anything is written, when ``option`` names the database or one
+    of its files (a typo or tab completion would otherwise overwrite it)."""
+    try:
+        store.refuse_store_file(db_path, target, f"{option} writing there")
+    except store.StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 class UtcTime(click.DateTime):
     """A date or an ISO-8601 time, read as UTC unless it carries an offset: 2026-11-01,
     2026-11-01T12:00, 2026-11-01 12:00:00, 2026-11-01T12:00:00Z (as export writes it) or

@@ -11,6 +11,7 @@ from sqlite_utils import Database
 
 from monitor import clock
 from monitor.cli.app import AppContext, cli, pass_app
+from monitor.cli.common import refuse_store_target
 from monitor.config import ConfigError, Settings
 from monitor.digest import (
     BrandDigest,
@@ -78,7 +79,11 @@ def digest(
     periods = {b.name: day_period(days[b.name], b.timezone) for b in brands}
     if send:
         _refuse_unfinished_days(periods, now)
-    db = app.open_existing(app.db_override or settings.db_path)
+    db_path = app.db_override or settings.db_path
+    if out:
+        for target in (out, out.with_suffix(".txt")):
+            refuse_store_target(db_path, target, "--out")
+    db = app.open_existing(db_path)
     failed = False
     for one in brands:
         report = read_digest(

@@ -57,6 +57,7 @@ from monitor.store.backup import (
     backup_name,
     check_copy,
     prune,
+    refuse_store_file,
     remove_partials,
     stamped_backups,
 )
@@ -222,6 +223,7 @@ __all__ = [
     "record_digest_failed",
     "record_digest_sent",
     "record_run",
+    "refuse_store_file",
     "remove_partials",
     "restarts_after_crash",
     "role_row",

@@ -106,13 +106,24 @@ def _refuse_the_store_itself(db: Database, dest: Path) -> None:
     file = _file_of(db.conn)
     if file in (":memory:", "the store"):
         return  # an in-memory store
-    live = Path(file).resolve()
-    target = dest.resolve()
-    own = {live, *(live.with_name(live.name + s) for s in ("-wal", "-shm", "-journal"))}
-    if target in own or (dest.exists() and os.path.samefile(dest, live)):
+    fix = "name another file, or a folder such as backups/"
+    refuse_store_file(Path(file), dest, "a backup over it", fix)
+
+
+STORE_SUFFIXES = ("-wal", "-shm", "-journal", ".lock")  # SQLite's files and the daemon's lock
+
+
+def refuse_store_file(db_path: Path, dest: Path, what: str, fix: str = "name another file") -> None:
+    """Raise :class:`StoreError` when ``dest`` is the database at ``db_path`` or one of its
+    files (``-wal``, ``-shm``, ``-journal``, the daemon's ``.lock``), by any path, symlink or
+    hard link: ``what`` (written there) would destroy it."""
+    live = db_path.resolve()
+    own = [live, *(live.with_name(live.name + s) for s in STORE_SUFFIXES)]
+    same = dest.exists() and any(p.exists() and os.path.samefile(dest, p) for p in own)
+    if dest.resolve() in own or same:
         raise StoreError(
-            f"{dest}: that is the database itself (or one of its files); a backup over it "
-            "would destroy it. Fix: name another file, or a folder such as backups/"
+            f"{dest}: that is the database itself (or one of its files); {what} would destroy "
+            f"it. Fix: {fix}"
         )
 
 

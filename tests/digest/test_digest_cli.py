@@ -59,6 +59,26 @@ def test_digest_cli_out_writes_html_and_text(config: Path, tmp_path: Path) -> No
     assert "PER CHANNEL" in page.with_suffix(".txt").read_text(encoding="utf-8")
 
 
+def test_digest_cli_out_refuses_the_database_and_writes_nothing(
+    config: Path, tmp_path: Path
+) -> None:
+    """`digest --out touchpoint.db` used to turn the database into an HTML page."""
+    db_path = tmp_path / "touchpoint.db"
+    before = db_path.read_bytes()
+    (tmp_path / "link.db").symlink_to(db_path)
+    for name in ("touchpoint.db", "link.db"):
+        out = tmp_path / name
+        result = run("--config", str(config), "digest", "--date", "2026-11-20", "--out", str(out))
+        assert result.exit_code == 1, result.output
+        assert "that is the database" in result.output and "Fix:" in result.output
+        assert "Traceback" not in result.output
+    assert db_path.read_bytes() == before
+    assert not (tmp_path / "link.txt").exists() and not (tmp_path / "touchpoint.txt").exists()
+    page = tmp_path / "touchpoint.html"  # beside the database, under another name: written
+    result = run("--config", str(config), "digest", "--date", "2026-11-20", "--out", str(page))
+    assert result.exit_code == 0 and page.exists(), result.output
+
+
 def test_digest_cli_send_twice_sends_once(
     config: Path, tmp_path: Path, smtp: tuple[Sink, int]
 ) -> None:
