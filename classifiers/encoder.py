@@ -38,6 +38,26 @@ def _import(name: str) -> Any:
         ) from exc
 
 
+def load_tokenizer(path: Path, max_tokens: int) -> Any:
+    """A ``tokenizers`` tokenizer from its JSON file, cutting texts at ``max_tokens`` tokens and
+    padding nothing (:func:`pad_batch` pads each batch to its longest text)."""
+    tok = _import("tokenizers").Tokenizer.from_file(str(path))
+    tok.no_padding()
+    tok.enable_truncation(max_tokens)
+    return tok
+
+
+def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Array, Array]:
+    """Token ids padded with ``pad_id`` to the longest of the batch, and their 0/1 mask."""
+    width = max(len(ids) for ids in token_ids)
+    padded = np.full((len(token_ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros_like(padded)
+    for row, ids in enumerate(token_ids):
+        padded[row, : len(ids)] = ids
+        mask[row, : len(ids)] = 1
+    return padded, mask
+
+
 class OnnxTextModel:
     """Class probabilities from an ONNX sequence classifier; the session is created lazily."""
 
@@ -57,26 +77,17 @@ class OnnxTextModel:
             if not path.is_file():
                 raise EncoderUnavailableError(f"model file missing: {path}")
         ort = _import("onnxruntime")
-        tokenizers = _import("tokenizers")
         options = ort.SessionOptions()
         options.intra_op_num_threads = min(os.cpu_count() or 1, 4)
         options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(
             str(self.model_path), options, providers=["CPUExecutionProvider"]
         )
-        tok = tokenizers.Tokenizer.from_file(str(self.tokenizer_path))
-        tok.no_padding()
-        tok.enable_truncation(self.max_tokens)
-        self._tokenizer = tok
+        self._tokenizer = load_tokenizer(self.tokenizer_path, self.max_tokens)
         log.debug("loaded ONNX classifier %s", self.model_path.name)
 
     def _run_batch(self, token_ids: Sequence[Sequence[int]]) -> Array:
-        width = max(len(ids) for ids in token_ids)
-        input_ids = np.zeros((len(token_ids), width), dtype=np.int64)
-        mask = np.zeros_like(input_ids)
-        for row, ids in enumerate(token_ids):
-            input_ids[row, : len(ids)] = ids
-            mask[row, : len(ids)] = 1
+        input_ids, mask = pad_batch(token_ids)
         out = self._session.run(None, {"input_ids": input_ids, "attention_mask": mask})
         return np.asarray(out[0], dtype=np.float64)
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from classifiers.encoder import load_tokenizer, pad_batch
 from classifiers.features import clean_text
 from classifiers.finetune import FinetuneConfig, require
 from classifiers.mpnet_forward import Layer, Network, Stage, forward
@@ -229,25 +230,6 @@ def load_network(model_dir: Path, weights_path: Path) -> Network:
     )
 
 
-def load_tokenizer(model_dir: Path) -> Any:
-    """The base model's tokenizer as transformers' ``AutoTokenizer`` uses it here: ``<s> … </s>``,
-    at most ``MAX_TOKENS`` tokens with them, no padding (batches are padded by length)."""
-    tok = _mod("tokenizers").Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(MAX_TOKENS)
-    return tok
-
-
-def _pad(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[Array, Array]:
-    width = max(len(ids) for ids in token_ids)
-    ids = np.full((len(token_ids), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(token_ids), width), dtype=np.int64)
-    for row, seq in enumerate(token_ids):
-        ids[row, : len(seq)] = seq
-        mask[row, : len(seq)] = 1
-    return ids, mask
-
-
 @contextlib.contextmanager
 def _blas_threads(limit: int) -> Iterator[None]:
     """At most ``limit`` BLAS threads inside (threadpoolctl comes with scikit-learn)."""
@@ -283,7 +265,9 @@ class MpnetTextModel:
                         f"{self.weights_path.name} has a head for {net.head_w.shape[0]} labels, "
                         f"not {self.n_labels}"
                     )
-                self._loaded = (net, load_tokenizer(model_dir))
+                # <s> … </s>, as transformers' AutoTokenizer gives them for this model
+                tokenizer = load_tokenizer(model_dir / "tokenizer.json", MAX_TOKENS)
+                self._loaded = (net, tokenizer)
                 if self.threads > 1:
                     self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="mpnet")
                 log.debug("loaded the accurate part from %s", self.weights_path.name)
@@ -301,7 +285,7 @@ class MpnetTextModel:
         with _blas_threads(self.threads):
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
-                batch, mask = _pad([ids[i] for i in idx], net.pad_id)
+                batch, mask = pad_batch([ids[i] for i in idx], net.pad_id)
                 result[idx] = forward(net, batch, mask, self._pool)
         return result
 

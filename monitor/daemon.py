@@ -125,7 +125,7 @@ def lock_path(db_path: Path) -> Path:
     """The lock file beside the database file itself: a symlink, ``..`` or ``//`` in the path
     given leads to the same lock, so a second daemon cannot start on the same file."""
     real = db_path.resolve()
-    return real.with_name(real.name + ".lock")
+    return real.with_name(real.name + store.LOCK_SUFFIX)
 
 
 @contextmanager
@@ -387,7 +387,7 @@ class Daemon:
             )
             logger.debug("%s: every %ds, first run %s", job.id, job.interval_seconds, first)
         every = self.options.alerts_interval_seconds
-        now += shift
+        at = now + shift  # now, on the scheduler's clock
         scheduler.add_job(
             self._guarded(PROCESS_JOB, self._process),
             IntervalTrigger(seconds=every, timezone=UTC),
@@ -396,7 +396,7 @@ class Daemon:
             # soon after start, not one interval on: what a killed daemon left in the outbox goes
             # out even if it is restarted faster than that (a crash loop); a collection round
             # started at once makes it wait for its end; new items wake it up sooner later
-            next_run_time=now + timedelta(seconds=min(every, PROCESS_FIRST_DELAY_SECONDS)),
+            next_run_time=at + timedelta(seconds=min(every, PROCESS_FIRST_DELAY_SECONDS)),
             misfire_grace_time=max(60, every),
         )
         if self.settings.digest.enabled:
@@ -405,7 +405,7 @@ class Daemon:
                 IntervalTrigger(seconds=DIGEST_CHECK_SECONDS, timezone=UTC),
                 id=DIGEST_JOB,
                 name=DIGEST_JOB,
-                next_run_time=now,
+                next_run_time=at,
                 misfire_grace_time=DIGEST_CHECK_SECONDS,
             )
         scheduler.add_job(
@@ -413,7 +413,7 @@ class Daemon:
             IntervalTrigger(hours=24, timezone=UTC),
             id=CHECKPOINT_JOB,
             name=CHECKPOINT_JOB,
-            next_run_time=now + timedelta(hours=1),
+            next_run_time=at + timedelta(hours=1),
             misfire_grace_time=3600,
         )
         scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)

@@ -51,6 +51,7 @@ from monitor.store.alerts import (
     sync_alerts,
 )
 from monitor.store.backup import (
+    LOCK_SUFFIX,
     PARTIAL_SUFFIX,
     Backup,
     backup,
@@ -150,6 +151,7 @@ __all__ = [
     "DIGEST_LAST_ACTIVITY_SQL",
     "DIGEST_MENTIONS_SQL",
     "DIGEST_STREAM_RUNS_SQL",
+    "LOCK_SUFFIX",
     "PARTIAL_SUFFIX",
     "POST_COLUMNS",
     "UPSERT_POST_SQL",

@@ -110,7 +110,8 @@ def _refuse_the_store_itself(db: Database, dest: Path) -> None:
     refuse_store_file(Path(file), dest, "a backup over it", fix)
 
 
-STORE_SUFFIXES = ("-wal", "-shm", "-journal", ".lock")  # SQLite's files and the daemon's lock
+LOCK_SUFFIX = ".lock"  # the daemon's lock file beside the database
+STORE_SUFFIXES = ("-wal", "-shm", "-journal", LOCK_SUFFIX)  # SQLite's files and the lock
 
 
 def refuse_store_file(db_path: Path, dest: Path, what: str, fix: str = "name another file") -> None:
