@@ -130,16 +130,11 @@ def lock_path(db_path: Path) -> Path:
 
 @contextmanager
 def database_lock(db_path: Path) -> Iterator[Path]:
-    """Hold an exclusive lock beside ``db_path`` (released by the kernel if the process dies)."""
+    """Hold an exclusive lock beside ``db_path`` and one on the database file's inode (released by
+    the kernel if the process dies): the file beside it names the holder's pid, the inode's lock
+    also holds when a hard link gives the same file another name (and so another lock file)."""
     path = lock_path(db_path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise DaemonError(
-            f"cannot create the lock file {path} ({exc.strerror}). Fix: run touchpoint as a "
-            "user who may write the database's folder, or choose another [store] path"
-        ) from None
+    fd = _open_for_lock(path, os.O_RDWR, 0o644)
     try:
         if not _try_lock(fd):
             pid = _read_pid(fd)
@@ -147,12 +142,41 @@ def database_lock(db_path: Path) -> Iterator[Path]:
                 f"another `touchpoint run` (pid {pid}) is using {db_path} (lock file {path}). "
                 f"Fix: stop it first (kill -TERM {pid}), or run this one with another --db"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield path
-        os.ftruncate(fd, 0)
+        with _inode_lock(db_path):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield path
+            os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # closing releases the lock; the file stays (unlinking it would race)
+
+
+@contextmanager
+def _inode_lock(db_path: Path) -> Iterator[None]:
+    # flock is kept apart from SQLite's POSIX byte-range locks on local filesystems (and the
+    # daemon refuses network ones). The descriptor is closed only once the daemon is done.
+    fd = _open_for_lock(db_path.resolve(), os.O_RDONLY, 0o600)
+    try:
+        if not _try_lock(fd):
+            raise DaemonError(
+                f"another `touchpoint run` is using the database file {db_path} under another "
+                "name (a hard link to it). Fix: stop that daemon first, or run this one with "
+                "another --db"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _open_for_lock(path: Path, flags: int, mode: int) -> int:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise DaemonError(
+            f"cannot open {path} to lock it ({exc.strerror}). Fix: run touchpoint as a user "
+            "who may write the database's folder, or choose another [store] path"
+        ) from None
 
 
 def _try_lock(fd: int, attempts: int = 5) -> bool:
@@ -173,18 +197,33 @@ def _read_pid(fd: int) -> str:
 
 
 def daemon_holder(db_path: Path) -> str | None:
-    """The pid of the daemon holding ``db_path``'s lock ("unknown" if unreadable), or None."""
+    """The pid of the daemon holding ``db_path``'s lock ("unknown" if unreadable, or when it
+    holds the file under another name), or None."""
     path = lock_path(db_path)
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        return None
+        return _inode_holder(db_path)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return _read_pid(fd)
     finally:
         os.close(fd)  # also drops the shared lock if it was granted
+    return _inode_holder(db_path)
+
+
+def _inode_holder(db_path: Path) -> str | None:
+    try:
+        fd = os.open(db_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return "unknown"
+    finally:
+        os.close(fd)
     return None
 
 

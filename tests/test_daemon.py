@@ -368,6 +368,23 @@ def test_database_lock_is_the_files_whatever_path_names_it(tmp_path: Path) -> No
                 pass
 
 
+def test_database_lock_holds_for_a_hard_link_in_another_folder(tmp_path: Path) -> None:
+    db_path = tmp_path / "touchpoint.db"
+    store.open_db(db_path).conn.close()
+    (tmp_path / "elsewhere").mkdir()
+    linked = tmp_path / "elsewhere" / "copy.db"
+    os.link(db_path, linked)  # the same inode: its lock file beside it is another file
+    for first, second in ((db_path, linked), (linked, db_path)):
+        with database_lock(first):
+            assert daemon_holder(second) is not None
+            with pytest.raises(DaemonError, match="hard link") as caught, database_lock(second):
+                pass
+            assert "Fix:" in str(caught.value) and len(str(caught.value).splitlines()) == 1
+        assert daemon_holder(second) is None
+    with database_lock(linked):  # released: the next daemon may start under either name
+        pass
+
+
 def test_json_log_lines_carry_the_run_fields_and_mask_secrets() -> None:
     stream = io.StringIO()
     register_secret("s3cr3t-token-value")
