@@ -13,12 +13,15 @@ A model is a set of files sharing a stem (``default.skops`` ...):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
 import logging
+import os
+import shutil
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +111,8 @@ def save(
         "accurate_weights": [float(w) for w in classifier.accurate_weights],
     }
     _strip_stop_words(classifier.linear)
-    _skops().dump(state, path, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+    with _written_whole(path) as partial:
+        _skops().dump(state, partial, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
     files = {path.name: sha256_file(path)}
     copies: list[tuple[Path, Path]] = []
     if transformer_files is not None:
@@ -117,7 +121,8 @@ def save(
         copies.append((mpnet_file, mpnet_path(path)))
     for src, dst in copies:
         if Path(src).resolve() != dst.resolve():
-            dst.write_bytes(Path(src).read_bytes())
+            with _written_whole(dst) as partial:
+                shutil.copyfile(src, partial)
         files[dst.name] = sha256_file(dst)
     side = {
         **dict(metadata),
@@ -128,9 +133,22 @@ def save(
         "skops_version": importlib.import_module("skops").__version__,
         "files": files,
     }
-    sidecar_path(path).write_text(json.dumps(side, indent=2, sort_keys=True) + "\n", "utf-8")
+    with _written_whole(sidecar_path(path)) as partial:
+        partial.write_text(json.dumps(side, indent=2, sort_keys=True) + "\n", "utf-8")
     log.info("saved model %s (%s)", path, classifier.version)
     return path
+
+
+@contextlib.contextmanager
+def _written_whole(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write, renamed over ``path`` when the block ends
+    without an error: a training killed while it saves leaves the old model file whole."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def read_sidecar(path: Path) -> dict[str, Any]:

@@ -639,6 +639,55 @@ def test_cli_export_refuses_to_write_over_the_database_by_any_name(
     assert run("export", "-o", "posts.csv").exit_code == 0  # any other file is written
 
 
+def test_cli_init_train_and_sandbox_refuse_to_write_over_a_database(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    """`init --force touchpoint.db`, `train -o touchpoint.db` or `sandbox --write-config` on a
+    database would have replaced it with a config or a model."""
+    write_config("http://127.0.0.1:9")
+    db_path = tmp_path / "touchpoint.db"
+    store.open_db(db_path).conn.close()
+    other = tmp_path / "archive.db"  # a database no config names: still a database
+    store.open_db(other).conn.close()
+    before = {path: path.read_bytes() for path in (db_path, other)}
+    (tmp_path / "link.db").symlink_to(db_path)
+    attempts = [
+        ["init", "--force", "touchpoint.db"],
+        ["init", "--force", "link.db"],
+        ["init", "--force", "archive.db"],
+        ["train", "-o", "touchpoint.db"],
+        ["train", "-o", "archive.db"],
+        ["sandbox", "--write-config", "archive.db"],
+    ]
+    for args in attempts:
+        result = run(*args)
+        assert result.exit_code == 1, (args, result.output)
+        line = one_error_line(result)
+        assert "database" in line and "Fix:" in line, (args, line)
+    assert {path: path.read_bytes() for path in before} == before
+    assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_cli_files_with_post_text_are_private_and_replace_the_old_one_whole(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    write_config("http://127.0.0.1:9")
+    db = store.open_db(tmp_path / "touchpoint.db")
+    store.upsert_posts(db, [post("5")])
+    db.conn.close()
+    out = tmp_path / "posts.csv"
+    out.write_text("an older export\n")
+    out.chmod(0o644)
+    assert run("export", "-o", "posts.csv").exit_code == 0
+    assert (out.stat().st_mode & 0o777) == 0o600  # customers' words, like the database
+    assert out.read_text().count("\n") == 2  # header and the one post, in place of the old
+    assert not list(tmp_path.glob(".*.partial"))
+    result = run("export", "-o", "posts.csv/inside.csv")  # a file where a folder must be
+    assert result.exit_code == 1
+    assert "cannot write posts.csv/inside.csv" in one_error_line(result)
+    assert out.read_text().count("\n") == 2
+
+
 def test_cli_export_has_each_brand_posts_label(
     tmp_path: Path, write_config: Callable[..., Path]
 ) -> None:

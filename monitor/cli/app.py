@@ -56,6 +56,14 @@ class AppContext:
             return self.db_override
         return self.settings().db_path
 
+    def db_path_if_known(self) -> Path | None:
+        """The store's path when --db or a readable config names it, else None (for a command
+        such as ``init`` or ``train`` that runs before there is a config)."""
+        try:
+            return self.db_path()
+        except click.ClickException:
+            return None
+
     def open(self, path: Path | None = None) -> Database:
         try:
             return store.open_db(path or self.db_path())
@@ -81,7 +89,8 @@ def missing_db(path: Path, *, joined: str = ". Fix: ") -> str:
 
 pass_app = click.make_pass_decorator(AppContext)
 
-_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# no room, or no writing at all: said by the group (below), whatever the command writes
+OUTPUT_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 class TouchpointGroup(click.Group):
@@ -95,7 +104,7 @@ class TouchpointGroup(click.Group):
         except store.StoreError as exc:  # its message names the file, the cause and the fix
             raise click.ClickException(str(exc)) from None
         except OSError as exc:  # (a closed pipe, EPIPE, click's main() already ends quietly)
-            if exc.errno not in _FULL and exc.errno != errno.EROFS:
+            if exc.errno not in OUTPUT_FULL:
                 raise
             _silence_stdout()  # stdout may be the full file: nothing more goes there
             where = f" ({exc.filename})" if exc.filename else ""

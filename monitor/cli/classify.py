@@ -17,7 +17,7 @@ import click
 
 from monitor import clock, pipeline, store
 from monitor.cli.app import AppContext, cli, pass_app
-from monitor.cli.common import UtcTime
+from monitor.cli.common import UtcTime, refuse_store_target
 from monitor.config import Settings
 
 if TYPE_CHECKING:  # scikit-learn loads only for the commands that classify (the daemon stays lean)
@@ -166,6 +166,7 @@ def train(app: AppContext, data: Path | None, output: Path | None, cv_seeds: int
         _read_labelled(data)  # a bad file is refused now, not after minutes of training
     folder = app.config_path.resolve().parent
     target = (output or folder / "touchpoint-model.skops").resolve()
+    refuse_store_target(app.db_path_if_known(), target, "-o")
     args = ["--out", str(target), "--no-card", "--cv-seeds", str(cv_seeds)]
     args += ["--data", str(data)] if data else []
     steps = logging.getLogger("classifiers")

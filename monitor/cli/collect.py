@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 import click
 
@@ -24,6 +24,7 @@ from monitor.cli.common import (
     refuse_store_target,
     render_service,
     render_status,
+    writing_file,
 )
 from monitor.collectors import COLLECTORS, collector_class, planned_streams
 from monitor.config import STREAMS, ConfigError, DaemonSettings, Settings
@@ -371,7 +372,7 @@ def export(
     Example:
         touchpoint export --format jsonl --kind mention -o mentions.jsonl
     """
-    if output != STDOUT:  # the file is opened at its first row, after this check
+    if output != STDOUT:
         refuse_store_target(app.db_path(), output, "-o")
     db = app.open_existing()
     check_brand_filter(brand, app.settings_if_any(), store.stored_brands(db))
@@ -383,9 +384,20 @@ def export(
         since=since,
     )
     columns = EXPORT_COLUMNS + (["raw"] if raw else [])
-    with click.open_file(str(output), "w", encoding="utf-8", lazy=True) as stream:
+    with _export_stream(output) as stream:
         count = write_rows(rows, columns, fmt, stream, formula_guard=formula_guard)
     click.echo(f"exported {count} posts", err=True)
+
+
+@contextmanager
+def _export_stream(output: Path) -> Iterator[TextIO]:
+    """Standard output, or ``output`` written whole (0600: it holds customers' words)."""
+    if output == STDOUT:
+        yield sys.stdout
+        sys.stdout.flush()  # a full disk or a closed pipe is reported here, not lost at exit
+        return
+    with writing_file(output, "-o") as stream:
+        yield stream
 
 
 def json_line(row: dict[str, Any]) -> str:

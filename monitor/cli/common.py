@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import sys
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 from sqlite_utils import Database
 
-from monitor import pipeline, store
+from monitor import files, pipeline, store
 from monitor.alerts import rules
 from monitor.alerts.outbox import stream_health
+from monitor.cli.app import OUTPUT_FULL
 from monitor.config import Settings
 from monitor.models import StreamKey, iso, parse_iso
 
@@ -33,13 +35,46 @@ def program() -> str:
     return shlex.quote(started)
 
 
-def refuse_store_target(db_path: Path, target: Path, option: str) -> None:
-    """One clear error, before anything is written, when ``option`` names the database or one
-    of its files (a typo or tab completion would otherwise overwrite it)."""
+def refuse_store_target(db_path: Path | None, target: Path, option: str) -> None:
+    """One clear error, before anything is written, when ``option`` names the database at
+    ``db_path`` (None: no config says where it is) or one of its files, or any SQLite database:
+    a typo or tab completion would otherwise overwrite it."""
+    what = f"{option} writing there"
     try:
-        store.refuse_store_file(db_path, target, f"{option} writing there")
+        if db_path is not None:
+            store.refuse_store_file(db_path, target, what)
+        store.refuse_database_file(target, what)
     except store.StoreError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@contextlib.contextmanager
+def file_errors(target: Path, option: str) -> Iterator[None]:
+    """A file that cannot be written (no such folder, no right) is one clear error naming
+    ``target`` and ``option``; a full or read-only disk is the group's error."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in OUTPUT_FULL:
+            raise
+        raise click.ClickException(
+            f"cannot write {target} ({exc.strerror or exc}). Fix: give {option} a file in a "
+            "folder you may write"
+        ) from None
+
+
+@contextlib.contextmanager
+def writing_file(target: Path, option: str, *, mode: int = files.PRIVATE) -> Iterator[TextIO]:
+    """A handle that writes ``target`` whole (:func:`monitor.files.replacing`), so the old file
+    stays as it was if anything fails; errors as :func:`file_errors` gives them."""
+    with file_errors(target, option), files.replacing(target, mode=mode) as handle:
+        yield handle
+
+
+def write_file(target: Path, text: str, option: str, *, mode: int = files.PRIVATE) -> None:
+    """Write ``text`` to ``target`` whole, as :func:`writing_file` does."""
+    with writing_file(target, option, mode=mode) as handle:
+        handle.write(text)
 
 
 class UtcTime(click.DateTime):

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
-from monitor import store
+from monitor import files, store
 from monitor.alerts import outbox
 from monitor.alerts.heartbeat import Heartbeat, check_heartbeat
 from monitor.cli.app import AppContext, cli, pass_app
+from monitor.cli.common import refuse_store_target, write_file
 from monitor.config import STREAMS, ConfigError, Settings, default_config_path, template_text
 
 
@@ -26,10 +27,10 @@ def init(app: AppContext, path: Path | None, force: bool) -> None:
         touchpoint init touchpoint.toml
     """
     target = path or app.config_path
+    refuse_store_target(app.db_path_if_known(), target, "init")
     if target.exists() and not force:
         raise click.ClickException(f"{target} already exists. Fix: pass --force to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(template_text(), encoding="utf-8")
+    write_file(target, template_text(), "init", mode=files.SHARED)
     check = "touchpoint check-config"
     if target.resolve() != default_config_path().resolve():
         check = f"touchpoint --config {shlex.quote(str(target))} check-config"

@@ -17,9 +17,16 @@ from typing import Any
 import click
 from sqlite_utils import Database
 
-from monitor import clock, pipeline, store
+from monitor import clock, files, pipeline, store
 from monitor.cli.app import cli
-from monitor.cli.common import _report_alerts, _report_labels, program, render_status
+from monitor.cli.common import (
+    _report_alerts,
+    _report_labels,
+    program,
+    refuse_store_target,
+    render_status,
+    write_file,
+)
 from monitor.config import Settings, load_settings
 from monitor.digest import read_digest, window_period, write_digest
 from monitor.models import RunResult
@@ -166,15 +173,16 @@ def sandbox(port: int, write_config: Path | None, seed: int, days: float) -> Non
     """
     database = write_config.with_suffix(".db") if write_config else None
     if write_config is not None and database is not None:
+        refuse_store_target(database, write_config, "--write-config")
         _refuse_to_overwrite(write_config, database, "--write-config")
-        write_config.parent.mkdir(parents=True, exist_ok=True)
     end = clock.now().replace(microsecond=0)
     with _sandboxes(seed, end - timedelta(days=days), end, port) as servers:
         for platform, server in servers.items():
             click.echo(f"{platform:9} {server.url}")
         if write_config is not None and database is not None:
             urls = {p: s.url for p, s in servers.items()}
-            write_config.write_text(fleet.config_text(urls, db_path=database.name))
+            text = fleet.config_text(urls, db_path=database.name)
+            write_file(write_config, text, "--write-config", mode=files.SHARED)
             click.echo(f"wrote {write_config} (its database: {database})")
         for name, value in fleet.environment().items():
             click.echo(f"export {name}={value}")

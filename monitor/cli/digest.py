@@ -11,7 +11,7 @@ from sqlite_utils import Database
 
 from monitor import clock
 from monitor.cli.app import AppContext, cli, pass_app
-from monitor.cli.common import refuse_store_target
+from monitor.cli.common import file_errors, refuse_store_target
 from monitor.config import ConfigError, Settings
 from monitor.digest import (
     BrandDigest,
@@ -92,7 +92,8 @@ def digest(
         if send:
             failed |= not _send_digest(db, settings, report, now)  # the next brand still goes
         elif out:
-            page, text = write_digest(report, out)
+            with file_errors(out, "--out"):
+                page, text = write_digest(report, out)
             click.echo(f"wrote {page} and {text}")
         else:
             click.echo(render_text(report))

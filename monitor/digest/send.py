@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
-from monitor import store
+from monitor import files, store
 from monitor.alerts.channels import build_channel
 from monitor.alerts.channels.base import DeliveryError
 from monitor.alerts.channels.email import EmailChannel, message_id
@@ -180,9 +180,9 @@ def write_digest(digest: BrandDigest, path: Path) -> tuple[Path, Path]:
     text_path = path.with_suffix(".txt")
     if text_path == path:
         raise ValueError(f"{path}: name the HTML file, e.g. digest.html (the text goes beside it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(digest), encoding="utf-8")
-    text_path.write_text(render_text(digest), encoding="utf-8")
+    # each written whole, 0600: a digest quotes customers' words
+    files.write_text(path, render_html(digest))
+    files.write_text(text_path, render_text(digest))
     return path, text_path
 
 

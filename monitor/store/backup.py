@@ -128,6 +128,21 @@ def refuse_store_file(db_path: Path, dest: Path, what: str, fix: str = "name ano
         )
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
+def refuse_database_file(dest: Path, what: str, fix: str = "name another file") -> None:
+    """Raise :class:`StoreError` when ``dest`` is a SQLite database already (any touchpoint
+    store, whatever config names it): ``what`` (written there) would destroy it."""
+    try:
+        with dest.open("rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except OSError:
+        return  # not there (or not readable): the write itself says what is wrong
+    if head == SQLITE_HEADER:
+        raise StoreError(f"{dest} is a SQLite database; {what} would destroy it. Fix: {fix}")
+
+
 def prune(folder: Path, db_path: Path, keep: int) -> tuple[Path, ...]:
     """Remove the oldest stamped backups of ``db_path`` in ``folder`` beyond the ``keep`` newest;
     the paths removed. Files named otherwise are never touched."""

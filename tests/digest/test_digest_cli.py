@@ -57,6 +57,8 @@ def test_digest_cli_out_writes_html_and_text(config: Path, tmp_path: Path) -> No
     assert result.output.strip() == f"wrote {page} and {page.with_suffix('.txt')}"
     assert 'id="mix-chart"' in page.read_text(encoding="utf-8")
     assert "PER CHANNEL" in page.with_suffix(".txt").read_text(encoding="utf-8")
+    for written in (page, page.with_suffix(".txt")):  # customers' words: the owner's only
+        assert written.stat().st_mode & 0o777 == 0o600, written
 
 
 def test_digest_cli_out_refuses_the_database_and_writes_nothing(
