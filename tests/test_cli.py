@@ -385,7 +385,7 @@ def test_cli_alerts_ack_of_an_id_beyond_sqlites_range_is_a_usage_error(
     write_config("http://127.0.0.1:9")
     result = run("alerts", "ack", "99999999999999999999999")
     assert result.exit_code == 2 and "Traceback" not in result.output + result.stderr
-    assert "is not in the range 1<=x<=" in result.stderr
+    assert "is not an alert id" in result.stderr and "Fix:" in result.stderr
 
 
 def test_cli_alerts_test_names_the_log_channel_when_none_is_configured(

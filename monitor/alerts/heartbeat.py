@@ -20,10 +20,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from monitor.alerts.channels import unusable_url
 from monitor.alerts.channels.base import DeliveryError
 from monitor.alerts.channels.http import Target, request_once
 from monitor.alerts.channels.urlguard import Resolver, redact_url
-from monitor.alerts.outbox import unusable_url
 from monitor.config import ConfigError, Settings
 from monitor.logs import clean
 

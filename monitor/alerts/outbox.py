@@ -27,12 +27,11 @@ from sqlite_utils import Database
 
 from monitor import clock, store
 from monitor.alerts import rules
-from monitor.alerts.channels import build_channel
+from monitor.alerts.channels import build_channel, channel_url_error
 from monitor.alerts.channels.base import Channel, DeliveryError
-from monitor.alerts.channels.urlguard import url_fix
 from monitor.alerts.message import AlertItem, Message
 from monitor.collectors import planned_streams
-from monitor.config import AlertPolicy, BrandSettings, ChannelSettings, ConfigError, Settings
+from monitor.config import AlertPolicy, BrandSettings, Settings
 from monitor.logs import clean, log_failure
 from monitor.models import Alert, StreamKey, iso, parse_iso
 
@@ -377,38 +376,12 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
 
 def check_channels(settings: Settings) -> None:
     """Build and check every configured channel; raise ConfigError naming the first bad one."""
-    for name, config in settings.channels.items():
+    for name in settings.channels:
+        channel = build_channel(settings, name)
         try:
-            build_channel(settings, name).validate()
+            channel.validate()
         except (ValueError, OSError) as exc:
-            key, variable = _url_source(name, config)
-            raise unusable_url(
-                settings, key, exc, "allow_private_addresses", variable=variable
-            ) from None
-
-
-def _url_source(name: str, config: ChannelSettings) -> tuple[str, str | None]:
-    """The config key a channel's URL comes from, and the variable holding it when it is a
-    secret (Slack's webhook_url_env, a webhook's url_env)."""
-    for secret in ("webhook_url", "url"):
-        if secret in config.secret_env:
-            return f"alerts.channels.{name}.{secret}_env", config.secret_env[secret]
-    if "url" in config.options:
-        return f"alerts.channels.{name}.url", None
-    return f"alerts.channels.{name}", None
-
-
-def unusable_url(
-    settings: Settings, key: str, exc: Exception, allow_key: str, *, variable: str | None = None
-) -> ConfigError:
-    """The error for the URL (or channel) at ``key`` that failed its check with ``exc``, with
-    the fix for what failed; when it was refused as private, the fix names the ``allow_key``
-    that lets it through. ``variable``: the one the URL was read from, when it is a secret
-    (the error says where the URL is, never what it is)."""
-    problem, fix = clean(str(exc)), url_fix(str(exc), allow_key)
-    if variable is not None:
-        problem, fix = f"the URL in {variable}: {problem}", f"in {variable}, {fix}"
-    return ConfigError(str(settings.source), key, problem, fix)
+            raise channel_url_error(settings, name, exc) from None
 
 
 def deliver(

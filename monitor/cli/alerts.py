@@ -12,7 +12,7 @@ from monitor.alerts.channels.base import DeliveryError
 from monitor.alerts.message import make_test_message
 from monitor.alerts.outbox import LOG_CHANNEL
 from monitor.cli.app import AppContext, cli, pass_app
-from monitor.cli.common import _age, check_brand_filter, render_table
+from monitor.cli.common import RowId, _age, check_brand_filter, render_table
 from monitor.config import ConfigError
 from monitor.logs import clean, redact, visible
 from monitor.models import iso
@@ -73,7 +73,7 @@ def _about(alert: StoredAlert) -> str:
 
 
 @alerts.command("show")
-@click.argument("alert_id", type=click.IntRange(1, 2**63 - 1))  # SQLite's id range
+@click.argument("alert_id", type=RowId("an alert", "touchpoint alerts list"))
 @pass_app
 def alerts_show(app: AppContext, alert_id: int) -> None:
     """Show one alert whole: its state, when it was raised and last sent, and what it is about
@@ -134,7 +134,7 @@ def _field(name: str, value: object, indent: str) -> list[str]:
 
 
 @alerts.command("ack")
-@click.argument("alert_id", type=click.IntRange(1, 2**63 - 1))  # SQLite's id range
+@click.argument("alert_id", type=RowId("an alert", "touchpoint alerts list"))
 @pass_app
 def alerts_ack(app: AppContext, alert_id: int) -> None:
     """Acknowledge an open alert: it is not repeated any more and leaves `alerts list --open`.

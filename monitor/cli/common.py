@@ -7,7 +7,7 @@ import shlex
 import shutil
 import sys
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -96,6 +96,52 @@ class UtcTime(click.DateTime):
             self.fail(
                 f"{value!r} is not a date or time. Fix: write it as 2026-11-01, "
                 "2026-11-01T12:00 or 2026-11-01T12:00:00Z (UTC unless an offset is given)",
+                param,
+                ctx,
+            )
+
+
+class Day(click.ParamType[date, Any]):
+    """A calendar day, 2026-11-22; the value is a :class:`datetime.date` from 1970 to 9998 (a
+    day further out has no day before or after it that Python can hold)."""
+
+    name = "day"
+    first, last = date(1970, 1, 1), date(9998, 12, 31)
+
+    def get_metavar(self, *args: Any, **kwargs: Any) -> str:
+        return "YYYY-MM-DD"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, date):
+            return value
+        try:
+            day = date.fromisoformat(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a day. Fix: write it as 2026-11-22", param, ctx)
+        if not self.first <= day <= self.last:
+            self.fail(
+                f"{day} is out of range. Fix: give a day from {self.first} to {self.last}",
+                param,
+                ctx,
+            )
+        return day
+
+
+class RowId(click.IntRange):
+    """A positive whole number that SQLite can hold as an id (an alert's, say)."""
+
+    name = "id"
+
+    def __init__(self, what: str, listed_by: str) -> None:
+        super().__init__(1, 2**63 - 1)
+        self.what, self.listed_by = what, listed_by
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(
+                f"{value!r} is not {self.what} id. Fix: use a number that `{self.listed_by}` shows",
                 param,
                 ctx,
             )

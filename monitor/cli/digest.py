@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import click
@@ -11,7 +11,7 @@ from sqlite_utils import Database
 
 from monitor import clock
 from monitor.cli.app import AppContext, cli, pass_app
-from monitor.cli.common import file_errors, refuse_store_target
+from monitor.cli.common import Day, file_errors, refuse_store_target
 from monitor.config import ConfigError, Settings
 from monitor.digest import (
     BrandDigest,
@@ -31,7 +31,7 @@ from monitor.digest import (
 @click.option(
     "--date",
     "day",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=Day(),
     help="The day, in the brand's time zone (default: yesterday there).",
 )
 @click.option(
@@ -48,7 +48,7 @@ from monitor.digest import (
 )
 @pass_app
 def digest(
-    app: AppContext, brand: str | None, day: datetime | None, send: bool, out: Path | None
+    app: AppContext, brand: str | None, day: date | None, send: bool, out: Path | None
 ) -> None:
     """Show a brand's daily digest: content mix, answers, response times, touchpoints.
 
@@ -75,7 +75,7 @@ def digest(
     if out and len(brands) > 1:
         raise click.UsageError("--out writes one brand's digest: add --brand NAME")
     now = clock.now()
-    days = {b.name: day.date() if day else local_yesterday(now, b.timezone) for b in brands}
+    days = {b.name: day or local_yesterday(now, b.timezone) for b in brands}
     periods = {b.name: day_period(days[b.name], b.timezone) for b in brands}
     if send:
         _refuse_unfinished_days(periods, now)

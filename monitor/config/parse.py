@@ -49,15 +49,23 @@ def load_settings(path: Path) -> Settings:
     """Read and validate the TOML file at ``path``."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors write one) is dropped
     except FileNotFoundError:
         fix = "run `touchpoint init` to write one, or pass --config"
         if path != default_config_path():  # a path given: a typo, or a file yet to write
             fix = f"check the path, or run `touchpoint init {shlex.quote(source)}` to write one"
         raise ConfigError(source, "", "no such file", fix) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        where = f"byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}"
         raise ConfigError(
-            source, "", f"cannot read it ({exc})", "check the path and its permissions"
+            source, "", f"not UTF-8 text ({where})", "save it as UTF-8 in your editor"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            source,
+            "",
+            f"cannot read it ({exc.strerror or exc})",
+            "check the path and its permissions",
         ) from None
     try:
         data = tomllib.loads(text)

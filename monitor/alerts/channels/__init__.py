@@ -14,8 +14,10 @@ from monitor.alerts.channels.base import Channel, DeliveryError
 from monitor.alerts.channels.email import EmailChannel
 from monitor.alerts.channels.log import LogChannel
 from monitor.alerts.channels.slack import SlackChannel
+from monitor.alerts.channels.urlguard import url_fix
 from monitor.alerts.channels.webhook import WebhookChannel
-from monitor.config import Settings
+from monitor.config import ChannelSettings, ConfigError, Settings
+from monitor.logs import clean
 
 __all__ = [
     "CHANNEL_TYPES",
@@ -26,7 +28,9 @@ __all__ = [
     "SlackChannel",
     "WebhookChannel",
     "build_channel",
+    "channel_url_error",
     "create_channel",
+    "unusable_url",
 ]
 
 CHANNEL_TYPES: Mapping[str, type[Channel]] = {
@@ -73,8 +77,43 @@ def _options(settings: Settings, name: str) -> tuple[str, dict[str, Any]]:
 
 
 def build_channel(settings: Settings, name: str) -> Channel:
-    """The channel configured as ``[alerts.channels.NAME]``; ``"log"`` works unconfigured."""
+    """The channel configured as ``[alerts.channels.NAME]``; ``"log"`` works unconfigured.
+    Raises :class:`ConfigError` (one line, naming the key and the fix) when its URL is unusable,
+    as ``check-config`` does: ``run``, ``collect`` and ``alerts test`` say the same."""
     if name not in settings.channels and name == "log":
         return LogChannel(name=name)
     kind, options = _options(settings, name)
-    return create_channel(kind, **options)
+    try:
+        return create_channel(kind, **options)
+    except (ValueError, OSError) as exc:
+        raise channel_url_error(settings, name, exc) from None
+
+
+def channel_url_error(settings: Settings, name: str, exc: Exception) -> ConfigError:
+    """The error for channel ``name`` whose URL failed its check with ``exc``."""
+    key, variable = _url_source(name, settings.channels[name])
+    return unusable_url(settings, key, exc, "allow_private_addresses", variable=variable)
+
+
+def _url_source(name: str, config: ChannelSettings) -> tuple[str, str | None]:
+    """The config key a channel's URL comes from, and the variable holding it when it is a
+    secret (Slack's webhook_url_env, a webhook's url_env)."""
+    for secret in ("webhook_url", "url"):
+        if secret in config.secret_env:
+            return f"alerts.channels.{name}.{secret}_env", config.secret_env[secret]
+    if "url" in config.options:
+        return f"alerts.channels.{name}.url", None
+    return f"alerts.channels.{name}", None
+
+
+def unusable_url(
+    settings: Settings, key: str, exc: Exception, allow_key: str, *, variable: str | None = None
+) -> ConfigError:
+    """The error for the URL (or channel) at ``key`` that failed its check with ``exc``, with
+    the fix for what failed; when it was refused as private, the fix names the ``allow_key``
+    that lets it through. ``variable``: the one the URL was read from, when it is a secret
+    (the error says where the URL is, never what it is)."""
+    problem, fix = clean(str(exc)), url_fix(str(exc), allow_key)
+    if variable is not None:
+        problem, fix = f"the URL in {variable}: {problem}", f"in {variable}, {fix}"
+    return ConfigError(str(settings.source), key, problem, fix)
