@@ -662,10 +662,22 @@ class Daemon:
             "classify",
         ]
         started = time.monotonic()
-        child = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        output = _wait_child(child, stop)
+        # the child exits when this pipe's write end closes: when the daemon dies (SIGKILL too)
+        watched, held = os.pipe()
+        try:
+            try:
+                child = subprocess.Popen(
+                    [*command, "--parent-fd", str(watched)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    pass_fds=(watched,),
+                )
+            finally:
+                os.close(watched)  # the child has its own copy
+            output = _wait_child(child, stop)
+        finally:
+            os.close(held)
         last = output.strip().splitlines()[-1] if output.strip() else ""
         if child.returncode == 0:  # the child recorded its success (pipeline.classify_pending)
             logger.info("classify: %s (%.1fs)", last, time.monotonic() - started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import contextlib
 import io
 import json
 import logging
@@ -45,6 +46,7 @@ from tests.alerts.servers import Receiver, Sink
 from tests.alerts.test_outbox import queue_messages
 from tests.classifiers.test_classifier_persist import _WritesMarker
 from tests.conftest import TestClock, read_store
+from tests.test_store import post
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_STREAMS = 12  # four platforms x (posts, mentions, keywords)
@@ -878,3 +880,50 @@ def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_on_a_bad_one(
     assert "job failed" not in out and "Traceback" not in out, out[-3000:]
     ids = [row[0] for row in read_store(r.db_path, "SELECT id FROM posts")]
     assert len(ids) == len(set(ids))
+
+
+PARENT = """
+import sys
+from pathlib import Path
+from monitor.config import load_settings
+from monitor.daemon import Daemon
+daemon = Daemon(load_settings(Path(sys.argv[1])), Path(sys.argv[2]))
+daemon._classify_in_child(lambda: None)
+"""
+
+
+def test_the_classify_child_ends_when_the_daemon_is_killed(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    """A classify child that outlived a SIGKILLed daemon wrote beside the next one."""
+    config = write_config("http://127.0.0.1:9")
+    db_path = tmp_path / "touchpoint.db"
+    db = store.open_db(db_path)
+    store.upsert_posts(db, [post("7", is_brand=True, kind="post", text="New drop today!")])
+    db.conn.close()
+    holder = sqlite3.connect(db_path, timeout=1)  # the child waits for the store meanwhile
+    holder.execute("BEGIN IMMEDIATE")
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(config), str(db_path)])
+    try:
+        deadline = time.monotonic() + 30
+        while not (kids := _children(parent.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert kids, "the daemon started no classify child"
+        time.sleep(1.0)  # the child is under way (importing, reading, waiting for the store)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=5)
+        ends = time.monotonic() + 10
+        while Path(f"/proc/{kids[0]}").exists() and time.monotonic() < ends:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{kids[0]}").exists(), "the classify child outlived the daemon"
+    finally:
+        holder.rollback()
+        holder.close()
+        parent.kill()
+        parent.wait()
+
+
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +24,9 @@ from monitor.config import Settings
 
 if TYPE_CHECKING:  # scikit-learn loads only for the commands that classify (the daemon stays lean)
     import classifiers
+
+
+logger = logging.getLogger(__name__)
 
 
 def _classifier(settings: Settings | None, accurate: bool) -> classifiers.Classifier:
@@ -38,6 +43,21 @@ def _classifier(settings: Settings | None, accurate: bool) -> classifiers.Classi
             f"the classifier model cannot be loaded: {exc}. Fix: check "
             "[classifier] model_path and accurate, or retrain with `touchpoint train`"
         ) from None
+
+
+def exit_with_parent(fd: int) -> None:
+    """End this process when the write end of the pipe ``fd`` reads from closes: the daemon
+    that started it holds that end until it has waited for it, and the kernel closes it when
+    the daemon dies, even by SIGKILL. A classify left running would write to the store beside
+    the next daemon, outside its lock."""
+
+    def watch() -> None:
+        while os.read(fd, 64):
+            pass
+        logger.warning("classify: the daemon that started it is gone: stopping")
+        os._exit(3)  # no clean-up: the store's transaction in flight rolls back on its own
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 _ACCURATE = click.option(
@@ -58,14 +78,19 @@ _ACCURATE = click.option(
     "--relabel", is_flag=True, help="Also relabel posts labelled by another model version."
 )
 @_ACCURATE
+@click.option("--parent-fd", type=int, hidden=True, help="The daemon's pipe: exit when it closes.")
 @pass_app
-def classify(app: AppContext, since: datetime | None, relabel: bool, accurate: bool) -> None:
+def classify(
+    app: AppContext, since: datetime | None, relabel: bool, accurate: bool, parent_fd: int | None
+) -> None:
     """Label the brand's posts engaging, inspiring or sales-pitch (collect does this too).
 
     \b
     Example:
         touchpoint classify --relabel
     """
+    if parent_fd is not None:
+        exit_with_parent(parent_fd)
     settings = app.settings()
     db = app.open_existing(app.db_override or settings.db_path)
     classifier = _classifier(settings, accurate)
