@@ -53,8 +53,10 @@ from monitor.collectors.base import (
     as_object,
     call_with_retries,
     clamp_retry_at,
+    epoch_reset,
     next_cursor,
     request_timeout,
+    retry_after_reset,
 )
 from monitor.collectors.http import (
     connection_problem,
@@ -818,8 +820,10 @@ def _parse(answer: _Answer, nsid: str) -> dict[str, Any]:
     if answer.status == 429:
         reset = _reset_time(answer.headers)
         retry_at = clamp_retry_at(reset)
+        raw = answer.headers.get("ratelimit-reset")
+        note = "" if reset else f" ({_no_reset(raw)}; the default wait)"
         raise RateLimited(
-            f"{what}, rate limited until {iso(retry_at)}", retry_at=retry_at, reset=reset
+            f"{what}, rate limited until {iso(retry_at)}{note}", retry_at=retry_at, reset=reset
         )
     if answer.status >= 500 or answer.status == 408:
         raise TransientError(what)
@@ -845,10 +849,16 @@ def _error_of(body: bytes) -> tuple[str, str]:
     )
 
 
+def _no_reset(raw: str | None) -> str:
+    """Why a 429 named no reset time: its RateLimit-Reset was missing or unreadable."""
+    if raw is None:
+        return "no RateLimit-Reset header"
+    return f"its RateLimit-Reset {raw[:40]!r} is not a time"
+
+
 def _reset_time(headers: httpx.Headers) -> datetime | None:
-    """``RateLimit-Reset`` (epoch seconds) as a time; None when absent or malformed."""
-    raw = headers.get("ratelimit-reset")
-    try:
-        return datetime.fromtimestamp(int(raw), UTC) if raw else None
-    except (ValueError, OverflowError, OSError):
-        return None
+    """``RateLimit-Reset`` (epoch seconds), else ``Retry-After``, as a time; None when neither
+    is there and readable."""
+    return epoch_reset(headers.get("ratelimit-reset")) or retry_after_reset(
+        headers.get("retry-after")
+    )

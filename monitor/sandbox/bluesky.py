@@ -742,6 +742,7 @@ class BlueskySandbox(TrafficSandbox):
     platform = "bluesky"
     server_version = "BlueskySandbox/1.0"
     endpoints = ENDPOINTS
+    reset_headers = ("RateLimit-Reset",)
 
     def __init__(
         self,

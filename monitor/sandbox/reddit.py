@@ -607,6 +607,7 @@ class RedditSandbox(TrafficSandbox):
     platform = "reddit"
     server_version = "RedditSandbox/1.0"
     endpoints = ENDPOINTS
+    reset_headers = ("retry-after", "x-ratelimit-reset")
 
     def __init__(
         self,

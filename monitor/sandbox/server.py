@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import socket
 import socketserver
 import ssl
@@ -24,12 +25,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, ClassVar, Self, cast
 from urllib.parse import parse_qs, urlsplit
+
+from monitor import clock
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,8 @@ Headers = tuple[tuple[str, str], ...]
 
 FAULT_KINDS = (
     "429",
+    "429_bad_reset",
+    "429_http_date",
     "500",
     "503",
     "malformed",
@@ -60,6 +66,7 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 CONTROL_PREFIX = "/_sandbox/"
 MAX_BODY = 64 * 1024  # request bytes handed on; the rest of a longer body is read and dropped
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
+BAD_RESET = "nan"  # what a "429_bad_reset" answer says in its reset headers: not a time
 
 
 def format_time(when: datetime) -> str:
@@ -223,6 +230,9 @@ class SandboxServer(ABC):
     """The ``Server`` header."""
     endpoints: ClassVar[tuple[str, ...]] = ()
     """Names :attr:`Route.endpoint` can take; ``add_fault(endpoint=...)`` accepts only these."""
+    reset_headers: ClassVar[tuple[str, ...]] = ("Retry-After",)
+    """The headers in which the platform's 429 names its reset (the ``429_bad_reset`` fault
+    spoils them)."""
 
     def __init__(self, *, clock: datetime, port: int = 0) -> None:
         self.port = port
@@ -364,7 +374,10 @@ class SandboxServer(ABC):
     ) -> None:
         """Queue a fault for the next ``times`` requests to ``endpoint`` (None: any endpoint).
 
-        Kinds: ``429`` (reset ``reset_in`` seconds on), ``500``, ``503``, ``malformed`` (a 200
+        Kinds: ``429`` (reset ``reset_in`` seconds on), ``429_bad_reset`` (the same 429 with
+        :data:`BAD_RESET` in the headers naming its reset, :attr:`reset_headers`),
+        ``429_http_date`` (the same 429 with ``Retry-After`` an HTTP date, as RFC 9110 allows,
+        rather than seconds), ``500``, ``503``, ``malformed`` (a 200
         whose body is the normal one cut short), ``html`` (a 200 with an HTML page: a proxy's or
         captive portal's), ``error_body`` (a 200 whose body is the platform's error object, as
         a 500 would send it), ``not_a_page`` (a 200 with a JSON list of numbers), ``shuffled``
@@ -464,6 +477,13 @@ class SandboxServer(ABC):
             return dataclasses.replace(normal, body=_with_odd_texts(normal.body))
         if fault.kind == "429":
             return self.rate_limited(route, request, fault.reset_in)
+        if fault.kind == "429_bad_reset":
+            limited = self.rate_limited(route, request, fault.reset_in)
+            return _with_headers(limited, {name: BAD_RESET for name in self.reset_headers})
+        if fault.kind == "429_http_date":
+            limited = self.rate_limited(route, request, fault.reset_in)
+            when = clock.now() + timedelta(seconds=math.ceil(fault.reset_in))
+            return _with_headers(limited, {"Retry-After": format_datetime(when, usegmt=True)})
         if fault.kind == "expired_token":
             return self.unauthorized(route, request, expired=True)
         return self.error(int(fault.kind), route, request)
@@ -496,6 +516,13 @@ class SandboxServer(ABC):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _with_headers(answer: Response, values: Mapping[str, str]) -> Response:
+    """``answer`` with the headers named in ``values`` (any case) set to those values."""
+    wanted = {name.lower(): value for name, value in values.items()}
+    kept = tuple((k, v) for k, v in answer.headers if k.lower() not in wanted)
+    return dataclasses.replace(answer, headers=(*kept, *values.items()))
 
 
 def _with_odd_texts(body: bytes) -> bytes:

@@ -15,6 +15,7 @@ from sqlite_utils import Database
 from monitor import clock, pipeline, store
 from monitor.cli import cli
 from monitor.collectors import build_collector
+from monitor.collectors.base import DEFAULT_DEFERRAL
 from monitor.collectors.bluesky import Mark
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, Post, RunResult, StreamKey, iso
@@ -404,6 +405,32 @@ def test_bluesky_short_rate_limit_is_waited_out(
     result = by_stream(pipeline.collect(db, settings))["keywords"]
     assert result.outcome == "ok"
     assert stored(db, "keyword") == expected(sandbox, "keyword")
+
+
+def test_bluesky_429_with_an_unreadable_reset_defers_the_default_wait(
+    sandbox: BlueskySandbox, configure: CONFIG, db: Database
+) -> None:
+    """Issue #35: a 429 whose RateLimit-Reset is not epoch seconds ("nan") is a rate limit whose
+    wait is a guess: the stream is deferred by the default, never waited out and retried within
+    the run (a max_rate_limit_wait above the default used to do that)."""
+    settings = configure(collect=FAST + "max_rate_limit_wait_seconds = 120\n")
+    sandbox.add_fault("429_bad_reset", endpoint="getAuthorFeed", times=10)
+    select = pipeline.Selection(stream="posts")
+    collector = build_collector("bluesky", settings)
+    waits: list[float] = []
+    collector._sleep = waits.append  # type: ignore[attr-defined]  # a wait, not a real sleep
+    before = clock.now()
+    try:
+        (limited,) = pipeline.collect(db, settings, select, collectors={"bluesky": collector})
+    finally:
+        collector.close()
+    after = clock.now()
+    assert waits == []
+    assert limited.outcome == "deferred", limited.error
+    assert limited.retry_at is not None
+    assert before + DEFAULT_DEFERRAL <= limited.retry_at <= after + DEFAULT_DEFERRAL
+    assert store.get_deferral(db, limited.key) == limited.retry_at.replace(microsecond=0)
+    assert [r.status for r in sandbox.requests if r.path.endswith("getAuthorFeed")] == [429]
 
 
 def test_bluesky_retries_500_then_succeeds(

@@ -17,6 +17,7 @@ from sqlite_utils import Database
 from monitor import clock, pipeline, store
 from monitor.cli import cli
 from monitor.collectors import build_collector
+from monitor.collectors.base import DEFAULT_DEFERRAL
 from monitor.config import Settings, load_settings
 from monitor.models import StreamKey, iso
 from monitor.sandbox.server import Request, Response, Route
@@ -337,6 +338,27 @@ def test_x_collect_short_rate_limit_is_waited_out(
     result = by_stream(pipeline.collect(db, settings))["mentions"]
     assert result.outcome == "ok"
     assert stored(db, "mention") == expected_ids(sandbox, "mention")
+
+
+def test_x_collect_429_with_an_unreadable_reset_defers_the_default_wait(
+    sandbox: XSandbox, settings: Settings, db: Database
+) -> None:
+    """Issue #35: a 429 whose x-rate-limit-reset is not epoch seconds ("nan": tweepy's int() of
+    it fails) was a malformed answer: retried blind at once, and again at every interval."""
+    sandbox.add_fault("429_bad_reset", endpoint="mentions", times=10)
+    select = pipeline.Selection(stream="mentions")
+    before = clock.now()
+    (limited,) = pipeline.collect(db, settings, select)
+    after = clock.now()
+    assert limited.outcome == "deferred", limited.error
+    assert limited.error and "x-rate-limit-reset" in limited.error and "'nan'" in limited.error
+    assert limited.retry_at is not None
+    assert before + DEFAULT_DEFERRAL <= limited.retry_at <= after + DEFAULT_DEFERRAL
+    assert store.get_deferral(db, limited.key) == limited.retry_at.replace(microsecond=0)
+    assert [r.status for r in sandbox.requests if r.path.endswith("/mentions")] == [429]
+    (skipped,) = pipeline.collect(db, settings, select)  # deferred: no request before it ends
+    assert skipped.outcome == "skipped"
+    assert len([r for r in sandbox.requests if r.path.endswith("/mentions")]) == 1
 
 
 def test_x_collect_retries_500_then_succeeds(
