@@ -458,9 +458,23 @@ def _validate_page(body: dict[str, Any]) -> dict[str, Any]:
         ok = isinstance(tweet, dict) and isinstance(tweet.get("id"), str)
         if not ok or not tweet["id"].isdigit() or not isinstance(tweet.get("text"), str):
             raise MalformedResponse(f"not a tweet object: {json.dumps(tweet)[:80]}")
+        _check_time(tweet)
     if not isinstance(body.get("meta", {}), dict):
         raise MalformedResponse("meta is not an object")
     return body
+
+
+def _check_time(tweet: Mapping[str, Any]) -> None:
+    """A tweet's created_at (asked for in tweet.fields) must be there and a time: checked with
+    the page, so that an answer without it is retried as malformed, not failed in normalize."""
+    created = tweet.get("created_at")
+    try:
+        if isinstance(created, str):
+            parse_iso(created)
+            return
+    except ValueError:
+        pass
+    raise MalformedResponse(f"tweet {tweet['id']} has no created_at (or not a time)")
 
 
 def _first_error(body: Mapping[str, Any]) -> str:

@@ -743,6 +743,7 @@ class BlueskySandbox(TrafficSandbox):
     server_version = "BlueskySandbox/1.0"
     endpoints = ENDPOINTS
     reset_headers = ("RateLimit-Reset",)
+    time_field = "indexedAt"
 
     def __init__(
         self,

@@ -57,6 +57,7 @@ FAULT_KINDS = (
     "trickle_headers",
     "expired_token",
     "odd_text",
+    "no_time",
 )
 # What an "odd_text" answer appends to every text: a NUL, a right-to-left override and the first
 # half of an emoji's surrogate pair (a text cut mid-emoji), which JSON can only carry escaped.
@@ -230,6 +231,8 @@ class SandboxServer(ABC):
     """The ``Server`` header."""
     endpoints: ClassVar[tuple[str, ...]] = ()
     """Names :attr:`Route.endpoint` can take; ``add_fault(endpoint=...)`` accepts only these."""
+    time_field: ClassVar[str] = "created_at"
+    """The field holding an item's time (the ``no_time`` fault leaves it out)."""
     reset_headers: ClassVar[tuple[str, ...]] = ("Retry-After",)
     """The headers in which the platform's 429 names its reset (the ``429_bad_reset`` fault
     spoils them)."""
@@ -385,8 +388,9 @@ class SandboxServer(ABC):
         ``slow`` (the normal answer after ``delay`` seconds), ``trickle`` (the normal answer at
         once, but its first :data:`TRICKLE_BYTES` body bytes one every ``delay`` seconds),
         ``trickle_headers`` (the same with the first bytes of the status line and headers),
-        ``expired_token`` (401) and ``odd_text`` (the normal answer with
-        :data:`ODD_TEXT_SUFFIX` after every text). Faults apply in the order they were queued.
+        ``expired_token`` (401), ``odd_text`` (the normal answer with
+        :data:`ODD_TEXT_SUFFIX` after every text) and ``no_time`` (the normal answer with its
+        first item's :attr:`time_field` left out). Faults apply in the order they were queued.
         """
         self._queue_fault(_Fault(kind, times, endpoint, delay, reset_in))
 
@@ -475,6 +479,9 @@ class SandboxServer(ABC):
         if fault.kind == "odd_text":
             normal = self._normal(route, request)
             return dataclasses.replace(normal, body=_with_odd_texts(normal.body))
+        if fault.kind == "no_time":
+            normal = self._normal(route, request)
+            return dataclasses.replace(normal, body=_without_time(normal.body, self.time_field))
         if fault.kind == "429":
             return self.rate_limited(route, request, fault.reset_in)
         if fault.kind == "429_bad_reset":
@@ -554,6 +561,34 @@ def _truncated(body: bytes) -> bytes:
     return text[: max(1, len(text) // 2)].encode("utf-8")
 
 
+def _without_time(body: bytes, field: str) -> bytes:
+    """``body`` (JSON) with ``field`` left out of the first item of its longest list of objects
+    (at whatever depth the item holds it), as :func:`_shuffled` finds that list."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body
+    items = _items(payload)
+    todo: list[Any] = items[:1]
+    while todo:
+        current = todo.pop(0)
+        if isinstance(current, dict):
+            if field in current:
+                del current[field]
+                return encode_json(payload)
+            todo.extend(current.values())
+    return body
+
+
+def _items(payload: Any) -> list[Any]:
+    """The longest list of a page (at the top, or one level or two down)."""
+    lists = [payload]
+    for parent in (payload, payload.get("data") if isinstance(payload, dict) else None):
+        if isinstance(parent, dict):
+            lists += [v for v in parent.values() if isinstance(v, list)]
+    return max((v for v in lists if isinstance(v, list)), key=len, default=[])
+
+
 def _shuffled(body: bytes) -> bytes:
     """``body`` with its longest list of objects (a page's items, at the top or one level or two
     down: X's data, Reddit's data.children) reversed and its first item repeated at the end."""
@@ -561,11 +596,7 @@ def _shuffled(body: bytes) -> bytes:
         payload = json.loads(body)
     except ValueError:
         return body
-    lists = [payload]
-    for parent in (payload, payload.get("data") if isinstance(payload, dict) else None):
-        if isinstance(parent, dict):
-            lists += [v for v in parent.values() if isinstance(v, list)]
-    items = max((v for v in lists if isinstance(v, list)), key=len, default=[])
+    items = _items(payload)
     if not items:
         return body
     items.reverse()

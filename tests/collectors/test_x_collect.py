@@ -412,6 +412,22 @@ def test_x_collect_bad_answer_fails_the_run_and_changes_nothing(
     assert stored(db, "mention") == expected_ids(sandbox, "mention")
 
 
+def test_x_collect_tweet_without_created_at_is_retried_as_a_malformed_answer(
+    sandbox: XSandbox, settings: Settings, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #35: a page with a tweet without its created_at failed the run in normalize, with
+    none of the bounded retries the README promises for malformed answers."""
+    sandbox.add_fault("no_time", endpoint="mentions")
+    with caplog.at_level(logging.INFO, logger="monitor.collectors.base"):
+        (result,) = pipeline.collect(db, settings, pipeline.Selection(stream="mentions"))
+    assert result.outcome == "ok", result.error
+    assert stored(db, "mention") == expected_ids(sandbox, "mention")
+    statuses = [r.status for r in sandbox.requests if r.path.endswith("/mentions")]
+    assert statuses[:2] == [200, 200] and result.pages == len(statuses) - 1
+    retried = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(retried) == 1 and "has no created_at" in retried[0]
+
+
 def test_x_collect_expired_token_is_one_auth_failure(
     sandbox: XSandbox, settings: Settings, db: Database
 ) -> None:
