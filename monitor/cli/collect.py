@@ -233,7 +233,8 @@ def status(app: AppContext, show_all: bool, check: bool) -> None:
     left out (--all lists it); one that stopped half-way stays, to be resumed.
 
     A stream the config asks for that has no run at all (a brand, account or keywords added
-    since) is listed under "never collected".
+    since) is listed under "never collected"; when its platform's runs all stopped at the brand's
+    account (a refused login, an unknown handle), under "not collected" with that error.
 
     With --check the exit status says it too: 1 when a stream is refused, failing, stale,
     overdue, not collected or never collected (each named on standard error; [platforms.NAME]
@@ -256,6 +257,8 @@ def status(app: AppContext, show_all: bool, check: bool) -> None:
     rows, now = store.get_stream_status(db), clock.now()
     planned = planned_streams(settings) if settings else frozenset()
     never = _never_collected(planned, rows)
+    stopped = _stopped_at_account(never, rows)
+    never = [k for k in never if k not in stopped]
     finished = [] if show_all else [r for r in rows if _finished_backfill(r)]
     rows = [r for r in rows if r not in finished]
     health = health_cells(rows, settings, now, planned) if settings else {}
@@ -264,6 +267,11 @@ def status(app: AppContext, show_all: bool, check: bool) -> None:
     if finished:
         windows = "window" if len(finished) == 1 else "windows"
         click.echo(f"({len(finished)} finished backfill {windows} not shown: `status --all`)")
+    for account, keys in _by_account(stopped).items():
+        click.echo(
+            f"not collected: {', '.join(map(str, keys))} (every run stopped at the account: "
+            f"{account.outcome}: {account.last_error or 'no detail'})"
+        )
     if never:
         click.echo(
             f"never collected: {', '.join(map(str, never))} (new in the config? `touchpoint "
@@ -274,7 +282,8 @@ def status(app: AppContext, show_all: bool, check: bool) -> None:
     limit = (settings.daemon if settings else DaemonSettings()).wal_alert_megabytes
     click.echo(render_service(db, now, wal_alert_megabytes=limit))
     if check:
-        _exit_on_problems(health | dict.fromkeys(never, "never collected"))
+        unreached = {k: f"not collected: {a.key} {a.outcome}" for k, a in stopped.items()}
+        _exit_on_problems(health | dict.fromkeys(never, "never collected") | unreached)
 
 
 def _never_collected(
@@ -284,6 +293,31 @@ def _never_collected(
     or keywords added since the last collection)."""
     seen = {r.key for r in rows}
     return sorted((k for k in planned if k.stream != ACCOUNT_STREAM and k not in seen), key=str)
+
+
+def _stopped_at_account(
+    never: Sequence[StreamKey], rows: Sequence[store.StreamStatus]
+) -> dict[StreamKey, store.StreamStatus]:
+    """The streams of ``never`` that did not run because every run of their brand's platform
+    stopped at its account (a refused login, an unknown handle), each with that account's row:
+    runs were tried, so "new in the config" would mislead."""
+    accounts = {(r.key.brand, r.key.platform): r for r in rows if r.key.stream == ACCOUNT_STREAM}
+    ran = {(r.key.brand, r.key.platform) for r in rows if r.key.stream != ACCOUNT_STREAM}
+    return {
+        key: accounts[(key.brand, key.platform)]
+        for key in never
+        if (key.brand, key.platform) in accounts and (key.brand, key.platform) not in ran
+    }
+
+
+def _by_account(
+    stopped: dict[StreamKey, store.StreamStatus],
+) -> dict[store.StreamStatus, list[StreamKey]]:
+    """``stopped`` grouped by the account row that stopped them."""
+    grouped: dict[store.StreamStatus, list[StreamKey]] = {}
+    for key, account in stopped.items():
+        grouped.setdefault(account, []).append(key)
+    return grouped
 
 
 def _exit_on_problems(health: dict[StreamKey, str]) -> None:

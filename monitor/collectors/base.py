@@ -8,12 +8,14 @@ touches the store; the pipeline does.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
@@ -28,6 +30,7 @@ T = TypeVar("T")
 # A reset further away than this is not believed: the stream is deferred this long at most.
 MAX_DEFERRAL = timedelta(minutes=16)
 DEFAULT_DEFERRAL = timedelta(seconds=60)
+MAX_HEADER_SECONDS = 10**9  # a wait in a header beyond this (~31 years) is read as this much
 
 
 class CollectorError(Exception):
@@ -36,7 +39,8 @@ class CollectorError(Exception):
 
 class RateLimited(CollectorError):
     """The platform refused for now; try again at ``retry_at`` (clamped, see
-    :func:`clamp_retry_at`). ``reset`` is the time the platform named, when it named one."""
+    :func:`clamp_retry_at`). ``reset`` is the time the platform named, when it named one: without
+    it ``retry_at`` is a guess, never waited out within a run (see :func:`call_with_retries`)."""
 
     def __init__(self, message: str, *, retry_at: datetime, reset: datetime | None = None) -> None:
         super().__init__(message)
@@ -63,6 +67,35 @@ def as_object(body: Any, what: str = "") -> dict[str, Any]:
         lead = f"{what}: " if what else ""
         raise MalformedResponse(f"{lead}expected a JSON object, got {type(body).__name__}")
     return body
+
+
+def epoch_reset(value: str | None) -> datetime | None:
+    """A reset header counting epoch seconds (X's ``x-rate-limit-reset``, Bluesky's
+    ``RateLimit-Reset``) as a time; None when it is missing or not a finite number."""
+    try:
+        seconds = float((value or "").strip())
+        return datetime.fromtimestamp(seconds, UTC) if math.isfinite(seconds) else None
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def retry_after_reset(value: str | None, *, now: datetime | None = None) -> datetime | None:
+    """``Retry-After`` as a time: delta-seconds or an HTTP date, both of which RFC 9110 allows;
+    None when it is missing or neither."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return (now or clock.now()) + timedelta(seconds=min(seconds, MAX_HEADER_SECONDS))
 
 
 def clamp_retry_at(reset: datetime | None, *, now: datetime | None = None) -> datetime:
@@ -119,7 +152,9 @@ def call_with_retries(
     what: str,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call ``call``, retrying transient errors and short rate limits within ``policy``'s bounds."""
+    """Call ``call``, retrying transient errors and short rate limits within ``policy``'s bounds;
+    a rate limit whose reset the platform did not name is not waited out (a blind retry would
+    only spend the limit further): it ends the call at once."""
     attempt = 0
     while True:
         attempt += 1
@@ -127,7 +162,9 @@ def call_with_retries(
             return call()
         except RateLimited as exc:
             wait = (exc.retry_at - clock.now()).total_seconds()
-            if wait > policy.max_rate_limit_wait or attempt >= policy.max_attempts:
+            if exc.reset is None or wait > policy.max_rate_limit_wait:
+                raise
+            if attempt >= policy.max_attempts:
                 raise
             logger.info("%s: rate limited, waiting %.1fs for the reset", what, max(wait, 0))
             sleep(max(wait, 0) + random.uniform(0, 0.5))

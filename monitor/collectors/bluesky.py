@@ -11,7 +11,10 @@ token is renewed with ``com.atproto.server.refreshSession``; only when the refre
 too is createSession called again (the PDS allows 30 logins per 5 minutes and 300 a day; a
 login answered 429 is not tried again before its reset, by any stream or run of the collector;
 the reset is kept with the session state, so a restart or a cron-run ``touchpoint collect`` waits
-for it too).
+for it too). A refused login (a 401, or a token error a PDS may send by mistake) is tried again
+after a back-off of 1 minute, doubling with each refusal in a row up to 16, and at once by a new
+process or after a reload (SIGHUP): only the third refusal in a row (counted across processes)
+is reported as refused credentials, the ones before as transient failures.
 
 Limitation: a config holds one app password (``platforms.bluesky.app_password_env``), so the
 collector logs in as the first brand with a Bluesky account. Every brand's posts and keyword
@@ -53,8 +56,10 @@ from monitor.collectors.base import (
     as_object,
     call_with_retries,
     clamp_retry_at,
+    epoch_reset,
     next_cursor,
     request_timeout,
+    retry_after_reset,
 )
 from monitor.collectors.http import (
     connection_problem,
@@ -82,6 +87,10 @@ SEARCH_DEPTH = 10_000  # palomar pages at most 10,000 hits deep into one query
 CREATE_SESSION = "com.atproto.server.createSession"
 REFRESH_SESSION = "com.atproto.server.refreshSession"
 MAX_LOGIN_WAIT = timedelta(hours=25)  # createSession's longest limit is a day
+# a refused login is tried again after this, doubling with each refusal in a row up to the most
+FIRST_LOGIN_BACKOFF = timedelta(minutes=1)
+MAX_LOGIN_BACKOFF = timedelta(minutes=16)
+REFUSALS_REPORTED = 3  # refusals in a row that make refused credentials (before: transient)
 
 Validator = Callable[[dict[str, Any]], dict[str, Any]]  # checks an answer's shape, returns it
 
@@ -185,7 +194,9 @@ class BlueskyCollector(Collector):
             transport=deadline_transport(),
         )
         self._session: Session | None = None
-        self._login_refused: AuthError | None = None
+        self._login_refusals = 0  # logins refused in a row (kept across runs)
+        self._login_refused: CollectorError | None = None  # the last refusal, as reported
+        self._login_retry_at: datetime | None = None  # no login before then (this process)
         self._login_limited_until: datetime | None = None
 
     @classmethod
@@ -235,10 +246,12 @@ class BlueskyCollector(Collector):
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Take back what an earlier run kept, if it is this account's on this PDS: the session,
-        and the reset of a login limit hit (so that no new process logs in before it)."""
+        the reset of a login limit hit (so that no new process logs in before it) and the count
+        of logins refused in a row (a new process, or a reload, tries one at once)."""
         if state.get("service") != self.api_base:
             return
         self._login_limited_until = _kept_login_limit(state, self.identifier)
+        self._login_refusals = _kept_refusals(state, self.identifier)
         try:
             session = Session.from_answer(state)
         except MalformedResponse:
@@ -247,8 +260,8 @@ class BlueskyCollector(Collector):
             self._session = session
 
     def dump_state(self) -> dict[str, Any]:
-        """What to keep: the session and a login limit's reset ({} when there is neither, so a
-        dead session is forgotten)."""
+        """What to keep: the session, a login limit's reset and the logins refused in a row ({}
+        when there is none of them, so a dead session is forgotten)."""
         state: dict[str, Any] = {}
         session = self._session
         if session is not None:
@@ -263,6 +276,10 @@ class BlueskyCollector(Collector):
         if until is not None and clock.now() < until:
             state.update(
                 service=self.api_base, login=self.identifier, login_limited_until=iso(until)
+            )
+        if self._login_refusals:
+            state.update(
+                service=self.api_base, login=self.identifier, login_refusals=self._login_refusals
             )
         return state
 
@@ -396,8 +413,7 @@ class BlueskyCollector(Collector):
         self._login()
 
     def _login(self) -> None:
-        if self._login_refused is not None:
-            raise self._login_refused  # one attempt per collector: the login limit is tight
+        self._check_login_backoff()
         self._check_login_limit()
         body = {"identifier": self.identifier, "password": self._password}
         try:
@@ -410,13 +426,41 @@ class BlueskyCollector(Collector):
             self._check_login_limit()
             raise
         except (SessionRejected, AuthError) as exc:
-            self._login_refused = AuthError(
-                f"Bluesky refused the login of @{self.identifier} ({exc}). Fix: create an app "
-                f"password in Bluesky's settings and export it in {self.password_env}"
-            )
-            raise self._login_refused from None
+            raise self._refused(exc) from None
         self._session = Session.from_answer(answer)
+        self._login_refusals, self._login_refused, self._login_retry_at = 0, None, None
         logger.info("bluesky: logged in as @%s (createSession)", self._session.handle)
+
+    def _refused(self, exc: CollectorError) -> CollectorError:
+        """Count a refused login and say so: a transient error at first (a PDS may refuse a
+        login now and then), refused credentials once it repeats; either way the next login waits
+        a back-off that doubles with each refusal in a row (the login limit is tight)."""
+        self._login_refusals += 1
+        refusals = self._login_refusals
+        wait = min(FIRST_LOGIN_BACKOFF * 2 ** min(refusals - 1, 10), MAX_LOGIN_BACKOFF)
+        self._login_retry_at = clock.now() + wait
+        then = iso(self._login_retry_at)
+        error: CollectorError
+        if refusals >= REFUSALS_REPORTED:
+            error = AuthError(
+                f"Bluesky refused the login of @{self.identifier} {refusals} times in a row "
+                f"({exc}); next try after {then}. Fix: create an app password in Bluesky's "
+                f"settings and export it in {self.password_env}"
+            )
+        else:
+            error = TransientError(
+                f"Bluesky refused the login of @{self.identifier} ({exc}; {refusals} of "
+                f"{REFUSALS_REPORTED} refusals in a row before it counts as bad credentials); "
+                f"trying again after {then}"
+            )
+        self._login_refused = error
+        return error
+
+    def _check_login_backoff(self) -> None:
+        """Refuse, without a request, a login before the back-off of the last refusal ends."""
+        until, refused = self._login_retry_at, self._login_refused
+        if until is not None and refused is not None and clock.now() < until:
+            raise type(refused)(str(refused))
 
     def _check_login_limit(self) -> None:
         """Refuse, without a request, a login before the reset of a login limit hit."""
@@ -755,6 +799,12 @@ def _kept_login_limit(state: Mapping[str, Any], identifier: str) -> datetime | N
     return until if until <= clock.now() + MAX_LOGIN_WAIT else None
 
 
+def _kept_refusals(state: Mapping[str, Any], identifier: str) -> int:
+    """The kept count of logins refused in a row, for this account; a bad value counts as 0."""
+    count = state.get("login_refusals") if state.get("login") == identifier else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+
 def _with_did(body: dict[str, Any]) -> dict[str, Any]:
     """Check a resolveHandle answer names a DID, and return it."""
     did = body.get("did")
@@ -818,8 +868,10 @@ def _parse(answer: _Answer, nsid: str) -> dict[str, Any]:
     if answer.status == 429:
         reset = _reset_time(answer.headers)
         retry_at = clamp_retry_at(reset)
+        raw = answer.headers.get("ratelimit-reset")
+        note = "" if reset else f" ({_no_reset(raw)}; the default wait)"
         raise RateLimited(
-            f"{what}, rate limited until {iso(retry_at)}", retry_at=retry_at, reset=reset
+            f"{what}, rate limited until {iso(retry_at)}{note}", retry_at=retry_at, reset=reset
         )
     if answer.status >= 500 or answer.status == 408:
         raise TransientError(what)
@@ -845,10 +897,16 @@ def _error_of(body: bytes) -> tuple[str, str]:
     )
 
 
+def _no_reset(raw: str | None) -> str:
+    """Why a 429 named no reset time: its RateLimit-Reset was missing or unreadable."""
+    if raw is None:
+        return "no RateLimit-Reset header"
+    return f"its RateLimit-Reset {raw[:40]!r} is not a time"
+
+
 def _reset_time(headers: httpx.Headers) -> datetime | None:
-    """``RateLimit-Reset`` (epoch seconds) as a time; None when absent or malformed."""
-    raw = headers.get("ratelimit-reset")
-    try:
-        return datetime.fromtimestamp(int(raw), UTC) if raw else None
-    except (ValueError, OverflowError, OSError):
-        return None
+    """``RateLimit-Reset`` (epoch seconds), else ``Retry-After``, as a time; None when neither
+    is there and readable."""
+    return epoch_reset(headers.get("ratelimit-reset")) or retry_after_reset(
+        headers.get("retry-after")
+    )

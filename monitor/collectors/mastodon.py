@@ -324,7 +324,9 @@ class MastodonCollector(Collector):
         if until is not None and until > clock.now():
             retry_at = clamp_retry_at(until)
             raise RateLimited(
-                f"Mastodon rate limit spent; retry at {iso(retry_at)}", retry_at=retry_at
+                f"Mastodon rate limit spent; retry at {iso(retry_at)}",
+                retry_at=retry_at,
+                reset=until,
             )
 
     # -- normalize (pure) ------------------------------------------------------------------------
@@ -588,6 +590,13 @@ def parse_reset(value: str | None) -> datetime | None:
         return None
 
 
+def _no_reset(raw: str | None) -> str:
+    """Why a 429 named no reset time: its X-RateLimit-Reset was missing or unreadable."""
+    if raw is None:
+        return "no X-RateLimit-Reset header"
+    return f"its X-RateLimit-Reset {raw[:40]!r} is not a time"
+
+
 def _error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -607,8 +616,11 @@ def _check_status(response: httpx.Response, token_env: str) -> None:
     if status == 429:
         reset = parse_reset(response.headers.get("X-RateLimit-Reset"))
         retry_at = clamp_retry_at(reset)
-        note = "" if reset else " (no usable X-RateLimit-Reset header)"
-        raise RateLimited(f"Mastodon rate limited until {iso(retry_at)}{note}", retry_at=retry_at)
+        raw = response.headers.get("X-RateLimit-Reset")
+        note = "" if reset else f" ({_no_reset(raw)}; the default wait)"
+        raise RateLimited(
+            f"Mastodon rate limited until {iso(retry_at)}{note}", retry_at=retry_at, reset=reset
+        )
     text = _error_text(response)
     if status in (401, 403):
         raise AuthError(

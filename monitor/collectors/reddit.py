@@ -24,6 +24,7 @@ own retries are turned off so that the collector's :class:`RetryPolicy` is the o
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -54,6 +55,7 @@ from monitor.collectors.base import (
     clamp_retry_at,
     next_cursor,
     request_timeout,
+    retry_after_reset,
 )
 from monitor.collectors.http import DeadlineAdapter, connection_problem
 from monitor.config import Settings
@@ -77,6 +79,8 @@ NO_LOGIN = (
 )
 INBOX_TYPES = frozenset({"username_mention", "comment_reply", "post_reply"})
 THING_KINDS = frozenset({"t1", "t3"})
+RATE_HEADERS = ("x-ratelimit-remaining", "x-ratelimit-used", "x-ratelimit-reset")
+UNREADABLE_RESET = "x-touchpoint-unreadable-reset"  # where readable_reset moves one
 _LINK_IN_PATH = re.compile(r"/comments/([a-z0-9]+)/")
 _REDDIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,50}")
 
@@ -346,6 +350,7 @@ class RedditCollector(Collector):
         self._http = requests.Session()
         for scheme in ("http://", "https://"):  # every answer read within an overall deadline
             self._http.mount(scheme, DeadlineAdapter(timeout))
+        self._http.hooks["response"].append(readable_reset)
         self.reddit = build_reddit(
             client_id=client_id,
             client_secret=client_secret,
@@ -516,12 +521,10 @@ class RedditCollector(Collector):
     def _request(self, path: str, params: dict[str, str | int]) -> Any:
         try:
             return self.reddit.request(method="GET", path=path, params=params)
-        except prawcore.TooManyRequests as exc:
-            wait = max(_seconds(exc.retry_after), self._rate_wait())
-            retry_at = clamp_retry_at(clock.now() + timedelta(seconds=wait) if wait else None)
-            raise RateLimited(
-                f"Reddit rate limit (HTTP 429) until {iso(retry_at)}", retry_at=retry_at
-            ) from None
+        except prawcore.ResponseException as exc:  # TooManyRequests, and the token's 429
+            if exc.response.status_code != 429:
+                raise _translate(exc, self.api_base) from None
+            raise self._rate_limited(exc.response.headers) from None
         except (praw.exceptions.PRAWException, prawcore.PrawcoreException) as exc:
             raise _translate(exc, self.api_base) from None
         except (ValueError, KeyError, TypeError) as exc:
@@ -530,6 +533,18 @@ class RedditCollector(Collector):
             raise MalformedResponse(
                 f"Reddit sent a malformed answer ({type(exc).__name__}: {str(exc)[:80]})"
             ) from None
+
+    def _rate_limited(self, headers: Mapping[str, str]) -> RateLimited:
+        """The rate limit a 429 with ``headers`` (as :func:`readable_reset` left them) says."""
+        wait = max(_seconds(headers.get("retry-after")), self._rate_wait())
+        reset = clock.now() + timedelta(seconds=wait) if wait else None
+        retry_at = clamp_retry_at(reset)
+        note = "" if reset else f" ({_no_reset(headers)}; the default wait)"
+        return RateLimited(
+            f"Reddit rate limit (HTTP 429) until {iso(retry_at)}{note}",
+            retry_at=retry_at,
+            reset=reset,
+        )
 
     def _rate_wait(self) -> float:
         """Seconds prawcore's rate limiter will sleep before the next request."""
@@ -542,7 +557,11 @@ class RedditCollector(Collector):
         wait = self._rate_wait()
         if wait > self.policy.max_rate_limit_wait:
             retry_at = clamp_retry_at(clock.now() + timedelta(seconds=wait))
-            raise RateLimited(f"Reddit rate limit used up until {iso(retry_at)}", retry_at=retry_at)
+            raise RateLimited(
+                f"Reddit rate limit used up until {iso(retry_at)}",
+                retry_at=retry_at,
+                reset=retry_at,
+            )
 
     # -- normalize (pure) ------------------------------------------------------------------------
 
@@ -757,6 +776,47 @@ def _connection_problem(original: Exception, api_base: str) -> str:
     if isinstance(original, requests.exceptions.ConnectionError):
         return connection_problem(original, api_base)
     return f"request to {api_base} failed ({type(original).__name__})"
+
+
+def readable_reset(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """A session's response hook: the headers of a 429 made readable for prawcore, which fails
+    the whole answer on a ``float()`` or ``int()`` of them. Retry-After as an HTTP date (RFC
+    9110 allows it) becomes seconds; one that is neither moves to :data:`UNREADABLE_RESET`
+    (the default wait); x-ratelimit-* that are not numbers are dropped (prawcore then counts
+    the answer as one request)."""
+    if response.status_code != 429:
+        return
+    headers = response.headers
+    raw = headers.get("retry-after")
+    if raw is not None:
+        reset = retry_after_reset(raw)
+        if reset is None:
+            del headers["retry-after"]
+            headers[UNREADABLE_RESET] = raw
+        else:
+            headers["retry-after"] = str(max(0, math.ceil((reset - clock.now()).total_seconds())))
+    if not _rate_headers_readable(headers):
+        for name in RATE_HEADERS:
+            headers.pop(name, None)
+
+
+def _rate_headers_readable(headers: Mapping[str, str]) -> bool:
+    """Whether prawcore's rate limiter can read ``headers`` as it does (or finds none)."""
+    if "x-ratelimit-remaining" not in headers:
+        return True
+    try:
+        int(float(headers["x-ratelimit-remaining"]))
+        int(headers["x-ratelimit-used"])
+        int(headers["x-ratelimit-reset"])
+    except (KeyError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def _no_reset(headers: Mapping[str, str]) -> str:
+    """Why a 429 named no reset time: its Retry-After was missing or unreadable."""
+    raw = headers.get(UNREADABLE_RESET)
+    return "no retry-after header" if raw is None else f"its retry-after {raw[:40]!r} is not a time"
 
 
 def _seconds(value: Any) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,8 +34,10 @@ from monitor.collectors.base import (
     as_object,
     call_with_retries,
     clamp_retry_at,
+    epoch_reset,
     next_cursor,
     request_timeout,
+    retry_after_reset,
 )
 from monitor.collectors.http import DeadlineAdapter, connection_problem
 from monitor.config import Settings
@@ -63,6 +66,8 @@ SEARCH_WINDOW = timedelta(days=7)
 # note says so)
 REACH = {"posts": 3200, "mentions": 800}
 REACH_MARGIN = 0.95  # deleted or withheld tweets still take their place in the count
+RESET_HEADER = "x-rate-limit-reset"  # epoch seconds
+UNREADABLE_RESET = "x-touchpoint-unreadable-reset"  # where readable_reset moves one that is not
 TWITTER_EPOCH = datetime(2010, 11, 4, 1, 42, 54, 657000, tzinfo=UTC)  # of snowflake ids
 
 
@@ -105,6 +110,7 @@ class XCollector(Collector):
             bearer_token=bearer_token, return_type=dict, wait_on_rate_limit=False
         )
         self.client.session.mount(TWITTER_ORIGIN + "/", HostAdapter(api_base, timeout))
+        self.client.session.hooks["response"].append(readable_reset)
         self.api_base = api_base
         self.token_env = token_env  # the variable's name, for the fix of a refused token
         self.page_size = page_size
@@ -452,9 +458,23 @@ def _validate_page(body: dict[str, Any]) -> dict[str, Any]:
         ok = isinstance(tweet, dict) and isinstance(tweet.get("id"), str)
         if not ok or not tweet["id"].isdigit() or not isinstance(tweet.get("text"), str):
             raise MalformedResponse(f"not a tweet object: {json.dumps(tweet)[:80]}")
+        _check_time(tweet)
     if not isinstance(body.get("meta", {}), dict):
         raise MalformedResponse("meta is not an object")
     return body
+
+
+def _check_time(tweet: Mapping[str, Any]) -> None:
+    """A tweet's created_at (asked for in tweet.fields) must be there and a time: checked with
+    the page, so that an answer without it is retried as malformed, not failed in normalize."""
+    created = tweet.get("created_at")
+    try:
+        if isinstance(created, str):
+            parse_iso(created)
+            return
+    except ValueError:
+        pass
+    raise MalformedResponse(f"tweet {tweet['id']} has no created_at (or not a time)")
 
 
 def _first_error(body: Mapping[str, Any]) -> str:
@@ -471,10 +491,15 @@ def _translate_errors(call: Callable[[], Any], api_base: str, token_env: str) ->
     try:
         body = call()
     except tweepy.TooManyRequests as exc:
-        reset = datetime.fromtimestamp(exc.reset_time, UTC) if exc.reset_time else None
+        headers = exc.response.headers
+        reset = epoch_reset(headers.get(RESET_HEADER)) or retry_after_reset(
+            headers.get("retry-after")
+        )
         retry_at = clamp_retry_at(reset)
-        note = "" if reset else " (no x-rate-limit-reset header)"
-        raise RateLimited(f"rate limited until {iso(retry_at)}{note}", retry_at=retry_at) from None
+        note = "" if reset else f" ({_no_reset(headers)}; the default wait)"
+        raise RateLimited(
+            f"rate limited until {iso(retry_at)}{note}", retry_at=retry_at, reset=reset
+        ) from None
     except (tweepy.Unauthorized, tweepy.Forbidden) as exc:
         raise AuthError(
             f"X refused the bearer token (HTTP {exc.response.status_code}). Fix: check the token "
@@ -492,9 +517,32 @@ def _translate_errors(call: Callable[[], Any], api_base: str, token_env: str) ->
         raise TransientError(f"no answer from {api_base} in time") from None
     except requests.exceptions.ConnectionError as exc:
         raise TransientError(connection_problem(exc, api_base)) from None
-    except ValueError as exc:  # tweepy's int() of a malformed x-rate-limit-reset, for one
+    except ValueError as exc:  # a body or header tweepy cannot read
         raise MalformedResponse(f"X sent a malformed answer ({exc})") from None
     return as_object(body)
+
+
+def readable_reset(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """A session's response hook: on a 429, an x-rate-limit-reset that is not epoch seconds
+    ("nan") moves to :data:`UNREADABLE_RESET`, so that tweepy's int() of it does not fail the
+    answer and the 429 is a rate limit (with the default wait) like any other."""
+    raw = response.headers.get(RESET_HEADER)
+    if response.status_code != 429 or raw is None:
+        return
+    reset = epoch_reset(raw)
+    if reset is None:
+        del response.headers[RESET_HEADER]
+        response.headers[UNREADABLE_RESET] = raw
+    else:  # epoch seconds with a fraction: tweepy wants an integer
+        response.headers[RESET_HEADER] = str(math.ceil(reset.timestamp()))
+
+
+def _no_reset(headers: Mapping[str, str]) -> str:
+    """Why a 429 named no reset time: its header was missing or unreadable."""
+    raw = headers.get(UNREADABLE_RESET)
+    if raw is None:
+        return f"no {RESET_HEADER} header"
+    return f"its {RESET_HEADER} {raw[:40]!r} is not a time"
 
 
 def _api_message(exc: tweepy.HTTPException) -> str:

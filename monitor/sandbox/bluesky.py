@@ -742,6 +742,8 @@ class BlueskySandbox(TrafficSandbox):
     platform = "bluesky"
     server_version = "BlueskySandbox/1.0"
     endpoints = ENDPOINTS
+    reset_headers = ("RateLimit-Reset",)
+    time_field = "indexedAt"
 
     def __init__(
         self,

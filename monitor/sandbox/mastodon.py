@@ -679,6 +679,7 @@ class MastodonSandbox(TrafficSandbox):
     platform = "mastodon"
     server_version = "Mastodon"
     endpoints = ENDPOINTS
+    reset_headers = ("X-RateLimit-Reset",)
 
     def __init__(
         self,

@@ -607,6 +607,8 @@ class RedditSandbox(TrafficSandbox):
     platform = "reddit"
     server_version = "RedditSandbox/1.0"
     endpoints = ENDPOINTS
+    reset_headers = ("retry-after", "x-ratelimit-reset")
+    time_field = "created_utc"
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import socket
 import socketserver
 import ssl
@@ -24,12 +25,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, ClassVar, Self, cast
 from urllib.parse import parse_qs, urlsplit
+
+from monitor import clock
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,8 @@ Headers = tuple[tuple[str, str], ...]
 
 FAULT_KINDS = (
     "429",
+    "429_bad_reset",
+    "429_http_date",
     "500",
     "503",
     "malformed",
@@ -51,6 +57,7 @@ FAULT_KINDS = (
     "trickle_headers",
     "expired_token",
     "odd_text",
+    "no_time",
 )
 # What an "odd_text" answer appends to every text: a NUL, a right-to-left override and the first
 # half of an emoji's surrogate pair (a text cut mid-emoji), which JSON can only carry escaped.
@@ -60,6 +67,7 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 CONTROL_PREFIX = "/_sandbox/"
 MAX_BODY = 64 * 1024  # request bytes handed on; the rest of a longer body is read and dropped
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
+BAD_RESET = "nan"  # what a "429_bad_reset" answer says in its reset headers: not a time
 
 
 def format_time(when: datetime) -> str:
@@ -223,6 +231,11 @@ class SandboxServer(ABC):
     """The ``Server`` header."""
     endpoints: ClassVar[tuple[str, ...]] = ()
     """Names :attr:`Route.endpoint` can take; ``add_fault(endpoint=...)`` accepts only these."""
+    time_field: ClassVar[str] = "created_at"
+    """The field holding an item's time (the ``no_time`` fault leaves it out)."""
+    reset_headers: ClassVar[tuple[str, ...]] = ("Retry-After",)
+    """The headers in which the platform's 429 names its reset (the ``429_bad_reset`` fault
+    spoils them)."""
 
     def __init__(self, *, clock: datetime, port: int = 0) -> None:
         self.port = port
@@ -364,7 +377,10 @@ class SandboxServer(ABC):
     ) -> None:
         """Queue a fault for the next ``times`` requests to ``endpoint`` (None: any endpoint).
 
-        Kinds: ``429`` (reset ``reset_in`` seconds on), ``500``, ``503``, ``malformed`` (a 200
+        Kinds: ``429`` (reset ``reset_in`` seconds on), ``429_bad_reset`` (the same 429 with
+        :data:`BAD_RESET` in the headers naming its reset, :attr:`reset_headers`),
+        ``429_http_date`` (the same 429 with ``Retry-After`` an HTTP date, as RFC 9110 allows,
+        rather than seconds), ``500``, ``503``, ``malformed`` (a 200
         whose body is the normal one cut short), ``html`` (a 200 with an HTML page: a proxy's or
         captive portal's), ``error_body`` (a 200 whose body is the platform's error object, as
         a 500 would send it), ``not_a_page`` (a 200 with a JSON list of numbers), ``shuffled``
@@ -372,8 +388,9 @@ class SandboxServer(ABC):
         ``slow`` (the normal answer after ``delay`` seconds), ``trickle`` (the normal answer at
         once, but its first :data:`TRICKLE_BYTES` body bytes one every ``delay`` seconds),
         ``trickle_headers`` (the same with the first bytes of the status line and headers),
-        ``expired_token`` (401) and ``odd_text`` (the normal answer with
-        :data:`ODD_TEXT_SUFFIX` after every text). Faults apply in the order they were queued.
+        ``expired_token`` (401), ``odd_text`` (the normal answer with
+        :data:`ODD_TEXT_SUFFIX` after every text) and ``no_time`` (the normal answer with its
+        first item's :attr:`time_field` left out). Faults apply in the order they were queued.
         """
         self._queue_fault(_Fault(kind, times, endpoint, delay, reset_in))
 
@@ -462,8 +479,18 @@ class SandboxServer(ABC):
         if fault.kind == "odd_text":
             normal = self._normal(route, request)
             return dataclasses.replace(normal, body=_with_odd_texts(normal.body))
+        if fault.kind == "no_time":
+            normal = self._normal(route, request)
+            return dataclasses.replace(normal, body=_without_time(normal.body, self.time_field))
         if fault.kind == "429":
             return self.rate_limited(route, request, fault.reset_in)
+        if fault.kind == "429_bad_reset":
+            limited = self.rate_limited(route, request, fault.reset_in)
+            return _with_headers(limited, {name: BAD_RESET for name in self.reset_headers})
+        if fault.kind == "429_http_date":
+            limited = self.rate_limited(route, request, fault.reset_in)
+            when = clock.now() + timedelta(seconds=math.ceil(fault.reset_in))
+            return _with_headers(limited, {"Retry-After": format_datetime(when, usegmt=True)})
         if fault.kind == "expired_token":
             return self.unauthorized(route, request, expired=True)
         return self.error(int(fault.kind), route, request)
@@ -498,6 +525,13 @@ class SandboxServer(ABC):
 # --------------------------------------------------------------------------- helpers
 
 
+def _with_headers(answer: Response, values: Mapping[str, str]) -> Response:
+    """``answer`` with the headers named in ``values`` (any case) set to those values."""
+    wanted = {name.lower(): value for name, value in values.items()}
+    kept = tuple((k, v) for k, v in answer.headers if k.lower() not in wanted)
+    return dataclasses.replace(answer, headers=(*kept, *values.items()))
+
+
 def _with_odd_texts(body: bytes) -> bytes:
     """``body`` (JSON) with :data:`ODD_TEXT_SUFFIX` after every string holding a space (texts,
     names; never ids, times, cursors or URLs), all non-ASCII escaped as the JSON of an API is."""
@@ -527,6 +561,34 @@ def _truncated(body: bytes) -> bytes:
     return text[: max(1, len(text) // 2)].encode("utf-8")
 
 
+def _without_time(body: bytes, field: str) -> bytes:
+    """``body`` (JSON) with ``field`` left out of the first item of its longest list of objects
+    (at whatever depth the item holds it), as :func:`_shuffled` finds that list."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body
+    items = _items(payload)
+    todo: list[Any] = items[:1]
+    while todo:
+        current = todo.pop(0)
+        if isinstance(current, dict):
+            if field in current:
+                del current[field]
+                return encode_json(payload)
+            todo.extend(current.values())
+    return body
+
+
+def _items(payload: Any) -> list[Any]:
+    """The longest list of a page (at the top, or one level or two down)."""
+    lists = [payload]
+    for parent in (payload, payload.get("data") if isinstance(payload, dict) else None):
+        if isinstance(parent, dict):
+            lists += [v for v in parent.values() if isinstance(v, list)]
+    return max((v for v in lists if isinstance(v, list)), key=len, default=[])
+
+
 def _shuffled(body: bytes) -> bytes:
     """``body`` with its longest list of objects (a page's items, at the top or one level or two
     down: X's data, Reddit's data.children) reversed and its first item repeated at the end."""
@@ -534,11 +596,7 @@ def _shuffled(body: bytes) -> bytes:
         payload = json.loads(body)
     except ValueError:
         return body
-    lists = [payload]
-    for parent in (payload, payload.get("data") if isinstance(payload, dict) else None):
-        if isinstance(parent, dict):
-            lists += [v for v in parent.values() if isinstance(v, list)]
-    items = max((v for v in lists if isinstance(v, list)), key=len, default=[])
+    items = _items(payload)
     if not items:
         return body
     items.reverse()

@@ -750,6 +750,7 @@ class XSandbox(TrafficSandbox):
     platform = "x"
     server_version = "XSandbox/1.0"
     endpoints = ENDPOINTS
+    reset_headers = ("x-rate-limit-reset",)
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ from sqlite_utils import Database
 from monitor import clock, pipeline, store
 from monitor.cli import cli
 from monitor.collectors import build_collector
+from monitor.collectors.base import DEFAULT_DEFERRAL, Collector
 from monitor.collectors.bluesky import Mark
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, Post, RunResult, StreamKey, iso
@@ -173,17 +174,99 @@ def test_bluesky_refused_refresh_token_logs_in_once_more(
     assert (sandbox.refresh_session_calls, sandbox.create_session_calls) == (1, 2)
 
 
-def test_bluesky_bad_app_password_is_one_auth_failure_and_one_login(
+def test_bluesky_bad_app_password_is_refused_credentials_once_it_repeats(
     sandbox: BlueskySandbox, configure: CONFIG, db: Database
 ) -> None:
+    """A cron-run ``touchpoint collect`` builds a new collector each time: the refusals in a row
+    are kept in the store, so the third one is reported as refused credentials with the fix;
+    the first two are transient failures (a PDS refuses a login now and then)."""
     settings = configure(password="not-the-password")
-    results = pipeline.collect(db, settings)
-    assert [(r.key.stream, r.outcome) for r in results] == [("account", "auth_failed")]
-    assert "not-the-password" not in (results[0].error or "")
-    assert PASSWORD_ENV in (results[0].error or "")  # the fix names the variable
-    assert sandbox.create_session_calls == 1
-    assert [r.path for r in sandbox.requests] == ["/xrpc/com.atproto.server.createSession"]
-    assert store.get_collector_state(db, "bluesky") == {}
+    outcomes = []
+    for _ in range(3):
+        (result,) = pipeline.collect(db, settings)  # a new collector each call
+        assert result.key.stream == "account"
+        assert "not-the-password" not in (result.error or "")
+        outcomes.append(result.outcome)
+    assert outcomes == ["failed", "failed", "auth_failed"]
+    assert "refused the login of @acme.bsky.social 3 times in a row" in (result.error or "")
+    assert PASSWORD_ENV in (result.error or "")  # the fix names the variable
+    assert sandbox.create_session_calls == 3
+    assert {r.path for r in sandbox.requests} == {"/xrpc/com.atproto.server.createSession"}
+    state = store.get_collector_state(db, "bluesky")
+    assert state == {"service": sandbox.url, "login": HANDLE, "login_refusals": 3}
+
+
+def test_bluesky_refused_login_is_tried_again_after_a_backoff(
+    sandbox: BlueskySandbox, settings: Settings, db: Database, fake_clock: TestClock
+) -> None:
+    """Issue #35: createSession refused three times (ExpiredToken, a PDS's hiccup), then
+    accepted. The refusal was kept by the collector for good: no Bluesky request until a
+    restart. Now each refusal waits a back-off (1, 2, 4 ... 16 minutes) and the login is tried
+    again; the third refusal in a row is reported as refused credentials."""
+    sandbox.add_fault("expired_token", endpoint="createSession", times=3)
+    collectors = {"bluesky": build_collector("bluesky", settings)}  # kept, as the daemon does
+
+    def run() -> list[RunResult]:
+        return pipeline.collect(db, settings, collectors=collectors)
+
+    try:
+        start = clock.now()
+        (first,) = run()
+        assert first.outcome == "failed" and "refused the login" in (first.error or "")
+        assert f"trying again after {iso(start + timedelta(minutes=1))[:16]}" in (first.error or "")
+        (waiting,) = run()  # within the back-off: refused here, no request
+        assert waiting.outcome == "failed" and sandbox.create_session_calls == 1
+        fake_clock.set(start + timedelta(minutes=1, seconds=5))
+        (second,) = run()
+        assert second.outcome == "failed" and sandbox.create_session_calls == 2
+        fake_clock.set(start + timedelta(minutes=2, seconds=10))
+        (waiting,) = run()  # the second back-off is 2 minutes
+        assert sandbox.create_session_calls == 2
+        fake_clock.set(start + timedelta(minutes=3, seconds=10))
+        (third,) = run()
+        assert third.outcome == "auth_failed" and PASSWORD_ENV in (third.error or "")
+        assert sandbox.create_session_calls == 3
+        fake_clock.set(start + timedelta(minutes=7, seconds=15))  # the third back-off: 4 min
+        healed = run()
+        assert {r.outcome for r in healed} == {"ok"} and sandbox.create_session_calls == 4
+    finally:
+        collectors["bluesky"].close()
+    state = store.get_collector_state(db, "bluesky")
+    assert set(state) == {"service", "did", "handle", "accessJwt", "refreshJwt"}  # count gone
+
+
+def test_bluesky_refused_login_is_tried_at_once_after_a_reload(
+    sandbox: BlueskySandbox, settings: Settings, db: Database
+) -> None:
+    """SIGHUP: the daemon closes its collectors and builds new ones (Daemon._reloaded); the new
+    collector logs in at once rather than waiting out the old one's back-off."""
+    sandbox.add_fault("expired_token", endpoint="createSession", times=1)
+    collectors = {"bluesky": build_collector("bluesky", settings)}
+    (refused,) = pipeline.collect(db, settings, collectors=collectors)
+    assert refused.outcome == "failed" and "trying again after" in (refused.error or "")
+    (waiting,) = pipeline.collect(db, settings, collectors=collectors)
+    assert waiting.outcome == "failed" and sandbox.create_session_calls == 1
+    collectors["bluesky"].close()
+    reloaded: dict[str, Collector] = {}  # what the daemon's reload leaves: none built yet
+    try:
+        healed = pipeline.collect(db, settings, collectors=reloaded)
+    finally:
+        for collector in reloaded.values():
+            collector.close()
+    assert {r.outcome for r in healed} == {"ok"} and sandbox.create_session_calls == 2
+
+
+def test_bluesky_status_says_the_login_failed_not_never_collected(
+    sandbox: BlueskySandbox, settings: Settings
+) -> None:
+    sandbox.add_fault("expired_token", endpoint="createSession", times=1)
+    config = ["--config", str(settings.source)]
+    CliRunner().invoke(cli, [*config, "collect"])
+    out = CliRunner().invoke(cli, [*config, "status"]).output
+    assert "never collected" not in out and "new in the config" not in out
+    assert "not collected: acme/bluesky/keywords 'acme', acme/bluesky/mentions, " in out
+    assert "acme/bluesky/posts (every run stopped at the account: " in out
+    assert "Bluesky refused the login of @acme.bsky.social" in out
 
 
 def test_bluesky_login_rate_limited_is_one_login_until_the_reset(
@@ -404,6 +487,32 @@ def test_bluesky_short_rate_limit_is_waited_out(
     result = by_stream(pipeline.collect(db, settings))["keywords"]
     assert result.outcome == "ok"
     assert stored(db, "keyword") == expected(sandbox, "keyword")
+
+
+def test_bluesky_429_with_an_unreadable_reset_defers_the_default_wait(
+    sandbox: BlueskySandbox, configure: CONFIG, db: Database
+) -> None:
+    """Issue #35: a 429 whose RateLimit-Reset is not epoch seconds ("nan") is a rate limit whose
+    wait is a guess: the stream is deferred by the default, never waited out and retried within
+    the run (a max_rate_limit_wait above the default used to do that)."""
+    settings = configure(collect=FAST + "max_rate_limit_wait_seconds = 120\n")
+    sandbox.add_fault("429_bad_reset", endpoint="getAuthorFeed", times=10)
+    select = pipeline.Selection(stream="posts")
+    collector = build_collector("bluesky", settings)
+    waits: list[float] = []
+    collector._sleep = waits.append  # type: ignore[attr-defined]  # a wait, not a real sleep
+    before = clock.now()
+    try:
+        (limited,) = pipeline.collect(db, settings, select, collectors={"bluesky": collector})
+    finally:
+        collector.close()
+    after = clock.now()
+    assert waits == []
+    assert limited.outcome == "deferred", limited.error
+    assert limited.retry_at is not None
+    assert before + DEFAULT_DEFERRAL <= limited.retry_at <= after + DEFAULT_DEFERRAL
+    assert store.get_deferral(db, limited.key) == limited.retry_at.replace(microsecond=0)
+    assert [r.status for r in sandbox.requests if r.path.endswith("getAuthorFeed")] == [429]
 
 
 def test_bluesky_retries_500_then_succeeds(

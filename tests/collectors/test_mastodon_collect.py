@@ -15,6 +15,8 @@ from sqlite_utils import Database
 
 from monitor import clock, pipeline, store
 from monitor.cli import cli
+from monitor.collectors import build_collector
+from monitor.collectors.base import DEFAULT_DEFERRAL
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, Post, RunResult, StreamKey
 from monitor.sandbox.mastodon import MastodonSandbox
@@ -266,6 +268,33 @@ def test_mastodon_short_rate_limit_is_waited_out(
     result = by_stream(pipeline.collect(db, settings))["mentions"]
     assert result.outcome == "ok"
     assert stored(db, "mention") == expected_ids(sandbox, "mention")
+
+
+def test_mastodon_429_with_an_unreadable_reset_defers_the_default_wait(
+    sandbox: MastodonSandbox, write_config: ConfigWriter, db: Database
+) -> None:
+    """Issue #35: a 429 is a rate limit whatever its X-RateLimit-Reset says. Without a readable
+    reset the wait is a guess: the stream is deferred by the default, never waited out and
+    retried within the run (a max_rate_limit_wait above the default used to do that)."""
+    collect = FAST + "max_rate_limit_wait_seconds = 120\n"
+    settings = load_settings(write_config(sandbox.url, collect=collect))
+    sandbox.add_fault("429_bad_reset", endpoint="notifications", times=10)
+    select = pipeline.Selection(stream="mentions")
+    collector = build_collector("mastodon", settings)
+    waits: list[float] = []
+    collector._sleep = waits.append  # type: ignore[attr-defined]  # a wait, not a real sleep
+    before = clock.now()
+    try:
+        (limited,) = pipeline.collect(db, settings, select, collectors={"mastodon": collector})
+    finally:
+        collector.close()
+    after = clock.now()
+    assert waits == []
+    assert limited.outcome == "deferred", limited.error
+    assert limited.retry_at is not None
+    assert before + DEFAULT_DEFERRAL <= limited.retry_at <= after + DEFAULT_DEFERRAL
+    assert store.get_deferral(db, limited.key) == limited.retry_at.replace(microsecond=0)
+    assert [r.status for r in sandbox.requests if r.path.endswith("/notifications")] == [429]
 
 
 def test_mastodon_retries_500_then_succeeds(

@@ -217,6 +217,13 @@ def test_mastodon_link_header_gives_the_id_bounds() -> None:
         parse_links(broken)
 
 
+@pytest.mark.parametrize(
+    "text", ["2026-11-20T12:05:00Z", "2026-11-20T12:05:00.000000Z", "2026-11-20T12:05:00+00:00"]
+)
+def test_mastodon_rate_limit_reset_without_fractional_seconds_is_read(text: str) -> None:
+    assert parse_reset(text) == datetime(2026, 11, 20, 12, 5, tzinfo=UTC)
+
+
 def test_mastodon_rate_limit_reset_is_an_iso_time() -> None:
     headers = envelope("account_statuses_prev_min_id.json")["response"]["headers"]
     reset = parse_reset(headers["x-ratelimit-reset"])

@@ -18,6 +18,7 @@ from sqlite_utils import Database
 
 from monitor import clock, pipeline, store
 from monitor.cli import cli
+from monitor.collectors.base import DEFAULT_DEFERRAL
 from monitor.collectors.reddit import NO_LOGIN, Mark, RedditCollector
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, RunResult, StreamKey
@@ -278,6 +279,54 @@ def test_reddit_collect_long_rate_limit_defers_every_stream_without_sleeping(
     )
     assert all(r.retry_at is not None for r in results.values())
     assert api_requests(sandbox, "/message/") == api_requests(sandbox, "/search") == []
+
+
+def test_reddit_collect_429_with_an_unreadable_reset_defers_the_default_wait(
+    sandbox: RedditSandbox, settings: Settings, db: Database
+) -> None:
+    """Issue #35: a 429 whose retry-after and x-ratelimit-reset are not seconds ("nan": prawcore's
+    float() and int() of them fail) was a malformed answer: retried blind at once."""
+    sandbox.add_fault("429_bad_reset", endpoint="inbox", times=10)
+    select = pipeline.Selection(stream="mentions")
+    before = clock.now()
+    (limited,) = pipeline.collect(db, settings, select)
+    after = clock.now()
+    assert limited.outcome == "deferred", limited.error
+    assert limited.error and "retry-after 'nan'" in limited.error
+    assert limited.retry_at is not None
+    assert before + DEFAULT_DEFERRAL <= limited.retry_at <= after + DEFAULT_DEFERRAL
+    assert store.get_deferral(db, limited.key) == limited.retry_at.replace(microsecond=0)
+    assert api_requests(sandbox, "/message/inbox") == [429]
+    (skipped,) = pipeline.collect(db, settings, select)
+    assert skipped.outcome == "skipped" and api_requests(sandbox, "/message/inbox") == [429]
+
+
+def test_reddit_collect_429_with_retry_after_as_an_http_date_is_honoured(
+    sandbox: RedditSandbox, settings: Settings, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 9110 allows Retry-After as an HTTP date; prawcore's float() of it failed the answer as
+    malformed (retried, and only then deferred by the budget prawcore had noted)."""
+    sandbox.add_fault("429_http_date", endpoint="inbox", times=10, reset_in=300)
+    with caplog.at_level(logging.INFO):
+        (limited,) = pipeline.collect(db, settings, pipeline.Selection(stream="mentions"))
+    assert not [r for r in caplog.records if "malformed" in r.getMessage()]
+    assert limited.outcome == "deferred", limited.error
+    assert limited.retry_at is not None
+    assert abs((limited.retry_at - clock.now()).total_seconds() - 300) < 5
+    assert api_requests(sandbox, "/message/inbox") == [429]
+
+
+def test_reddit_collect_429_on_the_token_endpoint_is_a_rate_limit(
+    sandbox: RedditSandbox, settings: Settings, db: Database
+) -> None:
+    pipeline.collect(db, settings, pipeline.Selection(stream="posts"))  # the account is known
+    sandbox.add_fault("429", endpoint="token", times=10, reset_in=120)
+    (limited,) = pipeline.collect(db, settings, pipeline.Selection(stream="mentions"))
+    assert limited.outcome == "deferred", limited.error
+    assert limited.retry_at is not None
+    assert abs((limited.retry_at - clock.now()).total_seconds() - 120) < 5
+    assert api_requests(sandbox, TOKEN_PATH)[-1:] == [429]
+    assert len(api_requests(sandbox, TOKEN_PATH)) == 2  # the first run's, then this one's
 
 
 def test_reddit_collect_retries_500_then_succeeds(

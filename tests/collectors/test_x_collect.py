@@ -17,6 +17,7 @@ from sqlite_utils import Database
 from monitor import clock, pipeline, store
 from monitor.cli import cli
 from monitor.collectors import build_collector
+from monitor.collectors.base import DEFAULT_DEFERRAL
 from monitor.config import Settings, load_settings
 from monitor.models import StreamKey, iso
 from monitor.sandbox.server import Request, Response, Route
@@ -339,6 +340,27 @@ def test_x_collect_short_rate_limit_is_waited_out(
     assert stored(db, "mention") == expected_ids(sandbox, "mention")
 
 
+def test_x_collect_429_with_an_unreadable_reset_defers_the_default_wait(
+    sandbox: XSandbox, settings: Settings, db: Database
+) -> None:
+    """Issue #35: a 429 whose x-rate-limit-reset is not epoch seconds ("nan": tweepy's int() of
+    it fails) was a malformed answer: retried blind at once, and again at every interval."""
+    sandbox.add_fault("429_bad_reset", endpoint="mentions", times=10)
+    select = pipeline.Selection(stream="mentions")
+    before = clock.now()
+    (limited,) = pipeline.collect(db, settings, select)
+    after = clock.now()
+    assert limited.outcome == "deferred", limited.error
+    assert limited.error and "x-rate-limit-reset" in limited.error and "'nan'" in limited.error
+    assert limited.retry_at is not None
+    assert before + DEFAULT_DEFERRAL <= limited.retry_at <= after + DEFAULT_DEFERRAL
+    assert store.get_deferral(db, limited.key) == limited.retry_at.replace(microsecond=0)
+    assert [r.status for r in sandbox.requests if r.path.endswith("/mentions")] == [429]
+    (skipped,) = pipeline.collect(db, settings, select)  # deferred: no request before it ends
+    assert skipped.outcome == "skipped"
+    assert len([r for r in sandbox.requests if r.path.endswith("/mentions")]) == 1
+
+
 def test_x_collect_retries_500_then_succeeds(
     sandbox: XSandbox, settings: Settings, db: Database
 ) -> None:
@@ -388,6 +410,22 @@ def test_x_collect_bad_answer_fails_the_run_and_changes_nothing(
     healed = by_stream(pipeline.collect(db, settings))["mentions"]
     assert healed.outcome == "ok"
     assert stored(db, "mention") == expected_ids(sandbox, "mention")
+
+
+def test_x_collect_tweet_without_created_at_is_retried_as_a_malformed_answer(
+    sandbox: XSandbox, settings: Settings, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #35: a page with a tweet without its created_at failed the run in normalize, with
+    none of the bounded retries the README promises for malformed answers."""
+    sandbox.add_fault("no_time", endpoint="mentions")
+    with caplog.at_level(logging.INFO, logger="monitor.collectors.base"):
+        (result,) = pipeline.collect(db, settings, pipeline.Selection(stream="mentions"))
+    assert result.outcome == "ok", result.error
+    assert stored(db, "mention") == expected_ids(sandbox, "mention")
+    statuses = [r.status for r in sandbox.requests if r.path.endswith("/mentions")]
+    assert statuses[:2] == [200, 200] and result.pages == len(statuses) - 1
+    retried = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(retried) == 1 and "has no created_at" in retried[0]
 
 
 def test_x_collect_expired_token_is_one_auth_failure(

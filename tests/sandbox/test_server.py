@@ -11,11 +11,13 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
 import requests
 
+from monitor import clock
 from monitor.sandbox.server import (
     MAX_BODY,
     TRICKLE_BYTES,
@@ -363,6 +365,17 @@ def test_fault_answers_use_the_subclass_shapes(toy: ToySandbox) -> None:
     assert (expired.status_code, expired.json()) == (401, {"toy_error": 401, "expired": True})
     assert (failed.status_code, failed.json()) == (500, {"toy_error": 500, "route": "read"})
     assert toy.seen == []  # no fault reached the normal handler
+
+
+def test_429_faults_spoil_or_date_the_reset(toy: ToySandbox) -> None:
+    toy.add_fault("429_bad_reset", reset_in=2.2)
+    toy.add_fault("429_http_date", reset_in=2.2)
+    spoilt, dated = (_get(toy, "/toy/x") for _ in range(2))
+    assert (spoilt.status_code, spoilt.headers["retry-after"]) == (429, "nan")
+    assert spoilt.json() == {"toy_error": 429, "route": "read"}
+    when = parsedate_to_datetime(dated.headers["retry-after"])
+    assert dated.status_code == 429 and dated.headers["retry-after"].endswith(" GMT")
+    assert clock.now() + timedelta(seconds=1) < when <= clock.now() + timedelta(seconds=3)
 
 
 def test_faults_wait_for_routed_authenticated_requests(toy: ToySandbox) -> None:
