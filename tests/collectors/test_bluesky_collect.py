@@ -15,11 +15,12 @@ from sqlite_utils import Database
 from monitor import clock, pipeline, store
 from monitor.cli import cli
 from monitor.collectors import build_collector
-from monitor.collectors.base import DEFAULT_DEFERRAL, Collector
+from monitor.collectors.base import Collector
 from monitor.collectors.bluesky import Mark
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, Post, RunResult, StreamKey, iso
 from monitor.sandbox.bluesky import BlueskySandbox
+from tests.collectors.ratelimits import collect_deferred_by_default
 from tests.conftest import TestClock
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -497,21 +498,7 @@ def test_bluesky_429_with_an_unreadable_reset_defers_the_default_wait(
     the run (a max_rate_limit_wait above the default used to do that)."""
     settings = configure(collect=FAST + "max_rate_limit_wait_seconds = 120\n")
     sandbox.add_fault("429_bad_reset", endpoint="getAuthorFeed", times=10)
-    select = pipeline.Selection(stream="posts")
-    collector = build_collector("bluesky", settings)
-    waits: list[float] = []
-    collector._sleep = waits.append  # type: ignore[attr-defined]  # a wait, not a real sleep
-    before = clock.now()
-    try:
-        (limited,) = pipeline.collect(db, settings, select, collectors={"bluesky": collector})
-    finally:
-        collector.close()
-    after = clock.now()
-    assert waits == []
-    assert limited.outcome == "deferred", limited.error
-    assert limited.retry_at is not None
-    assert before + DEFAULT_DEFERRAL <= limited.retry_at <= after + DEFAULT_DEFERRAL
-    assert store.get_deferral(db, limited.key) == limited.retry_at.replace(microsecond=0)
+    collect_deferred_by_default("bluesky", settings, db, "posts")
     assert [r.status for r in sandbox.requests if r.path.endswith("getAuthorFeed")] == [429]
 
 

@@ -15,13 +15,12 @@ from sqlite_utils import Database
 
 from monitor import clock, pipeline, store
 from monitor.cli import cli
-from monitor.collectors import build_collector
-from monitor.collectors.base import DEFAULT_DEFERRAL
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, Post, RunResult, StreamKey
 from monitor.sandbox.mastodon import MastodonSandbox
 from monitor.sandbox.server import Request, Response, Route
 from monitor.sandbox.traffic import MENTION, POST, TrafficItem, brand_post_texts
+from tests.collectors.ratelimits import collect_deferred_by_default
 
 TOKEN_ENV = "TOUCHPOINT_TEST_MASTODON_TOKEN"
 TOKEN = "MASTODON-SECRET-TOKEN-0987654321"
@@ -279,21 +278,7 @@ def test_mastodon_429_with_an_unreadable_reset_defers_the_default_wait(
     collect = FAST + "max_rate_limit_wait_seconds = 120\n"
     settings = load_settings(write_config(sandbox.url, collect=collect))
     sandbox.add_fault("429_bad_reset", endpoint="notifications", times=10)
-    select = pipeline.Selection(stream="mentions")
-    collector = build_collector("mastodon", settings)
-    waits: list[float] = []
-    collector._sleep = waits.append  # type: ignore[attr-defined]  # a wait, not a real sleep
-    before = clock.now()
-    try:
-        (limited,) = pipeline.collect(db, settings, select, collectors={"mastodon": collector})
-    finally:
-        collector.close()
-    after = clock.now()
-    assert waits == []
-    assert limited.outcome == "deferred", limited.error
-    assert limited.retry_at is not None
-    assert before + DEFAULT_DEFERRAL <= limited.retry_at <= after + DEFAULT_DEFERRAL
-    assert store.get_deferral(db, limited.key) == limited.retry_at.replace(microsecond=0)
+    collect_deferred_by_default("mastodon", settings, db, "mentions")
     assert [r.status for r in sandbox.requests if r.path.endswith("/notifications")] == [429]
 
 

@@ -18,13 +18,13 @@ from sqlite_utils import Database
 
 from monitor import clock, pipeline, store
 from monitor.cli import cli
-from monitor.collectors.base import DEFAULT_DEFERRAL
 from monitor.collectors.reddit import NO_LOGIN, Mark, RedditCollector
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, RunResult, StreamKey
 from monitor.sandbox.reddit import RedditSandbox
 from monitor.sandbox.server import Request, Response, Route
 from monitor.sandbox.traffic import TrafficRates
+from tests.collectors.ratelimits import collect_deferred_by_default
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=1)
@@ -287,17 +287,10 @@ def test_reddit_collect_429_with_an_unreadable_reset_defers_the_default_wait(
     """Issue #35: a 429 whose retry-after and x-ratelimit-reset are not seconds ("nan": prawcore's
     float() and int() of them fail) was a malformed answer: retried blind at once."""
     sandbox.add_fault("429_bad_reset", endpoint="inbox", times=10)
-    select = pipeline.Selection(stream="mentions")
-    before = clock.now()
-    (limited,) = pipeline.collect(db, settings, select)
-    after = clock.now()
-    assert limited.outcome == "deferred", limited.error
+    limited = collect_deferred_by_default("reddit", settings, db, "mentions")
     assert limited.error and "retry-after 'nan'" in limited.error
-    assert limited.retry_at is not None
-    assert before + DEFAULT_DEFERRAL <= limited.retry_at <= after + DEFAULT_DEFERRAL
-    assert store.get_deferral(db, limited.key) == limited.retry_at.replace(microsecond=0)
     assert api_requests(sandbox, "/message/inbox") == [429]
-    (skipped,) = pipeline.collect(db, settings, select)
+    (skipped,) = pipeline.collect(db, settings, pipeline.Selection(stream="mentions"))
     assert skipped.outcome == "skipped" and api_requests(sandbox, "/message/inbox") == [429]
 
 

@@ -17,11 +17,11 @@ from sqlite_utils import Database
 from monitor import clock, pipeline, store
 from monitor.cli import cli
 from monitor.collectors import build_collector
-from monitor.collectors.base import DEFAULT_DEFERRAL
 from monitor.config import Settings, load_settings
 from monitor.models import StreamKey, iso
 from monitor.sandbox.server import Request, Response, Route
 from monitor.sandbox.x import TWITTER_EPOCH, XSandbox
+from tests.collectors.ratelimits import collect_deferred_by_default
 from tests.conftest import TOKEN, TOKEN_ENV
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -346,17 +346,11 @@ def test_x_collect_429_with_an_unreadable_reset_defers_the_default_wait(
     """Issue #35: a 429 whose x-rate-limit-reset is not epoch seconds ("nan": tweepy's int() of
     it fails) was a malformed answer: retried blind at once, and again at every interval."""
     sandbox.add_fault("429_bad_reset", endpoint="mentions", times=10)
-    select = pipeline.Selection(stream="mentions")
-    before = clock.now()
-    (limited,) = pipeline.collect(db, settings, select)
-    after = clock.now()
-    assert limited.outcome == "deferred", limited.error
+    limited = collect_deferred_by_default("x", settings, db, "mentions")
     assert limited.error and "x-rate-limit-reset" in limited.error and "'nan'" in limited.error
-    assert limited.retry_at is not None
-    assert before + DEFAULT_DEFERRAL <= limited.retry_at <= after + DEFAULT_DEFERRAL
-    assert store.get_deferral(db, limited.key) == limited.retry_at.replace(microsecond=0)
     assert [r.status for r in sandbox.requests if r.path.endswith("/mentions")] == [429]
-    (skipped,) = pipeline.collect(db, settings, select)  # deferred: no request before it ends
+    mentions = pipeline.Selection(stream="mentions")
+    (skipped,) = pipeline.collect(db, settings, mentions)  # deferred: no request before it ends
     assert skipped.outcome == "skipped"
     assert len([r for r in sandbox.requests if r.path.endswith("/mentions")]) == 1
 
