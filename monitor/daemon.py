@@ -36,7 +36,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlite_utils import Database
 
-from monitor import clock, pipeline, store
+from monitor import clock, heap, pipeline, store
 from monitor.alerts import outbox
 from monitor.alerts.heartbeat import build_heartbeat
 from monitor.alerts.watchdog import Watchdog
@@ -257,6 +257,7 @@ class Daemon:
     def run(self) -> int:
         """Run until a signal; return the exit status (0 after a clean or bounded stop)."""
         store.check_local_disk(self.db_path)  # before the lock file is made beside it
+        heap.keep_heap_small()  # an oversized answer refused leaves no memory behind
         with database_lock(self.db_path) as lock:
             db = self._db()  # applies migrations before any job starts
             self._check_writable(db)

@@ -30,6 +30,7 @@ from click.testing import CliRunner
 from monitor import clock, store
 from monitor.alerts.channels.http import header_key
 from monitor.cli import cli
+from monitor.collectors.http import MAX_BODY_BYTES
 from monitor.config import load_settings
 from monitor.daemon import (
     Daemon,
@@ -43,6 +44,7 @@ from monitor.daemon import (
 from monitor.logs import register_secret, setup_logging
 from monitor.models import RunResult, StreamKey, iso, parse_iso
 from monitor.sandbox import fleet
+from monitor.sandbox.server import FLOODS
 from monitor.sandbox.traffic import TrafficSandbox
 from tests.alerts.servers import Receiver, Sink
 from tests.alerts.test_outbox import queue_messages
@@ -873,6 +875,72 @@ def test_one_platform_rate_limited_and_one_hanging_do_not_delay_the_others(
         r.db_path, "SELECT stream, outcome, error FROM runs WHERE platform = 'reddit'"
     )
     assert reddit and all("429" in str(e) or "rate" in str(e).lower() for _, _, e in reddit), reddit
+
+
+def memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """Process ``pid``'s resident memory (VmRSS), or its peak so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} for pid {pid}")
+
+
+def has_children(pid: int) -> bool:
+    """Whether process ``pid`` has a child (the classify child) now."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            if (task / "children").read_text().strip():
+                return True
+    return False
+
+
+def test_oversized_answers_on_every_platform_leave_the_daemon_at_its_resting_size(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig(interval=2)
+    proc = r.daemon()
+    brand_posts = "SELECT count(*) FROM posts WHERE is_brand = 1"
+    try:
+        wait_for(
+            lambda: (
+                len(runs_per_stream(r.db_path)) == ALL_STREAMS
+                and scalar(r.db_path, "SELECT count(*) FROM labels")
+                == scalar(r.db_path, brand_posts)
+                and not has_children(proc.pid)
+            ),
+            40,
+            "every stream collected and classified",
+        )
+        time.sleep(3)  # a poll of every stream more: at rest
+        at_rest = memory_mb(proc.pid)
+        since = scalar(r.db_path, "SELECT max(id) FROM runs")
+        for server in r.servers.values():
+            for kind in FLOODS:  # 40 MiB, 2 GiB declared, endless, a 300 MiB gzip bomb
+                server.add_fault(kind, times=2)  # a run's two attempts (max_attempts = 2)
+        wait_for(
+            lambda: not any(s.pending_faults for s in r.servers.values()), 30, "the faults served"
+        )
+        ok_since = (
+            "SELECT count(DISTINCT platform || stream) FROM runs WHERE id > ? AND outcome = 'ok'"
+        )
+        wait_for(
+            lambda: scalar(r.db_path, ok_since, since) == ALL_STREAMS, 30, "every stream ok again"
+        )
+        after, peak = memory_mb(proc.pid), memory_mb(proc.pid, "VmHWM")
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+    refused = read_store(
+        r.db_path,
+        "SELECT DISTINCT platform FROM runs WHERE id > ? AND error LIKE '%answer larger than%'",
+        since,
+    )
+    assert {p for (p,) in refused} == set(fleet.PLATFORMS), refused
+    # measured before the fix: 82 MB at rest, 573 MB at the peak, 253 MB after (307 MB here);
+    # after it: 79, 138 and 80 MB. One exchange per platform at a time, each holding 16 MiB at most
+    held = f"{at_rest:.0f} MB at rest, {peak:.0f} MB at the peak, {after:.0f} MB after"
+    assert peak - at_rest < len(fleet.PLATFORMS) * 2 * MAX_BODY_BYTES / 2**20, held
+    assert after - at_rest < 30, held
 
 
 def test_sigterm_mid_collection_exits_0_within_10_seconds(rig: Callable[..., Rig]) -> None:

@@ -6,13 +6,18 @@ every exchange has a deadline counted from its start:
 
 - the body is read as it arrives, one socket read at a time, against the deadline: ``requests``
   (tweepy, praw) through :class:`DeadlineAdapter`, ``httpx`` (Mastodon, Bluesky) through
-  :func:`read_body` over ``iter_bytes``; it is checked between reads, so an exchange overshoots it
+  :func:`read_body` over ``iter_raw``; it is checked between reads, so an exchange overshoots it
   by at most one read timeout;
 - the status line and headers: for ``httpx`` every socket read waits at most until the deadline
   (:func:`deadline_transport`); for ``requests`` a timer shuts the socket down at the deadline
   while urllib3 waits for them (:class:`DeadlineAdapter`'s connections).
 
 Past the deadline an exchange fails with a :class:`TransientError` "answer not complete in N s".
+
+An answer larger than :data:`MAX_BODY_BYTES` fails with a :class:`MalformedResponse` "answer larger
+than N B" without being held: at once when its Content-Length says so, else as it streams, its
+compressed body decompressed here a bounded piece at a time (:func:`decoded`: the libraries would
+expand a whole socket read at once, 64 KiB of a gzip bomb into 64 MiB) and counted decoded.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -34,7 +40,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.response import BaseHTTPResponse
 
 from monitor.collectors.base import MalformedResponse, TransientError
@@ -43,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 CHUNK_BYTES = 64 * 1024
+# the content codings asked for: those :func:`decoded` decompresses a bounded piece at a time (the
+# client libraries would ask for br and zstd too once their packages are installed)
+ACCEPT_ENCODING = "gzip, deflate"
+GZIP_WBITS = 16 + zlib.MAX_WBITS
 # when the exchange under way in this thread (or context) must be over, on the monotonic clock
 _DEADLINE: ContextVar[float | None] = ContextVar("touchpoint_exchange_deadline", default=None)
 _T = TypeVar("_T")
@@ -67,6 +77,98 @@ def _past_deadline(seconds: float, what: str) -> TransientError:
     return TransientError(f"{what}: answer not complete in {seconds:g}s")
 
 
+def _too_large(what: str) -> MalformedResponse:
+    return MalformedResponse(f"{what}: answer larger than {MAX_BODY_BYTES:,} B")
+
+
+def refuse_declared_size(content_length: str | None, *, what: str) -> None:
+    """Refuse, before reading any of it, an answer whose Content-Length is above
+    :data:`MAX_BODY_BYTES` (a malformed one is left to the client library)."""
+    try:
+        declared = int(content_length or 0)
+    except ValueError:
+        return
+    if declared > MAX_BODY_BYTES:
+        raise _too_large(what)
+
+
+def decoded(chunks: Iterable[bytes], content_encoding: str | None, *, what: str) -> Iterator[bytes]:
+    """``chunks`` of a body sent with ``content_encoding`` (gzip and deflate, in any sequence),
+    decoded in pieces of at most :data:`CHUNK_BYTES`: however much one chunk expands (a gzip bomb:
+    a thousandfold), no more is decompressed than :func:`read_body` takes next. Other codings,
+    never asked for (:data:`ACCEPT_ENCODING`), pass through as the client libraries pass them."""
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
+    pieces = iter(chunks)
+    for coding in reversed(codings):  # the coding applied last is undone first
+        if coding in ("gzip", "x-gzip", "deflate"):
+            pieces = _inflated(pieces, gzip=coding != "deflate", what=what)
+    return pieces
+
+
+def _inflated(chunks: Iterator[bytes], *, gzip: bool, what: str) -> Iterator[bytes]:
+    inflater = _Inflater(gzip=gzip, what=what)
+    for chunk in chunks:
+        yield from inflater.feed(chunk)
+
+
+class _Inflater:
+    """One zlib-coded body decompressed at most :data:`CHUNK_BYTES` at a time: gzip (member after
+    member; what follows the first that is not one is dropped, as urllib3 drops it), or deflate,
+    zlib-wrapped or raw as servers send it."""
+
+    def __init__(self, *, gzip: bool, what: str) -> None:
+        self.gzip = gzip
+        self.what = what
+        self.wbits = GZIP_WBITS if gzip else zlib.MAX_WBITS
+        self.zlib = zlib.decompressobj(self.wbits)
+        self.members = 0  # gzip members begun after the first
+        self.begun = False  # some output came: a deflate body's wrapper is settled
+        self.done = False  # the rest is dropped
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """The decoded pieces of ``data``, the next bytes of the body, as they are asked for."""
+        while not self.done:
+            try:
+                piece = self.zlib.decompress(data, CHUNK_BYTES)
+            except zlib.error:
+                data = self._failed(data)
+                continue
+            self.begun = self.begun or bool(piece)
+            if piece:
+                yield piece
+            data = self.zlib.unconsumed_tail
+            if self.zlib.eof:
+                data = self._next_member()
+                if not data:
+                    return
+            elif not data and len(piece) < CHUNK_BYTES:
+                return  # everything given is out; otherwise what is pending comes next round
+
+    def _failed(self, data: bytes) -> bytes:
+        """What to decompress after zlib refused ``data``: it again without the zlib wrapper
+        (deflate), nothing more (a later gzip member), or the end of the exchange."""
+        if not self.gzip and not self.begun and self.wbits > 0:
+            self.wbits = -zlib.MAX_WBITS
+            self.zlib = zlib.decompressobj(self.wbits)
+            return data
+        if self.members:
+            self.done = True
+            return b""
+        raise MalformedResponse(f"{self.what}: the answer could not be decoded") from None
+
+    def _next_member(self) -> bytes:
+        """The bytes after the end of the stream: the next gzip member's (none for deflate)."""
+        rest = self.zlib.unused_data
+        if not self.gzip:
+            self.done = True  # what follows a deflate stream is dropped, as the clients drop it
+            return b""
+        if not rest:
+            return b""  # a next member may come in the next chunk
+        self.members += 1
+        self.zlib = zlib.decompressobj(self.wbits)
+        return rest
+
+
 def read_body(chunks: Iterable[bytes], *, started: float, seconds: float, what: str) -> bytes:
     """Join an answer's body; refuse one not complete ``seconds`` after ``started`` (monotonic)
     or larger than :data:`MAX_BODY_BYTES`."""
@@ -74,7 +176,8 @@ def read_body(chunks: Iterable[bytes], *, started: float, seconds: float, what: 
     for chunk in chunks:
         content.extend(chunk)
         if len(content) > MAX_BODY_BYTES:
-            raise MalformedResponse(f"{what}: answer larger than {MAX_BODY_BYTES:,} B")
+            del content  # freed now: the error's traceback keeps this frame while it is handled
+            raise _too_large(what)
         if time.monotonic() - started > seconds:
             raise _past_deadline(seconds, what)
     return bytes(content)
@@ -86,14 +189,20 @@ def fetch_whole(
     """``client.request(method, url, **options)`` within ``seconds``: the body read by
     :func:`read_body`, the status line and headers bounded too when ``client`` has a
     :func:`deadline_transport`; the answer comes back complete (decoded, so without
-    Content-Encoding)."""
+    Content-Encoding). An oversized answer is refused as it streams (:func:`read_body`), or
+    before any of it is read when its Content-Length says so."""
     started = time.monotonic()
+    asked = httpx.Headers(options.pop("headers", None))
+    asked["Accept-Encoding"] = ACCEPT_ENCODING
     try:
         with (
             exchange_deadline(started + seconds),
-            client.stream(method, url, **options) as streamed,
+            client.stream(method, url, headers=asked, **options) as streamed,
         ):
-            body = read_body(streamed.iter_bytes(), started=started, seconds=seconds, what=what)
+            refuse_declared_size(streamed.headers.get("content-length"), what=what)
+            body = read_body(
+                _httpx_body(streamed, what), started=started, seconds=seconds, what=what
+            )
     except httpx.TimeoutException:
         if time.monotonic() - started >= seconds:
             raise _past_deadline(seconds, what) from None
@@ -110,6 +219,14 @@ def fetch_whole(
         request=streamed.request,
         extensions=streamed.extensions,
     )
+
+
+def _httpx_body(streamed: httpx.Response, what: str) -> Iterator[bytes]:
+    """The decoded body of ``streamed`` as it arrives; the one httpx holds already when a transport
+    gave it whole (``httpx.MockTransport``)."""
+    if streamed.is_stream_consumed:
+        return iter((streamed.content,))
+    return decoded(streamed.iter_raw(), streamed.headers.get("content-encoding"), what=what)
 
 
 # what a connection failure's text says, in words a reader of the run's error understands
@@ -320,6 +437,7 @@ class DeadlineAdapter(HTTPAdapter):
     ) -> requests.Response:
         started = time.monotonic()
         proxies = self.route(request, proxies)
+        request.headers["Accept-Encoding"] = ACCEPT_ENCODING
         what = urlsplit(request.url or "").path or "/"
         try:
             with exchange_deadline(started + self.deadline):
@@ -338,9 +456,11 @@ class DeadlineAdapter(HTTPAdapter):
         if stream:
             return response
         try:
-            body = read_body(
-                _reads(response.raw), started=started, seconds=self.deadline, what=what
+            refuse_declared_size(response.headers.get("Content-Length"), what=what)
+            chunks = decoded(
+                _reads(response.raw), response.headers.get("Content-Encoding"), what=what
             )
+            body = read_body(chunks, started=started, seconds=self.deadline, what=what)
         except BaseException:
             response.close()  # the connection is mid-answer: drop it, never pool it
             raise
@@ -358,14 +478,13 @@ class DeadlineAdapter(HTTPAdapter):
 
 
 def _reads(raw: BaseHTTPResponse) -> Iterator[bytes]:
-    """The decoded body, one socket read at a time (``iter_content`` would block until a whole
-    chunk arrived, however slowly), with urllib3's errors raised as requests raises them."""
+    """The body as sent (still content-coded: :func:`decoded` decodes it boundedly), one socket
+    read at a time (``iter_content`` would block until a whole chunk arrived, however slowly),
+    with urllib3's errors raised as requests raises them."""
     try:
-        while chunk := raw.read1(CHUNK_BYTES, decode_content=True):
+        while chunk := raw.read1(CHUNK_BYTES, decode_content=False):
             yield chunk
     except ReadTimeoutError as exc:
         raise requests.exceptions.ReadTimeout(exc) from exc
     except ProtocolError as exc:
         raise requests.exceptions.ChunkedEncodingError(exc) from exc
-    except DecodeError as exc:
-        raise requests.exceptions.ContentDecodingError(exc) from exc

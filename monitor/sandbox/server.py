@@ -14,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -22,8 +23,9 @@ import socketserver
 import ssl
 import threading
 import time
+import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -41,6 +43,14 @@ Json = dict[str, Any]
 Query = dict[str, list[str]]
 Headers = tuple[tuple[str, str], ...]
 
+# Oversized answers, each a 200 streamed as the client reads it (never built whole here): a 40 MiB
+# body with its Content-Length, a Content-Length of 2 GiB (bytes sent until the client hangs up),
+# a chunked body that never ends, and a gzip body of 300 MiB that is about 300 KB on the wire.
+FLOODS = ("huge_body", "huge_length", "endless_body", "gzip_bomb")
+HUGE_BODY_BYTES = 40 * 1024 * 1024
+HUGE_LENGTH_BYTES = 2 * 1024**3
+GZIP_BOMB_BYTES = 300 * 1024 * 1024
+FLOOD_PIECE = b" " * (64 * 1024)  # what a flood is made of: JSON whitespace, never a whole value
 FAULT_KINDS = (
     "429",
     "429_bad_reset",
@@ -58,6 +68,7 @@ FAULT_KINDS = (
     "expired_token",
     "odd_text",
     "no_time",
+    *FLOODS,
 )
 # What an "odd_text" answer appends to every text: a NUL, a right-to-left override and the first
 # half of an emoji's surrogate pair (a text cut mid-emoji), which JSON can only carry escaped.
@@ -154,7 +165,8 @@ class Response:
 
     ``trickle`` above 0 sends the first :data:`TRICKLE_BYTES` bytes of the body one at a time,
     ``trickle`` seconds apart (each gap shorter than a read timeout, the whole far longer);
-    ``trickle_headers`` does so with the status line and headers.
+    ``trickle_headers`` does so with the status line and headers. ``flood`` (one of
+    :data:`FLOODS`) sends that oversized body instead of ``body``.
     """
 
     status: int
@@ -163,6 +175,7 @@ class Response:
     content_type: str = JSON_CONTENT_TYPE
     trickle: float = 0.0
     trickle_headers: float = 0.0
+    flood: str = ""  # one of FLOODS: the body is that oversized one instead
 
     @classmethod
     def json(
@@ -389,10 +402,19 @@ class SandboxServer(ABC):
         once, but its first :data:`TRICKLE_BYTES` body bytes one every ``delay`` seconds),
         ``trickle_headers`` (the same with the first bytes of the status line and headers),
         ``expired_token`` (401), ``odd_text`` (the normal answer with
-        :data:`ODD_TEXT_SUFFIX` after every text) and ``no_time`` (the normal answer with its
-        first item's :attr:`time_field` left out). Faults apply in the order they were queued.
+        :data:`ODD_TEXT_SUFFIX` after every text), ``no_time`` (the normal answer with its first
+        item's :attr:`time_field` left out), and the oversized 200s of :data:`FLOODS`:
+        ``huge_body`` (40 MiB), ``huge_length`` (Content-Length 2 GiB), ``endless_body`` (chunked,
+        never ending) and ``gzip_bomb`` (300 MiB once decompressed). Faults apply in the order
+        they were queued.
         """
         self._queue_fault(_Fault(kind, times, endpoint, delay, reset_in))
+
+    @property
+    def pending_faults(self) -> int:
+        """How many answers the queued faults will still spoil."""
+        with self._lock:
+            return sum(f.remaining for f in self._faults)
 
     def clear_faults(self) -> int:
         """Drop the faults not yet served; how many answers they would still have spoilt."""
@@ -482,6 +504,8 @@ class SandboxServer(ABC):
         if fault.kind == "no_time":
             normal = self._normal(route, request)
             return dataclasses.replace(normal, body=_without_time(normal.body, self.time_field))
+        if fault.kind in FLOODS:
+            return Response(200, flood=fault.kind)
         if fault.kind == "429":
             return self.rate_limited(route, request, fault.reset_in)
         if fault.kind == "429_bad_reset":
@@ -509,9 +533,7 @@ class SandboxServer(ABC):
     def _control_payload(self, method: str, path: str, body: bytes) -> Json | list[Json] | None:
         if (method, path) == ("POST", "/_sandbox/faults"):
             self._queue_fault(_fault_from_json(_json_object(body)))
-            with self._lock:
-                pending = sum(f.remaining for f in self._faults)
-            return {"ok": True, "pending": pending}
+            return {"ok": True, "pending": self.pending_faults}
         if (method, path) == ("POST", "/_sandbox/clock"):
             self.set_clock(_parse_clock(_json_object(body)))
             return {"clock": format_time(self.clock)}
@@ -530,6 +552,32 @@ def _with_headers(answer: Response, values: Mapping[str, str]) -> Response:
     wanted = {name.lower(): value for name, value in values.items()}
     kept = tuple((k, v) for k, v in answer.headers if k.lower() not in wanted)
     return dataclasses.replace(answer, headers=(*kept, *values.items()))
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """:data:`GZIP_BOMB_BYTES` of :data:`FLOOD_PIECE` gzipped (about 300 KB), built once."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    packed = [packer.compress(FLOOD_PIECE) for _ in range(GZIP_BOMB_BYTES // len(FLOOD_PIECE))]
+    return b"".join([*packed, packer.flush()])
+
+
+def flood_pieces(kind: str) -> Iterator[bytes]:
+    """The body of the flood ``kind`` (one of :data:`FLOODS`) as it goes on the wire, in pieces
+    of at most 64 KiB; ``endless_body``'s already chunk-encoded, and never ending."""
+    if kind == "gzip_bomb":
+        bomb = gzip_bomb()
+        yield from (
+            bomb[at : at + len(FLOOD_PIECE)] for at in range(0, len(bomb), len(FLOOD_PIECE))
+        )
+        return
+    if kind == "endless_body":
+        chunk = b"%x\r\n%s\r\n" % (len(FLOOD_PIECE), FLOOD_PIECE)
+        while True:
+            yield chunk
+    length = HUGE_BODY_BYTES if kind == "huge_body" else HUGE_LENGTH_BYTES
+    for _ in range(length // len(FLOOD_PIECE)):
+        yield FLOOD_PIECE
 
 
 def _with_odd_texts(body: bytes) -> bytes:
@@ -773,6 +821,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(answer)
 
     def _send(self, answer: Response) -> None:
+        if answer.flood:
+            self._flood(answer)
+            return
         self.send_response(answer.status)
         self.send_header("Content-Type", answer.content_type)
         for name, value in answer.headers:
@@ -792,6 +843,28 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.end_headers()
         self._trickle(answer.body, answer.trickle)
+
+    def _flood(self, answer: Response) -> None:
+        """Send the oversized body ``answer.flood`` names, piece by piece, until it ends, the
+        client hangs up or the sandbox stops."""
+        self.close_connection = True  # a client refusing the body mid-way leaves it unread
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        if answer.flood == "endless_body":
+            self.send_header("Transfer-Encoding", "chunked")
+        elif answer.flood == "gzip_bomb":
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(gzip_bomb())))
+        else:
+            length = HUGE_BODY_BYTES if answer.flood == "huge_body" else HUGE_LENGTH_BYTES
+            self.send_header("Content-Length", str(length))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        stopping = self._server.sandbox._stopping
+        for piece in flood_pieces(answer.flood):
+            if stopping.is_set():
+                return
+            self.wfile.write(piece)
 
     def _trickle(self, data: bytes, gap: float) -> bool:
         """Write ``data``: its first :data:`TRICKLE_BYTES` bytes ``gap`` seconds apart when

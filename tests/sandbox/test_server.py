@@ -9,6 +9,7 @@ import re
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -19,6 +20,10 @@ import requests
 
 from monitor import clock
 from monitor.sandbox.server import (
+    FLOODS,
+    GZIP_BOMB_BYTES,
+    HUGE_BODY_BYTES,
+    HUGE_LENGTH_BYTES,
     MAX_BODY,
     TRICKLE_BYTES,
     Request,
@@ -26,6 +31,7 @@ from monitor.sandbox.server import (
     Route,
     SandboxServer,
     format_time,
+    gzip_bomb,
 )
 from tests.conftest import LocalCA
 
@@ -451,6 +457,39 @@ def test_stop_is_prompt_while_an_answer_trickles() -> None:
     with pytest.raises(requests.exceptions.RequestException):
         response.content  # noqa: B018 - the cut body is the point
     response.close()
+
+
+FLOOD_HEADS = {
+    "huge_body": ("Content-Length", str(HUGE_BODY_BYTES)),
+    "huge_length": ("Content-Length", str(HUGE_LENGTH_BYTES)),
+    "endless_body": ("Transfer-Encoding", "chunked"),
+    "gzip_bomb": ("Content-Encoding", "gzip"),
+}
+
+
+@pytest.mark.parametrize("kind", FLOODS)
+def test_a_flood_streams_its_oversized_body_as_it_is_read(toy: ToySandbox, kind: str) -> None:
+    toy.add_fault(kind)
+    taken = 0
+    with requests.get(toy.url + "/toy/x", headers=AUTH, timeout=10, stream=True) as response:
+        name, value = FLOOD_HEADS[kind]
+        assert response.status_code == 200 and response.headers[name] == value
+        for piece in response.raw.stream(64 * 1024, decode_content=False):
+            taken += len(piece)
+            if taken > 20 * 1024 * 1024:  # enough to tell: past the 16 MiB a client takes
+                break
+    assert taken > 20 * 1024 * 1024 if kind != "gzip_bomb" else taken == len(gzip_bomb())
+    assert _get(toy, "/toy/after").status_code == 200  # the fault was one answer
+
+
+def test_the_gzip_bomb_is_small_and_expands_to_300_mib() -> None:
+    bomb = gzip_bomb()
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    size, data = 0, bomb
+    while data:  # a piece at a time: never 300 MiB at once here either
+        size += len(inflater.decompress(data, 1024 * 1024))
+        data = inflater.unconsumed_tail
+    assert inflater.eof and size == GZIP_BOMB_BYTES and len(bomb) < GZIP_BOMB_BYTES // 500
 
 
 @pytest.mark.parametrize(
