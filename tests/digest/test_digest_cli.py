@@ -174,7 +174,8 @@ def test_digest_cli_after_refused_credentials_says_nothing_was_collected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every platform refuses the credentials: the digest must not read as a quiet day with every
-    mention answered and every channel silent."""
+    mention answered and every channel silent. (A Bluesky login refused once may be a passing
+    fault: it counts as refused credentials when the refusal repeats, so collect runs thrice.)"""
     for name, value in fleet.environment().items():
         monkeypatch.setenv(name, f"wrong{value}")
     end = clock.now()
@@ -183,8 +184,8 @@ def test_digest_cli_after_refused_credentials_says_nothing_was_collected(
         config.write_text(
             fleet.config_text({p: s.url for p, s in servers.items()}), encoding="utf-8"
         )
-        collected = run("--config", str(config), "collect")
-    assert collected.exit_code == 1, collected.output
+        collects = [run("--config", str(config), "collect") for _ in range(3)]
+    assert [c.exit_code for c in collects] == [1, 1, 1], collects[-1].output
     zone = load_settings(config).brands[0].timezone
     today = clock.now().astimezone(ZoneInfo(zone)).date().isoformat()
     result = run("--config", str(config), "digest", "--date", today)
