@@ -114,6 +114,26 @@ def test_classify_evaluate_reports_json_on_a_labelled_csv(tmp_path: Path) -> Non
     assert refused.exit_code == 1 and "text and label" in refused.stderr
 
 
+def test_classify_evaluate_needs_no_working_config_and_scores_the_model_given(
+    tmp_path: Path,
+) -> None:
+    """A config with no brand yet used to stop evaluate ("no brand is configured")."""
+    data = tmp_path / "mine.csv"
+    data.write_text("text,label\nWin a trip: tag a friend below!,sales-pitch\n")
+    (tmp_path / "touchpoint.toml").write_text('[store]\npath = "touchpoint.db"\n')
+    shipped = Path(__file__).parents[1] / "classifiers" / "models" / "default.skops"
+    version = json.loads(sidecar_path(shipped).read_text())["model_version"]
+    result = CliRunner().invoke(cli, ["evaluate", "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "config not read" in result.stderr and f"model {version}" in result.stderr
+    given = CliRunner().invoke(cli, ["evaluate", "--data", str(data), "--model", str(shipped)])
+    assert given.exit_code == 0 and f"model {version}" in given.stderr, given.output
+    assert "config not read" not in given.stderr  # --model: the config is not consulted
+    (tmp_path / "other.skops").write_bytes(b"not a model")
+    refused = CliRunner().invoke(cli, ["evaluate", "--data", str(data), "--model", "other.skops"])
+    assert refused.exit_code == 1 and "Fix:" in refused.stderr and "Traceback" not in refused.output
+
+
 def test_classify_train_refuses_a_bad_csv_at_once(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\nhello,spam\n", encoding="utf-8")

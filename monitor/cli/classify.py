@@ -109,21 +109,34 @@ def classify(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV with columns text and label (others ignored).",
 )
+@click.option(
+    "--model",
+    "model_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A model `touchpoint train` wrote (default: the config's [classifier] model_path, else "
+    "the shipped model).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a report.")
 @_ACCURATE
 @pass_app
-def evaluate(app: AppContext, data: Path, as_json: bool, accurate: bool) -> None:
+def evaluate(
+    app: AppContext, data: Path, model_file: Path | None, as_json: bool, accurate: bool
+) -> None:
     """Score the classifier on your own labelled posts: macro-F1, accuracy, per class.
+
+    Needs no config: it scores --model, else the model the config names (when there is a
+    config that can be read), else the shipped one, and says which.
 
     \b
     Example:
-        touchpoint evaluate --data labelled.csv --json
+        touchpoint evaluate --data labelled.csv --model touchpoint-model.skops --json
     """
     from classifiers.evaluate import evaluate as score
 
     texts, labels = _read_labelled(data)
-    settings = app.settings() if app.config_path.exists() else None
-    model = _classifier(settings, accurate)
+    model = _evaluated_model(app, model_file, accurate)
+    if not as_json:
+        click.echo(f"model {model.version}", err=True)
     try:
         report = score(model, texts, labels)
     except ValueError as exc:
@@ -140,6 +153,31 @@ def evaluate(app: AppContext, data: Path, as_json: bool, accurate: bool) -> None
             f"  {label:12} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
             f"F1 {row['f1']:.3f}  n={row['support']}"
         )
+
+
+def _evaluated_model(
+    app: AppContext, model_file: Path | None, accurate: bool
+) -> classifiers.Classifier:
+    """--model; else the config's model (a config that cannot be read, say one with no brand
+    yet, is named and passed over: only its [classifier] section would matter here)."""
+    import classifiers
+
+    if model_file is not None:
+        try:
+            return classifiers.load_default(model_file, accurate=accurate)
+        except classifiers.ModelLoadError as exc:
+            raise click.ClickException(
+                f"--model {model_file}: {exc}. Fix: give a model `touchpoint train` wrote"
+            ) from None
+    settings = None
+    if app.config_path.exists():
+        try:
+            settings = app.settings()
+        except click.ClickException as exc:
+            click.echo(
+                f"note: config not read ({exc.message}); scoring the shipped model", err=True
+            )
+    return _classifier(settings, accurate)
 
 
 def _read_labelled(path: Path) -> tuple[list[str], list[str]]:
