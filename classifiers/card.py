@@ -14,8 +14,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TARGET_MACRO = 0.75
-TARGET_SALES = 0.75
+TARGET_MACRO = 0.80  # pooled grouped CV over every scored source
+TARGET_SALES = 0.78
+# leave-one-source-out macro-F1 targets by source name, and the mean share error's
+TARGET_SOURCES = {
+    "UK consumer brands, Instagram (2023-24)": 0.75,
+    "Australian universities, X (2019-20)": 0.70,
+}
+TARGET_SHARE = 0.05
+SMALL_CLASS = 30  # a class with fewer posts than this in a source makes a noisy F1
 NOISE = 0.01  # differences under this are seed-to-seed noise (see the weaknesses below)
 WEAKNESSES_FILE = Path(__file__).resolve().parent / "models" / "weaknesses.md"
 
@@ -26,10 +33,15 @@ LIMITS = [
     "informative or cause-related news (inspiring); similar posts carry either label.",
     "- **Engaging** is the smallest class (255 posts, 11%) and often hinges on a closing "
     'question or an invitation ("Let\'s talk about it") inside an otherwise inspiring post.',
-    "- Scored data are May–June 2020 broadcast posts of Fortune-100 accounts (COVID-19 era, no "
-    "@-replies): @-replies and customer care are learned from the twcs brand replies and written "
-    "examples only and are not measured here; other periods, languages and small brands are not "
-    "measured either. Non-English posts are rare and unreliable.",
+    "- Scored data are broadcast posts: May–June 2020 tweets of Fortune-100 accounts (COVID-19 "
+    "era), and 684 posts of 338 other organisations (UK consumer brands on Instagram, "
+    "Australian, Swiss and US organisations on X, 2009–24). @-replies and customer care are "
+    "learned from the twcs brand replies and written examples only and are not measured here; "
+    "other languages are not measured. Non-English posts are rare and unreliable.",
+    "- The fine-tuned MiniLM part never trained on the diverse sources: its probabilities for "
+    "their posts are its plain predictions, out of sample for every one of them, fused with "
+    "the linear part's out-of-fold ones. Re-fine-tuning it on them needs the grouped CV (and a "
+    "fine-tune per source left out) redone in research, or these scores would flatter it.",
     "- The fine-tuned MiniLM part was cross-validated with fewer seeds than the linear part (see "
     "the seeds column; fine-tuning five folds takes 45–65 minutes on 2 cores). Seed to seed and "
     "fold to fold the spread is large (sales-pitch F1 of the default 0.737 and 0.705 for seeds 0 "
@@ -155,14 +167,82 @@ def _accurate(cv: dict[str, Any], mode: str, mpnet_file: Path | None) -> list[st
     ]
 
 
-def _counts(counts: dict[str, dict[str, int]]) -> list[str]:
+def _leave_source_out(loso: dict[str, dict[str, Any]]) -> list[str]:
+    if not any(loso.values()):
+        return []
+    lines = [
+        "## Organisations of kinds it never trained on (leave one source out)",
+        "",
+        "Trained on every other source (and the training-only sets), scored on one whole source: "
+        "how it does on brands of a kind, platform and period it has not seen. The fine-tuned "
+        "parts count only where they never saw the source (else the linear part alone).",
+        "",
+        "| source left out | variant | parts | macro-F1 | target | engaging F1 (n) | "
+        "inspiring F1 (n) | sales-pitch F1 (n) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    noisy = False
+    for variant, by_source in loso.items():
+        for source, rep in by_source.items():
+            noisy = noisy or min(rep["per_class"][lab]["support"] for lab in LABELS) < SMALL_CLASS
+            lines.append(_loso_row(variant, source, rep))
+    if noisy:
+        lines += [
+            "",
+            f"A class with fewer than {SMALL_CLASS} posts in a source makes a noisy F1: one post "
+            "more or less right moves it by several points.",
+        ]
+    return [*lines, ""]
+
+
+def _loso_row(variant: str, source: str, rep: dict[str, Any]) -> str:
+    target = TARGET_SOURCES.get(source)
+    met = "met" if target is not None and rep["macro_f1"] >= target else "**not met**"
+    verdict = "–" if target is None else f"{target} {met}"
+    cells = [
+        f"{rep['per_class'][lab]['f1']:.3f} ({rep['per_class'][lab]['support']})" for lab in LABELS
+    ]
+    return (
+        f"| {source} | {variant} | {rep['parts']} | {rep['macro_f1']:.3f} | {verdict} | "
+        + " | ".join(cells)
+        + " |"
+    )
+
+
+def _share(share: dict[str, dict[str, Any]]) -> list[str]:
+    if not share:
+        return []
+    first = next(iter(share.values()))
+    lines = [
+        "## Each account's sales-pitch share",
+        "",
+        "The self-promotion alert and the digest judge an account by its share of sales-pitch "
+        f"posts. For each of the {first['accounts']} accounts with at least "
+        f"{first['min_posts']} scored posts, |predicted share − true share|, out of fold (first "
+        f"seed); target: a mean of at most {TARGET_SHARE}.",
+        "",
+        "| variant | estimate | mean error | target | worst account | its error |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = {"count": "count of most probable labels (used)", "probability": "mean probability"}
+    for variant, by in share.items():
+        for name, est in by.get("estimates", {}).items():
+            met = "met" if est["mean"] <= TARGET_SHARE else "**not met**"
+            lines.append(
+                f"| {variant} | {names.get(name, name)} | {est['mean']:.3f} | {met} | "
+                f"{est['worst_account']} | {est['worst']:.3f} |"
+            )
+    return [*lines, ""]
+
+
+def _counts(counts: dict[str, dict[str, int]], scored_sources: list[str]) -> list[str]:
     lines = [
         "| source | engaging | inspiring | sales-pitch | total | scored |",
         "|---|---|---|---|---|---|",
     ]
     for source, by in counts.items():
         total = sum(by.values())
-        scored = "yes" if source == "brand_posts_labeled.csv" else "no (training only)"
+        scored = "yes" if source in scored_sources else "no (training only)"
         cells = " | ".join(str(by.get(lab, 0)) for lab in LABELS)
         lines.append(f"| {source} | {cells} | {total} | {scored} |")
     return lines
@@ -187,13 +267,14 @@ def render(result: TrainResult, model_path: Path) -> str:
         ),
         f"- per-class log-probability offsets: {[round(b, 2) for b in clf.class_bias]}",
         f"- training-data sha256: `{m['training_data_sha256']}`",
-        f"- evaluation: {m['cv_protocol']}; real brand posts only, every score is for accounts "
-        "the fold never trained on; extra and written examples only join training folds "
-        "(never with an account of the test fold).",
+        f"- evaluation: {m['cv_protocol']}; real posts only (every scored source pooled), every "
+        "score is for accounts the fold never trained on; extra and written examples only join "
+        "training folds (never with an account of the test fold). Then each diverse source "
+        "left out whole, and each account's sales-pitch share.",
         "",
         "## Data",
         "",
-        *_counts(m["counts"]),
+        *_counts(m["counts"], m.get("scored_sources", ["brand_posts_labeled.csv"])),
         "",
     ]
     if head is not None:
@@ -202,6 +283,8 @@ def render(result: TrainResult, model_path: Path) -> str:
             "",
             *_scores(head),
             *_accurate(cv, mode, result.mpnet_file),
+            *_leave_source_out(m.get("leave_source_out", {})),
+            *_share(m.get("share", {})),
             "## All variants",
             "",
             *_variants(cv),

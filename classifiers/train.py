@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from classifiers import evaluate as ev
+from classifiers import generalise as gen
 from classifiers.encoder import OnnxTextModel
 from classifiers.model import LABELS, Classifier, LinearConfig, build_pipeline, fuse, fuse_all
 from classifiers.persist import mpnet_path, onnx_paths, save, sha256_file, sha256_text
@@ -36,6 +37,7 @@ TRANSFORMER_OOF = MODELS_DIR / "transformer_oof.npz"
 MPNET_OOF = MODELS_DIR / "mpnet_oof.npz"
 MODEL_CARD = PACKAGE_DIR / "MODEL_CARD.md"
 BRAND_FILE = "brand_posts_labeled.csv"
+DIVERSE_FILE = "brand_posts_diverse.csv"
 EXTRA_FILE = "labelled_extra.csv"
 WRITTEN_FILE = "written_examples.csv"
 WRITTEN = "__written__"
@@ -90,6 +92,28 @@ def load_brand_posts(data_dir: Path = DATA_DIR) -> list[Example]:
     ]
 
 
+def load_diverse(data_dir: Path = DATA_DIR) -> list[Example]:
+    """Real, doubly-annotated posts of organisations of other kinds (shops, universities, grid
+    operators; Instagram and X): scored, each source by its name (:data:`gen.SOURCE_NAMES`)."""
+    path = data_dir / DIVERSE_FILE
+    if not path.is_file():
+        return []
+    return [
+        Example(
+            r["text"],
+            _check_label(r["label"], DIVERSE_FILE),
+            f"{r['source_repo']}:{r['account']}",
+            gen.SOURCE_NAMES.get(r["source_repo"], r["source_repo"]),
+        )
+        for r in _read_csv(path)
+    ]
+
+
+def load_scored(data_dir: Path = DATA_DIR) -> list[Example]:
+    """Every real post that is scored: the Fortune-100 brand posts, then the diverse ones."""
+    return [*load_brand_posts(data_dir), *load_diverse(data_dir)]
+
+
 def load_extra(data_dir: Path = DATA_DIR) -> list[Example]:
     """Real posts from other shared sources, labelled for this project (training only)."""
     rows = _read_csv(data_dir / EXTRA_FILE)
@@ -127,26 +151,40 @@ def _fit_predict(cfg: LinearConfig) -> ev.FitPredict:
     return fit_predict
 
 
-def load_oof(path: Path, brand: Sequence[Example]) -> dict[int, Array]:
-    """Out-of-fold probabilities by seed (MiniLM or mpnet), checked against the brand posts."""
+def load_oof(path: Path, scored: Sequence[Example]) -> dict[int, Array]:
+    """Out-of-fold probabilities by seed (MiniLM or mpnet), checked against the scored posts."""
     if not path.is_file():
         return {}
     with np.load(path, allow_pickle=False) as data:
-        if str(data["data_sha256"]) != data_sha256(brand):
-            log.warning("%s does not match the brand posts; that part is not scored", path.name)
+        if str(data["data_sha256"]) != data_sha256(scored):
+            log.warning("%s does not match the scored posts; that part is not scored", path.name)
             return {}
         return {int(s): np.asarray(p) for s, p in zip(data["seeds"], data["proba"], strict=True)}
 
 
+def unseen_sources(path: Path) -> list[str]:
+    """The sources whose rows in the out-of-fold file at ``path`` come from a part that never
+    trained on any post of theirs (so leave-one-source-out may use them)."""
+    if not path.is_file():
+        return []
+    with np.load(path, allow_pickle=False) as data:
+        return [str(s) for s in data["unseen_sources"]] if "unseen_sources" in data else []
+
+
 def save_oof(
-    path: Path, seeds: Sequence[int], oofs: Sequence[Array], brand: Sequence[Example]
+    path: Path,
+    seeds: Sequence[int],
+    oofs: Sequence[Array],
+    scored: Sequence[Example],
+    unseen: Sequence[str] = (),
 ) -> None:
-    """Write out-of-fold probabilities by seed for :func:`load_oof`."""
+    """Write out-of-fold probabilities by seed for :func:`load_oof` (and :func:`unseen_sources`)."""
     np.savez(
         path,
         seeds=np.asarray(seeds),
         proba=np.asarray(oofs, dtype=np.float32),
-        data_sha256=np.asarray(data_sha256(brand)),
+        data_sha256=np.asarray(data_sha256(scored)),
+        unseen_sources=np.asarray(list(unseen), dtype=str),
     )
 
 
@@ -187,6 +225,7 @@ def cross_validate(
         "accurate": [],
     }
     fused_oof: dict[int, Array] = {}
+    accurate_oof: dict[int, Array] = {}
     for seed in config.seeds:
         start = time.perf_counter()
         lin = ev.oof_proba(texts, labels, groups, _fit_predict(config.linear), seed, extra_rows)
@@ -200,6 +239,7 @@ def cross_validate(
             if mpnet_oof and seed in mpnet_oof:
                 parts = [lin, neural, mpnet_oof[seed]]
                 accurate = fuse_all(parts, config.accurate_weights)
+                accurate_oof.setdefault(seed, accurate)
                 runs["mpnet"].append(_variant_scores(y, groups, mpnet_oof[seed], seed))
                 runs["accurate"].append(_variant_scores(y, groups, accurate, seed))
     summary = {name: _mean_reports(r) for name, r in runs.items() if r}
@@ -210,7 +250,41 @@ def cross_validate(
         "fused_oof": fused_oof,
         "headline": headline,
         "errors": worst_errors(brand, head_oof),
+        "share": {"default": gen.share_errors(brand, head_oof)}
+        | (
+            {"accurate": gen.share_errors(brand, accurate_oof[min(accurate_oof)])}
+            if accurate_oof
+            else {}
+        ),
     }
+
+
+def leave_source_out(
+    scored: Sequence[Example],
+    training_only: Sequence[Example],
+    config: TrainConfig,
+    oofs: tuple[dict[int, Array], dict[int, Array]],
+    unseen: Sequence[str],
+) -> dict[str, Any]:
+    """:func:`gen.leave_source_out` over the diverse sources for the default (linear + MiniLM)
+    and, when its part was scored, the accurate variant (+ mpnet); the fine-tuned parts' rows
+    from their first seed's out-of-fold file."""
+    sources = list(dict.fromkeys(e.source for e in scored if e.source != BRAND_FILE))
+    fit = _fit_predict(config.linear)
+    minilm, mpnet = (oof[min(oof)] if oof else None for oof in oofs)
+    w = config.transformer_weight
+    out = {"default": gen.leave_source_out(scored, training_only, fit, sources)}
+    if minilm is not None:
+        parts, weights = [minilm], [1.0 - w, w]
+        out["default"] = gen.leave_source_out(
+            scored, training_only, fit, sources, parts, weights, unseen
+        )
+        if mpnet is not None:
+            parts, weights = [minilm, mpnet], list(config.accurate_weights)
+            out["accurate"] = gen.leave_source_out(
+                scored, training_only, fit, sources, parts, weights, unseen
+            )
+    return out
 
 
 ERROR_PAIRS = (
@@ -319,29 +393,31 @@ def train(
     the machine's date; touchpoint passes its clock's).
     """
     cfg = config or TrainConfig()
-    brand = load_brand_posts(data_dir)
+    scored = load_scored(data_dir)
     extra = load_extra(data_dir) if cfg.use_extra else []
     written = load_written(data_dir) if cfg.use_written else []
     user = load_user_csv(user_csv) if user_csv else []
     training_only = [*extra, *written, *user]
-    oof = load_oof(transformer_oof_path, brand) if transformer is not None else {}
-    mpnet_oof = load_oof(mpnet_oof_path, brand) if transformer is not None else {}
+    oof = load_oof(transformer_oof_path, scored) if transformer is not None else {}
+    mpnet_oof = load_oof(mpnet_oof_path, scored) if transformer is not None else {}
     if run_cv:
         log.info(
-            "cross-validating the linear part on %d brand posts (%d more join training folds "
-            "only), grouped by account, seeds %s: about 20 s a seed",
-            len(brand),
+            "cross-validating the linear part on %d scored posts (%d more join training folds "
+            "only), grouped by account, seeds %s: about 25 s a seed",
+            len(scored),
             len(training_only),
             list(cfg.seeds),
         )
     cv = (
-        cross_validate(brand, training_only, cfg, oof, mpnet_oof)
+        cross_validate(scored, training_only, cfg, oof, mpnet_oof)
         if run_cv
         else {"variants": {}, "fused_oof": {}}
     )
+    unseen = unseen_sources(transformer_oof_path) if oof else []
+    loso = leave_source_out(scored, training_only, cfg, (oof, mpnet_oof), unseen) if run_cv else {}
     use_fused = transformer is not None and bool(cv["fused_oof"])
-    bias = _final_bias(cv, brand, use_fused) if cfg.tune_bias else None
-    all_examples = [*brand, *training_only]
+    bias = _final_bias(cv, scored, use_fused) if cfg.tune_bias else None
+    all_examples = [*scored, *training_only]
     version = model_version(all_examples, transformer, today or _machine_date())
     mpnet_file = mpnet_file if transformer is not None else None
     log.info("fitting the final model on %d posts", len(all_examples))
@@ -353,9 +429,12 @@ def train(
             "mode": "tuned" if cfg.tune_bias else "argmax",
         },
         "errors": cv.get("errors", []),
-        "posts_per_second": measure_speed(clf, [e.text for e in brand]),
+        "leave_source_out": loso,
+        "share": cv.get("share", {}),
+        "posts_per_second": measure_speed(clf, [e.text for e in scored]),
         "cv_protocol": f"StratifiedGroupKFold({ev.N_SPLITS}) by account, seeds {list(cfg.seeds)}",
-        "counts": _counts(brand, extra, written, user),
+        "counts": _counts(scored, extra, written, user),
+        "scored_sources": list(dict.fromkeys(e.source for e in scored)),
         "config": {
             "transformer_weight": clf.transformer_weight,
             "accurate_weights": list(clf.accurate_weights),
