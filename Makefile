@@ -1,8 +1,8 @@
 # The test command of the README and of .ci/run: `make test` makes .venv, installs what the tests
 # use and runs them (all but the `training` ones, which fine-tune in torch). `make test-shifted`
 # runs them again with the machine's clock moved far away (libfaketime, from the dev extra);
-# `make test-training` runs the training tests in .venv-training, with CPU torch; `make lint` runs
-# ruff and mypy. CI (.ci/run) runs all four.
+# `make test-training` runs the training tests (tests/research: the fine-tuning code of research/)
+# in .venv-training, with CPU torch; `make lint` runs ruff and mypy. CI (.ci/run) runs all four.
 
 PYTHON ?= python3
 VENV ?= .venv

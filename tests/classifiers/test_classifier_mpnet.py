@@ -3,7 +3,7 @@
 Labelling runs in numpy with the real mpnet weight packages and needs neither torch nor
 transformers; ``mpnet_golden.json`` holds what the torch path computed before, for the numpy path to
 match. The training tests (fine-tuning, saving and reloading a head in torch) are in
-``test_classifier_mpnet_train.py``.
+``tests/research/test_research_mpnet_train.py``.
 """
 
 from __future__ import annotations

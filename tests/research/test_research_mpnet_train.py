@@ -1,5 +1,5 @@
-"""Training the accurate variant's mpnet part (research side): fine-tuning, saving and reloading
-a head in torch, and the numpy labeller reading what torch saved.
+"""Training the accurate variant's mpnet part (``research/mpnet_train.py``, outside the package):
+fine-tuning, saving and reloading a head in torch, and the numpy labeller reading what torch saved.
 
 They need torch and transformers (the ``finetune`` extra), which the test environment of
 ``make test`` leaves out (754 MB); they carry the ``training`` mark, ``make test`` deselects them
@@ -15,7 +15,7 @@ import pytest
 
 from classifiers import LABELS
 from classifiers import mpnet as mp
-from classifiers import mpnet_train as mt
+from research import mpnet_train as mt
 from tests.classifiers.test_classifier_mpnet import POSTS
 
 pytestmark = pytest.mark.training

