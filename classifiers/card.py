@@ -50,7 +50,7 @@ LIMITS = [
     "- The accurate variant's mpnet part was scored by fold models kept in float32; the shipped "
     "part stores each fine-tuned matrix as an int8 difference from the published weights (a "
     "rounding of at most half a step per row, far below the fine-tuning change itself). Its "
-    "out-of-fold probabilities come from `python -m classifiers.mpnet --cv-seeds 0 1`, the "
+    "out-of-fold probabilities come from `python -m research.mpnet_train --cv-seeds 0 1`, the "
     "module that trained the shipped part.",
     "- The MiniLM part uses int8 dynamic quantisation: probabilities can move by about 0.01 with "
     "the batch a post is in. Its out-of-fold probabilities come from fold models quantised per "

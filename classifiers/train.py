@@ -2,7 +2,7 @@
 
 ``python -m classifiers.train [--data extra.csv]`` retrains the shipped model from
 ``classifiers/data/`` (plus an optional CSV of ``text,label``) and rewrites ``MODEL_CARD.md``. The
-fine-tuned MiniLM part is kept as shipped (re-fine-tuning needs torch: :mod:`classifiers.finetune`);
+fine-tuned MiniLM part is kept as shipped (re-fine-tuning needs torch: :mod:`research.finetune`);
 its grouped-CV out-of-fold probabilities are shipped too, so the fused model is scored honestly.
 """
 
@@ -388,7 +388,7 @@ def train(
 ) -> TrainResult:
     """Cross-validate, then fit the final model on everything. No database involved.
 
-    ``mpnet_file``: the accurate part's weights (from ``python -m classifiers.mpnet``) to ship
+    ``mpnet_file``: the accurate part's weights (from ``python -m research.mpnet_train``) to ship
     beside the model; it needs the transformer. ``today`` dates the model's version (default:
     the machine's date; touchpoint passes its clock's).
     """

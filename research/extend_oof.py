@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,9 +23,10 @@ import classifiers
 from classifiers import train as tr
 
 log = logging.getLogger(__name__)
+Array = np.ndarray[Any, Any]
 
 
-def extend(path: tr.Path, predictions: np.ndarray, corporate: list[tr.Example]) -> None:
+def extend(path: Path, predictions: Array, corporate: list[tr.Example]) -> None:
     with np.load(path, allow_pickle=False) as data:
         if str(data["data_sha256"]) != tr.data_sha256(corporate):
             raise SystemExit(f"{path.name} is not the Fortune-100 posts' file: nothing done")

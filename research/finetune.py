@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from classifiers.model import LABELS
 
-    brand = tr.load_brand_posts()
+    brand = tr.load_scored()  # every scored post: the CV covers them all
     extra = [] if args.no_extra else [*tr.load_extra(), *tr.load_written()]
     rows = [(e.text, e.label, e.account) for e in extra]
     texts, labels = [e.text for e in brand], [e.label for e in brand]

@@ -262,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    brand = tr.load_brand_posts()
+    brand = tr.load_scored()  # every scored post: the CV covers them all
     extra = [*tr.load_extra(), *tr.load_written()]
     texts, labels = [e.text for e in brand], [e.label for e in brand]
     rows = [(e.text, e.label, e.account) for e in extra]

@@ -129,8 +129,8 @@ def test_card_says_when_a_target_is_reached_by_less_than_the_seed_spread() -> No
     def rep(macro: float, sales: float) -> dict[str, object]:
         return {"macro_f1": macro, "per_class": {"sales-pitch": {"f1": sales}}}
 
-    close = _verdict(rep(0.794, 0.751))
+    close = _verdict(rep(0.804, 0.781))  # the targets: macro-F1 0.80, sales-pitch F1 0.78
     assert "**reached**" in close and "by 0.001, less than the spread" in close
-    assert "spread" not in _verdict(rep(0.80, 0.77))  # a clear margin: no caveat
+    assert "spread" not in _verdict(rep(0.83, 0.81))  # a clear margin: no caveat
     short = _verdict(rep(0.771, 0.721))
     assert "**NOT reached**" in short and "spread" not in short
