@@ -145,10 +145,11 @@ def test_classify_train_refuses_a_bad_csv_at_once(tmp_path: Path) -> None:
     assert not (tmp_path / "touchpoint-model.skops").exists()
 
 
-@pytest.mark.timeout(300)  # 2× and more above what it takes beside another test worker
+@pytest.mark.timeout(400)  # 2× and more above what it takes beside another test worker
 def test_classify_train_writes_a_model_that_loads_and_shows_its_steps(tmp_path: Path) -> None:
-    """The real command in its own process (about 60 s on 2 cores with one CV round, 110 s
-    beside another busy test worker): it says what it is doing."""
+    """The real command in its own process (one CV round over 2,990 scored posts and each
+    diverse source left out: 133 s beside another busy test worker): it says what it is
+    doing."""
     mine = tmp_path / "mine.csv"
     mine.write_text(
         "text,label\nUse code TP20 for 20% off all week!,sales-pitch\n"
@@ -161,7 +162,7 @@ def test_classify_train_writes_a_model_that_loads_and_shows_its_steps(tmp_path: 
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"wrote {tmp_path / 'm.skops'}. Use it:")
     steps = done.stderr
-    assert "cross-validating the linear part on 2306 brand posts" in steps
+    assert "cross-validating the linear part on 2990 scored posts" in steps
     assert "seed 0 fold 0:" in steps and "fitting the final model on" in steps
     assert "seed 1 fold 0:" not in steps  # one round, as asked
     model = load(tmp_path / "m.skops")

@@ -576,7 +576,11 @@ def test_kill_loop_under_traffic_loses_and_duplicates_nothing(rig: Callable[...,
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
         assert proc.returncode == -signal.SIGKILL, f"kill {kill + 1}: the daemon had stopped"
-    expected, restarted = r.expected_ids(), iso(clock.now())
+    expected = r.expected_ids()
+    # runs are stored to the second: start on the next one, so that a run the last killed daemon
+    # began in this second never counts as the new daemon's (which may not yet handle SIGTERM)
+    restarted = clock.now().replace(microsecond=0) + timedelta(seconds=1)
+    time.sleep(max(0.0, (restarted - clock.now()).total_seconds()))
     last = r.daemon()
     try:
         wait_for(
@@ -585,7 +589,7 @@ def test_kill_loop_under_traffic_loses_and_duplicates_nothing(rig: Callable[...,
                 and scalar(
                     r.db_path,
                     "SELECT count(DISTINCT platform || stream) FROM runs WHERE started_at >= ?",
-                    restarted,
+                    iso(restarted),
                 )
                 == ALL_STREAMS
             ),
