@@ -58,35 +58,40 @@ class Scored(Protocol):
 FitPredict = Callable[[list[str], list[str], list[str]], Array]
 
 
+# a variant's fine-tuned parts (their rows of the scored posts) and the fusion weights, linear first
+Variant = tuple[Sequence[Array], Sequence[float]]
+
+
 def leave_source_out(
     scored: Sequence[Scored],
     training_only: Sequence[Scored],
     fit_predict: FitPredict,
     sources: Sequence[str],
-    parts: Sequence[Array] = (),
-    weights: Sequence[float] = (),
+    variants: dict[str, Variant],
     unseen: Sequence[str] = (),
-) -> dict[str, Any]:
-    """For each of ``sources`` with enough posts: the linear part trained on every other post
-    (``training_only`` included), scored on that source's posts; averaged with the fine-tuned
-    ``parts`` (rows of ``scored``) by ``weights`` (linear first) when the source is in
-    ``unseen``, else the linear part alone. Reports by source name."""
-    out: dict[str, Any] = {}
+) -> dict[str, dict[str, Any]]:
+    """For each of ``sources`` with enough posts: the linear part trained once on every other
+    post (``training_only`` included) and scored on that source's posts, for each of
+    ``variants`` averaged with its fine-tuned parts when the source is in ``unseen``, else the
+    linear part alone. Reports by variant, then source name."""
+    out: dict[str, dict[str, Any]] = {name: {} for name in variants}
     for source in sources:
         test = [i for i, e in enumerate(scored) if e.source == source]
         if len(test) < LOSO_MIN_POSTS:
             continue
         held = set(test)
         train = [e for i, e in enumerate(scored) if i not in held] + list(training_only)
-        proba = fit_predict([e.text for e in train], [e.label for e in train], _texts(scored, test))
-        fused = bool(parts) and source in unseen
-        if fused:
-            proba = fuse_all([proba, *(p[test] for p in parts)], weights)
+        linear = fit_predict(
+            [e.text for e in train], [e.label for e in train], _texts(scored, test)
+        )
         truth = [scored[i].label for i in test]
-        predicted = [LABELS[int(k)] for k in proba.argmax(axis=1)]
-        used = {"parts": "all" if fused else "linear only"}
-        out[source] = ev.report(truth, predicted, LABELS) | used
-        log.info("left out %s: macro-F1 %.3f", source, out[source]["macro_f1"])
+        for name, (parts, weights) in variants.items():
+            fused = bool(parts) and source in unseen
+            proba = fuse_all([linear, *(p[test] for p in parts)], weights) if fused else linear
+            predicted = [LABELS[int(k)] for k in proba.argmax(axis=1)]
+            used = {"parts": "all" if fused else "linear only"}
+            out[name][source] = ev.report(truth, predicted, LABELS) | used
+            log.info("left out %s (%s): macro-F1 %.3f", source, name, out[name][source]["macro_f1"])
     return out
 
 

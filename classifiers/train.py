@@ -270,21 +270,15 @@ def leave_source_out(
     and, when its part was scored, the accurate variant (+ mpnet); the fine-tuned parts' rows
     from their first seed's out-of-fold file."""
     sources = list(dict.fromkeys(e.source for e in scored if e.source != BRAND_FILE))
-    fit = _fit_predict(config.linear)
     minilm, mpnet = (oof[min(oof)] if oof else None for oof in oofs)
     w = config.transformer_weight
-    out = {"default": gen.leave_source_out(scored, training_only, fit, sources)}
+    variants: dict[str, gen.Variant] = {"default": ([], [1.0])}
     if minilm is not None:
-        parts, weights = [minilm], [1.0 - w, w]
-        out["default"] = gen.leave_source_out(
-            scored, training_only, fit, sources, parts, weights, unseen
-        )
+        variants["default"] = ([minilm], [1.0 - w, w])
         if mpnet is not None:
-            parts, weights = [minilm, mpnet], list(config.accurate_weights)
-            out["accurate"] = gen.leave_source_out(
-                scored, training_only, fit, sources, parts, weights, unseen
-            )
-    return out
+            variants["accurate"] = ([minilm, mpnet], list(config.accurate_weights))
+    fit = _fit_predict(config.linear)
+    return gen.leave_source_out(scored, training_only, fit, sources, variants, unseen)
 
 
 ERROR_PAIRS = (

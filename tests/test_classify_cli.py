@@ -145,10 +145,10 @@ def test_classify_train_refuses_a_bad_csv_at_once(tmp_path: Path) -> None:
     assert not (tmp_path / "touchpoint-model.skops").exists()
 
 
-@pytest.mark.timeout(400)  # 2× and more above what it takes beside another test worker
+@pytest.mark.timeout(300)  # 2× and more above what it takes beside another test worker
 def test_classify_train_writes_a_model_that_loads_and_shows_its_steps(tmp_path: Path) -> None:
     """The real command in its own process (one CV round over 2,990 scored posts and each
-    diverse source left out: 133 s beside another busy test worker): it says what it is
+    diverse source left out: 72 s beside another busy test worker): it says what it is
     doing."""
     mine = tmp_path / "mine.csv"
     mine.write_text(

@@ -25,17 +25,21 @@ def test_a_source_left_out_never_trains_and_its_parts_count_only_when_unseen() -
         return np.tile([0.1, 0.8, 0.1], (len(test), 1))  # always "inspiring"
 
     sure_sales = np.tile([0.0, 0.0, 1.0], (len(scored), 1))
+    variants: dict[str, gen.Variant] = {"alone": ([], [1.0]), "fused": ([sure_sales], [0.5, 0.5])}
     report = gen.leave_source_out(
-        scored, extra, fit_predict, ["shop", "uni"], [sure_sales], [0.5, 0.5], unseen=["shop"]
+        scored, extra, fit_predict, ["shop", "uni"], variants, unseen=["shop"]
     )
-    assert list(report) == ["shop"]  # "uni" has fewer than LOSO_MIN_POSTS posts
+    assert len(trained_on) == 1  # one fit for the source, shared by the variants
+    assert list(report["fused"]) == ["shop"]  # "uni" has fewer than LOSO_MIN_POSTS posts
     assert not any(t.startswith("shop") for t in trained_on[0])  # held out whole
     assert "extra 0" in trained_on[0] and "corp 0" in trained_on[0] and "uni 0" in trained_on[0]
-    assert report["shop"]["parts"] == "all"  # the part never saw the shop: fused, all right
-    assert report["shop"]["per_class"]["sales-pitch"]["f1"] == 1.0
-    seen = gen.leave_source_out(scored, extra, fit_predict, ["shop"], [sure_sales], [0.5, 0.5])
-    assert seen["shop"]["parts"] == "linear only"  # a part that may have seen it is left out
-    assert seen["shop"]["per_class"]["sales-pitch"]["f1"] == 0.0
+    fused = report["fused"]["shop"]
+    assert fused["parts"] == "all"  # the part never saw the shop: fused, and all right
+    assert fused["per_class"]["sales-pitch"]["f1"] == 1.0
+    assert report["alone"]["shop"]["per_class"]["sales-pitch"]["f1"] == 0.0
+    seen = gen.leave_source_out(scored, extra, fit_predict, ["shop"], variants)
+    assert seen["fused"]["shop"]["parts"] == "linear only"  # a part that may have seen it: out
+    assert seen["fused"]["shop"]["per_class"]["sales-pitch"]["f1"] == 0.0
 
 
 def test_share_error_per_account_by_count_and_by_probability() -> None:
