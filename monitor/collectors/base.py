@@ -12,7 +12,7 @@ import math
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -96,6 +96,24 @@ def retry_after_reset(value: str | None, *, now: datetime | None = None) -> date
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return (now or clock.now()) + timedelta(seconds=min(seconds, MAX_HEADER_SECONDS))
+
+
+# where a 429's reset header that is not a time is set aside, out of a client library's reach
+UNREADABLE_RESET = "x-touchpoint-unreadable-reset"
+
+
+def set_aside_reset(headers: MutableMapping[str, str], name: str) -> None:
+    """Move a 429's reset header ``name`` that is not a time to :data:`UNREADABLE_RESET`, so
+    that tweepy's or prawcore's ``int()`` of it does not fail the answer: the 429 is then a rate
+    limit with the default wait, and :func:`default_wait_note` can quote it."""
+    headers[UNREADABLE_RESET] = headers.pop(name)
+
+
+def default_wait_note(name: str, raw: str | None) -> str:
+    """What a 429's message adds when the platform named no reset time: that its header
+    ``name`` was missing (``raw`` is None) or not a time, so the default wait applies."""
+    why = f"no {name} header" if raw is None else f"its {name} {raw[:40]!r} is not a time"
+    return f" ({why}; the default wait)"
 
 
 def clamp_retry_at(reset: datetime | None, *, now: datetime | None = None) -> datetime:

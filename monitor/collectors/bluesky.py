@@ -56,6 +56,7 @@ from monitor.collectors.base import (
     as_object,
     call_with_retries,
     clamp_retry_at,
+    default_wait_note,
     epoch_reset,
     next_cursor,
     request_timeout,
@@ -869,7 +870,7 @@ def _parse(answer: _Answer, nsid: str) -> dict[str, Any]:
         reset = _reset_time(answer.headers)
         retry_at = clamp_retry_at(reset)
         raw = answer.headers.get("ratelimit-reset")
-        note = "" if reset else f" ({_no_reset(raw)}; the default wait)"
+        note = "" if reset else default_wait_note("RateLimit-Reset", raw)
         raise RateLimited(
             f"{what}, rate limited until {iso(retry_at)}{note}", retry_at=retry_at, reset=reset
         )
@@ -895,13 +896,6 @@ def _error_of(body: bytes) -> tuple[str, str]:
         error[:80] if isinstance(error, str) else "",
         message[:200] if isinstance(message, str) else "",
     )
-
-
-def _no_reset(raw: str | None) -> str:
-    """Why a 429 named no reset time: its RateLimit-Reset was missing or unreadable."""
-    if raw is None:
-        return "no RateLimit-Reset header"
-    return f"its RateLimit-Reset {raw[:40]!r} is not a time"
 
 
 def _reset_time(headers: httpx.Headers) -> datetime | None:

@@ -47,6 +47,7 @@ from monitor.collectors.base import (
     TransientError,
     call_with_retries,
     clamp_retry_at,
+    default_wait_note,
     next_cursor,
     request_timeout,
 )
@@ -590,13 +591,6 @@ def parse_reset(value: str | None) -> datetime | None:
         return None
 
 
-def _no_reset(raw: str | None) -> str:
-    """Why a 429 named no reset time: its X-RateLimit-Reset was missing or unreadable."""
-    if raw is None:
-        return "no X-RateLimit-Reset header"
-    return f"its X-RateLimit-Reset {raw[:40]!r} is not a time"
-
-
 def _error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -617,7 +611,7 @@ def _check_status(response: httpx.Response, token_env: str) -> None:
         reset = parse_reset(response.headers.get("X-RateLimit-Reset"))
         retry_at = clamp_retry_at(reset)
         raw = response.headers.get("X-RateLimit-Reset")
-        note = "" if reset else f" ({_no_reset(raw)}; the default wait)"
+        note = "" if reset else default_wait_note("X-RateLimit-Reset", raw)
         raise RateLimited(
             f"Mastodon rate limited until {iso(retry_at)}{note}", retry_at=retry_at, reset=reset
         )

@@ -41,6 +41,7 @@ from prawcore.sessions import FiniteRetryStrategy, Session
 
 from monitor import clock
 from monitor.collectors.base import (
+    UNREADABLE_RESET,
     AuthError,
     Collector,
     CollectorError,
@@ -53,9 +54,11 @@ from monitor.collectors.base import (
     as_object,
     call_with_retries,
     clamp_retry_at,
+    default_wait_note,
     next_cursor,
     request_timeout,
     retry_after_reset,
+    set_aside_reset,
 )
 from monitor.collectors.http import DeadlineAdapter, connection_problem
 from monitor.config import Settings
@@ -80,7 +83,6 @@ NO_LOGIN = (
 INBOX_TYPES = frozenset({"username_mention", "comment_reply", "post_reply"})
 THING_KINDS = frozenset({"t1", "t3"})
 RATE_HEADERS = ("x-ratelimit-remaining", "x-ratelimit-used", "x-ratelimit-reset")
-UNREADABLE_RESET = "x-touchpoint-unreadable-reset"  # where readable_reset moves one
 _LINK_IN_PATH = re.compile(r"/comments/([a-z0-9]+)/")
 _REDDIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,50}")
 
@@ -539,7 +541,7 @@ class RedditCollector(Collector):
         wait = max(_seconds(headers.get("retry-after")), self._rate_wait())
         reset = clock.now() + timedelta(seconds=wait) if wait else None
         retry_at = clamp_retry_at(reset)
-        note = "" if reset else f" ({_no_reset(headers)}; the default wait)"
+        note = "" if reset else default_wait_note("retry-after", headers.get(UNREADABLE_RESET))
         return RateLimited(
             f"Reddit rate limit (HTTP 429) until {iso(retry_at)}{note}",
             retry_at=retry_at,
@@ -781,8 +783,8 @@ def _connection_problem(original: Exception, api_base: str) -> str:
 def readable_reset(response: requests.Response, *args: Any, **kwargs: Any) -> None:
     """A session's response hook: the headers of a 429 made readable for prawcore, which fails
     the whole answer on a ``float()`` or ``int()`` of them. Retry-After as an HTTP date (RFC
-    9110 allows it) becomes seconds; one that is neither moves to :data:`UNREADABLE_RESET`
-    (the default wait); x-ratelimit-* that are not numbers are dropped (prawcore then counts
+    9110 allows it) becomes seconds; one that is neither is set aside (:func:`set_aside_reset`:
+    the default wait); x-ratelimit-* that are not numbers are dropped (prawcore then counts
     the answer as one request)."""
     if response.status_code != 429:
         return
@@ -791,8 +793,7 @@ def readable_reset(response: requests.Response, *args: Any, **kwargs: Any) -> No
     if raw is not None:
         reset = retry_after_reset(raw)
         if reset is None:
-            del headers["retry-after"]
-            headers[UNREADABLE_RESET] = raw
+            set_aside_reset(headers, "retry-after")
         else:
             headers["retry-after"] = str(max(0, math.ceil((reset - clock.now()).total_seconds())))
     if not _rate_headers_readable(headers):
@@ -811,12 +812,6 @@ def _rate_headers_readable(headers: Mapping[str, str]) -> bool:
     except (KeyError, ValueError, OverflowError):
         return False
     return True
-
-
-def _no_reset(headers: Mapping[str, str]) -> str:
-    """Why a 429 named no reset time: its Retry-After was missing or unreadable."""
-    raw = headers.get(UNREADABLE_RESET)
-    return "no retry-after header" if raw is None else f"its retry-after {raw[:40]!r} is not a time"
 
 
 def _seconds(value: Any) -> float:

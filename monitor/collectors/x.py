@@ -22,6 +22,7 @@ from requests.utils import get_environ_proxies
 
 from monitor import clock
 from monitor.collectors.base import (
+    UNREADABLE_RESET,
     AuthError,
     Collector,
     CollectorError,
@@ -34,10 +35,12 @@ from monitor.collectors.base import (
     as_object,
     call_with_retries,
     clamp_retry_at,
+    default_wait_note,
     epoch_reset,
     next_cursor,
     request_timeout,
     retry_after_reset,
+    set_aside_reset,
 )
 from monitor.collectors.http import DeadlineAdapter, connection_problem
 from monitor.config import Settings
@@ -67,7 +70,6 @@ SEARCH_WINDOW = timedelta(days=7)
 REACH = {"posts": 3200, "mentions": 800}
 REACH_MARGIN = 0.95  # deleted or withheld tweets still take their place in the count
 RESET_HEADER = "x-rate-limit-reset"  # epoch seconds
-UNREADABLE_RESET = "x-touchpoint-unreadable-reset"  # where readable_reset moves one that is not
 TWITTER_EPOCH = datetime(2010, 11, 4, 1, 42, 54, 657000, tzinfo=UTC)  # of snowflake ids
 
 
@@ -496,7 +498,7 @@ def _translate_errors(call: Callable[[], Any], api_base: str, token_env: str) ->
             headers.get("retry-after")
         )
         retry_at = clamp_retry_at(reset)
-        note = "" if reset else f" ({_no_reset(headers)}; the default wait)"
+        note = "" if reset else default_wait_note(RESET_HEADER, headers.get(UNREADABLE_RESET))
         raise RateLimited(
             f"rate limited until {iso(retry_at)}{note}", retry_at=retry_at, reset=reset
         ) from None
@@ -524,25 +526,16 @@ def _translate_errors(call: Callable[[], Any], api_base: str, token_env: str) ->
 
 def readable_reset(response: requests.Response, *args: Any, **kwargs: Any) -> None:
     """A session's response hook: on a 429, an x-rate-limit-reset that is not epoch seconds
-    ("nan") moves to :data:`UNREADABLE_RESET`, so that tweepy's int() of it does not fail the
+    ("nan") is set aside (:func:`set_aside_reset`), so that tweepy's int() of it does not fail the
     answer and the 429 is a rate limit (with the default wait) like any other."""
     raw = response.headers.get(RESET_HEADER)
     if response.status_code != 429 or raw is None:
         return
     reset = epoch_reset(raw)
     if reset is None:
-        del response.headers[RESET_HEADER]
-        response.headers[UNREADABLE_RESET] = raw
+        set_aside_reset(response.headers, RESET_HEADER)
     else:  # epoch seconds with a fraction: tweepy wants an integer
         response.headers[RESET_HEADER] = str(math.ceil(reset.timestamp()))
-
-
-def _no_reset(headers: Mapping[str, str]) -> str:
-    """Why a 429 named no reset time: its header was missing or unreadable."""
-    raw = headers.get(UNREADABLE_RESET)
-    if raw is None:
-        return f"no {RESET_HEADER} header"
-    return f"its {RESET_HEADER} {raw[:40]!r} is not a time"
 
 
 def _api_message(exc: tweepy.HTTPException) -> str:
