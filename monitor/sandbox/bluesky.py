@@ -754,7 +754,7 @@ class BlueskySandbox(TrafficSandbox):
         start: datetime | None = None,
         end: datetime | None = None,
         clock: datetime | None = None,
-        app_password: str = "abcd-efgh-ijkl-mnop",
+        app_password: str = "sandbox-bluesky-password",
         access_ttl: float = ACCESS_TTL_SECONDS,
         likes_per_post: int = 8,
         search_depth: int = SEARCH_DEPTH,

@@ -60,7 +60,7 @@ SPECS: dict[str, Spec] = {
     ),
     "bluesky": Spec(
         handle=f"{BRAND}.bsky.social",
-        server_secrets={"app_password": "sand-box0-blue-sky0"},
+        server_secrets={"app_password": "sandbox-bluesky-password"},
         config_env={"app_password_env": "TOUCHPOINT_SANDBOX_BLUESKY_PASSWORD"},
     ),
 }
