@@ -102,8 +102,9 @@ def config_reference() -> str:
     preamble, sections = parse_template(template_text())
     out = [preamble, ""]
     for section in sections:
-        state = " (commented out in the template: an example to copy)" if section.commented else ""
-        out += [f"### `{section.header}`{state}", ""]
+        out += [f"### `{section.header}`", ""]
+        if section.commented:
+            out += ["*Commented out in the template: an example to copy.*", ""]
         if section.intro:
             out += [_cell(section.intro), ""]
         if not section.keys:

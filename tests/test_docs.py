@@ -88,13 +88,25 @@ def test_docs_readme_is_short() -> None:
     assert len(README.splitlines()) <= README_MAX_LINES
 
 
-def test_docs_readme_links_resolve() -> None:
+def anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a page's headings (lower case, punctuation dropped, - for space)."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    headings = re.findall(r"^#+ (.*)$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_docs_links_resolve() -> None:
+    """Every relative link of the README and docs/ names a file that exists, and a heading in it."""
     for page in [ROOT / "README.md", *DOCS.glob("*.md")]:
         text = page.read_text(encoding="utf-8")
-        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
             if target.startswith(("http://", "https://")):
                 continue
-            assert (page.parent / target).exists(), f"{page.name}: {target}"
+            path = page.parent / target if target else page
+            assert path.exists(), f"{page.name}: {target}"
+            if anchor:
+                headings = anchors(path.read_text(encoding="utf-8"))
+                assert anchor in headings, f"{page.name}: {target}#{anchor}"
 
 
 def test_docs_generated_pages_are_up_to_date() -> None:
