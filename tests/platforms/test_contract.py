@@ -16,10 +16,10 @@ import pytest
 from sqlite_utils import Database
 
 from monitor import clock, pipeline, store
-from monitor.collectors import build_collector
-from monitor.collectors.base import Collector
 from monitor.config import Settings, load_settings
 from monitor.models import StreamKey
+from monitor.platforms.base import Collector
+from monitor.platforms.streams import build_collector
 from monitor.sandbox import fleet
 from monitor.sandbox.server import ODD_TEXT_SUFFIX, TRICKLE_BYTES
 from monitor.sandbox.traffic import TrafficSandbox

@@ -43,7 +43,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.response import BaseHTTPResponse
 
-from monitor.collectors.base import MalformedResponse, TransientError
+from monitor.platforms.base import MalformedResponse, TransientError
 
 logger = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from sqlite_utils import Database
 
 from monitor import clock, pipeline, store
 from monitor.cli import cli
-from monitor.collectors import build_collector
 from monitor.config import Settings, load_settings
 from monitor.models import StreamKey, iso
+from monitor.platforms.streams import build_collector
 from monitor.sandbox.server import Request, Response, Route
 from monitor.sandbox.x import TWITTER_EPOCH, XSandbox
-from tests.collectors.ratelimits import collect_deferred_by_default
 from tests.conftest import TOKEN, TOKEN_ENV
+from tests.platforms.ratelimits import collect_deferred_by_default
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=1)
@@ -127,7 +127,7 @@ def test_x_collect_keyword_search_quiet_for_over_a_week_searches_the_window_inst
 ) -> None:
     # X refuses a since_id older than its 7-day search window (400 Invalid Request): without care
     # a keyword with no hit for a week, or a week's outage, would fail the stream for good
-    caplog.set_level(logging.DEBUG, logger="monitor.collectors.x")
+    caplog.set_level(logging.DEBUG, logger="monitor.platforms.x.collector")
     collectors = {"x": build_collector("x", settings)}  # kept across runs, as the daemon does
     first = by_stream(pipeline.collect(db, settings, collectors=collectors))
     assert first["keywords"].outcome == "ok"
@@ -380,7 +380,7 @@ def test_x_collect_three_503s_then_200_succeed_with_the_default_attempts(
     assert stored(db, "mention") == expected_ids(sandbox, "mention")
 
 
-# "slow" and "503" on every platform: tests/collectors/test_contract.py
+# "slow" and "503" on every platform: tests/platforms/test_contract.py
 @pytest.mark.parametrize("fault", ["malformed"])
 def test_x_collect_bad_answer_fails_the_run_and_changes_nothing(
     sandbox: XSandbox, write_config: Callable[..., Path], db: Database, fault: str
@@ -412,7 +412,7 @@ def test_x_collect_tweet_without_created_at_is_retried_as_a_malformed_answer(
     """Issue #35: a page with a tweet without its created_at failed the run in normalize, with
     none of the bounded retries the README promises for malformed answers."""
     sandbox.add_fault("no_time", endpoint="mentions")
-    with caplog.at_level(logging.INFO, logger="monitor.collectors.base"):
+    with caplog.at_level(logging.INFO, logger="monitor.platforms.base"):
         (result,) = pipeline.collect(db, settings, pipeline.Selection(stream="mentions"))
     assert result.outcome == "ok", result.error
     assert stored(db, "mention") == expected_ids(sandbox, "mention")

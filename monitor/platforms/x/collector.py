@@ -21,7 +21,9 @@ import tweepy
 from requests.utils import get_environ_proxies
 
 from monitor import clock
-from monitor.collectors.base import (
+from monitor.config import Settings
+from monitor.models import Cursor, Kind, Post, StreamKey, iso, parse_iso
+from monitor.platforms.base import (
     UNREADABLE_RESET,
     AuthError,
     Collector,
@@ -42,9 +44,8 @@ from monitor.collectors.base import (
     retry_after_reset,
     set_aside_reset,
 )
-from monitor.collectors.http import DeadlineAdapter, connection_problem
-from monitor.config import Settings
-from monitor.models import Cursor, Kind, Post, StreamKey, iso, parse_iso
+from monitor.platforms.http import DeadlineAdapter, connection_problem
+from monitor.platforms.x import keyword_query
 
 logger = logging.getLogger(__name__)
 
@@ -164,10 +165,8 @@ class XCollector(Collector):
 
     @classmethod
     def keyword_query(cls, keywords: Sequence[str]) -> str:
-        """Build a recent-search query matching any keyword, retweets left out."""
-        terms = [f'"{k}"' if " " in k else k for k in keywords]
-        joined = " OR ".join(terms)
-        return f"({joined}) -is:retweet" if len(terms) > 1 else f"{joined} -is:retweet"
+        """The search query finding any of ``keywords``: the platform spec's rule."""
+        return keyword_query(keywords)
 
     def fetch(self, target: Target, cursor: Cursor) -> Iterator[Page]:
         """Yield pages newest-first; the cursor moves to the newest id only after the last page."""

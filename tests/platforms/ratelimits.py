@@ -6,10 +6,10 @@ from __future__ import annotations
 from sqlite_utils import Database
 
 from monitor import clock, pipeline, store
-from monitor.collectors import build_collector
-from monitor.collectors.base import DEFAULT_DEFERRAL
 from monitor.config import Settings
 from monitor.models import RunResult
+from monitor.platforms.base import DEFAULT_DEFERRAL
+from monitor.platforms.streams import build_collector
 
 
 def collect_deferred_by_default(

@@ -14,14 +14,14 @@ from sqlite_utils import Database
 
 from monitor import clock, pipeline, store
 from monitor.cli import cli
-from monitor.collectors import build_collector
-from monitor.collectors.base import Collector
-from monitor.collectors.bluesky import Mark
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, Post, RunResult, StreamKey, iso
+from monitor.platforms.base import Collector
+from monitor.platforms.bluesky.walk import Mark
+from monitor.platforms.streams import build_collector
 from monitor.sandbox.bluesky import BlueskySandbox
-from tests.collectors.ratelimits import collect_deferred_by_default
 from tests.conftest import TestClock
+from tests.platforms.ratelimits import collect_deferred_by_default
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=1)
@@ -422,7 +422,7 @@ def test_bluesky_backfill_warns_of_older_hits_only_when_the_search_was_cut_short
     with busy_search(depth) as sandbox:
         settings = configure(page_size=10, api_base=sandbox.url)
         window = (START - timedelta(days=3), END)
-        with caplog.at_level(logging.WARNING, logger="monitor.collectors.bluesky"):
+        with caplog.at_level(logging.WARNING, logger="monitor.platforms.bluesky.collector"):
             select = pipeline.Selection(stream="keywords")
             (result,) = pipeline.collect(db, settings, select, backfill=window)
     assert result.outcome == "ok" and (result.items_new == 30) is warned
@@ -513,7 +513,7 @@ def test_bluesky_retries_500_then_succeeds(
     assert statuses[:2] == [500, 200]
 
 
-# "slow" and "503" on every platform: tests/collectors/test_contract.py
+# "slow" and "503" on every platform: tests/platforms/test_contract.py
 @pytest.mark.parametrize("fault", ["malformed"])
 def test_bluesky_bad_answer_fails_the_run_and_changes_nothing(
     sandbox: BlueskySandbox, configure: CONFIG, db: Database, fault: str

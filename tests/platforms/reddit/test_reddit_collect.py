@@ -18,13 +18,14 @@ from sqlite_utils import Database
 
 from monitor import clock, pipeline, store
 from monitor.cli import cli
-from monitor.collectors.reddit import NO_LOGIN, Mark, RedditCollector
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, RunResult, StreamKey
+from monitor.platforms.reddit.collector import NO_LOGIN, RedditCollector
+from monitor.platforms.reddit.walk import Mark
 from monitor.sandbox.reddit import RedditSandbox
 from monitor.sandbox.server import Request, Response, Route
 from monitor.sandbox.traffic import TrafficRates
-from tests.collectors.ratelimits import collect_deferred_by_default
+from tests.platforms.ratelimits import collect_deferred_by_default
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=1)
@@ -217,7 +218,7 @@ def test_reddit_backfill_warns_of_older_items_only_when_a_listing_reached_its_en
         settings = load_settings(write_config(tmp_path, sandbox.url, keywords="[]", extra=extra))
         sandbox.set_clock(END)
         select = pipeline.Selection(stream="mentions")
-        with caplog.at_level(logging.WARNING, logger="monitor.collectors.reddit"):
+        with caplog.at_level(logging.WARNING, logger="monitor.platforms.reddit.collector"):
             window = (START - timedelta(days=3), END)
             (result,) = pipeline.collect(db, settings, select, backfill=window)
     assert result.outcome == "ok" and (result.items_new == 1000) is warned
@@ -335,7 +336,7 @@ def test_reddit_collect_retries_500_then_succeeds(
     assert time.monotonic() - started < 5
 
 
-# "slow" and "503" on every platform: tests/collectors/test_contract.py
+# "slow" and "503" on every platform: tests/platforms/test_contract.py
 @pytest.mark.parametrize("fault", ["malformed"])
 def test_reddit_collect_bad_answer_fails_the_run_and_changes_nothing(
     sandbox: RedditSandbox, tmp_path: Path, db: Database, fault: str

@@ -28,8 +28,8 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -40,7 +40,9 @@ from praw.endpoints import API_PATH
 from prawcore.sessions import FiniteRetryStrategy, Session
 
 from monitor import clock
-from monitor.collectors.base import (
+from monitor.config import Settings
+from monitor.models import Cursor, Post, Stream, iso
+from monitor.platforms.base import (
     UNREADABLE_RESET,
     AuthError,
     Collector,
@@ -55,35 +57,34 @@ from monitor.collectors.base import (
     call_with_retries,
     clamp_retry_at,
     default_wait_note,
-    next_cursor,
     request_timeout,
     retry_after_reset,
     set_aside_reset,
 )
-from monitor.collectors.http import DeadlineAdapter, connection_problem
-from monitor.config import Settings
-from monitor.models import Cursor, Kind, Post, Stream, iso
+from monitor.platforms.http import DeadlineAdapter, connection_problem
+from monitor.platforms.reddit import DEFAULT_USER_AGENT, keyword_query
+from monitor.platforms.reddit.normalize import (
+    REDDIT_ORIGIN,
+    THING_KINDS,
+    _next_after,
+    _validate_listing,
+    _with_children,
+    normalize_thing,
+)
+from monitor.platforms.reddit.walk import Walk
 
 logger = logging.getLogger(__name__)
 
 OAUTH_ORIGIN = "https://oauth.reddit.com"
-REDDIT_ORIGIN = "https://www.reddit.com"
-DEFAULT_USER_AGENT = "touchpoint-monitor/0.1 (self-hosted brand monitor)"
 LISTING_REACH = 1000
 REACH_MARGIN = 0.9  # "about" 1,000: removed items still take their place in the count
-# Reddit's search index lags behind new submissions: a keyword walk overlaps the last one by this
-# much, so that a late-indexed hit is still picked up (the overlap is re-stored, not duplicated).
-SEARCH_OVERLAP = timedelta(minutes=15)
 READ_ONLY_STREAMS: tuple[Stream, ...] = ("posts", "keywords")
 NO_LOGIN = (
     "the inbox needs the brand account's login (praw is read-only without it). Fix: export the "
     "variables named by platforms.reddit.username_env and password_env (a script app's account), "
     'or, to go without Reddit mentions, set platforms.reddit.streams = ["posts", "keywords"]'
 )
-INBOX_TYPES = frozenset({"username_mention", "comment_reply", "post_reply"})
-THING_KINDS = frozenset({"t1", "t3"})
 RATE_HEADERS = ("x-ratelimit-remaining", "x-ratelimit-used", "x-ratelimit-reset")
-_LINK_IN_PATH = re.compile(r"/comments/([a-z0-9]+)/")
 _REDDIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,50}")
 
 
@@ -194,128 +195,6 @@ def _disable_prawcore_retries(reddit: praw.Reddit) -> None:
 # --------------------------------------------------------------------------- walk state
 
 
-@dataclass(frozen=True, order=True)
-class Mark:
-    """Where an item stands in a newest-first listing: its creation second and fullname."""
-
-    created: int
-    fullname: str
-
-    @classmethod
-    def of(cls, child: Mapping[str, Any]) -> Mark:
-        """The mark of a validated listing child."""
-        data = child["data"]
-        return cls(int(float(data["created_utc"])), _fullname(str(child["kind"]), data))
-
-    @classmethod
-    def parse(cls, text: str | None) -> Mark | None:
-        """Read a mark stored as ``<created>:<fullname>`` (None when absent or unreadable)."""
-        created, sep, fullname = (text or "").partition(":")
-        if not sep or not created.isdigit() or "_" not in fullname:
-            return None
-        return cls(int(created), fullname)
-
-    def encode(self) -> str:
-        """The stored form: ``<created>:<fullname>``, e.g. ``1763640000:t1_n00001x``."""
-        return f"{self.created}:{self.fullname}"
-
-    @property
-    def number(self) -> int:
-        """The base36 id as a number (ids of one kind grow with time)."""
-        try:
-            return int(self.fullname.partition("_")[2], 36)
-        except ValueError:
-            return -1
-
-    def newer(self, other: Mark | None) -> Mark:
-        """The newer of this mark and ``other``."""
-        if other is None:
-            return self
-        return max(self, other, key=lambda m: (m.created, m.number))
-
-    def covered_by(self, stop: Mark, overlap: int = 0) -> bool:
-        """Whether an incremental walk that last stored ``stop`` already has this item."""
-        if overlap:
-            return self.created < stop.created - overlap
-        if self.created != stop.created:
-            return self.created < stop.created
-        same_kind = self.fullname[:3] == stop.fullname[:3]
-        return same_kind and self.number <= stop.number  # same second, other kind: keep it
-
-
-@dataclass
-class Walk:
-    """One newest-first walk down a listing; ``pending`` resumes it after an interruption."""
-
-    stop: Mark | None = None
-    since: int | None = None
-    until: int | None = None
-    overlap: int = 0
-    after: str | None = None
-    newest: Mark | None = None
-    seen: int = 0
-    done: bool = field(default=False, compare=False)
-
-    @classmethod
-    def start(cls, target: Target, cursor: Cursor) -> Walk:
-        """The walk for ``target``: resumed from ``cursor.pending`` or starting at the top."""
-        pending = cursor.pending or {}
-        overlap = int(SEARCH_OVERLAP.total_seconds()) if target.stream == "keywords" else 0
-        return cls(
-            stop=None if target.is_backfill else Mark.parse(cursor.position),
-            since=_epoch(target.since),
-            until=_epoch(target.until),
-            overlap=overlap,
-            after=pending.get("after") or None,
-            newest=Mark.parse(pending.get("newest")),
-            seen=int(pending.get("seen") or 0),
-        )
-
-    @property
-    def is_backfill(self) -> bool:
-        """True when walking a fixed time window."""
-        return self.since is not None
-
-    def take(self, children: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Keep the children this walk collects; set ``done`` once it has gone far enough.
-
-        A child already covered ends the walk after this page, but the rest of the page is still
-        read: a page out of order (reliability plan #28) may hold newer children after it."""
-        kept = []
-        for child in children:
-            mark = Mark.of(child)
-            self.seen += 1
-            if self._reached(mark):
-                self.done = True
-                continue
-            if self.until is not None and mark.created >= self.until:
-                continue  # backfill: newer than the window
-            kept.append(child)
-            self.newest = mark.newer(self.newest)
-        return kept
-
-    def _reached(self, mark: Mark) -> bool:
-        if self.since is not None:
-            return mark.created < self.since
-        return self.stop is not None and mark.covered_by(self.stop, self.overlap)
-
-    def pending(self, after: str) -> dict[str, Any]:
-        """The state to resume from before requesting the page after ``after``."""
-        newest = self.newest.encode() if self.newest else None
-        return {"after": after, "newest": newest, "seen": self.seen}
-
-    def position(self) -> str | None:
-        """The cursor position once the walk is over (None for a backfill)."""
-        if self.is_backfill:
-            return None
-        last = self.newest.newer(self.stop) if self.newest else self.stop
-        return last.encode() if last else None
-
-
-def _epoch(when: datetime | None) -> int | None:
-    return None if when is None else int(when.timestamp())
-
-
 # --------------------------------------------------------------------------- the collector
 
 
@@ -417,8 +296,8 @@ class RedditCollector(Collector):
 
     @classmethod
     def keyword_query(cls, keywords: Sequence[str]) -> str:
-        """Build a search query (lucene syntax) matching any keyword."""
-        return " OR ".join(f'"{k}"' if " " in k else k for k in keywords)
+        """The search query finding any of ``keywords``: the platform spec's rule."""
+        return keyword_query(keywords)
 
     def fetch(self, target: Target, cursor: Cursor) -> Iterator[Page]:
         """Walk the stream's listing newest-first down to the newest item stored (or ``since``).
@@ -580,152 +459,7 @@ class TokenRefused(AuthError):
     """Reddit refused the access token (HTTP 401, ``invalid_token``)."""
 
 
-def normalize_thing(kind: str, data: Mapping[str, Any], target: Target) -> Post:
-    """Normalize one t1 comment or t3 submission (from any listing, the inbox included)."""
-    author = str(data.get("author") or "[deleted]")
-    is_brand = author.lower() == target.handle.lower()
-    parent = data.get("parent_id") if kind == "t1" else None
-    link = _link_fullname(kind, data)
-    return Post(
-        platform="reddit",
-        native_id=_fullname(kind, data),
-        brand=target.key.brand,
-        author_id=str(data.get("author_fullname") or (target.account_id if is_brand else "")),
-        author_handle=author,
-        is_brand=is_brand,
-        kind=_kind(kind, data, is_brand=is_brand, target=target),
-        text=_text(kind, data),
-        url=_url(kind, data),
-        created_at=iso(datetime.fromtimestamp(float(data["created_utc"]), UTC)),
-        lang=None,
-        in_reply_to_id=f"reddit:{parent}" if isinstance(parent, str) and parent else None,
-        conversation_id=f"reddit:{link}" if link else None,
-        metrics=_metrics(kind, data),
-        raw=dict(data),
-    )
-
-
-def _kind(kind: str, data: Mapping[str, Any], *, is_brand: bool, target: Target) -> Kind:
-    handle = target.handle.lower()
-    parent = str(data.get("parent_id") or "")
-    on_brand_post = parent.startswith("t3_") and str(data.get("link_author", "")).lower() == handle
-    if is_brand:
-        # a comment on its own submission is the brand talking; under anyone else's item, a reply
-        return "post" if kind == "t3" or on_brand_post else "reply"
-    if target.stream != "keywords" or data.get("type") in INBOX_TYPES or on_brand_post:
-        return "mention"
-    mentioned = re.search(
-        rf"(?<![\w/])/?u/{re.escape(target.handle)}(?![\w-])", _text(kind, data), re.I
-    )
-    return "mention" if mentioned else "keyword"
-
-
-def _fullname(kind: str, data: Mapping[str, Any]) -> str:
-    name = data.get("name")
-    return name if isinstance(name, str) and name else f"{kind}_{data['id']}"
-
-
-def _text(kind: str, data: Mapping[str, Any]) -> str:
-    if kind == "t1":
-        return str(data.get("body") or "")
-    title, body = str(data.get("title") or ""), str(data.get("selftext") or "")
-    return f"{title}\n\n{body}" if body else title
-
-
-def _link_fullname(kind: str, data: Mapping[str, Any]) -> str | None:
-    """The submission a thing belongs to (the inbox leaves ``link_id`` out: use its context)."""
-    if kind == "t3":
-        return _fullname(kind, data)
-    link = data.get("link_id")
-    if isinstance(link, str) and link:
-        return link
-    match = _LINK_IN_PATH.search(str(data.get("context") or data.get("permalink") or ""))
-    if match:
-        return f"t3_{match.group(1)}"
-    parent = str(data.get("parent_id") or "")
-    return parent if parent.startswith("t3_") else None
-
-
-def _url(kind: str, data: Mapping[str, Any]) -> str:
-    path = data.get("permalink") or str(data.get("context") or "").partition("?")[0]
-    if isinstance(path, str) and path.startswith("/"):
-        return REDDIT_ORIGIN + path
-    link = (_link_fullname(kind, data) or "t3_").partition("_")[2]
-    if kind == "t3":
-        return f"{REDDIT_ORIGIN}/comments/{link}/"
-    return f"{REDDIT_ORIGIN}/r/{data.get('subreddit', 'all')}/comments/{link}/_/{data['id']}/"
-
-
-def _metrics(kind: str, data: Mapping[str, Any]) -> dict[str, int]:
-    replies = data.get("replies")
-    if kind == "t3":
-        reply_count = _int(data.get("num_comments"))
-    elif isinstance(replies, dict):
-        reply_count = len(replies.get("data", {}).get("children", []))
-    else:
-        reply_count = 0
-    return {
-        "likes": _int(data.get("score")),
-        "replies": reply_count,
-        "reposts": _int(data.get("num_crossposts")) if kind == "t3" else 0,
-        "quotes": 0,
-    }
-
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
 # --------------------------------------------------------------------------- validation
-
-
-def _validate_listing(body: Any) -> dict[str, Any]:
-    """Check a page is a Listing of things before anything of it is stored; return it."""
-    if not isinstance(body, dict) or body.get("kind") != "Listing":
-        got = body.get("kind") if isinstance(body, dict) else type(body).__name__
-        raise MalformedResponse(f"expected a Listing, got {str(got)[:40]}")
-    data = body.get("data")
-    if not isinstance(data, dict) or not isinstance(data.get("children"), list):
-        raise MalformedResponse("the Listing has no children list")
-    after = data.get("after")
-    if after is not None and not isinstance(after, str):
-        raise MalformedResponse("the Listing's after is not a fullname")
-    for child in data["children"]:
-        _validate_thing(child)
-    return body
-
-
-def _validate_thing(child: Any) -> None:
-    data = child.get("data") if isinstance(child, dict) else None
-    kind = child.get("kind") if isinstance(child, dict) else None
-    if not isinstance(kind, str) or not isinstance(data, dict):
-        raise MalformedResponse("a Listing child is not a thing")
-    created = data.get("created_utc")
-    named = isinstance(data.get("name"), str) or isinstance(data.get("id"), str)
-    if not named or isinstance(created, bool) or not isinstance(created, int | float):
-        raise MalformedResponse(f"a {kind} has no fullname or created_utc")
-    if kind in THING_KINDS and not isinstance(data.get("author"), str):
-        raise MalformedResponse(f"{_fullname(kind, data)} has no author")
-    text_key = "body" if kind == "t1" else "title"
-    if kind in THING_KINDS and not isinstance(data.get(text_key), str):
-        raise MalformedResponse(f"{_fullname(kind, data)} has no {text_key}")
-
-
-def _next_after(after: str | None, sent: str | None, children: Sequence[Any]) -> str | None:
-    """The listing's next ``after``, or None where its walk ends: at the end, on the ``after``
-    it was sent, and (as praw's ListingGenerator) on an empty page, all of which would otherwise
-    be walked again and again."""
-    if after and not children:
-        logger.warning(
-            "reddit: the listing answered an empty page with a next one; ending the walk"
-        )
-        return None
-    return next_cursor("reddit", after, sent)
-
-
-def _with_children(body: dict[str, Any], children: list[dict[str, Any]]) -> dict[str, Any]:
-    """The Listing with only the children a walk keeps."""
-    return {**body, "data": {**body["data"], "children": children}}
 
 
 # --------------------------------------------------------------------------- errors

@@ -1,6 +1,7 @@
-"""Collectors, one module per platform, all behind the interface in ``base``.
+"""The registered platforms' collectors and the streams the config asks them for.
 
-Each platform's module is imported only when a brand uses that platform.
+A platform's collector module (and its client library) is imported only when a brand uses that
+platform: which streams are planned comes from the light :class:`monitor.config.Platform` spec.
 """
 
 from __future__ import annotations
@@ -8,21 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib import import_module
 
-from monitor.collectors.base import Collector
-from monitor.config import BrandSettings, Settings
+from monitor.config import BrandSettings, Platform, Settings, platforms
 from monitor.models import ACCOUNT_STREAM, Stream, StreamKey
-
-COLLECTORS: dict[str, str] = {
-    "x": "monitor.collectors.x:XCollector",
-    "reddit": "monitor.collectors.reddit:RedditCollector",
-    "mastodon": "monitor.collectors.mastodon:MastodonCollector",
-    "bluesky": "monitor.collectors.bluesky:BlueskyCollector",
-}
+from monitor.platforms.base import Collector
 
 
 def collector_class(platform: str) -> type[Collector]:
-    """Return the collector class of ``platform``."""
-    module, name = COLLECTORS[platform].split(":")
+    """Return the collector class of ``platform`` (imports its module)."""
+    module, name = platforms()[platform].collector.split(":")
     cls = getattr(import_module(module), name)
     assert isinstance(cls, type) and issubclass(cls, Collector)
     return cls
@@ -40,17 +34,21 @@ def configured(streams: Sequence[Stream], settings: Settings, platform: str) -> 
 
 
 def brand_streams(
-    collector: Collector | type[Collector], settings: Settings, brand: BrandSettings, platform: str
+    offers: Collector | type[Collector] | Platform,
+    settings: Settings,
+    brand: BrandSettings,
+    platform: str,
 ) -> list[tuple[Stream, str]]:
     """The streams of ``brand``'s account on ``platform`` that are collected, with their search
-    queries: those of the collector's streams the config asks for, keyword search only for a
-    brand with keywords (under the platform's query for them; the other streams' query is "")."""
+    queries: those of the streams ``offers`` (a collector, or the platform's spec) the config
+    asks for, keyword search only for a brand with keywords (under the platform's query for
+    them; the other streams' query is "")."""
     found: list[tuple[Stream, str]] = []
-    for stream in configured(collector.streams, settings, platform):
+    for stream in configured(offers.streams, settings, platform):
         if stream != "keywords":
             found.append((stream, ""))
         elif brand.keywords:
-            found.append((stream, collector.keyword_query(brand.keywords)))
+            found.append((stream, offers.keyword_query(brand.keywords)))
     return found
 
 
@@ -58,12 +56,12 @@ def planned_streams(settings: Settings) -> frozenset[StreamKey]:
     """Every stream the config asks for: each brand account's streams (keyword search only for
     a brand with keywords, under the query of its current keywords) and its account row. A
     stream in the store but not here (old keywords, an account or brand removed) is history:
-    its health is not judged."""
+    its health is not judged. Read from the platform specs: no collector is imported."""
     planned = set()
     for brand in settings.brands:
         for platform in brand.accounts:
-            cls = collector_class(platform)
+            spec = platforms()[platform]
             planned.add(StreamKey(brand.name, platform, ACCOUNT_STREAM))
-            for stream, query in brand_streams(cls, settings, brand, platform):
+            for stream, query in brand_streams(spec, settings, brand, platform):
                 planned.add(StreamKey(brand.name, platform, stream, query))
     return frozenset(planned)

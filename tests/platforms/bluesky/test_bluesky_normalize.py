@@ -11,16 +11,13 @@ from typing import Any
 
 import pytest
 
-from monitor.collectors.base import MalformedResponse, Target
-from monitor.collectors.bluesky import (
-    BlueskyCollector,
-    Mark,
-    _validate_page,
-    _walk_ends,
-)
 from monitor.models import Post, StreamKey
+from monitor.platforms.base import MalformedResponse, Target
+from monitor.platforms.bluesky.collector import BlueskyCollector
+from monitor.platforms.bluesky.normalize import _validate_page
+from monitor.platforms.bluesky.walk import Mark, _walk_ends
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "bluesky" / "appview_snapshots"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "bluesky" / "appview_snapshots"
 
 
 def body(name: str) -> Any:

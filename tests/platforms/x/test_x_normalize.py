@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from monitor.collectors.base import MalformedResponse, Target
-from monitor.collectors.x import XCollector, _translate_errors, _validate_page
 from monitor.models import StreamKey
+from monitor.platforms.base import MalformedResponse, Target
+from monitor.platforms.x.collector import XCollector, _translate_errors, _validate_page
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "twitter"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "twitter"
 
 
 def body(name: str) -> dict[str, Any]:

@@ -32,18 +32,20 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 import httpx
 
 from monitor import clock
-from monitor.collectors.base import (
+from monitor.config import ConfigError, Settings
+from monitor.logs import register_secret
+from monitor.models import Cursor, Post, iso, parse_iso
+from monitor.platforms.base import (
     AuthError,
     Collector,
     CollectorError,
@@ -62,28 +64,38 @@ from monitor.collectors.base import (
     request_timeout,
     retry_after_reset,
 )
-from monitor.collectors.http import (
+from monitor.platforms.bluesky import keyword_query
+from monitor.platforms.bluesky.normalize import (
+    _count,
+    _validate_page,
+    normalize_feed_item,
+    normalize_notification,
+    normalize_post_view,
+)
+from monitor.platforms.bluesky.walk import (
+    SEARCH_DEPTH,
+    Mark,
+    _cut_short,
+    _gap,
+    _keeper,
+    _mark,
+    _Walk,
+    _walk_ends,
+    _xrpc_time,
+)
+from monitor.platforms.http import (
     connection_problem,
     deadline_transport,
     fetch_whole,
     request_deadline,
 )
-from monitor.config import ConfigError, Settings
-from monitor.logs import register_secret
-from monitor.models import Cursor, Kind, Post, iso, parse_iso
 
 logger = logging.getLogger(__name__)
 
 BSKY_ORIGIN = "https://bsky.social"
 USER_AGENT = "touchpoint-monitor/0.1 (self-hosted brand monitor)"
-POST_TYPE = "app.bsky.feed.post"
-MENTION_FACET = "app.bsky.richtext.facet#mention"
-REPOST_REASON = "app.bsky.feed.defs#reasonRepost"
-PIN_REASON = "app.bsky.feed.defs#reasonPin"
 MENTION_REASONS = ("mention", "reply")
-POST_REASONS = frozenset({"mention", "reply", "quote"})  # notifications that are someone's post
 TOKEN_ERRORS = frozenset({"ExpiredToken", "InvalidToken"})
-SEARCH_DEPTH = 10_000  # palomar pages at most 10,000 hits deep into one query
 
 CREATE_SESSION = "com.atproto.server.createSession"
 REFRESH_SESSION = "com.atproto.server.refreshSession"
@@ -129,30 +141,6 @@ class Session:
         """Mark both tokens as secrets: they never reach a log line or a stored error."""
         register_secret(self.access_jwt)
         register_secret(self.refresh_jwt)
-
-
-@dataclass(frozen=True, order=True)
-class Mark:
-    """A position in a newest-first stream: an item's sort time and its at:// uri."""
-
-    at: datetime
-    uri: str
-
-    def encode(self) -> str:
-        """``<UTC time with microseconds> <uri>`` (uris hold no spaces)."""
-        return f"{self.at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}Z {self.uri}"
-
-    @classmethod
-    def decode(cls, text: str | None) -> Mark | None:
-        """The mark of :meth:`encode`'s text; None for no text or text that is not a mark."""
-        if not text:
-            return None
-        when, _, uri = text.partition(" ")
-        try:
-            return cls(parse_iso(when), uri)
-        except ValueError:
-            logger.warning("bluesky: ignoring a stored position that is not a mark: %r", text)
-            return None
 
 
 @dataclass(frozen=True)
@@ -293,9 +281,8 @@ class BlueskyCollector(Collector):
 
     @classmethod
     def keyword_query(cls, keywords: Sequence[str]) -> str:
-        """Any of ``keywords``: phrases quoted, alternatives joined by ``|`` (palomar's OR)."""
-        terms = [f'"{k}"' if any(c.isspace() for c in k) else k for k in keywords]
-        return " | ".join(terms)
+        """The search query finding any of ``keywords``: the platform spec's rule."""
+        return keyword_query(keywords)
 
     def fetch(self, target: Target, cursor: Cursor) -> Iterator[Page]:
         """Yield pages newest-first; ``position`` moves to the newest item after the last page."""
@@ -525,265 +512,7 @@ class BlueskyCollector(Collector):
 # --------------------------------------------------------------------------- normalize helpers
 
 
-def normalize_feed_item(item: Mapping[str, Any], target: Target) -> Post | None:
-    """A feedViewPost of the brand's author feed; None for a repost, a pin or another's post."""
-    if _dig(item, "reason", "$type") in (REPOST_REASON, PIN_REASON):
-        return None
-    view = item["post"]
-    if view["author"]["did"] != target.account_id:
-        return None
-    parent = _dig(item, "reply", "parent", "author", "did")
-    parent_author = parent if isinstance(parent, str) else None
-    return _post(view, target, parent_author=parent_author, metrics=_metrics(view), raw=item)
-
-
-def normalize_notification(note: Mapping[str, Any], target: Target) -> Post | None:
-    """A mention, reply or quote notification (someone's post addressed to the brand)."""
-    record = note.get("record") or {}
-    if note.get("reason") not in POST_REASONS or record.get("$type") != POST_TYPE:
-        return None
-    return _post(note, target, kind="mention", metrics={})  # notifications carry no counts
-
-
-def normalize_post_view(view: Mapping[str, Any], target: Target) -> Post | None:
-    """A postView of search results."""
-    if (view.get("record") or {}).get("$type", POST_TYPE) != POST_TYPE:
-        return None
-    return _post(view, target, metrics=_metrics(view))
-
-
-def _post(
-    view: Mapping[str, Any],
-    target: Target,
-    *,
-    metrics: dict[str, int],
-    kind: Kind | None = None,
-    parent_author: str | None = None,
-    raw: Mapping[str, Any] | None = None,
-) -> Post:
-    """The Post of a view carrying ``uri``, ``author``, ``record`` and ``indexedAt``.
-
-    ``raw`` is what is stored as received (the view itself unless given).
-    """
-    uri = str(view["uri"])
-    record = view.get("record") or {}
-    author = view["author"]
-    did = str(author["did"])
-    handle = str(author.get("handle") or "")
-    is_brand = did == target.account_id
-    parent, root = _reply_refs(record)
-    if kind is None:
-        parent_did = parent_author or _authority(parent)
-        kind = _kind(record, target, is_brand=is_brand, parent=(parent, parent_did), root=root)
-    langs = record.get("langs")
-    return Post(
-        platform="bluesky",
-        native_id=uri,
-        brand=target.key.brand,
-        author_id=did,
-        author_handle=handle,
-        is_brand=is_brand,
-        kind=kind,
-        text=str(record.get("text", "")),
-        url=f"https://bsky.app/profile/{handle or did}/post/{uri.rsplit('/', 1)[-1]}",
-        created_at=iso(_created_at(record, view)),
-        lang=langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) else None,
-        in_reply_to_id=f"bluesky:{parent}" if parent else None,
-        conversation_id=f"bluesky:{root or uri}",
-        metrics=metrics,
-        raw=dict(view if raw is None else raw),
-    )
-
-
-def _kind(
-    record: Mapping[str, Any],
-    target: Target,
-    *,
-    is_brand: bool,
-    parent: tuple[str | None, str | None],
-    root: str | None,
-) -> Kind:
-    """``parent`` is the (uri, author DID) a reply answers; the DID is None when unknown."""
-    parent_uri, parent_did = parent
-    if is_brand:  # a reply to an author not known to be the brand counts as answering someone
-        return "reply" if parent_uri and parent_did != target.account_id else "post"
-    if target.stream != "keywords":
-        return "mention"
-    in_brand_thread = target.account_id in (parent_did, _authority(root))
-    return "mention" if in_brand_thread or _mentions(record, target) else "keyword"
-
-
-def _mentions(record: Mapping[str, Any], target: Target) -> bool:
-    for facet in _list(record.get("facets")):
-        for feature in _list(_dig(facet, "features")):
-            if (
-                _dig(feature, "$type") == MENTION_FACET
-                and _dig(feature, "did") == target.account_id
-            ):
-                return True
-    text = str(record.get("text", ""))
-    return re.search(rf"@{re.escape(target.handle)}(?![\w.-])", text, re.IGNORECASE) is not None
-
-
-def _reply_refs(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """The (parent uri, root uri) of a post record's ``reply``."""
-    parent = _dig(record, "reply", "parent", "uri")
-    root = _dig(record, "reply", "root", "uri")
-    return (
-        parent if isinstance(parent, str) and parent else None,
-        root if isinstance(root, str) and root else None,
-    )
-
-
-def _dig(node: Any, *keys: str) -> Any:
-    """``node[k1][k2]…``, or None where a step is missing or not an object. A record is what its
-    author's client wrote: an odd part of it must not stop the page it is on."""
-    for key in keys:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _authority(uri: str | None) -> str | None:
-    """The DID of an ``at://<did>/<collection>/<rkey>`` uri (None for anything else)."""
-    if not uri or not uri.startswith("at://did:"):
-        return None
-    return uri[len("at://") :].split("/", 1)[0]
-
-
-def _metrics(view: Mapping[str, Any]) -> dict[str, int]:
-    return {
-        "likes": _count(view.get("likeCount")),
-        "replies": _count(view.get("replyCount")),
-        "reposts": _count(view.get("repostCount")),
-        "quotes": _count(view.get("quoteCount")),
-    }
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _created_at(record: Mapping[str, Any], view: Mapping[str, Any]) -> datetime:
-    """The record's client-declared createdAt; the server's indexedAt when that is unusable."""
-    indexed = parse_iso(str(view["indexedAt"]))
-    try:
-        return parse_iso(str(record["createdAt"]))
-    except (KeyError, ValueError, OverflowError):
-        return indexed
-
-
-def _sort_time(record: Mapping[str, Any], indexed_at: str) -> datetime:
-    """The AppView's sortAt: the earlier of createdAt and indexedAt."""
-    indexed = parse_iso(indexed_at)
-    try:
-        return min(parse_iso(str(record["createdAt"])), indexed)
-    except (KeyError, ValueError, OverflowError):
-        return indexed
-
-
-def _mark(stream: str, item: Mapping[str, Any]) -> Mark | None:
-    """Where an item sits in its newest-first stream; None for a pin (shown out of order)."""
-    if stream == "mentions":
-        return Mark(parse_iso(str(item["indexedAt"])), str(item["uri"]))
-    view = item.get("post", item)
-    reason = item.get("reason") or {}
-    if reason.get("$type") == PIN_REASON:
-        return None
-    if reason.get("$type") == REPOST_REASON and isinstance(reason.get("indexedAt"), str):
-        return Mark(parse_iso(reason["indexedAt"]), str(reason.get("uri") or view["uri"]))
-    return Mark(_sort_time(view.get("record") or {}, str(view["indexedAt"])), str(view["uri"]))
-
-
 # --------------------------------------------------------------------------- the walk
-
-
-def _walk_ends(marks: Sequence[Mark], mark: Mark | None, since: datetime | None) -> bool:
-    """Whether this page reaches what is stored (incremental) or the window's start (backfill)."""
-    if since is not None:
-        return any(m.at < since for m in marks)
-    if mark is None:
-        return False
-    return any(m.at < mark.at or m.uri == mark.uri for m in marks)
-
-
-def _cut_short(seen: int, hits_total: Any) -> bool:
-    """Whether a search that ended after ``seen`` hits left hits unlisted: fewer than its
-    ``hitsTotal`` (when it says), else as deep as palomar pages. A search that simply ran out
-    (a quiet keyword, or a backfill's ``since`` reached) is no gap."""
-    if isinstance(hits_total, int) and not isinstance(hits_total, bool):
-        return hits_total > seen
-    return seen >= SEARCH_DEPTH
-
-
-def _gap(target: Target, mark: Mark | None) -> str | None:
-    """Why posts may be missing when a listing ended, on a page of items, before the walk
-    reached its end (an empty last page is no evidence either way), or None.
-
-    Feeds and notifications list back to the start, so only a search ends early: palomar pages
-    :data:`SEARCH_DEPTH` hits deep at most (the caller checks that it did, :func:`_cut_short`)."""
-    if target.stream != "keywords":
-        return None
-    if target.is_backfill:
-        logger.warning(
-            "%s: the search ended before the start of the window; Bluesky search pages at most "
-            "%s hits deep, older hits cannot be fetched",
-            target.key,
-            f"{SEARCH_DEPTH:,}",
-        )
-        return None  # the backfill command reports its reach itself
-    if mark is None:
-        return None  # the stream's first walk: it never claimed to reach further
-    return (
-        f"the search ended before reaching the newest hit stored ({mark.uri}); Bluesky search "
-        f"pages at most {SEARCH_DEPTH:,} hits deep, so what came between may be missing"
-    )
-
-
-def _keeper(target: Target, mark: Mark | None) -> Callable[[Mark | None], bool]:
-    """Which items of a page to store: newer than the mark, or inside the backfill window."""
-    since, until = target.since, target.until
-
-    def keep(item: Mark | None) -> bool:
-        if item is None:
-            return True  # a pin: normalize drops it
-        if since is not None:
-            return item.at >= since and (until is None or item.at < until)
-        return mark is None or item.at > mark.at or (item.at == mark.at and item.uri != mark.uri)
-
-    return keep
-
-
-@dataclass(frozen=True)
-class _Walk:
-    """A walk down a stream: the stored mark, the newest item seen, the API cursor to go on at."""
-
-    mark: Mark | None
-    newest: Mark | None
-    next_cursor: str | None  # None: the walk is complete
-    seen: int = 0  # items listed by the walk so far
-
-    def cursor(self, target: Target, committed: Cursor) -> Cursor:
-        """The cursor to commit with this page: the walk while it goes on, then the new mark."""
-        if self.next_cursor is None:
-            if target.is_backfill:
-                return Cursor()
-            position = self.newest or self.mark
-            return Cursor(position=position.encode() if position else committed.position)
-        walk: dict[str, Any] = {"cursor": self.next_cursor, "seen": self.seen}
-        if not target.is_backfill:
-            walk["mark"] = self.mark.encode() if self.mark else None
-            walk["newest"] = self.newest.encode() if self.newest else None
-        return Cursor(position=committed.position, pending=walk)
-
-
-def _xrpc_time(when: datetime) -> str:
-    return f"{when.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}"[:-3] + "Z"
 
 
 # --------------------------------------------------------------------------- answers and errors
@@ -812,48 +541,6 @@ def _with_did(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(did, str) or not did.startswith("did:"):
         raise MalformedResponse("resolveHandle answered without a DID")
     return body
-
-
-def _validate_page(body: dict[str, Any], field: str) -> dict[str, Any]:
-    """Check a page has the lexicon's shape before anything of it is stored; return it."""
-    items = body.get(field)
-    if not isinstance(items, list):
-        raise MalformedResponse(f"the answer has no {field} list")
-    cursor = body.get("cursor")
-    if cursor is not None and not isinstance(cursor, str):
-        raise MalformedResponse("cursor is not a string")
-    for item in items:
-        view = item.get("post") if field == "feed" and isinstance(item, dict) else item
-        if not _is_view(view) or (field == "notifications" and not _is_notification(item)):
-            raise MalformedResponse(f"not a {field} item: {json.dumps(item)[:80]}")
-    return body
-
-
-def _is_view(view: Any) -> bool:
-    if not isinstance(view, dict):
-        return False
-    author = view.get("author")
-    ok = (
-        isinstance(view.get("uri"), str)
-        and bool(view["uri"])
-        and isinstance(view.get("cid"), str)
-        and isinstance(author, dict)
-        and isinstance(author.get("did"), str)
-        and isinstance(author.get("handle"), str)
-        and isinstance(view.get("record"), dict)
-        and isinstance(view.get("indexedAt"), str)
-    )
-    if not ok:
-        return False
-    try:
-        parse_iso(view["indexedAt"])
-    except ValueError:
-        return False
-    return True
-
-
-def _is_notification(note: Any) -> bool:
-    return isinstance(note.get("reason"), str) and isinstance(note.get("isRead"), bool)
 
 
 def _parse(answer: _Answer, nsid: str) -> dict[str, Any]:

@@ -11,8 +11,8 @@ import pytest
 
 from monitor.sandbox import fleet
 from monitor.sandbox.server import TRICKLE_BYTES
-from tests.collectors.test_contract import World, advance, all_kinds, open_world
 from tests.conftest import LocalCA
+from tests.platforms.test_contract import World, advance, all_kinds, open_world
 
 # where each client library looks for extra trusted CAs: requests (tweepy, praw) and httpx
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")

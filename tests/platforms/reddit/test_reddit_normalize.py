@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
-from monitor.collectors.base import MalformedResponse, Target
-from monitor.collectors.reddit import Mark, RedditCollector, Walk, _validate_listing
 from monitor.models import Cursor, StreamKey
+from monitor.platforms.base import MalformedResponse, Target
+from monitor.platforms.reddit.collector import RedditCollector
+from monitor.platforms.reddit.normalize import _validate_listing
+from monitor.platforms.reddit.walk import Mark, Walk
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reddit"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "reddit"
 LISTINGS = (
     "redditor_submissions_new.json",
     "redditor_comments_new.json",

@@ -20,8 +20,8 @@ import httpx
 import pytest
 import requests
 
-from monitor.collectors.base import MalformedResponse, TransientError
-from monitor.collectors.http import (
+from monitor.platforms.base import MalformedResponse, TransientError
+from monitor.platforms.http import (
     ACCEPT_ENCODING,
     CHUNK_BYTES,
     MAX_BODY_BYTES,

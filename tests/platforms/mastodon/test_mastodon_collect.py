@@ -20,7 +20,7 @@ from monitor.models import Cursor, Post, RunResult, StreamKey
 from monitor.sandbox.mastodon import MastodonSandbox
 from monitor.sandbox.server import Request, Response, Route
 from monitor.sandbox.traffic import MENTION, POST, TrafficItem, brand_post_texts
-from tests.collectors.ratelimits import collect_deferred_by_default
+from tests.platforms.ratelimits import collect_deferred_by_default
 
 TOKEN_ENV = "TOUCHPOINT_TEST_MASTODON_TOKEN"
 TOKEN = "MASTODON-SECRET-TOKEN-0987654321"
@@ -293,7 +293,7 @@ def test_mastodon_retries_500_then_succeeds(
     assert statuses[:2] == [500, 200]
 
 
-# "slow" and "503" on every platform: tests/collectors/test_contract.py
+# "slow" and "503" on every platform: tests/platforms/test_contract.py
 @pytest.mark.parametrize("fault", ["malformed"])
 def test_mastodon_bad_answer_fails_the_run_and_changes_nothing(
     sandbox: MastodonSandbox, write_config: ConfigWriter, db: Database, fault: str

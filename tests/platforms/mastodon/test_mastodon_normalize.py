@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from monitor import clock
-from monitor.collectors.base import (
+from monitor.models import StreamKey
+from monitor.platforms.base import (
     MAX_DEFERRAL,
     AuthError,
     CollectorError,
@@ -24,18 +25,15 @@ from monitor.collectors.base import (
     RetryPolicy,
     Target,
 )
-from monitor.collectors.mastodon import (
+from monitor.platforms.mastodon.collector import (
     MastodonCollector,
-    _validate_items,
-    _validate_search,
-    html_to_text,
     parse_links,
     parse_reset,
     search_terms,
 )
-from monitor.models import StreamKey
+from monitor.platforms.mastodon.normalize import _validate_items, _validate_search, html_to_text
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mastodon"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "mastodon"
 BRAND_ID = "117020565966271181"  # mastodonpy_test on the recorded test instance
 ADMIN_ID = "117020565693913441"
 
