@@ -61,16 +61,17 @@ def platforms() -> Mapping[str, Platform]:
     Read once from the installed distributions' metadata (cached; ``platforms.cache_clear()``
     after installing one at run time)."""
     found: dict[str, Platform] = {}
-    values: dict[str, str] = {}
+    seen: dict[str, EntryPoint] = {}
     for entry in entry_points(group=GROUP):
-        if entry.name in found:
+        if entry.name in seen:
+            other = _describe(seen[entry.name])
             raise PlatformError(
                 _describe(entry),
-                f"platform {entry.name!r} is registered twice (also as {values[entry.name]})",
+                f"platform {entry.name!r} is registered twice, also by {other}",
                 "uninstall one of the two distributions",
             )
         found[entry.name] = _load(entry)
-        values[entry.name] = entry.value
+        seen[entry.name] = entry
     if not found:
         raise PlatformError(
             "(none)",
