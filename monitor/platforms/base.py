@@ -12,16 +12,16 @@ import math
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypedDict, TypeVar
 
 from monitor import clock
 from monitor.config import CollectSettings, Settings
-from monitor.models import STREAMS, Cursor, Post, Stream, StreamKey
+from monitor.models import STREAMS, Cursor, Kind, Post, Stream, StreamKey
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,26 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
 
+class Connection(TypedDict):
+    """What every collector takes from its ``[platforms.NAME]`` section and ``[collect]``."""
+
+    api_base: str
+    page_size: int
+    timeout: tuple[float, float]
+    policy: RetryPolicy
+
+
+def connection(settings: Settings, platform: str) -> Connection:
+    """The API base, page size, timeouts and retry policy the config sets for ``platform``."""
+    section = settings.platforms[platform]
+    return Connection(
+        api_base=section.api_base,
+        page_size=section.page_size,
+        timeout=request_timeout(settings.collect),
+        policy=RetryPolicy.from_settings(settings.collect),
+    )
+
+
 def next_cursor(platform: str, answered: object, sent: str | None) -> str | None:
     """The next page's cursor as the API answered it, or None where the walk ends: it gave
     none, or the one it was sent, which would fetch the same page again and again (praw's
@@ -231,6 +251,71 @@ class Page:
     raw: dict[str, Any]
     cursor: Cursor
     gap: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One page of a walk as a platform reads it: the answer to store (``raw``), the walk so far
+    while it goes on (``pending``, committed with the page; None: this page ends it), where the
+    stream stands once it is stored (``position``) and why items may be missing (``gap``)."""
+
+    raw: dict[str, Any]
+    pending: dict[str, Any] | None = None
+    position: str | None = None
+    gap: str | None = None
+
+
+def budget_spent(target: Target, pages: int) -> bool:
+    """Whether ``pages`` pages use up the run's page budget (``[collect] max_pages``)."""
+    return target.max_pages is not None and pages >= target.max_pages
+
+
+def newest_first(target: Target, cursor: Cursor, steps: Iterable[Step]) -> Iterator[Page]:
+    """The newest-first walk with a pending cursor, for a listing that answers newest first.
+
+    Each page but the last commits the walk so far in ``Cursor.pending`` and keeps the
+    stream's ``position``, so a walk cut short (a kill, the page budget) resumes where it
+    stopped and items above the position are never skipped; the last page moves the position
+    (a backfill keeps none: its window is walked once). Ends at the page budget.
+    """
+    for pages, step in enumerate(steps, start=1):
+        if step.pending is not None:
+            committed = Cursor(position=cursor.position, pending=step.pending)
+        else:
+            committed = Cursor(position=None if target.is_backfill else step.position)
+        yield Page(raw=step.raw, cursor=committed, gap=step.gap)
+        if step.pending is None or budget_spent(target, pages):
+            return
+
+
+def forward(target: Target, steps: Iterable[Step]) -> Iterator[Page]:
+    """The forward walk (``min_id``), for a listing that pages up from a position: each page,
+    the oldest first, commits the newest id in it as the position, so there is no walk to
+    keep. Ends when ``steps`` does (the platform's empty page) or at the page budget."""
+    for pages, step in enumerate(steps, start=1):
+        yield Page(raw=step.raw, cursor=Cursor(position=step.position), gap=step.gap)
+        if budget_spent(target, pages):
+            return
+
+
+def kind_of(
+    target: Target,
+    *,
+    is_brand: bool,
+    answers_someone: bool,
+    addressed: bool,
+    searched: bool | None = None,
+) -> Kind:
+    """The one rule of an item's kind. The brand's own item is a reply when it answers someone
+    else (``answers_someone``), a post otherwise. Anyone else's is a mention unless a search
+    found it (``searched``: by default, on the keywords stream) and it is not ``addressed`` to
+    the brand (a reply to it, in its thread, naming it: each platform says how), which makes
+    it a keyword hit."""
+    if is_brand:
+        return "reply" if answers_someone else "post"
+    if searched is None:
+        searched = target.stream == "keywords"
+    return "keyword" if searched and not addressed else "mention"
 
 
 class Collector(ABC):

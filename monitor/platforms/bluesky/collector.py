@@ -53,15 +53,17 @@ from monitor.platforms.base import (
     Page,
     RateLimited,
     RetryPolicy,
+    Step,
     Target,
     TransientError,
     as_object,
     call_with_retries,
     clamp_retry_at,
+    connection,
     default_wait_note,
     epoch_reset,
+    newest_first,
     next_cursor,
-    request_timeout,
     retry_after_reset,
 )
 from monitor.platforms.bluesky import keyword_query
@@ -208,15 +210,11 @@ class BlueskyCollector(Collector):
                 handles[0],
                 ", ".join(f"@{h}" for h in others),
             )
-        collect = settings.collect
         return cls(
             identifier=handles[0],
             app_password=settings.secret("bluesky", "app_password"),
-            api_base=platform.api_base,
-            page_size=platform.page_size,
-            timeout=request_timeout(collect),
-            policy=RetryPolicy.from_settings(collect),
             password_env=platform.secret_env["app_password"],
+            **connection(settings, "bluesky"),
         )
 
     @classmethod
@@ -286,6 +284,9 @@ class BlueskyCollector(Collector):
 
     def fetch(self, target: Target, cursor: Cursor) -> Iterator[Page]:
         """Yield pages newest-first; ``position`` moves to the newest item after the last page."""
+        return newest_first(target, cursor, self._walk(target, cursor))
+
+    def _walk(self, target: Target, cursor: Cursor) -> Iterator[Step]:
         nsid, field = _STREAMS[target.stream]
         params = self._stream_params(target)
         if target.stream == "mentions":
@@ -296,12 +297,10 @@ class BlueskyCollector(Collector):
         api_cursor: str | None = pending.get("cursor")
         seen = _count(pending.get("seen"))
         keep = _keeper(target, mark)
-        pages = 0
         while True:
             call = {**params, "cursor": api_cursor} if api_cursor else params
             body = self._xrpc(nsid, call, partial(_validate_page, field=field))
             items: list[dict[str, Any]] = body[field]
-            pages += 1
             seen += len(items)
             marks = [m for m in (_mark(target.stream, item) for item in items) if m is not None]
             newest = max([*marks, *(m for m in (newest, mark) if m is not None)], default=None)
@@ -313,8 +312,8 @@ class BlueskyCollector(Collector):
             ended_early = api_cursor is None and bool(marks) and not reached
             cut = ended_early and _cut_short(seen, body.get("hitsTotal"))
             gap = _gap(target, mark) if cut else None
-            yield Page(raw=raw, cursor=walk.cursor(target, cursor), gap=gap)
-            if done or (target.max_pages is not None and pages >= target.max_pages):
+            yield walk.step(raw, target, cursor, gap)
+            if done:
                 return
 
     def _stream_params(self, target: Target) -> dict[str, Any]:

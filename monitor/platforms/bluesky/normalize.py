@@ -12,6 +12,7 @@ from monitor.models import Kind, Post, iso, parse_iso
 from monitor.platforms.base import (
     MalformedResponse,
     Target,
+    kind_of,
 )
 
 POST_TYPE = "app.bsky.feed.post"
@@ -109,12 +110,13 @@ def _kind(
 ) -> Kind:
     """``parent`` is the (uri, author DID) a reply answers; the DID is None when unknown."""
     parent_uri, parent_did = parent
-    if is_brand:  # a reply to an author not known to be the brand counts as answering someone
-        return "reply" if parent_uri and parent_did != target.account_id else "post"
-    if target.stream != "keywords":
-        return "mention"
-    in_brand_thread = target.account_id in (parent_did, _authority(root))
-    return "mention" if in_brand_thread or _mentions(record, target) else "keyword"
+    return kind_of(
+        target,
+        is_brand=is_brand,
+        # a reply to an author not known to be the brand counts as answering someone
+        answers_someone=bool(parent_uri) and parent_did != target.account_id,
+        addressed=target.account_id in (parent_did, _authority(root)) or _mentions(record, target),
+    )
 
 
 def _mentions(record: Mapping[str, Any], target: Target) -> bool:

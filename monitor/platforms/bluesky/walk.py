@@ -11,6 +11,7 @@ from typing import Any
 
 from monitor.models import Cursor, parse_iso
 from monitor.platforms.base import (
+    Step,
     Target,
 )
 from monitor.platforms.bluesky.normalize import (
@@ -127,18 +128,17 @@ class _Walk:
     next_cursor: str | None  # None: the walk is complete
     seen: int = 0  # items listed by the walk so far
 
-    def cursor(self, target: Target, committed: Cursor) -> Cursor:
-        """The cursor to commit with this page: the walk while it goes on, then the new mark."""
+    def step(self, raw: dict[str, Any], target: Target, committed: Cursor, gap: str | None) -> Step:
+        """The page ``raw`` with what to commit: the walk while it goes on, then the new mark."""
         if self.next_cursor is None:
-            if target.is_backfill:
-                return Cursor()
             position = self.newest or self.mark
-            return Cursor(position=position.encode() if position else committed.position)
+            end = position.encode() if position else committed.position
+            return Step(raw=raw, position=end, gap=gap)
         walk: dict[str, Any] = {"cursor": self.next_cursor, "seen": self.seen}
         if not target.is_backfill:
             walk["mark"] = self.mark.encode() if self.mark else None
             walk["newest"] = self.newest.encode() if self.newest else None
-        return Cursor(position=committed.position, pending=walk)
+        return Step(raw=raw, pending=walk, gap=gap)
 
 
 def _xrpc_time(when: datetime) -> str:

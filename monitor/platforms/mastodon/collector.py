@@ -44,13 +44,17 @@ from monitor.platforms.base import (
     Page,
     RateLimited,
     RetryPolicy,
+    Step,
     Target,
     TransientError,
+    budget_spent,
     call_with_retries,
     clamp_retry_at,
+    connection,
     default_wait_note,
+    forward,
+    newest_first,
     next_cursor,
-    request_timeout,
 )
 from monitor.platforms.http import (
     connection_problem,
@@ -147,15 +151,10 @@ class MastodonCollector(Collector):
     @classmethod
     def from_settings(cls, settings: Settings) -> MastodonCollector:
         """Build the collector from the config; the token comes from its environment variable."""
-        platform = settings.platforms["mastodon"]
-        collect = settings.collect
         return cls(
             access_token=settings.secret("mastodon", "access_token"),
-            token_env=platform.secret_env["access_token"],
-            api_base=platform.api_base,
-            page_size=platform.page_size,
-            timeout=request_timeout(collect),
-            policy=RetryPolicy.from_settings(collect),
+            token_env=settings.platforms["mastodon"].secret_env["access_token"],
+            **connection(settings, "mastodon"),
         )
 
     @classmethod
@@ -203,8 +202,8 @@ class MastodonCollector(Collector):
         if target.stream == "keywords":
             return self._search_walk(target, cursor)
         if target.is_backfill:
-            return self._backward_walk(target, cursor)
-        return self._forward_walk(target, cursor)
+            return newest_first(target, cursor, self._backward_walk(target, cursor))
+        return forward(target, self._forward_walk(target, cursor))
 
     def _listing(self, target: Target) -> tuple[str, Params, str]:
         """Path, base parameters and raw-page key of the posts or mentions stream."""
@@ -216,39 +215,32 @@ class MastodonCollector(Collector):
             return NOTIFICATIONS_PATH, [("types[]", "mention"), limit], "notifications"
         raise CollectorError(f"mastodon has no stream {target.stream!r}")
 
-    def _forward_walk(self, target: Target, cursor: Cursor) -> Iterator[Page]:
+    def _forward_walk(self, target: Target, cursor: Cursor) -> Iterator[Step]:
         """min_id pages, oldest first, each committed with its newest id, until an empty page."""
         path, params, key = self._listing(target)
         check = partial(_validate_items, key=key)
         position = cursor.position
         min_id = position or "0"
-        pages = 0
         while True:
             answer = self._get(path, _with_bound(params, "min_id", min_id), check)
             items = answer.body
-            pages += 1
             position = _newest([i["id"] for i in items], position)
-            yield Page(raw={key: items}, cursor=Cursor(position=position))
-            if not items or _budget_spent(target, pages):
+            yield Step(raw={key: items}, position=position)
+            if not items:
                 return
             min_id = answer.link_param("prev", "min_id") or str(position)
 
-    def _backward_walk(self, target: Target, cursor: Cursor) -> Iterator[Page]:
+    def _backward_walk(self, target: Target, cursor: Cursor) -> Iterator[Step]:
         """Backfill: max_id pages from the newest down to ``target.since``; resumable."""
         path, params, key = self._listing(target)
         check = partial(_validate_items, key=key)
         max_id: str | None = (cursor.pending or {}).get("max_id")
-        pages = 0
         while True:
             answer = self._get(path, _with_bound(params, "max_id", max_id), check)
             items = answer.body
-            pages += 1
             max_id = _older_page(answer, items, max_id)
             done = max_id is None or _passed(items, target.since)
-            walk = None if done else {"max_id": max_id}
-            yield Page(raw={key: items}, cursor=Cursor(position=None, pending=walk))
-            if done or _budget_spent(target, pages):
-                return
+            yield Step(raw={key: items}, pending=None if done else {"max_id": max_id})
 
     def _search_walk(self, target: Target, cursor: Cursor) -> Iterator[Page]:
         """One newest-first search per keyword, down to that keyword's last position."""
@@ -279,7 +271,7 @@ class MastodonCollector(Collector):
             yield Page(
                 raw=answer.body, cursor=_search_cursor(target, positions, term, max_id, newest)
             )
-            if term >= len(terms) or _budget_spent(target, pages):
+            if term >= len(terms) or budget_spent(target, pages):
                 return
 
     # -- HTTP ------------------------------------------------------------------------------------
@@ -375,10 +367,6 @@ def _newest(ids: Sequence[str], current: str | None) -> str | None:
 
 def _with_bound(params: Params, name: str, value: str | None) -> Params:
     return [*params, (name, value)] if value else list(params)
-
-
-def _budget_spent(target: Target, pages: int) -> bool:
-    return target.max_pages is not None and pages >= target.max_pages
 
 
 def _older_page(answer: Answer, items: Sequence[Mapping[str, Any]], sent: str | None) -> str | None:

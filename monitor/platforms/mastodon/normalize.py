@@ -11,6 +11,7 @@ from monitor.models import Kind, Post, iso, parse_iso
 from monitor.platforms.base import (
     MalformedResponse,
     Target,
+    kind_of,
 )
 
 _ID = re.compile(r"[0-9A-Za-z]{1,64}")  # a status or notification id
@@ -83,18 +84,19 @@ def normalize_status(status: Mapping[str, Any], target: Target) -> Post | None:
 
 
 def _kind(status: Mapping[str, Any], *, is_brand: bool, target: Target) -> Kind:
+    """Mastodon's tells: a status is addressed to the brand when it replies to it or mentions
+    its account; only the mentions stream makes a mention by itself."""
     reply_to_account = status.get("in_reply_to_account_id")
-    if is_brand:
-        answers_someone = bool(status.get("in_reply_to_id")) and reply_to_account not in (
-            None,
-            target.account_id,
-        )
-        return "reply" if answers_someone else "post"
-    if target.stream == "mentions" or reply_to_account == target.account_id:
-        return "mention"
     mentions = status.get("mentions") or []
     named = any(isinstance(m, dict) and m.get("id") == target.account_id for m in mentions)
-    return "mention" if named else "keyword"
+    return kind_of(
+        target,
+        is_brand=is_brand,
+        answers_someone=bool(status.get("in_reply_to_id"))
+        and reply_to_account not in (None, target.account_id),
+        addressed=reply_to_account == target.account_id or named,
+        searched=target.stream != "mentions",
+    )
 
 
 def _count(status: Mapping[str, Any], name: str) -> int:

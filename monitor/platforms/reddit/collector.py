@@ -51,13 +51,15 @@ from monitor.platforms.base import (
     Page,
     RateLimited,
     RetryPolicy,
+    Step,
     Target,
     TransientError,
     as_object,
     call_with_retries,
     clamp_retry_at,
+    connection,
     default_wait_note,
-    request_timeout,
+    newest_first,
     retry_after_reset,
     set_aside_reset,
 )
@@ -250,21 +252,16 @@ class RedditCollector(Collector):
     @classmethod
     def from_settings(cls, settings: Settings) -> RedditCollector:
         """Build the collector from the config; credentials come from environment variables."""
-        platform = settings.platforms["reddit"]
-        collect = settings.collect
-        options = platform.options
+        options = settings.platforms["reddit"].options
         return cls(
             client_id=settings.secret("reddit", "client_id"),
             client_secret=settings.secret("reddit", "client_secret"),
             username=settings.optional_secret("reddit", "username"),
             password=settings.optional_secret("reddit", "password"),
             user_agent=_text_option(options, "user_agent", DEFAULT_USER_AGENT),
-            api_base=platform.api_base,
             auth_base=_text_option(options, "auth_base", REDDIT_ORIGIN),
             subreddits=_list_option(options, "subreddits", ("all",)),
-            page_size=platform.page_size,
-            timeout=request_timeout(collect),
-            policy=RetryPolicy.from_settings(collect),
+            **connection(settings, "reddit"),
         )
 
     @classmethod
@@ -304,9 +301,11 @@ class RedditCollector(Collector):
 
         Each page commits the walk so far (``pending``); ``position`` moves only at its end.
         """
+        return newest_first(target, cursor, self._walk(target, cursor))
+
+    def _walk(self, target: Target, cursor: Cursor) -> Iterator[Step]:
         path, params = self._listing(target)
         walk = Walk.start(target, cursor)
-        pages = 0
         while True:
             call = dict(params, limit=self.page_size)
             if walk.after:
@@ -314,20 +313,13 @@ class RedditCollector(Collector):
             body = self._get(path, call, _validate_listing)
             children = body["data"]["children"]
             after = _next_after(body["data"]["after"], walk.after, children)
-            pages += 1
-            kept = walk.take(children)
-            gap = None
+            raw = _with_children(body, walk.take(children))
             if walk.done or not after:
-                gap = self._gap(target, walk)
-                page_cursor = Cursor(position=walk.position())
-            else:
-                page_cursor = Cursor(position=cursor.position, pending=walk.pending(after))
-                walk.after = after
-            yield Page(raw=_with_children(body, kept), cursor=page_cursor, gap=gap)
-            if page_cursor.pending is None:
+                yield Step(raw=raw, position=walk.position(), gap=self._gap(target, walk))
                 return
-            if target.max_pages is not None and pages >= target.max_pages:
-                return
+            pending = walk.pending(after)
+            walk.after = after
+            yield Step(raw=raw, pending=pending)
 
     def _listing(self, target: Target) -> tuple[str, dict[str, str | int]]:
         if target.stream == "posts":

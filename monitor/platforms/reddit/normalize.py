@@ -12,6 +12,7 @@ from monitor.models import Kind, Post, iso
 from monitor.platforms.base import (
     MalformedResponse,
     Target,
+    kind_of,
     next_cursor,
 )
 
@@ -59,15 +60,16 @@ def _kind(kind: str, data: Mapping[str, Any], *, is_brand: bool, target: Target)
     handle = target.handle.lower()
     parent = str(data.get("parent_id") or "")
     on_brand_post = parent.startswith("t3_") and str(data.get("link_author", "")).lower() == handle
-    if is_brand:
+    named = rf"(?<![\w/])/?u/{re.escape(target.handle)}(?![\w-])"
+    return kind_of(
+        target,
+        is_brand=is_brand,
         # a comment on its own submission is the brand talking; under anyone else's item, a reply
-        return "post" if kind == "t3" or on_brand_post else "reply"
-    if target.stream != "keywords" or data.get("type") in INBOX_TYPES or on_brand_post:
-        return "mention"
-    mentioned = re.search(
-        rf"(?<![\w/])/?u/{re.escape(target.handle)}(?![\w-])", _text(kind, data), re.I
+        answers_someone=not (kind == "t3" or on_brand_post),
+        addressed=data.get("type") in INBOX_TYPES
+        or on_brand_post
+        or re.search(named, _text(kind, data), re.I) is not None,
     )
-    return "mention" if mentioned else "keyword"
 
 
 def _fullname(kind: str, data: Mapping[str, Any]) -> str:

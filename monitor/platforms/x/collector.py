@@ -32,15 +32,18 @@ from monitor.platforms.base import (
     Page,
     RateLimited,
     RetryPolicy,
+    Step,
     Target,
     TransientError,
     as_object,
     call_with_retries,
     clamp_retry_at,
+    connection,
     default_wait_note,
     epoch_reset,
+    kind_of,
+    newest_first,
     next_cursor,
-    request_timeout,
     retry_after_reset,
     set_aside_reset,
 )
@@ -124,15 +127,10 @@ class XCollector(Collector):
     @classmethod
     def from_settings(cls, settings: Settings) -> XCollector:
         """Build the collector from the config; the token comes from its environment variable."""
-        platform = settings.platforms["x"]
-        collect = settings.collect
         return cls(
             bearer_token=settings.secret("x", "bearer_token"),
-            token_env=platform.secret_env["bearer_token"],
-            api_base=platform.api_base,
-            page_size=platform.page_size,
-            timeout=request_timeout(collect),
-            policy=RetryPolicy.from_settings(collect),
+            token_env=settings.platforms["x"].secret_env["bearer_token"],
+            **connection(settings, "x"),
         )
 
     @classmethod
@@ -170,6 +168,11 @@ class XCollector(Collector):
 
     def fetch(self, target: Target, cursor: Cursor) -> Iterator[Page]:
         """Yield pages newest-first; the cursor moves to the newest id only after the last page."""
+        return newest_first(target, cursor, self._walk(target, cursor))
+
+    def _walk(self, target: Target, cursor: Cursor) -> Iterator[Step]:
+        """The pages of the walk: ``since_id`` down from the newest, or ``start_time`` where
+        the search window's edge is above the position (X refuses a since_id beyond it)."""
         params = self._stream_params(target)
         pending = cursor.pending or {}
         since = pending.get("since_id", cursor.position) if not target.is_backfill else None
@@ -186,7 +189,6 @@ class XCollector(Collector):
             else:
                 newest = None
         seen: int = pending.get("seen", 0) if token or "until_id" in params else 0
-        pages = 0
         while True:
             call = dict(params)
             if since and "start_time" not in call:
@@ -210,22 +212,17 @@ class XCollector(Collector):
                 params["start_time"] = call["start_time"] = start
                 body = self._get(_METHODS[target.stream], _validate_page, **call)
             meta = body.get("meta", {})
-            pages += 1
             seen += len(body.get("data", []))
             newest = _newer_id(newest, meta.get("newest_id"), body)
             token = next_cursor("x", meta.get("next_token"), call.get(_token_param(target)))
-            gap = None
-            if token:
-                walk = {"since_id": since, "newest_id": newest, "next_token": token, "seen": seen}
-                if floor is not None:  # the next run starts from the edge of its own window
-                    walk.update(until_id=_oldest_id(body, params.get("until_id")), lost=lost)
-                page_cursor = Cursor(position=cursor.position, pending=walk)
-            else:
-                page_cursor = Cursor(position=None if target.is_backfill else (newest or since))
+            if not token:
                 gap = self._gap(target, since, seen) or lost
-            yield Page(raw=body, cursor=page_cursor, gap=gap)
-            if not token or (target.max_pages is not None and pages >= target.max_pages):
+                yield Step(raw=body, position=newest or since, gap=gap)
                 return
+            walk = {"since_id": since, "newest_id": newest, "next_token": token, "seen": seen}
+            if floor is not None:  # the next run starts from the edge of its own window
+                walk.update(until_id=_oldest_id(body, params.get("until_id")), lost=lost)
+            yield Step(raw=body, pending=walk)
 
     def _gap(self, target: Target, since_id: str | None, seen: int) -> str | None:
         """Why tweets may be missing when a walk ended at the listing's reach, or None."""
@@ -372,14 +369,17 @@ def normalize_tweet(
 def _kind(
     tweet: Mapping[str, Any], refs: Mapping[str, str], *, is_brand: bool, target: Target
 ) -> Kind:
+    """X's tells: a reply answers someone when it is to another user; a tweet is addressed to
+    the brand when it replies to it or names its @handle."""
     reply_to_user = tweet.get("in_reply_to_user_id")
-    if is_brand:
-        answers_someone = "replied_to" in refs and reply_to_user not in (None, target.account_id)
-        return "reply" if answers_someone else "post"
-    if target.stream != "keywords" or reply_to_user == target.account_id:
-        return "mention"
-    mentioned = re.search(rf"@{re.escape(target.handle)}\b", str(tweet.get("text", "")), re.I)
-    return "mention" if mentioned else "keyword"
+    return kind_of(
+        target,
+        is_brand=is_brand,
+        answers_someone="replied_to" in refs and reply_to_user not in (None, target.account_id),
+        addressed=reply_to_user == target.account_id
+        or re.search(rf"@{re.escape(target.handle)}\b", str(tweet.get("text", "")), re.I)
+        is not None,
+    )
 
 
 def _lost_to_the_window(last_walk: datetime | None, floor: datetime | None) -> str | None:

@@ -1,4 +1,4 @@
-"""fakeplat's collector: pages newest-first from its API, the newest id as each stream's cursor."""
+"""fakeplat's collector: only what differs from the built-ins' shared walk and kind rule."""
 
 from __future__ import annotations
 
@@ -9,18 +9,19 @@ import httpx
 
 from fakeplat import keyword_query
 from monitor.config import Settings
-from monitor.models import Cursor, Kind, Post
+from monitor.models import Cursor, Post
 from monitor.platforms.base import (
     AuthError,
     Collector,
     Page,
+    Step,
     Target,
     TransientError,
     as_object,
+    kind_of,
+    newest_first,
     request_timeout,
 )
-
-KINDS: dict[str, Kind] = {"posts": "post", "mentions": "mention", "keywords": "keyword"}
 
 
 class FakeCollector(Collector):
@@ -52,39 +53,46 @@ class FakeCollector(Collector):
         return keyword_query(keywords)
 
     def fetch(self, target: Target, cursor: Cursor) -> Iterator[Page]:
-        """Walk down from the newest item to the cursor; the cursor moves after the last page."""
-        params: dict[str, Any] = {"limit": self.page_size, "q": target.query}
-        if cursor.position:
-            params["since_id"] = cursor.position
-        newest = cursor.position
+        return newest_first(target, cursor, self._walk(target, cursor))
+
+    def _walk(self, target: Target, cursor: Cursor) -> Iterator[Step]:
+        """Down from the newest item to the position (``since_id``), a page below the last
+        (``max_id``); the shared walk commits it and moves the position at its end."""
+        walk = cursor.pending or {}
+        since: str | None = walk.get("since_id", cursor.position)
+        newest: str | None = walk.get("newest_id")
+        max_id: str | None = walk.get("max_id")
         while True:
+            params = {"limit": self.page_size, "q": target.query}
+            params.update({k: v for k, v in (("since_id", since), ("max_id", max_id)) if v})
             body = self._get(f"/api/{target.stream}", params)
-            items = body["items"]
-            if items and (newest is None or int(items[0]["id"]) > int(newest)):
-                newest = items[0]["id"]
-            last = not body.get("next_max_id")
-            yield Page(raw=body, cursor=Cursor(position=newest if last else cursor.position))
-            if last:
+            ids = [int(item["id"]) for item in body["items"]]
+            newest = str(max([*ids, int(newest or 0)])) if ids or newest else None
+            max_id = body.get("next_max_id")
+            if not max_id:
+                yield Step(raw=body, position=newest or since)
                 return
-            params["max_id"] = body["next_max_id"]
+            yield Step(raw=body, pending={"since_id": since, "newest_id": newest, "max_id": max_id})
 
     def normalize(self, raw: dict[str, Any], target: Target) -> list[Post]:
-        return [
-            Post(
-                platform="fakeplat",
-                native_id=item["id"],
-                brand=target.key.brand,
-                author_id=item["author"],
-                author_handle=item["author"],
-                is_brand=item["author"] == target.handle,
-                kind=KINDS[target.stream],
-                text=item["text"],
-                url=f"https://fakeplat.example/{item['author']}/{item['id']}",
-                created_at=item["created_at"],
-                raw=item,
-            )
-            for item in raw["items"]
-        ]
+        return [self._post(item, target) for item in raw["items"]]
+
+    def _post(self, item: dict[str, Any], target: Target) -> Post:
+        is_brand = item["author"] == target.handle
+        addressed = f"@{target.handle}" in item["text"]
+        return Post(
+            platform="fakeplat",
+            native_id=item["id"],
+            brand=target.key.brand,
+            author_id=item["author"],
+            author_handle=item["author"],
+            is_brand=is_brand,
+            kind=kind_of(target, is_brand=is_brand, answers_someone=False, addressed=addressed),
+            text=item["text"],
+            url=f"https://fakeplat.example/{item['author']}/{item['id']}",
+            created_at=item["created_at"],
+            raw=item,
+        )
 
     def close(self) -> None:
         self.client.close()
