@@ -35,16 +35,15 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 import httpx
 
-from monitor import clock
 from monitor.config import ConfigError, Settings
 from monitor.logs import register_secret
-from monitor.models import Cursor, Post, iso, parse_iso
+from monitor.models import Cursor, Post, iso
 from monitor.platforms.base import (
     AuthError,
     Collector,
@@ -74,6 +73,7 @@ from monitor.platforms.bluesky.normalize import (
     normalize_notification,
     normalize_post_view,
 )
+from monitor.platforms.bluesky.session import CREATE_SESSION, LoginGate, Session
 from monitor.platforms.bluesky.walk import (
     SEARCH_DEPTH,
     Mark,
@@ -99,13 +99,8 @@ USER_AGENT = "touchpoint-monitor/0.1 (self-hosted brand monitor)"
 MENTION_REASONS = ("mention", "reply")
 TOKEN_ERRORS = frozenset({"ExpiredToken", "InvalidToken"})
 
-CREATE_SESSION = "com.atproto.server.createSession"
 REFRESH_SESSION = "com.atproto.server.refreshSession"
-MAX_LOGIN_WAIT = timedelta(hours=25)  # createSession's longest limit is a day
 # a refused login is tried again after this, doubling with each refusal in a row up to the most
-FIRST_LOGIN_BACKOFF = timedelta(minutes=1)
-MAX_LOGIN_BACKOFF = timedelta(minutes=16)
-REFUSALS_REPORTED = 3  # refusals in a row that make refused credentials (before: transient)
 
 Validator = Callable[[dict[str, Any]], dict[str, Any]]  # checks an answer's shape, returns it
 
@@ -118,31 +113,6 @@ _STREAMS: dict[str, tuple[str, str]] = {  # stream -> (nsid, list field of the a
 
 class SessionRejected(CollectorError):
     """The PDS refused the session's token (expired, revoked or unknown): renew the session."""
-
-
-@dataclass(frozen=True)
-class Session:
-    """A logged-in session: what is kept across runs (never the app password)."""
-
-    did: str
-    handle: str
-    access_jwt: str
-    refresh_jwt: str
-
-    @classmethod
-    def from_answer(cls, body: Mapping[str, Any]) -> Session:
-        """The session in a createSession / refreshSession answer."""
-        fields = ("did", "handle", "accessJwt", "refreshJwt")
-        if not all(isinstance(body.get(f), str) and body.get(f) for f in fields):
-            raise MalformedResponse("the session answer lacks did, handle or the tokens")
-        session = cls(body["did"], body["handle"], body["accessJwt"], body["refreshJwt"])
-        session.register()
-        return session
-
-    def register(self) -> None:
-        """Mark both tokens as secrets: they never reach a log line or a stored error."""
-        register_secret(self.access_jwt)
-        register_secret(self.refresh_jwt)
 
 
 @dataclass(frozen=True)
@@ -185,10 +155,7 @@ class BlueskyCollector(Collector):
             transport=deadline_transport(),
         )
         self._session: Session | None = None
-        self._login_refusals = 0  # logins refused in a row (kept across runs)
-        self._login_refused: CollectorError | None = None  # the last refusal, as reported
-        self._login_retry_at: datetime | None = None  # no login before then (this process)
-        self._login_limited_until: datetime | None = None
+        self._gate = LoginGate(self.identifier, password_env)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlueskyCollector:
@@ -237,8 +204,7 @@ class BlueskyCollector(Collector):
         of logins refused in a row (a new process, or a reload, tries one at once)."""
         if state.get("service") != self.api_base:
             return
-        self._login_limited_until = _kept_login_limit(state, self.identifier)
-        self._login_refusals = _kept_refusals(state, self.identifier)
+        self._gate.take_back(state)
         try:
             session = Session.from_answer(state)
         except MalformedResponse:
@@ -259,15 +225,9 @@ class BlueskyCollector(Collector):
                 "accessJwt": session.access_jwt,
                 "refreshJwt": session.refresh_jwt,
             }
-        until = self._login_limited_until
-        if until is not None and clock.now() < until:
-            state.update(
-                service=self.api_base, login=self.identifier, login_limited_until=iso(until)
-            )
-        if self._login_refusals:
-            state.update(
-                service=self.api_base, login=self.identifier, login_refusals=self._login_refusals
-            )
+        kept = self._gate.to_keep()
+        if kept:
+            state.update(service=self.api_base, login=self.identifier, **kept)
         return state
 
     # -- fetch (I/O) -----------------------------------------------------------------------------
@@ -400,65 +360,18 @@ class BlueskyCollector(Collector):
         self._login()
 
     def _login(self) -> None:
-        self._check_login_backoff()
-        self._check_login_limit()
+        self._gate.check()
         body = {"identifier": self.identifier, "password": self._password}
         try:
             answer = self._procedure(CREATE_SESSION, body=body)
         except RateLimited as exc:
-            # its reset may be a day away: streams come back every 16 minutes at most, and
-            # each login before the reset would only be refused again
-            until = min(exc.reset or exc.retry_at, clock.now() + MAX_LOGIN_WAIT)
-            self._login_limited_until = until
-            self._check_login_limit()
+            self._gate.limited(exc)
             raise
         except (SessionRejected, AuthError) as exc:
-            raise self._refused(exc) from None
+            raise self._gate.refused(exc) from None
         self._session = Session.from_answer(answer)
-        self._login_refusals, self._login_refused, self._login_retry_at = 0, None, None
+        self._gate.opened()
         logger.info("bluesky: logged in as @%s (createSession)", self._session.handle)
-
-    def _refused(self, exc: CollectorError) -> CollectorError:
-        """Count a refused login and say so: a transient error at first (a PDS may refuse a
-        login now and then), refused credentials once it repeats; either way the next login waits
-        a back-off that doubles with each refusal in a row (the login limit is tight)."""
-        self._login_refusals += 1
-        refusals = self._login_refusals
-        wait = min(FIRST_LOGIN_BACKOFF * 2 ** min(refusals - 1, 10), MAX_LOGIN_BACKOFF)
-        self._login_retry_at = clock.now() + wait
-        then = iso(self._login_retry_at)
-        error: CollectorError
-        if refusals >= REFUSALS_REPORTED:
-            error = AuthError(
-                f"Bluesky refused the login of @{self.identifier} {refusals} times in a row "
-                f"({exc}); next try after {then}. Fix: create an app password in Bluesky's "
-                f"settings and export it in {self.password_env}"
-            )
-        else:
-            error = TransientError(
-                f"Bluesky refused the login of @{self.identifier} ({exc}; {refusals} of "
-                f"{REFUSALS_REPORTED} refusals in a row before it counts as bad credentials); "
-                f"trying again after {then}"
-            )
-        self._login_refused = error
-        return error
-
-    def _check_login_backoff(self) -> None:
-        """Refuse, without a request, a login before the back-off of the last refusal ends."""
-        until, refused = self._login_retry_at, self._login_refused
-        if until is not None and refused is not None and clock.now() < until:
-            raise type(refused)(str(refused))
-
-    def _check_login_limit(self) -> None:
-        """Refuse, without a request, a login before the reset of a login limit hit."""
-        until = self._login_limited_until
-        if until is not None and clock.now() < until:
-            raise RateLimited(
-                f"Bluesky's login ({CREATE_SESSION}) is rate limited until {iso(until)}; no "
-                "login is tried before then",
-                retry_at=clamp_retry_at(until),
-                reset=until,
-            )
 
     def _send(
         self,
@@ -515,23 +428,6 @@ class BlueskyCollector(Collector):
 
 
 # --------------------------------------------------------------------------- answers and errors
-
-
-def _kept_login_limit(state: Mapping[str, Any], identifier: str) -> datetime | None:
-    """The kept reset of a login limit, for this account; a bad or far value counts as none."""
-    if state.get("login") != identifier:
-        return None
-    try:
-        until = parse_iso(str(state["login_limited_until"]))
-    except (KeyError, ValueError):
-        return None
-    return until if until <= clock.now() + MAX_LOGIN_WAIT else None
-
-
-def _kept_refusals(state: Mapping[str, Any], identifier: str) -> int:
-    """The kept count of logins refused in a row, for this account; a bad value counts as 0."""
-    count = state.get("login_refusals") if state.get("login") == identifier else None
-    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
 
 
 def _with_did(body: dict[str, Any]) -> dict[str, Any]:
