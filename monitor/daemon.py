@@ -40,12 +40,12 @@ from monitor import clock, heap, pipeline, store
 from monitor.alerts import outbox
 from monitor.alerts.heartbeat import build_heartbeat
 from monitor.alerts.watchdog import Watchdog
-from monitor.collectors import brand_streams, collector_class
-from monitor.collectors.base import Collector
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.digest import deliver_due
 from monitor.logs import clean
 from monitor.models import Stream
+from monitor.platforms.base import Collector
+from monitor.platforms.streams import brand_streams, collector_class
 
 logger = logging.getLogger(__name__)
 

@@ -18,14 +18,6 @@ from sqlite_utils import Database
 
 from monitor import clock, store
 from monitor.alerts import outbox
-from monitor.collectors import brand_streams, build_collector, configured
-from monitor.collectors.base import (
-    AuthError,
-    Collector,
-    CollectorError,
-    RateLimited,
-    Target,
-)
 from monitor.config import BrandSettings, ConfigError, Settings
 from monitor.logs import clean
 from monitor.models import (
@@ -38,6 +30,14 @@ from monitor.models import (
     iso,
     parse_iso,
 )
+from monitor.platforms.base import (
+    AuthError,
+    Collector,
+    CollectorError,
+    RateLimited,
+    Target,
+)
+from monitor.platforms.streams import brand_streams, build_collector, configured
 
 if TYPE_CHECKING:  # scikit-learn and the model are imported only by the steps that classify
     import classifiers

@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from sqlite_utils import Database
 
 from monitor import clock, store
-from monitor.config import PLATFORM_DEFAULTS
+from monitor.config import platforms
 from tests.alerts.servers import Sink, free_port
 
 TEST_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -31,7 +31,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
     """No test sees the user's TOUCHPOINT_* settings or proxies; logging is restored after."""
     platform_env = [
         env
-        for d in PLATFORM_DEFAULTS.values()
+        for d in (spec.defaults for spec in platforms().values())
         for env in (*d.secrets.values(), *d.optional_secrets.values())
     ]
     proxies = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")

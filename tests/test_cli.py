@@ -19,8 +19,8 @@ from click.testing import CliRunner, Result
 
 from monitor import clock, store
 from monitor.cli import cli
-from monitor.collectors.x import XCollector
 from monitor.models import Post, RunResult, StreamKey, iso, parse_iso
+from monitor.platforms.x.collector import XCollector
 from tests.alerts.test_outbox import queue_messages
 from tests.conftest import TOKEN_ENV
 from tests.test_store import post

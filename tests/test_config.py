@@ -26,12 +26,12 @@ def test_config_example_is_the_init_template_and_loads() -> None:
 
 
 def test_config_every_documented_key_is_in_the_example() -> None:
-    from monitor.config import PLATFORM_DEFAULTS, CollectSettings
+    from monitor.config import CollectSettings, platforms
 
     example = (ROOT / "config.example.toml").read_text(encoding="utf-8")
     for key in CollectSettings.__dataclass_fields__:
         assert f"\n{key} = " in example
-    for name, defaults in PLATFORM_DEFAULTS.items():
+    for name, defaults in ((n, p.defaults) for n, p in platforms().items()):
         section = example.split(f"[platforms.{name}]")[1].split("\n[")[0]
         keys = ["api_base", "page_size", *defaults.options]
         keys += [f"{s}_env" for s in (*defaults.secrets, *defaults.optional_secrets)]

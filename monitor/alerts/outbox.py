@@ -30,10 +30,10 @@ from monitor.alerts import rules
 from monitor.alerts.channels import build_channel, channel_url_error
 from monitor.alerts.channels.base import Channel, DeliveryError
 from monitor.alerts.message import AlertItem, Message
-from monitor.collectors import planned_streams
 from monitor.config import AlertPolicy, BrandSettings, Settings
 from monitor.logs import clean, log_failure
 from monitor.models import Alert, StreamKey, iso, parse_iso
+from monitor.platforms.streams import planned_streams
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def stream_health(
     s: store.StreamStatus, settings: Settings, planned: Collection[StreamKey]
 ) -> rules.StreamHealth | None:
     """What the health rule judges of one stream's status; None for a backfill, or a stream the
-    config no longer asks for (``planned``: :func:`monitor.collectors.planned_streams`), such
+    config no longer asks for (``planned``: :func:`monitor.platforms.streams.planned_streams`), such
     as the search of keywords changed since, or an account or brand removed."""
     if s.key not in planned:
         return None

@@ -26,8 +26,7 @@ from monitor.cli.common import (
     render_status,
     writing_file,
 )
-from monitor.collectors import COLLECTORS, collector_class, planned_streams
-from monitor.config import STREAMS, ConfigError, DaemonSettings, Settings
+from monitor.config import STREAMS, ConfigError, DaemonSettings, Settings, platforms
 from monitor.daemon import daemon_holder
 from monitor.logs import CONTROL, visible
 from monitor.models import (
@@ -39,6 +38,16 @@ from monitor.models import (
     iso,
     parse_iso,
 )
+from monitor.platforms.streams import collector_class, planned_streams
+
+
+class PlatformName(click.ParamType[str]):
+    """A registered platform's name: checked against the registry when given, not at import."""
+
+    name = "platform"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return click.Choice(sorted(platforms())).convert(value, param, ctx)
 
 
 def _selection_options(func: Any) -> Any:
@@ -361,7 +370,7 @@ EXPORT_COLUMNS = [c for c in store.POST_COLUMNS if c != "raw"] + ["label", "conf
     help="File to write (default: standard output).",
 )
 @click.option("--brand", help="Only this brand (its name in the config).")
-@click.option("--platform", type=click.Choice(sorted(COLLECTORS)), help="Only this platform.")
+@click.option("--platform", type=PlatformName(), help="Only this platform.")
 @click.option(
     "--kind", type=click.Choice(KINDS), help="Only posts, replies, mentions or keyword hits."
 )

@@ -261,7 +261,7 @@ def health_cells(
     """Each configured stream's health by the alert rules (refused, failing, stale), else "not
     collected" when the collector leaves it out (its last error says why), else "overdue" when
     no run started for two intervals (is `touchpoint run` running?), else "ok". ``planned``:
-    :func:`monitor.collectors.planned_streams`; a stream not in it gets no cell."""
+    :func:`monitor.platforms.streams.planned_streams`; a stream not in it gets no cell."""
     policies = {b.name: b.alerts for b in settings.brands}
     slack = settings.daemon.max_jitter_seconds
     cells: dict[StreamKey, str] = {}

@@ -7,8 +7,10 @@ and the modules split it by subject:
 
 - :mod:`.settings`: the frozen dataclasses (``Settings`` with its secret accessors,
   ``CollectSettings``, ``DaemonSettings``, ``PlatformSettings``, ``AlertPolicy``,
-  ``ChannelSettings``, ``DigestSettings``, ``BrandSettings``), ``PLATFORM_DEFAULTS``, the
+  ``ChannelSettings``, ``DigestSettings``, ``BrandSettings``, ``PlatformDefaults``), the
   constants and ``ConfigError``;
+- :mod:`.platforms`: the platform registry (``platforms()``, read from the entry points
+  ``touchpoint.platforms``) and what a platform declares (``Platform``, ``SandboxSpec``);
 - :mod:`.validate`: ``_Validator``, the typed readers of TOML values that raise ConfigError;
 - :mod:`.parse`: ``load_settings``, ``parse_settings``, ``default_config_path``,
   ``template_text`` and the sections' parsers (store, classifier, collect, daemon, platforms,
@@ -16,7 +18,7 @@ and the modules split it by subject:
 - :mod:`.alerts`: the ``[alerts]`` policy (and a brand's override of it), the alert channels and
   ``[digest]``.
 
-Imports among them point one way: parse -> alerts -> validate -> settings.
+Imports among them point one way: parse -> alerts | platforms -> validate | settings.
 """
 
 from __future__ import annotations
@@ -28,11 +30,19 @@ from monitor.config.parse import (
     parse_settings,
     template_text,
 )
+from monitor.config.platforms import (
+    BUILTINS,
+    GROUP,
+    Platform,
+    PlatformError,
+    SandboxSpec,
+    platform,
+    platforms,
+)
 from monitor.config.settings import (
     DEFAULT_CONFIG_NAME,
     ENV_CONFIG,
     ENV_DB,
-    PLATFORM_DEFAULTS,
     PUBLIC_ENV_VALUES,
     SELF_PROMOTION_PRESETS,
     WEEKDAYS,
@@ -50,11 +60,12 @@ from monitor.config.settings import (
 from monitor.models import STREAMS
 
 __all__ = [
+    "BUILTINS",
     "CHANNEL_KEYS",
     "DEFAULT_CONFIG_NAME",
     "ENV_CONFIG",
     "ENV_DB",
-    "PLATFORM_DEFAULTS",
+    "GROUP",
     "PUBLIC_ENV_VALUES",
     "SELF_PROMOTION_PRESETS",
     "STREAMS",
@@ -66,11 +77,16 @@ __all__ = [
     "ConfigError",
     "DaemonSettings",
     "DigestSettings",
+    "Platform",
     "PlatformDefaults",
+    "PlatformError",
     "PlatformSettings",
+    "SandboxSpec",
     "Settings",
     "default_config_path",
     "load_settings",
     "parse_settings",
+    "platform",
+    "platforms",
     "template_text",
 ]

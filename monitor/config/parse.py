@@ -17,11 +17,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from monitor.config.alerts import RULE_KEYS, _parse_channels, _parse_digest, _parse_policy
+from monitor.config.platforms import platforms
 from monitor.config.settings import (
     DEFAULT_CONFIG_NAME,
     ENV_CONFIG,
     ENV_DB,
-    PLATFORM_DEFAULTS,
     RUNS_KEEP_DAYS,
     AlertPolicy,
     BrandSettings,
@@ -201,9 +201,11 @@ def _parse_collect(v: _Validator, table: Mapping[str, Any]) -> CollectSettings:
 def _parse_platforms(
     v: _Validator, table: Mapping[str, Any], collect: CollectSettings
 ) -> dict[str, PlatformSettings]:
-    v.known_keys(table, "platforms", set(PLATFORM_DEFAULTS))
+    registered = platforms()
+    v.known_keys(table, "platforms", set(registered))
     result = {}
-    for name, defaults in PLATFORM_DEFAULTS.items():
+    for name, spec in registered.items():
+        defaults = spec.defaults
         key = f"platforms.{name}"
         section = v.table(table, name, prefix="platforms")
         secret_keys = {f"{s}_env" for s in (*defaults.secrets, *defaults.optional_secrets)}
@@ -284,12 +286,13 @@ _MISPLACED_IN_ACCOUNTS = {
         ("an alert key", "move it under a [brands.alerts] header, or into [alerts]"),
     ),
 }
-_MISPLACED_IN_ALERTS = {
-    **dict.fromkeys(BRAND_KEYS, _BRAND_KEY),
-    **dict.fromkeys(
-        PLATFORM_DEFAULTS, ("an account", "move it under the brand's [brands.accounts]")
-    ),
-}
+_ACCOUNT = ("an account", "move it under the brand's [brands.accounts]")
+
+
+def _misplaced_in_alerts() -> dict[str, tuple[str, str]]:
+    """Keys found below a brand's [brands.alerts] that belong elsewhere: the brand's keys and
+    the registered platforms' names (read from the registry, so not at import)."""
+    return {**dict.fromkeys(BRAND_KEYS, _BRAND_KEY), **dict.fromkeys(platforms(), _ACCOUNT)}
 
 
 def _parse_brands(
@@ -352,7 +355,7 @@ def _parse_brand(
             "no account is configured",
             'add e.g. accounts = { x = "yourhandle" }',
         )
-    v.known_keys(accounts_table, f"{key}.accounts", set(PLATFORM_DEFAULTS))
+    v.known_keys(accounts_table, f"{key}.accounts", set(platforms()))
     accounts = {}
     for platform in accounts_table:
         handle = v.string(accounts_table, f"{key}.accounts", platform).lstrip("@")
@@ -374,7 +377,7 @@ def _parse_brand(
             'use an IANA name such as "Europe/Berlin" or "UTC"',
         ) from None
     alerts_table = v.table(entry, "alerts", prefix=key)
-    _misplaced(v, alerts_table, f"{key}.alerts", "brands.alerts", _MISPLACED_IN_ALERTS)
+    _misplaced(v, alerts_table, f"{key}.alerts", "brands.alerts", _misplaced_in_alerts())
     alerts = _parse_policy(v, alerts_table, f"{key}.alerts", policy, extra={"channels"})
     return BrandSettings(
         name=name,

@@ -1,4 +1,4 @@
-"""The validated configuration: frozen dataclasses, platform defaults and ConfigError.
+"""The validated configuration: frozen dataclasses, the platform defaults type and ConfigError.
 
 :class:`Settings` also reads the secrets: only from the environment variables the config names.
 """
@@ -35,44 +35,6 @@ class PlatformDefaults:
     optional_secrets: Mapping[str, str] = field(default_factory=dict)
     # platform-specific keys and their defaults; a value's type is the key's type
     options: Mapping[str, str | list[str]] = field(default_factory=dict)
-
-
-PLATFORM_DEFAULTS: dict[str, PlatformDefaults] = {
-    "x": PlatformDefaults(
-        api_base="https://api.twitter.com",
-        secrets={"bearer_token": "X_BEARER_TOKEN"},
-        page_size=100,
-        max_page_size=100,
-        min_page_size=10,
-    ),
-    "reddit": PlatformDefaults(
-        api_base="https://oauth.reddit.com",
-        secrets={"client_id": "REDDIT_CLIENT_ID", "client_secret": "REDDIT_CLIENT_SECRET"},
-        optional_secrets={"username": "REDDIT_USERNAME", "password": "REDDIT_PASSWORD"},
-        page_size=100,
-        max_page_size=100,
-        min_page_size=1,
-        options={
-            "auth_base": "https://www.reddit.com",
-            "user_agent": "touchpoint-monitor/0.1 (self-hosted brand monitor)",
-            "subreddits": ["all"],
-        },
-    ),
-    "mastodon": PlatformDefaults(
-        api_base="https://mastodon.social",
-        secrets={"access_token": "MASTODON_ACCESS_TOKEN"},
-        page_size=40,
-        max_page_size=40,
-        min_page_size=1,
-    ),
-    "bluesky": PlatformDefaults(
-        api_base="https://bsky.social",
-        secrets={"app_password": "BLUESKY_APP_PASSWORD"},
-        page_size=100,
-        max_page_size=100,
-        min_page_size=1,
-    ),
-}
 
 
 class ConfigError(Exception):
@@ -293,7 +255,7 @@ class Settings:
     def platforms_in_use(self) -> list[str]:
         """Return the platforms at least one brand has an account on, in a stable order."""
         used = {p for brand in self.brands for p in brand.accounts}
-        return [p for p in PLATFORM_DEFAULTS if p in used]
+        return [p for p in self.platforms if p in used]  # the registry's order
 
     def check_secrets(self) -> None:
         """Raise ConfigError for the first secret a platform in use is missing."""

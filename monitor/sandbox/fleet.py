@@ -6,73 +6,36 @@ Reddit, Mastodon and Bluesky, each platform served by its own local server on 12
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import datetime
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from monitor.sandbox.bluesky import BlueskySandbox
-from monitor.sandbox.mastodon import MastodonSandbox
-from monitor.sandbox.reddit import RedditSandbox
+from monitor.config import BUILTINS, SandboxSpec
+from monitor.config import platforms as registered_platforms
 from monitor.sandbox.traffic import TrafficItem, TrafficRates, TrafficSandbox
-from monitor.sandbox.x import XSandbox
 
-PLATFORMS = ("x", "reddit", "mastodon", "bluesky")
+PLATFORMS = BUILTINS  # the demo's platforms; any registered platform with a sandbox also works
 BRAND = "acme"
 
 
-@dataclass(frozen=True)
-class Spec:
-    """How one platform's sandbox is started and how touchpoint's config reaches it."""
-
-    handle: str
-    server_secrets: Mapping[str, str]  # sandbox keyword argument -> demo value
-    config_env: Mapping[str, str]  # config key (e.g. bearer_token_env) -> environment variable
-
-
-SPECS: dict[str, Spec] = {
-    "x": Spec(
-        handle=BRAND,
-        server_secrets={"bearer_token": "sandbox-x-token"},
-        config_env={"bearer_token_env": "TOUCHPOINT_SANDBOX_X_TOKEN"},
-    ),
-    "reddit": Spec(
-        handle=BRAND,
-        server_secrets={
-            "client_id": "sandbox-client",
-            "client_secret": "sandbox-reddit-secret",
-            "username": BRAND,
-            "password": "sandbox-reddit-password",
-        },
-        config_env={
-            "client_id_env": "TOUCHPOINT_SANDBOX_REDDIT_ID",
-            "client_secret_env": "TOUCHPOINT_SANDBOX_REDDIT_SECRET",
-            "username_env": "TOUCHPOINT_SANDBOX_REDDIT_USER",
-            "password_env": "TOUCHPOINT_SANDBOX_REDDIT_PASSWORD",
-        },
-    ),
-    "mastodon": Spec(
-        handle=BRAND,
-        server_secrets={"access_token": "sandbox-mastodon-token"},
-        config_env={"access_token_env": "TOUCHPOINT_SANDBOX_MASTODON_TOKEN"},
-    ),
-    "bluesky": Spec(
-        handle=f"{BRAND}.bsky.social",
-        server_secrets={"app_password": "sandbox-bluesky-password"},
-        config_env={"app_password_env": "TOUCHPOINT_SANDBOX_BLUESKY_PASSWORD"},
-    ),
-}
+def spec(platform: str) -> SandboxSpec:
+    """The sandbox spec ``platform`` declares (a KeyError for a platform without a sandbox)."""
+    declared = registered_platforms()[platform].sandbox
+    if declared is None:
+        raise KeyError(f"platform {platform!r} declares no sandbox")
+    return declared
 
 
 def environment(platforms: Sequence[str] = PLATFORMS) -> dict[str, str]:
     """Return the environment variables (name -> value) holding the sandboxes' credentials."""
     env = {}
     for platform in platforms:
-        spec = SPECS[platform]
-        for config_key, variable in spec.config_env.items():
-            env[variable] = spec.server_secrets[config_key.removesuffix("_env")]
+        declared = spec(platform)
+        for config_key, variable in declared.config_env.items():
+            env[variable] = declared.server_secrets[config_key.removesuffix("_env")]
     return env
 
 
@@ -88,34 +51,30 @@ def start_sandbox(
     **rates: Any,
 ) -> TrafficSandbox:
     """Build (not start) the sandbox of ``platform`` with the demo credentials."""
-    spec = SPECS[platform]
-    common: dict[str, Any] = dict(
+    declared = spec(platform)
+    module, name = declared.server.split(":")
+    server = getattr(import_module(module), name)
+    assert isinstance(server, type) and issubclass(server, TrafficSandbox)
+    build: Callable[..., TrafficSandbox] = server  # each platform's sandbox has its own keywords
+    return build(
         seed=seed,
-        brand_handle=spec.handle,
+        brand_handle=declared.handle,
         keywords=tuple(keywords),
         start=start,
         end=end,
         port=port,
         traffic=traffic,
-        **spec.server_secrets,
+        **declared.server_secrets,
         **rates,
     )
-    if platform == "x":
-        return XSandbox(**common)
-    if platform == "reddit":
-        return RedditSandbox(**common)
-    if platform == "mastodon":
-        return MastodonSandbox(**common)
-    return BlueskySandbox(**common)
 
 
 def platform_section(platform: str, url: str, *, page_size: int | None = None) -> str:
     """Return the ``[platforms.<p>]`` TOML section pointing at a sandbox at ``url``."""
-    spec = SPECS[platform]
-    lines = [f"[platforms.{platform}]", f'api_base = "{url}"']
-    if platform == "reddit":
-        lines.append(f'auth_base = "{url}"')
-    lines += [f'{key} = "{variable}"' for key, variable in spec.config_env.items()]
+    declared = spec(platform)
+    lines = [f"[platforms.{platform}]"]
+    lines += [f'{key} = "{url}"' for key in declared.url_keys]
+    lines += [f'{key} = "{variable}"' for key, variable in declared.config_env.items()]
     if page_size is not None:
         lines.append(f"page_size = {page_size}")
     return "\n".join(lines) + "\n"
@@ -123,7 +82,7 @@ def platform_section(platform: str, url: str, *, page_size: int | None = None) -
 
 def brand_section(platforms: Sequence[str], *, keywords: Sequence[str] = (BRAND,)) -> str:
     """Return the ``[[brands]]`` table of the sandbox brand on ``platforms``."""
-    accounts = "\n".join(f'{p} = "{SPECS[p].handle}"' for p in platforms)
+    accounts = "\n".join(f'{p} = "{spec(p).handle}"' for p in platforms)
     quoted = ", ".join(f'"{k}"' for k in keywords)
     return f'[[brands]]\nname = "{BRAND}"\nkeywords = [{quoted}]\n\n[brands.accounts]\n{accounts}\n'
 
