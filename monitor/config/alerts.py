@@ -21,6 +21,7 @@ from monitor.config.settings import (
     ChannelSettings,
     DigestSettings,
 )
+from monitor.config.urls import UnsafeURLError, parse_url, url_fix
 from monitor.config.validate import _Validator
 
 _POLICY_KEYS = {
@@ -235,9 +236,6 @@ def _plain_url(v: _Validator, section: Mapping[str, Any], key: str) -> str:
             "holds a user name or password, which do not belong in the config file",
             'put the whole URL in an environment variable and name it: url_env = "HOOK_URL"',
         )
-    # here, not at the top: the channels' package imports this one
-    from monitor.alerts.channels.urlguard import UnsafeURLError, parse_url, url_fix
-
     try:  # its form only; whether http is allowed, and where the host leads, the channel checks
         parse_url(url, allow_http=True)
     except UnsafeURLError as exc:

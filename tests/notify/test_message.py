@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.alerts.message import (
+from monitor.notify.message import (
     TRUNCATED,
     AlertItem,
     Message,
