@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-KINDS = ("unanswered_mention", "self_promotion", "collector_health", "test")
 SEVERITIES = ("info", "warning", "critical")
 
 TRUNCATED = "… [truncated]"
