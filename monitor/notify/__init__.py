@@ -1,7 +1,8 @@
 """The notify layer: delivery channels (email, Slack, a generic JSON webhook, the log), the
-message they carry and its safe renderings (:mod:`.message`, whose text cleaning the digest uses
-too), and the URL guard's network side (:mod:`.urlguard`). The alerts (rules, outbox, watchdog,
-heartbeat) and the digest send through it; it knows nothing of either.
+message they carry and its safe renderings (:mod:`.message`), the cleaning of untrusted text that
+the digest uses too (:mod:`.text`), and the URL guard's network side (:mod:`.urlguard`). The
+alerts (rules, outbox, watchdog, heartbeat) and the digest send through it; it knows nothing of
+either.
 
 :data:`CHANNEL_TYPES` maps a config ``type`` to its class; :func:`build_channel` builds a named
 channel from the validated settings (secrets read from the environment variables they name);

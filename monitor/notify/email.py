@@ -36,14 +36,8 @@ from typing import Literal
 from monitor import clock
 from monitor.logs import register_secret
 from monitor.notify.base import Channel, DeliveryError
-from monitor.notify.message import (
-    MAX_ITEMS,
-    MAX_TEXT,
-    Message,
-    email_subject,
-    render_html,
-    render_text,
-)
+from monitor.notify.message import MAX_ITEMS, Message, email_subject, render_html, render_text
+from monitor.notify.text import MAX_TEXT
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import httpx
 from monitor.config.urls import UnsafeURLError, parse_url, redact_url
 from monitor.logs import register_secret
 from monitor.notify.base import Channel, DeliveryError, parse_retry_after
-from monitor.notify.message import clean_line
+from monitor.notify.text import clean_line
 from monitor.notify.urlguard import ResolutionError, Resolver, check_url
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,8 @@ from monitor.notify.http import (
     json_body,
     post_json,
 )
-from monitor.notify.message import MAX_ITEMS, MAX_TEXT, Message, render_slack
+from monitor.notify.message import MAX_ITEMS, Message, render_slack
+from monitor.notify.text import MAX_TEXT
 from monitor.notify.urlguard import Resolver
 
 
