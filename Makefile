@@ -2,7 +2,8 @@
 # use and runs them (all but the `training` ones, which fine-tune in torch). `make test-shifted`
 # runs them again with the machine's clock moved far away (libfaketime, from the dev extra);
 # `make test-training` runs the training tests (tests/research: the fine-tuning code of research/)
-# in .venv-training, with CPU torch; `make lint` runs ruff and mypy. CI (.ci/run) runs all four.
+# in .venv-training, with CPU torch; `make lint` runs ruff, mypy and lint-imports (the layers of
+# [tool.importlinter] in pyproject.toml). CI (.ci/run) runs all four.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -61,3 +62,4 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports

@@ -1,4 +1,5 @@
-"""Plain records that flow between the steps: Post, Cursor, RunResult, StreamKey."""
+"""Plain records that flow between the steps: Post, Cursor, RunResult, StreamKey, Alert, and
+those the alert rules and the digest both read (MentionRow, the REFUSED reason)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ Outcome = Literal["ok", "failed", "deferred", "auth_failed", "skipped", "interru
 ACCOUNT_STREAM = "account"  # the stream a run that failed before any stream is recorded under
 """A run's end. "interrupted": touchpoint stopped or reloaded mid-walk (neither a success nor a
 failure of the stream; it resumes from its cursor)."""
+REFUSED = "the platform refused the credentials"
+"""Why a stream is unwell when its run ended auth_failed: the alert rules and the digest say it."""
 
 
 def iso(when: datetime) -> str:
@@ -113,3 +116,17 @@ class Alert:
     subject: tuple[str, ...] = ()
     payload: dict[str, Any] = field(default_factory=dict)
     held: bool = False  # raised, but held back (its stream is down): neither sent nor resolved
+
+
+@dataclass(frozen=True)
+class MentionRow:
+    """A mention of a brand and when the brand first answered it (None: not yet)."""
+
+    id: str
+    brand: str
+    platform: str
+    created_at: datetime
+    answered_at: datetime | None
+    text: str
+    url: str
+    author: str

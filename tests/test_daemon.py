@@ -28,7 +28,6 @@ import time_machine
 from click.testing import CliRunner
 
 from monitor import clock, store
-from monitor.alerts.channels.http import header_key
 from monitor.cli import cli
 from monitor.config import load_settings
 from monitor.daemon import (
@@ -42,6 +41,7 @@ from monitor.daemon import (
 )
 from monitor.logs import register_secret, setup_logging
 from monitor.models import RunResult, StreamKey, iso, parse_iso
+from monitor.notify.http import header_key
 from monitor.platforms.http import MAX_BODY_BYTES
 from monitor.sandbox import fleet
 from monitor.sandbox.server import FLOODS

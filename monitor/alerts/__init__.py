@@ -1,1 +1,2 @@
-"""Alerts: rules over the store, the outbox, and the channels that deliver them."""
+"""Alerts: rules over the store, the outbox that groups and retries them, the watchdog and the
+heartbeat; the channels that deliver them are the notify layer's (:mod:`monitor.notify`)."""

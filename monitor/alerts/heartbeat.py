@@ -20,12 +20,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from monitor.alerts.channels import unusable_url
-from monitor.alerts.channels.base import DeliveryError
-from monitor.alerts.channels.http import Target, request_once
-from monitor.alerts.channels.urlguard import Resolver, redact_url
 from monitor.config import ConfigError, Settings
+from monitor.config.urls import redact_url
 from monitor.logs import clean
+from monitor.notify import unusable_url
+from monitor.notify.base import DeliveryError
+from monitor.notify.http import Target, request_once
+from monitor.notify.urlguard import Resolver
 
 logger = logging.getLogger(__name__)
 

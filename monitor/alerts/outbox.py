@@ -27,12 +27,12 @@ from sqlite_utils import Database
 
 from monitor import clock, store
 from monitor.alerts import rules
-from monitor.alerts.channels import build_channel, channel_url_error
-from monitor.alerts.channels.base import Channel, DeliveryError
-from monitor.alerts.message import AlertItem, Message
 from monitor.config import AlertPolicy, BrandSettings, Settings
 from monitor.logs import clean, log_failure
-from monitor.models import Alert, StreamKey, iso, parse_iso
+from monitor.models import Alert, MentionRow, StreamKey, iso, parse_iso
+from monitor.notify import build_channel, channel_url_error
+from monitor.notify.base import Channel, DeliveryError
+from monitor.notify.message import AlertItem, Message
 from monitor.platforms.streams import planned_streams
 
 logger = logging.getLogger(__name__)
@@ -194,10 +194,10 @@ def stream_health(
     )
 
 
-def _mentions(db: Database, brand: BrandSettings, now: datetime) -> list[rules.MentionRow]:
+def _mentions(db: Database, brand: BrandSettings, now: datetime) -> list[MentionRow]:
     since = now - timedelta(days=brand.alerts.ignore_older_than_days)
     return [
-        rules.MentionRow(
+        MentionRow(
             id=r[0],
             brand=brand.name,
             platform=r[1],

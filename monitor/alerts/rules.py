@@ -18,7 +18,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from monitor.config import WEEKDAYS, AlertPolicy
-from monitor.models import Alert
+from monitor.models import REFUSED, Alert, MentionRow
 
 UNANSWERED = "unanswered_mention"
 SELF_PROMOTION = "self_promotion"
@@ -27,25 +27,10 @@ DATA_GAP = "data_gap"
 SERVICE = "service_health"
 KINDS = (UNANSWERED, SELF_PROMOTION, HEALTH, DATA_GAP, SERVICE)
 SERVICE_PLATFORM = "touchpoint"  # the platform of a service alert: touchpoint itself
-REFUSED = "the platform refused the credentials"  # a stream's run ended auth_failed
 RESTART_WINDOW = timedelta(minutes=30)
 RESTART_LIMIT = 3  # restarts after an unclean stop within RESTART_WINDOW that make a crash loop
 # streams whose health decides whether unanswered-mention alerts can be trusted
 WATCHED_STREAMS = ("account", "posts", "mentions")
-
-
-@dataclass(frozen=True)
-class MentionRow:
-    """A mention of a brand and when the brand first answered it (None: not yet)."""
-
-    id: str
-    brand: str
-    platform: str
-    created_at: datetime
-    answered_at: datetime | None
-    text: str
-    url: str
-    author: str
 
 
 @dataclass(frozen=True)

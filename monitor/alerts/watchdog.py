@@ -34,11 +34,11 @@ from datetime import datetime, timedelta
 from sqlite_utils import Database
 
 from monitor import store
-from monitor.alerts.channels.base import Channel, DeliveryError
 from monitor.alerts.heartbeat import Heartbeat
-from monitor.alerts.message import AlertItem, Message
 from monitor.logs import clean
 from monitor.models import iso
+from monitor.notify.base import Channel, DeliveryError
+from monitor.notify.message import AlertItem, Message
 
 logger = logging.getLogger(__name__)
 

@@ -7,15 +7,15 @@ import json
 import click
 
 from monitor import clock, store
-from monitor.alerts.channels import build_channel
-from monitor.alerts.channels.base import DeliveryError
-from monitor.alerts.message import make_test_message
 from monitor.alerts.outbox import LOG_CHANNEL
 from monitor.cli.app import AppContext, cli, pass_app
 from monitor.cli.common import RowId, _age, check_brand_filter, render_table
 from monitor.config import ConfigError
 from monitor.logs import clean, redact, visible
 from monitor.models import iso
+from monitor.notify import build_channel
+from monitor.notify.base import DeliveryError
+from monitor.notify.message import make_test_message
 from monitor.store.alerts import StoredAlert
 
 

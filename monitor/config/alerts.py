@@ -21,6 +21,7 @@ from monitor.config.settings import (
     ChannelSettings,
     DigestSettings,
 )
+from monitor.config.urls import UnsafeURLError, parse_url, url_fix
 from monitor.config.validate import _Validator
 
 _POLICY_KEYS = {
@@ -46,9 +47,12 @@ RULE_KEYS = frozenset(
 )
 
 
-def _parse_policy(
+def parse_policy(
     v: _Validator, table: Mapping[str, Any], key: str, base: AlertPolicy, *, extra: set[str]
 ) -> AlertPolicy:
+    """The rules' policy at ``key`` (``[alerts]`` or a brand's ``alerts``), keys it leaves out
+    taken from ``base``, so that a brand overrides only what it names; ``extra``: other keys
+    allowed there."""
     v.known_keys(table, key, {*RULE_KEYS, *extra})
     values: dict[str, Any] = {
         name: v.integer(table, key, name, getattr(base, name), low, high)
@@ -161,7 +165,9 @@ def _check_required(v: _Validator, section: Mapping[str, Any], key: str, kind: s
             )
 
 
-def _parse_channels(v: _Validator, table: Mapping[str, Any]) -> dict[str, ChannelSettings]:
+def parse_channels(v: _Validator, table: Mapping[str, Any]) -> dict[str, ChannelSettings]:
+    """The ``[alerts.channels.NAME]`` sections by name: their type, plain options and the
+    variables their secrets are read from (read later, when the channel is built)."""
     channels = {}
     for name in table:
         key = f"alerts.channels.{name}"
@@ -235,9 +241,6 @@ def _plain_url(v: _Validator, section: Mapping[str, Any], key: str) -> str:
             "holds a user name or password, which do not belong in the config file",
             'put the whole URL in an environment variable and name it: url_env = "HOOK_URL"',
         )
-    # here, not at the top: the channels' package imports this one
-    from monitor.alerts.channels.urlguard import UnsafeURLError, parse_url, url_fix
-
     try:  # its form only; whether http is allowed, and where the host leads, the channel checks
         parse_url(url, allow_http=True)
     except UnsafeURLError as exc:
@@ -287,12 +290,14 @@ def _brand_recipients(
     }
 
 
-def _parse_digest(
+def parse_digest(
     v: _Validator,
     data: Mapping[str, Any],
     channels: Mapping[str, ChannelSettings],
     brands: Sequence[BrandSettings],
 ) -> DigestSettings:
+    """The ``[digest]`` section with the brands' own ``digest_recipients``; read after the
+    channels, since the digest is sent through one of them."""
     own = _brand_recipients(v, data, brands)
     if "digest" not in data:
         # a brand's own recipients turn the email on for that brand alone, through the only

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from monitor.config.alerts import RULE_KEYS, _parse_channels, _parse_digest, _parse_policy
+from monitor.config.alerts import RULE_KEYS, parse_channels, parse_digest, parse_policy
 from monitor.config.platforms import platforms
 from monitor.config.settings import (
     DEFAULT_CONFIG_NAME,
@@ -88,8 +88,8 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     platforms = _parse_platforms(v, v.table(data, "platforms"), collect)
     alerts = v.table(data, "alerts")
     rule_keys = {k: value for k, value in alerts.items() if k != "channels"}  # channels: tables
-    policy = _parse_policy(v, rule_keys, "alerts", AlertPolicy(), extra=set())
-    channels = _parse_channels(v, v.table(alerts, "channels", prefix="alerts"))
+    policy = parse_policy(v, rule_keys, "alerts", AlertPolicy(), extra=set())
+    channels = parse_channels(v, v.table(alerts, "channels", prefix="alerts"))
     brands = _parse_brands(v, data, policy)
     daemon = _parse_daemon(v, v.table(data, "daemon"))
     named = [(f"brands[{b.name}].alerts.channels", b.alerts.channels) for b in brands]
@@ -115,7 +115,7 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
         model_path=_parse_model_path(v, v.table(data, "classifier"), path),
         accurate_classifier=v.boolean(v.table(data, "classifier"), "classifier", "accurate", False),
         daemon=daemon,
-        digest=_parse_digest(v, data, channels, brands),
+        digest=parse_digest(v, data, channels, brands),
     )
 
 
@@ -338,7 +338,7 @@ def _parse_brands(
 def _parse_brand(
     v: _Validator, entry: Mapping[str, Any], key: str, policy: AlertPolicy
 ) -> BrandSettings:
-    # digest_recipients is read with [digest], in .alerts._parse_digest
+    # digest_recipients is read with [digest], in .alerts.parse_digest
     v.known_keys(entry, key, BRAND_KEYS)
     name = v.string(entry, key, "name")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
@@ -378,7 +378,7 @@ def _parse_brand(
         ) from None
     alerts_table = v.table(entry, "alerts", prefix=key)
     _misplaced(v, alerts_table, f"{key}.alerts", "brands.alerts", _misplaced_in_alerts())
-    alerts = _parse_policy(v, alerts_table, f"{key}.alerts", policy, extra={"channels"})
+    alerts = parse_policy(v, alerts_table, f"{key}.alerts", policy, extra={"channels"})
     return BrandSettings(
         name=name,
         accounts=accounts,

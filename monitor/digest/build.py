@@ -30,8 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from monitor.alerts.rules import REFUSED, MentionRow
-from monitor.models import ACCOUNT_STREAM
+from monitor.models import ACCOUNT_STREAM, REFUSED, MentionRow
 
 LABELS = ("engaging", "inspiring", "sales-pitch")
 MIN_TOUCHPOINTS = 3

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from sqlite_utils import Database
 
 from monitor import store
-from monitor.alerts.rules import MentionRow
 from monitor.config import BrandSettings
 from monitor.digest.build import (
     COLLECTED_STREAMS,
@@ -19,7 +18,7 @@ from monitor.digest.build import (
     StreamRuns,
     build_digest,
 )
-from monitor.models import ACCOUNT_STREAM, parse_iso
+from monitor.models import ACCOUNT_STREAM, MentionRow, parse_iso
 
 
 def read_digest(

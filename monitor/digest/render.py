@@ -2,7 +2,7 @@
 
 Jinja2 templates under ``templates/``; ``.html`` ones are autoescaped, and every untrusted string
 (post text, author, URL) goes through a filter that removes control characters and bidi overrides
-first (:func:`~monitor.alerts.message.clean_line`); a link is made only from an http(s) URL.
+first (:func:`~monitor.notify.text.clean_line`); a link is made only from an http(s) URL.
 
 The content-mix chart is a stacked bar made of table cells (width and background colour), so it
 shows in every email client, with images blocked too, and in a browser; the text version draws
@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from monitor.alerts.message import clean_line, safe_url
 from monitor.digest.build import LABELS, BrandDigest, Change, Mix
+from monitor.notify.text import clean_line, safe_url
 
 COLORS = {"engaging": "#2563eb", "inspiring": "#16a34a", "sales-pitch": "#dc2626"}
 LETTERS = {"engaging": "E", "inspiring": "I", "sales-pitch": "S"}

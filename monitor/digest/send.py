@@ -23,14 +23,14 @@ from zoneinfo import ZoneInfo
 from sqlite_utils import Database
 
 from monitor import files, store
-from monitor.alerts.channels import build_channel
-from monitor.alerts.channels.base import DeliveryError
-from monitor.alerts.channels.email import EmailChannel, message_id
 from monitor.config import BrandSettings, ConfigError, Settings
 from monitor.digest.build import BrandDigest, day_period, local_yesterday
 from monitor.digest.read import read_digest
 from monitor.digest.render import render_html, render_text, subject
 from monitor.logs import clean
+from monitor.notify import build_channel
+from monitor.notify.base import DeliveryError
+from monitor.notify.email import EmailChannel, message_id
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from sqlite_utils import Database
 
 from monitor import clock, store
 from monitor.alerts import outbox
-from monitor.alerts.message import Message
 from monitor.cli import cli
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.models import Post, RunResult, StreamKey, iso, parse_iso
+from monitor.notify.message import Message
 from tests.alerts.servers import Receiver, Reply, Sink, free_port
 
 HOSTILE = (

@@ -9,6 +9,7 @@ import pytest
 
 from monitor.alerts import rules
 from monitor.config import AlertPolicy
+from monitor.models import MentionRow
 
 NOW = datetime(2026, 11, 18, 15, 0, tzinfo=UTC)  # a Wednesday
 POLICY = AlertPolicy()
@@ -16,10 +17,10 @@ POLICY = AlertPolicy()
 
 def mention(
     minutes_ago: float, *, answered_after: float | None = None, id: str = "x:1"
-) -> rules.MentionRow:
+) -> MentionRow:
     created = NOW - timedelta(minutes=minutes_ago)
     answered = created + timedelta(minutes=answered_after) if answered_after is not None else None
-    return rules.MentionRow(
+    return MentionRow(
         id=id,
         brand="acme",
         platform="x",
@@ -32,7 +33,7 @@ def mention(
 
 
 def unanswered(
-    *rows: rules.MentionRow, policy: AlertPolicy = POLICY, down: set[tuple[str, str]] | None = None
+    *rows: MentionRow, policy: AlertPolicy = POLICY, down: set[tuple[str, str]] | None = None
 ) -> list:
     return rules.evaluate_unanswered(
         rows, now=NOW, policy=policy, timezone="UTC", down=down or set()

@@ -13,18 +13,19 @@ from typing import Any
 import pytest
 
 from monitor import clock
-from monitor.alerts.channels.base import DeliveryError
-from monitor.alerts.channels.slack import SlackChannel
-from monitor.alerts.channels.urlguard import Resolver, UnsafeURLError
-from monitor.alerts.channels.webhook import (
+from monitor.config.urls import UnsafeURLError
+from monitor.logs import setup_logging
+from monitor.notify.base import DeliveryError
+from monitor.notify.message import AlertItem, Message
+from monitor.notify.slack import SlackChannel
+from monitor.notify.urlguard import Resolver
+from monitor.notify.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WebhookChannel,
     sign,
     verify_signature,
 )
-from monitor.alerts.message import AlertItem, Message
-from monitor.logs import setup_logging
 from tests.alerts.servers import Receiver, Reply, self_signed_certificate
 
 SLACK_PATH = "/services/T0000/B0000/SLACKSECRETPATH123"

@@ -7,14 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from monitor.alerts.channels.urlguard import (
-    ResolutionError,
-    Resolver,
-    UnsafeURLError,
-    check_url,
-    is_public_address,
-    redact_url,
-)
+from monitor.config.urls import UnsafeURLError, redact_url
+from monitor.notify.urlguard import ResolutionError, Resolver, check_url, is_public_address
 
 PUBLIC = "93.184.216.34"
 

@@ -1,9 +1,9 @@
 """One guarded request: the JSON POST of the Slack and webhook channels, the heartbeat's GET.
 
-Each attempt re-checks the URL (:func:`~monitor.alerts.channels.urlguard.check_url`), connects to
-the checked address only (pinned, see :mod:`~monitor.alerts.channels.urlguard`), never follows a
+Each attempt re-checks the URL (:func:`~monitor.notify.urlguard.check_url`), connects to
+the checked address only (pinned, see :mod:`~monitor.notify.urlguard`), never follows a
 redirect, ignores proxy environment variables, and maps the outcome to success or a classified
-:class:`~monitor.alerts.channels.base.DeliveryError`.
+:class:`~monitor.notify.base.DeliveryError`.
 """
 
 from __future__ import annotations
@@ -19,17 +19,11 @@ from typing import Any
 
 import httpx
 
-from monitor.alerts.channels.base import Channel, DeliveryError, parse_retry_after
-from monitor.alerts.channels.urlguard import (
-    ResolutionError,
-    Resolver,
-    UnsafeURLError,
-    check_url,
-    parse_url,
-    redact_url,
-)
-from monitor.alerts.message import clean_line
+from monitor.config.urls import UnsafeURLError, parse_url, redact_url
 from monitor.logs import register_secret
+from monitor.notify.base import Channel, DeliveryError, parse_retry_after
+from monitor.notify.text import clean_line
+from monitor.notify.urlguard import ResolutionError, Resolver, check_url
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ Headers on every attempt:
   ``<timestamp>.<raw body>``; so the timestamp is signed too, and a receiver should refuse
   a timestamp too far from its clock (replay).  :func:`verify_signature` shows the check.
 
-The body (:func:`~monitor.alerts.message.render_webhook`) is the same bytes on every retry.
+The body (:func:`~monitor.notify.message.render_webhook`) is the same bytes on every retry.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import hmac
 import ssl
 
 from monitor import clock
-from monitor.alerts.channels.http import (
+from monitor.logs import register_secret
+from monitor.notify.http import (
     HttpChannel,
     header_key,
     json_body,
     post_json,
 )
-from monitor.alerts.channels.urlguard import Resolver
-from monitor.alerts.message import WEBHOOK_MAX_ITEMS, WEBHOOK_MAX_TEXT, Message, render_webhook
-from monitor.logs import register_secret
+from monitor.notify.message import WEBHOOK_MAX_ITEMS, WEBHOOK_MAX_TEXT, Message, render_webhook
+from monitor.notify.urlguard import Resolver
 
 SIGNATURE_HEADER = "X-Touchpoint-Signature"
 TIMESTAMP_HEADER = "X-Touchpoint-Timestamp"

@@ -1,6 +1,6 @@
 """Slack incoming webhook: a Block Kit message with every untrusted text field escaped.
 
-The payload comes from :func:`~monitor.alerts.message.render_slack` (``&``, ``<``, ``>`` escaped
+The payload comes from :func:`~monitor.notify.message.render_slack` (``&``, ``<``, ``>`` escaped
 in the ``text`` fallback and in every block; no ``link_names``, no ``parse``; no unfurling).  The
 webhook URL's path is its secret: it is registered with the log filter and never appears in an
 error message.  Slack has no idempotency key; the ``Idempotency-Key`` header is sent anyway (Slack
@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import ssl
 
-from monitor.alerts.channels.http import (
+from monitor.notify.http import (
     HttpChannel,
     header_key,
     json_body,
     post_json,
 )
-from monitor.alerts.channels.urlguard import Resolver
-from monitor.alerts.message import MAX_ITEMS, MAX_TEXT, Message, render_slack
+from monitor.notify.message import MAX_ITEMS, Message, render_slack
+from monitor.notify.text import MAX_TEXT
+from monitor.notify.urlguard import Resolver
 
 
 class SlackChannel(HttpChannel):

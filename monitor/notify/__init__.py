@@ -1,4 +1,8 @@
-"""Delivery channels: email, Slack, a generic JSON webhook and the log.
+"""The notify layer: delivery channels (email, Slack, a generic JSON webhook, the log), the
+message they carry and its safe renderings (:mod:`.message`), the cleaning of untrusted text that
+the digest uses too (:mod:`.text`), and the URL guard's network side (:mod:`.urlguard`). The
+alerts (rules, outbox, watchdog, heartbeat) and the digest send through it; it knows nothing of
+either.
 
 :data:`CHANNEL_TYPES` maps a config ``type`` to its class; :func:`build_channel` builds a named
 channel from the validated settings (secrets read from the environment variables they name);
@@ -10,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from monitor.alerts.channels.base import Channel, DeliveryError
-from monitor.alerts.channels.email import EmailChannel
-from monitor.alerts.channels.log import LogChannel
-from monitor.alerts.channels.slack import SlackChannel
-from monitor.alerts.channels.urlguard import url_fix
-from monitor.alerts.channels.webhook import WebhookChannel
 from monitor.config import ChannelSettings, ConfigError, Settings
+from monitor.config.urls import url_fix
 from monitor.logs import clean
+from monitor.notify.base import Channel, DeliveryError
+from monitor.notify.email import EmailChannel
+from monitor.notify.log import LogChannel
+from monitor.notify.slack import SlackChannel
+from monitor.notify.webhook import WebhookChannel
 
 __all__ = [
     "CHANNEL_TYPES",

@@ -6,7 +6,7 @@
   a host other than loopback.
 * The envelope recipients are the configured ones, passed explicitly to ``send_message``; nothing
   in a header can add a recipient.  The subject comes from
-  :func:`~monitor.alerts.message.email_subject` (one line, controls removed, capped), and the
+  :func:`~monitor.notify.message.email_subject` (one line, controls removed, capped), and the
   ``email`` package (``policy=SMTP``) refuses CR/LF in any header value as a second line of
   defence.
 * ``Message-ID`` is derived from the message key, so every retry of one delivery carries the same
@@ -34,16 +34,10 @@ from email.message import EmailMessage
 from typing import Literal
 
 from monitor import clock
-from monitor.alerts.channels.base import Channel, DeliveryError
-from monitor.alerts.message import (
-    MAX_ITEMS,
-    MAX_TEXT,
-    Message,
-    email_subject,
-    render_html,
-    render_text,
-)
 from monitor.logs import register_secret
+from monitor.notify.base import Channel, DeliveryError
+from monitor.notify.message import MAX_ITEMS, Message, email_subject, render_html, render_text
+from monitor.notify.text import MAX_TEXT
 
 logger = logging.getLogger(__name__)
 

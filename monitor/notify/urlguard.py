@@ -21,7 +21,9 @@ followed (``follow_redirects=False``) and proxies must not be used (``trust_env=
 pin would be bypassed.
 
 Nothing here ever puts the URL's path or query in a message: a Slack webhook URL carries its secret
-in the path.  :func:`redact_url` gives a printable form.
+in the path.  The checks of the URL's form (:func:`~monitor.config.urls.parse_url`, which the
+config uses too) and :func:`~monitor.config.urls.redact_url`, its printable form, live in
+:mod:`monitor.config.urls`: this is the network side.
 """
 
 from __future__ import annotations
@@ -33,15 +35,13 @@ from dataclasses import dataclass
 
 import httpx
 
+from monitor.config.urls import UnsafeURLError, parse_url, redact_url
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
 
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-class UnsafeURLError(ValueError):
-    """The URL is refused by policy (scheme, form, or a non-public destination)."""
 
 
 class ResolutionError(OSError):
@@ -68,16 +68,6 @@ class CheckedURL:
     def pinned_url(self) -> httpx.URL:
         """The URL with its host replaced by the checked address."""
         return self.url.copy_with(host=self.address)
-
-
-def redact_url(url: str | httpx.URL) -> str:
-    """``scheme://host[:port]`` only: no user info, path, query or fragment (they may be secret)."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return "<invalid url>"
-    netloc = parsed.netloc.decode("ascii", "replace")
-    return f"{parsed.scheme}://{netloc}/…" if netloc else "<invalid url>"
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -143,44 +133,6 @@ def _resolve(host: str, port: int, resolver: Resolver) -> list[Address]:
     if not found:
         raise ResolutionError(f"cannot resolve {host!r}: no address")
     return found
-
-
-def parse_url(url: str, *, allow_http: bool = False) -> httpx.URL:
-    """Parse and check the form of ``url``: scheme, host, no fragment.
-
-    Raises :class:`UnsafeURLError`; the message never contains the path or query.
-    """
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        raise UnsafeURLError("invalid URL") from None
-    schemes = ("https", "http") if allow_http else ("https",)
-    if parsed.scheme not in schemes:
-        wanted = " or ".join(schemes)
-        raise UnsafeURLError(f"URL scheme must be {wanted}, not {parsed.scheme!r}")
-    if not parsed.host:
-        raise UnsafeURLError("URL has no host")
-    if parsed.fragment:
-        raise UnsafeURLError(f"URL {redact_url(parsed)} must not have a fragment")
-    return parsed
-
-
-def url_fix(problem: str, allow_key: str) -> str:
-    """The fix to print for a URL refused with ``problem`` (a message of this module's errors);
-    for a private destination it names ``allow_key``, the key that lets one through."""
-    problem = problem.lower()
-    if "private" in problem or "loopback" in problem:
-        allow = f"if that address is really meant, set {allow_key} = true"
-        return f"point it at a reachable public address; {allow}"
-    if "not a valid url" in problem or "invalid url" in problem:
-        return "copy the URL again, whole and with nothing around it"
-    if "scheme" in problem or "no host" in problem:
-        return 'write the whole URL, starting with https://, e.g. "https://hooks.example.com/path"'
-    if "fragment" in problem:
-        return "leave out the part of the URL from # on"
-    if "cannot resolve" in problem:
-        return "check the host name, and that this machine can reach a DNS server"
-    return "see this channel's keys in config.example.toml"
 
 
 def check_url(

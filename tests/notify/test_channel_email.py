@@ -16,9 +16,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from monitor.alerts.channels.base import DeliveryError
-from monitor.alerts.channels.email import EmailChannel, message_id
-from monitor.alerts.message import AlertItem, Message
+from monitor.notify.base import DeliveryError
+from monitor.notify.email import EmailChannel, message_id
+from monitor.notify.message import AlertItem, Message
 from tests.alerts.servers import Sink, free_port, self_signed_certificate
 
 SENDER = "alerts@touchpoint.example"

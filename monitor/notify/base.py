@@ -23,8 +23,9 @@ from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 
 from monitor import clock
-from monitor.alerts.message import Message, clean_line
 from monitor.logs import redact
+from monitor.notify.message import Message
+from monitor.notify.text import clean_line
 
 MAX_RETRY_AFTER = 86400.0
 MAX_ERROR_TEXT = 300

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts.channels import (
+from monitor.config import ChannelSettings, load_settings
+from monitor.logs import clean, setup_logging
+from monitor.notify import (
     CHANNEL_TYPES,
     EmailChannel,
     LogChannel,
@@ -20,10 +22,8 @@ from monitor.alerts.channels import (
     build_channel,
     create_channel,
 )
-from monitor.alerts.channels.log import log_line
-from monitor.alerts.message import AlertItem, Message
-from monitor.config import ChannelSettings, load_settings
-from monitor.logs import clean, setup_logging
+from monitor.notify.log import log_line
+from monitor.notify.message import AlertItem, Message
 
 FORGED = "line1\n2026-01-01 ERROR forged \x1b[31mred\x1b[0m\r\x00 <!channel>"
 

@@ -1,6 +1,6 @@
 """The log channel: one safe line per message through :mod:`logging`.
 
-Every untrusted value is cleaned (:func:`~monitor.alerts.message.clean_line`) and written as a
+Every untrusted value is cleaned (:func:`~monitor.notify.text.clean_line`) and written as a
 JSON string (``ensure_ascii``), so post text can neither break the line nor forge a record, even
 without the project's log filter (CWE-117).
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 
-from monitor.alerts.channels.base import Channel
-from monitor.alerts.message import Message, clean_line
+from monitor.notify.base import Channel
+from monitor.notify.message import Message
+from monitor.notify.text import clean_line
 
 ALERT_LOGGER = "monitor.alerts"
 _LEVELS = {"critical": logging.ERROR}

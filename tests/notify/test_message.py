@@ -10,22 +10,19 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.alerts.message import (
-    TRUNCATED,
+from monitor.notify.message import (
     AlertItem,
     Message,
-    clean_block,
-    clean_line,
     email_subject,
     make_test_message,
     render_html,
     render_slack,
     render_text,
     render_webhook,
-    safe_url,
     slack_escape,
     slack_unescape,
 )
+from monitor.notify.text import TRUNCATED, clean_block, clean_line, safe_url
 
 HOSTILE = (
     '<script>alert(1)</script> "><img src=x onerror=alert(1)> <!channel> <!here> <!everyone> '
