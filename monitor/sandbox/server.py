@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import math
+import re
 import socket
 import socketserver
 import ssl
@@ -113,6 +114,21 @@ class Route:
     endpoint: str
     action: str = ""
     args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One route a platform declares: method and path pattern (its groups the route's args)."""
+
+    method: str
+    pattern: re.Pattern[str]
+    endpoint: str
+    action: str
+
+
+def route(method: str, pattern: str, endpoint: str, action: str = "") -> RouteSpec:
+    """A declared route; ``action`` (what the platform dispatches on) defaults to ``endpoint``."""
+    return RouteSpec(method, re.compile(pattern), endpoint, action or endpoint)
 
 
 @dataclass(frozen=True)
@@ -230,9 +246,10 @@ class _Fault:
 class SandboxServer(ABC):
     """A local API server with a clock, request recording and injectable faults.
 
-    Subclasses implement :meth:`resolve`, :meth:`authenticate` and :meth:`respond`, declare
-    ``endpoints`` (the names faults can target) and override :meth:`error`,
-    :meth:`unauthorized` and :meth:`rate_limited` for the platform's error shapes.  A request is
+    Subclasses declare :attr:`routes` (or implement :meth:`resolve`) and ``endpoints`` (the
+    names faults can target), implement :meth:`authenticate` and :meth:`respond`, and override
+    :meth:`error`, :meth:`unauthorized` and :meth:`rate_limited` for the platform's error
+    shapes.  A request is
     resolved (None: 404), authenticated (False: 401), then answered: by the next queued fault
     matching its endpoint, else by :meth:`respond`.  Use as a context manager, or call
     :meth:`start` and :meth:`stop`.
@@ -249,6 +266,8 @@ class SandboxServer(ABC):
     reset_headers: ClassVar[tuple[str, ...]] = ("Retry-After",)
     """The headers in which the platform's 429 names its reset (the ``429_bad_reset`` fault
     spoils them)."""
+    routes: ClassVar[tuple[RouteSpec, ...]] = ()
+    """The platform's routes, tried in order by :meth:`resolve`."""
 
     def __init__(self, *, clock: datetime, port: int = 0) -> None:
         self.port = port
@@ -264,9 +283,13 @@ class SandboxServer(ABC):
 
     # platform hooks -------------------------------------------------------------
 
-    @abstractmethod
     def resolve(self, method: str, path: str) -> Route | None:
-        """The route of a request, or None for an unknown path (404)."""
+        """The first of :attr:`routes` matching the request, or None for an unknown path (404)."""
+        for spec in self.routes:
+            match = spec.pattern.fullmatch(path)
+            if match and method == spec.method:
+                return Route(spec.endpoint, spec.action, tuple(g or "" for g in match.groups()))
+        return None
 
     @abstractmethod
     def authenticate(self, route: Route, request: Request) -> bool:
