@@ -35,10 +35,10 @@ from http import HTTPStatus
 from typing import Any, Unpack
 
 from monitor import clock
+from monitor.sandbox.common import ApiError, Params, QuerySyntax, RateLimiter, RateWindow
 from monitor.sandbox.server import (
     Headers,
     Json,
-    Query,
     Request,
     Response,
     Route,
@@ -108,27 +108,17 @@ _HANDLE = re.compile(
 _TEXT_HANDLE = re.compile(r"(?<![\w@])@(\w+)\b(?!\.\w)")
 _MENTION = re.compile(r"(?<![\w@])@((?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z][a-z0-9-]*)", re.I)
 _TAG = re.compile(r"(?<![\w#&])#(\w*[^\W\d]\w*)")
-_QUERY_TOKEN = re.compile(r'-?"[^"]*"|\S+')
+_SYNTAX = QuerySyntax(operators=frozenset({"from"}), skip=frozenset({"AND", "OR", "and", "or"}))
 
 
-class XrpcError(Exception):
-    """An XRPC error answer: HTTP status, ``error`` name and ``message``."""
-
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(f"{status} {error}: {message}")
-        self.status = status
-        self.error = error
-        self.message = message
-
-    @property
-    def body(self) -> Json:
-        """The JSON body ``{"error", "message"}``."""
-        return {"error": self.error, "message": self.message}
+def xrpc_error(status: int, error: str, message: str) -> ApiError:
+    """An XRPC error answer: HTTP status and the body ``{"error": <name>, "message": ...}``."""
+    return ApiError(status, {"error": error, "message": message})
 
 
-def invalid(message: str) -> XrpcError:
+def invalid(message: str) -> ApiError:
     """400 InvalidRequest."""
-    return XrpcError(400, "InvalidRequest", message)
+    return xrpc_error(400, "InvalidRequest", message)
 
 
 # --------------------------------------------------------------------------- identifiers
@@ -464,20 +454,8 @@ def _account_created(did: str) -> datetime:
 # --------------------------------------------------------------------------- parameters
 
 
-class Params:
+class _Params(Params):
     """The query string of one XRPC query, validated the way xrpc-server validates it."""
-
-    def __init__(self, query: Query) -> None:
-        self._query = query
-
-    def get(self, name: str) -> str | None:
-        """The last value of ``name``."""
-        values = self._query.get(name)
-        return values[-1] if values else None
-
-    def all(self, name: str) -> list[str]:
-        """Every value of an array parameter (the key repeated)."""
-        return list(self._query.get(name, []))
 
     def required(self, name: str) -> str:
         """A required parameter; 400 when missing or empty."""
@@ -576,17 +554,11 @@ class SearchQuery:
         excluded: list[str] = []
         authors: list[str] = []
         for part in query.split("|"):
-            terms: list[str] = []
-            for token in _QUERY_TOKEN.findall(part.strip().strip("()")):
-                token = token.strip("()")
-                if token.lower().startswith("from:"):
-                    authors.append(token[5:].lstrip("@").lower())
-                elif token.startswith("-") and len(token) > 1:
-                    excluded.append(token[1:].strip('"').lower())
-                elif token.strip('"') and token.upper() not in ("AND", "OR"):
-                    terms.append(token.strip('"').lower())
-            if terms:
-                alternatives.append(tuple(terms))
+            parsed = _SYNTAX.parse(part.strip().strip("()"))
+            authors.extend(parsed.operator("from"))
+            excluded.extend(parsed.excluded)
+            if parsed.terms:
+                alternatives.append(parsed.terms)
         return cls(tuple(alternatives), tuple(excluded), tuple(authors))
 
     @property
@@ -655,20 +627,20 @@ class _Sessions:
         signature = hmac.new(self._key, signing.encode(), hashlib.sha256).digest()
         return f"{signing}.{base64.urlsafe_b64encode(signature).decode().rstrip('=')}"
 
-    def problem(self, token: str | None, kind: str) -> XrpcError | None:
+    def problem(self, token: str | None, kind: str) -> ApiError | None:
         """Why ``token`` is no good as a ``kind`` token (None: it is good)."""
         if token is None:
-            return XrpcError(401, "AuthenticationRequired", "Authentication Required")
+            return xrpc_error(401, "AuthenticationRequired", "Authentication Required")
         with self._lock:
             found = self._tokens.get(token)
         if found is None:
-            return XrpcError(401, "InvalidToken", "Token could not be verified")
+            return xrpc_error(401, "InvalidToken", "Token could not be verified")
         if found.kind != kind:
             return invalid_token("Bad token scope")
         if found.revoked:
-            return XrpcError(400, "ExpiredToken", "Token has been revoked")
+            return xrpc_error(400, "ExpiredToken", "Token has been revoked")
         if time.monotonic() >= found.expires:
-            return XrpcError(400, "ExpiredToken", "Token has expired")
+            return xrpc_error(400, "ExpiredToken", "Token has expired")
         return None
 
     def owner(self, token: str | None) -> str:
@@ -691,9 +663,9 @@ class _Sessions:
                     found.expires = now
 
 
-def invalid_token(message: str) -> XrpcError:
+def invalid_token(message: str) -> ApiError:
     """400 InvalidToken."""
-    return XrpcError(400, "InvalidToken", message)
+    return xrpc_error(400, "InvalidToken", message)
 
 
 def _b64(payload: Json) -> str:
@@ -704,25 +676,13 @@ def _b64(payload: Json) -> str:
 # --------------------------------------------------------------------------- the sandbox
 
 
-@dataclass
-class _RateWindow:
-    limit: int
-    window: int
-    remaining: int
-    reset: int
-
-    @property
-    def headers(self) -> Headers:
-        return _rate_headers(self.limit, self.window, self.remaining, self.reset)
-
-
-def _rate_headers(limit: int, window: int, remaining: int, reset: int) -> Headers:
+def _rate_headers(window: RateWindow) -> Headers:
     """xrpc-server's headers; ``RateLimit-Reset`` in epoch seconds."""
     return (
-        ("RateLimit-Limit", str(limit)),
-        ("RateLimit-Remaining", str(remaining)),
-        ("RateLimit-Reset", str(reset)),
-        ("RateLimit-Policy", f"{limit};w={window}"),
+        ("RateLimit-Limit", str(window.limit)),
+        ("RateLimit-Remaining", str(window.remaining)),
+        ("RateLimit-Reset", str(math.ceil(window.reset))),
+        ("RateLimit-Policy", f"{window.limit};w={window.seconds}"),
     )
 
 
@@ -781,8 +741,7 @@ class BlueskySandbox(TrafficSandbox):
         )
         self.network = Network(self.items, brand_handle, brand_label, likes_per_post)
         self.sessions = _Sessions(access_ttl)
-        self._rate_lock = threading.Lock()
-        self._rate_windows: dict[str, _RateWindow] = {}
+        self._limiter = RateLimiter(RATE_LIMITS)
         super().__init__(clock=clock or self.traffic_end, port=port)
 
     # for tests and the demo --------------------------------------------------------
@@ -839,7 +798,7 @@ class BlueskySandbox(TrafficSandbox):
         """The token each method needs (see ``METHODS``) is present and good."""
         return self._auth_problem(route, request) is None
 
-    def _auth_problem(self, route: Route, request: Request) -> XrpcError | None:
+    def _auth_problem(self, route: Route, request: Request) -> ApiError | None:
         _, _, auth = METHODS[route.action]
         token = request.bearer()
         if auth == "none" or (auth == "optional" and token is None):
@@ -853,74 +812,41 @@ class BlueskySandbox(TrafficSandbox):
             token = request.bearer()
             if token is not None and METHODS[route.action][2] != "refresh":
                 self.sessions.expire(token)
-            problem = XrpcError(400, "ExpiredToken", "Token has expired")
-        problem = problem or XrpcError(401, "AuthenticationRequired", "Authentication Required")
+            problem = xrpc_error(400, "ExpiredToken", "Token has expired")
+        problem = problem or xrpc_error(401, "AuthenticationRequired", "Authentication Required")
         return self._error_response(problem, route)
 
     def respond(self, route: Route, request: Request) -> Response:
         """The XRPC answer, counted against the rate windows (429 once one is used up)."""
-        limited = self._take_rate(route)
-        if limited is not None:
-            return limited
-        headers = self._rate_headers(route)
+        allowed, window = self._limiter.take(*_windows(route))
+        headers = _rate_headers(window)
+        if not allowed:
+            error = xrpc_error(429, "RateLimitExceeded", "Rate Limit Exceeded")
+            return Response.json(429, error.body, headers)
         try:
             _, method, _ = METHODS[route.action]
             if request.method != method:
                 raise invalid(f"Incorrect HTTP method ({request.method}) expected {method}")
             payload = self._handlers()[route.action](request)
             return Response.json(200, payload, headers)
-        except XrpcError as error:
-            return Response.json(error.status, error.body, headers)
+        except ApiError as error:
+            return error.response(headers)
 
     def error(self, status: int, route: Route | None, request: Request) -> Response:
         """XRPC's ``{"error", "message"}`` body; an unknown method is 501."""
         if route is None and request.path.startswith("/xrpc/"):
             status = 501
         name = _ERROR_NAMES.get(status, HTTPStatus(status).phrase.replace(" ", ""))
-        return self._error_response(XrpcError(status, name, HTTPStatus(status).phrase), route)
+        return self._error_response(xrpc_error(status, name, HTTPStatus(status).phrase), route)
 
     def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
         """429 RateLimitExceeded, nothing remaining until ``reset_in`` seconds from now."""
-        limit, window = RATE_LIMITS["global"]
-        headers = _rate_headers(limit, window, 0, math.ceil(clock.timestamp() + reset_in))
-        error = XrpcError(429, "RateLimitExceeded", "Rate Limit Exceeded")
+        headers = _rate_headers(self._limiter.exhausted("global", reset_in))
+        error = xrpc_error(429, "RateLimitExceeded", "Rate Limit Exceeded")
         return Response.json(429, error.body, headers)
 
-    def _error_response(self, error: XrpcError, route: Route | None) -> Response:
-        return Response.json(error.status, error.body, self._rate_headers(route))
-
-    # rate windows -------------------------------------------------------------------
-
-    def _windows(self, route: Route | None) -> list[_RateWindow]:
-        """The windows a request counts against (call with the rate lock held)."""
-        names = ["global"]
-        if route is not None and route.endpoint == "createSession":
-            names.append("createSession")
-        now = clock.timestamp()
-        windows = []
-        for name in names:
-            window = self._rate_windows.get(name)
-            if window is None or now >= window.reset:
-                limit, seconds = RATE_LIMITS[name]
-                window = _RateWindow(limit, seconds, limit, math.ceil(now) + seconds)
-                self._rate_windows[name] = window
-            windows.append(window)
-        return windows
-
-    def _take_rate(self, route: Route) -> Response | None:
-        with self._rate_lock:
-            windows = self._windows(route)
-            if all(w.remaining > 0 for w in windows):
-                for window in windows:
-                    window.remaining -= 1
-                return None
-            headers = min(windows, key=lambda w: w.remaining).headers
-        error = XrpcError(429, "RateLimitExceeded", "Rate Limit Exceeded")
-        return Response.json(429, error.body, headers)
-
-    def _rate_headers(self, route: Route | None) -> Headers:
-        with self._rate_lock:
-            return min(self._windows(route), key=lambda w: w.remaining).headers
+    def _error_response(self, error: ApiError, route: Route | None) -> Response:
+        return error.response(_rate_headers(self._limiter.peek(*_windows(route))))
 
     # methods ----------------------------------------------------------------------
 
@@ -957,7 +883,7 @@ class BlueskySandbox(TrafficSandbox):
         identifier = str(body["identifier"]).lower().lstrip("@")
         known = identifier in (self.brand_handle, self.brand_did)
         if not known or body["password"] != self.app_password:
-            raise XrpcError(401, "AuthenticationRequired", "Invalid identifier or password")
+            raise xrpc_error(401, "AuthenticationRequired", "Invalid identifier or password")
         out = self._session_body(*self.sessions.issue(self.brand_did))
         out.update({"email": f"social@{self.brand_handle}", "emailConfirmed": True})
         out["emailAuthFactor"] = False
@@ -979,7 +905,7 @@ class BlueskySandbox(TrafficSandbox):
         }
 
     def _resolve_handle(self, request: Request) -> Json:
-        handle = Params(request.query).required("handle").lower()
+        handle = _Params(request.query).required("handle").lower()
         if handle not in self.network.handles:
             raise invalid("Unable to resolve handle")
         return {"did": self.network.handles[handle]}
@@ -995,7 +921,7 @@ class BlueskySandbox(TrafficSandbox):
         return self.network.handles[actor]
 
     def _author_feed(self, request: Request) -> Json:
-        params = Params(request.query)
+        params = _Params(request.query)
         did = self._actor_did(params.required("actor"))
         limit = params.limit(50)
         feed_filter = params.get("filter") or "posts_with_replies"
@@ -1030,7 +956,7 @@ class BlueskySandbox(TrafficSandbox):
         return own[0] if own else None
 
     def _notifications(self, request: Request) -> Json:
-        params = Params(request.query)
+        params = _Params(request.query)
         limit = params.limit(50)
         params.flag("priority")
         reasons = set(params.all("reasons"))
@@ -1052,11 +978,11 @@ class BlueskySandbox(TrafficSandbox):
         return out
 
     def _search(self, request: Request) -> Json:
-        params = Params(request.query)
+        params = _Params(request.query)
         raw = params.required("q")
         query = SearchQuery.parse(raw)
         if query.empty:
-            raise XrpcError(400, "BadQueryString", "Query string is empty")
+            raise xrpc_error(400, "BadQueryString", "Query string is empty")
         sort = params.get("sort") or "latest"
         if sort not in ("latest", "top"):
             raise invalid("Error: sort must be one of latest, top")
@@ -1073,7 +999,7 @@ class BlueskySandbox(TrafficSandbox):
         return out
 
     def _hits(
-        self, query: SearchQuery, params: Params, since: datetime | None, until: datetime | None
+        self, query: SearchQuery, params: _Params, since: datetime | None, until: datetime | None
     ) -> list[Record]:
         author = params.get("author")
         mentions = params.get("mentions")
@@ -1094,6 +1020,13 @@ class BlueskySandbox(TrafficSandbox):
                 hits.append(record)
         hits.sort(key=lambda r: r.order, reverse=True)
         return hits
+
+
+def _windows(route: Route | None) -> tuple[str, ...]:
+    """The rate windows a request counts against: every one the global, a login also its own."""
+    if route is not None and route.endpoint == "createSession":
+        return ("global", "createSession")
+    return ("global",)
 
 
 def _mentioned(record: Record) -> set[str]:
