@@ -47,11 +47,10 @@ from monitor.sandbox.server import (
 from monitor.sandbox.traffic import (
     MENTION,
     POST,
+    SandboxOptions,
     TrafficItem,
-    TrafficRates,
     TrafficSandbox,
     fit,
-    traffic_window,
 )
 
 POST_TYPE = "app.bsky.feed.post"
@@ -708,41 +707,26 @@ class BlueskySandbox(TrafficSandbox):
     def __init__(
         self,
         *,
-        seed: int = 7,
-        brand_handle: str = "acme.bsky.social",
-        keywords: Sequence[str] = ("acme",),
-        start: datetime | None = None,
-        end: datetime | None = None,
-        clock: datetime | None = None,
         app_password: str = "sandbox-bluesky-password",
         access_ttl: float = ACCESS_TTL_SECONDS,
         likes_per_post: int = 8,
         search_depth: int = SEARCH_DEPTH,
-        traffic: Sequence[TrafficItem] | None = None,
-        port: int = 0,
-        **rates: Unpack[TrafficRates],
+        **options: Unpack[SandboxOptions],
     ) -> None:
         """``search_depth``: how many hits of one query searchPosts pages through at most."""
+        brand_handle = options.setdefault("brand_handle", "acme.bsky.social")
         if not _HANDLE.match(brand_handle):
             raise ValueError(f"brand_handle must be a lowercase domain handle: {brand_handle!r}")
-        brand_label = brand_handle.split(".")[0].replace("-", "_")
-        self.brand_handle = brand_handle
-        self.keywords = tuple(keywords)
         self.app_password = app_password
         self.search_depth = search_depth
-        self.traffic_start, self.traffic_end, self.items = traffic_window(
-            seed=seed,
-            brand_handle=brand_label,
-            keywords=self.keywords,
-            start=start,
-            end=end,
-            traffic=traffic,
-            rates=rates,
-        )
-        self.network = Network(self.items, brand_handle, brand_label, likes_per_post)
+        super().__init__(**options)
+        self.network = Network(self.items, brand_handle, self.traffic_brand(), likes_per_post)
         self.sessions = _Sessions(access_ttl)
         self._limiter = RateLimiter(RATE_LIMITS)
-        super().__init__(clock=clock or self.traffic_end, port=port)
+
+    def traffic_brand(self) -> str:
+        """The brand in the traffic: the first label of its handle (``acme.bsky.social``: acme)."""
+        return self.brand_handle.split(".")[0].replace("-", "_")
 
     # for tests and the demo --------------------------------------------------------
 

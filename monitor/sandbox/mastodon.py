@@ -44,10 +44,9 @@ from monitor.sandbox.server import (
 from monitor.sandbox.traffic import (
     MENTION,
     POST,
+    SandboxOptions,
     TrafficItem,
-    TrafficRates,
     TrafficSandbox,
-    traffic_window,
 )
 
 T = TypeVar("T")
@@ -631,39 +630,20 @@ class MastodonSandbox(TrafficSandbox):
     def __init__(
         self,
         *,
-        seed: int = 7,
-        brand_handle: str = "acme",
         brand_account_id: str = DEFAULT_BRAND_ACCOUNT_ID,
-        keywords: Sequence[str] = ("acme",),
-        start: datetime | None = None,
-        end: datetime | None = None,
-        clock: datetime | None = None,
         access_token: str | None = None,
-        traffic: Sequence[TrafficItem] | None = None,
         search_enabled: bool = True,
         rate_limit: int = RATE_LIMIT,
-        port: int = 0,
-        **rates: Unpack[TrafficRates],
+        **options: Unpack[SandboxOptions],
     ) -> None:
-        _check_identity(brand_handle, brand_account_id)
-        self.brand_handle = brand_handle
+        _check_identity(options.get("brand_handle", "acme"), brand_account_id)
         self.brand_account_id = brand_account_id
-        self.keywords = tuple(keywords)
         self.access_token = access_token
         self.rate_limit = rate_limit
-        self.traffic_start, self.traffic_end, self.items = traffic_window(
-            seed=seed,
-            brand_handle=brand_handle,
-            keywords=self.keywords,
-            start=start,
-            end=end,
-            traffic=traffic,
-            rates=rates,
-        )
-        self._catalog = _Catalog(self.items, brand_handle, brand_account_id)
+        super().__init__(**options)
+        self._catalog = _Catalog(self.items, self.brand_handle, brand_account_id)
         self._api = _Api(self._catalog, search_enabled=search_enabled)
         self._limiter = RateLimiter({"all": (rate_limit, RATE_WINDOW_SECONDS)}, reset=aligned)
-        super().__init__(clock=clock or self.traffic_end, port=port)
 
     def native_id(self, item: TrafficItem) -> str:
         return self.status_id(item)

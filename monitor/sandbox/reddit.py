@@ -59,10 +59,9 @@ from monitor.sandbox.traffic import (
     MENTION,
     POST,
     REPLY,
+    SandboxOptions,
     TrafficItem,
-    TrafficRates,
     TrafficSandbox,
-    traffic_window,
 )
 
 ENDPOINTS = ("token", "me", "about", "overview", "inbox", "search", "info")
@@ -596,41 +595,23 @@ class RedditSandbox(TrafficSandbox):
     def __init__(
         self,
         *,
-        seed: int = 7,
-        brand_handle: str = "acme",
-        keywords: Sequence[str] = ("acme",),
-        start: datetime | None = None,
-        end: datetime | None = None,
-        clock: datetime | None = None,
         client_id: str | None = None,
         client_secret: str | None = None,
         username: str | None = None,
         password: str | None = None,
-        traffic: Sequence[TrafficItem] | None = None,
-        port: int = 0,
-        **rates: Unpack[TrafficRates],
+        **options: Unpack[SandboxOptions],
     ) -> None:
+        brand_handle = options.get("brand_handle", "acme")
         if not re.fullmatch(r"[A-Za-z0-9_-]{3,20}", brand_handle):
             raise ValueError(f"not a Reddit user name: {brand_handle!r}")
-        self.brand_handle = brand_handle
-        self.keywords = tuple(keywords)
         self.client = (client_id, client_secret)
         self.user = (username, password)
-        self.traffic_start, self.traffic_end, self.items = traffic_window(
-            seed=seed,
-            brand_handle=brand_handle,
-            keywords=self.keywords,
-            start=start,
-            end=end,
-            traffic=traffic,
-            rates=rates,
-        )
+        super().__init__(**options)
         self._catalog = _Catalog(self.items, brand_handle)
-        self._seed = seed
+        self._seed = options.get("seed", 7)
         self._tokens: dict[str, _Token] = {}
         self._state_lock = threading.Lock()
         self._limiter = RateLimiter({"api": (RATE_LIMIT, RATE_WINDOW_SECONDS)}, reset=exact)
-        super().__init__(clock=clock or self.traffic_end, port=port)
 
     # public helpers -------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from random import Random
-from typing import ClassVar, TypedDict
+from typing import ClassVar, TypedDict, Unpack
 
 from monitor import clock
 from monitor.sandbox.server import SandboxServer
@@ -429,15 +429,54 @@ def _aware(when: datetime, name: str) -> datetime:
     return when.astimezone(UTC)
 
 
+class SandboxOptions(TrafficRates, total=False):
+    """What every traffic sandbox takes: the traffic it serves (given, or generated from
+    ``seed`` and the rates for ``brand_handle`` and ``keywords`` over ``start``..``end``), its
+    clock (default: ``end``) and its port (0: a free one)."""
+
+    seed: int
+    brand_handle: str
+    keywords: Sequence[str]
+    start: datetime | None
+    end: datetime | None
+    clock: datetime | None
+    traffic: Sequence[TrafficItem] | None
+    port: int
+
+
 class TrafficSandbox(SandboxServer):
     """A sandbox serving a window of traffic: the items published up to its clock.
 
-    Subclasses set ``platform``, fill ``items`` (see :func:`traffic_window`) and say how an item
-    is identified on their platform (:meth:`native_id`).
+    Subclasses set ``platform`` and say how an item is identified on their platform
+    (:meth:`native_id`); the constructor takes :class:`SandboxOptions` and fills ``items``.
     """
 
     platform: ClassVar[str] = ""
     items: list[TrafficItem]
+
+    def __init__(self, **options: Unpack[SandboxOptions]) -> None:
+        unknown = set(options) - SandboxOptions.__optional_keys__
+        if unknown:
+            raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(unknown))}")
+        rates = {k: v for k, v in options.items() if k in TrafficRates.__optional_keys__}
+        self.brand_handle = options.get("brand_handle", "acme")
+        self.keywords = tuple(options.get("keywords", ("acme",)))
+        self.traffic_start, self.traffic_end, self.items = traffic_window(
+            seed=options.get("seed", 7),
+            brand_handle=self.traffic_brand(),
+            keywords=self.keywords,
+            start=options.get("start"),
+            end=options.get("end"),
+            traffic=options.get("traffic"),
+            rates=rates,  # type: ignore[arg-type]  # the TrafficRates keys of options
+        )
+        super().__init__(
+            clock=options.get("clock") or self.traffic_end, port=options.get("port", 0)
+        )
+
+    def traffic_brand(self) -> str:
+        """The brand's handle in the platform-neutral traffic (the brand's own, by default)."""
+        return self.brand_handle
 
     def visible(self) -> list[TrafficItem]:
         """The items published up to the clock, oldest first."""

@@ -37,10 +37,9 @@ from monitor.sandbox.traffic import (
     MENTION,
     POST,
     REPLY,
+    SandboxOptions,
     TrafficItem,
-    TrafficRates,
     TrafficSandbox,
-    traffic_window,
     visible_items,
 )
 
@@ -677,37 +676,18 @@ class XSandbox(TrafficSandbox):
     def __init__(
         self,
         *,
-        seed: int = 7,
-        brand_handle: str = "acme",
         brand_user_id: str = "1500000000000000001",
-        keywords: Sequence[str] = ("acme",),
-        start: datetime | None = None,
-        end: datetime | None = None,
-        clock: datetime | None = None,
         bearer_token: str | None = None,
-        traffic: Sequence[TrafficItem] | None = None,
-        port: int = 0,
-        **rates: Unpack[TrafficRates],
+        **options: Unpack[SandboxOptions],
     ) -> None:
-        _check_identity(brand_handle, brand_user_id)
-        self.brand_handle = brand_handle
+        _check_identity(options.get("brand_handle", "acme"), brand_user_id)
         self.brand_user_id = brand_user_id
-        self.keywords = tuple(keywords)
         self.bearer_token = bearer_token
-        self.traffic_start, self.traffic_end, self.items = traffic_window(
-            seed=seed,
-            brand_handle=brand_handle,
-            keywords=self.keywords,
-            start=start,
-            end=end,
-            traffic=traffic,
-            rates=rates,
-        )
-        self._catalog = _Catalog(self.items, brand_handle, brand_user_id)
+        super().__init__(**options)
+        self._catalog = _Catalog(self.items, self.brand_handle, brand_user_id)
         self._api = _Api(self._catalog)
         limits = {name: (limit, RATE_WINDOW_SECONDS) for name, limit in RATE_LIMITS.items()}
         self._limiter = RateLimiter(limits, default=(DEFAULT_RATE_LIMIT, RATE_WINDOW_SECONDS))
-        super().__init__(clock=clock or self.traffic_end, port=port)
 
     def native_id(self, item: TrafficItem) -> str:
         return self.tweet_id(item)
