@@ -35,8 +35,10 @@ from http import HTTPStatus
 from typing import Any, Unpack
 
 from monitor import clock
-from monitor.sandbox.common import ApiError, Params, QuerySyntax, RateLimiter, RateWindow
+from monitor.sandbox.common import Params, QuerySyntax
+from monitor.sandbox.limits import RateLimiter, RateWindow
 from monitor.sandbox.server import (
+    ApiError,
     Headers,
     Json,
     Request,
@@ -675,16 +677,6 @@ def _b64(payload: Json) -> str:
 # --------------------------------------------------------------------------- the sandbox
 
 
-def _rate_headers(window: RateWindow) -> Headers:
-    """xrpc-server's headers; ``RateLimit-Reset`` in epoch seconds."""
-    return (
-        ("RateLimit-Limit", str(window.limit)),
-        ("RateLimit-Remaining", str(window.remaining)),
-        ("RateLimit-Reset", str(math.ceil(window.reset))),
-        ("RateLimit-Policy", f"{window.limit};w={window.seconds}"),
-    )
-
-
 class BlueskySandbox(TrafficSandbox):
     """A local Bluesky PDS + AppView over deterministic generated traffic.
 
@@ -722,7 +714,7 @@ class BlueskySandbox(TrafficSandbox):
         super().__init__(**options)
         self.network = Network(self.items, brand_handle, self.traffic_brand(), likes_per_post)
         self.sessions = _Sessions(access_ttl)
-        self._limiter = RateLimiter(RATE_LIMITS)
+        self.limiter = RateLimiter(RATE_LIMITS)
 
     def traffic_brand(self) -> str:
         """The brand in the traffic: the first label of its handle (``acme.bsky.social``: acme)."""
@@ -800,21 +792,31 @@ class BlueskySandbox(TrafficSandbox):
         problem = problem or xrpc_error(401, "AuthenticationRequired", "Authentication Required")
         return self._error_response(problem, route)
 
-    def respond(self, route: Route, request: Request) -> Response:
-        """The XRPC answer, counted against the rate windows (429 once one is used up)."""
-        allowed, window = self._limiter.take(*_windows(route))
-        headers = _rate_headers(window)
-        if not allowed:
-            error = xrpc_error(429, "RateLimitExceeded", "Rate Limit Exceeded")
-            return Response.json(429, error.body, headers)
-        try:
-            _, method, _ = METHODS[route.action]
-            if request.method != method:
-                raise invalid(f"Incorrect HTTP method ({request.method}) expected {method}")
-            payload = self._handlers()[route.action](request)
-            return Response.json(200, payload, headers)
-        except ApiError as error:
-            return error.response(headers)
+    def answer(self, route: Route, request: Request) -> Response:
+        """The XRPC answer (400 for the wrong HTTP method)."""
+        _, method, _ = METHODS[route.action]
+        if request.method != method:
+            raise invalid(f"Incorrect HTTP method ({request.method}) expected {method}")
+        return Response.json(200, self._handlers()[route.action](request))
+
+    def rate_windows(self, route: Route | None) -> tuple[str, ...]:
+        """Every request counts against the global window, a login also against its own."""
+        if route is not None and route.endpoint == "createSession":
+            return ("global", "createSession")
+        return ("global",)
+
+    def rate_headers(self, window: RateWindow) -> Headers:
+        """xrpc-server's headers; ``RateLimit-Reset`` in epoch seconds."""
+        return (
+            ("RateLimit-Limit", str(window.limit)),
+            ("RateLimit-Remaining", str(window.remaining)),
+            ("RateLimit-Reset", str(math.ceil(window.reset))),
+            ("RateLimit-Policy", f"{window.limit};w={window.seconds}"),
+        )
+
+    def throttled(self, route: Route, request: Request, headers: Headers) -> Response:
+        """429 RateLimitExceeded."""
+        return xrpc_error(429, "RateLimitExceeded", "Rate Limit Exceeded").response(headers)
 
     def error(self, status: int, route: Route | None, request: Request) -> Response:
         """XRPC's ``{"error", "message"}`` body; an unknown method is 501."""
@@ -823,14 +825,8 @@ class BlueskySandbox(TrafficSandbox):
         name = _ERROR_NAMES.get(status, HTTPStatus(status).phrase.replace(" ", ""))
         return self._error_response(xrpc_error(status, name, HTTPStatus(status).phrase), route)
 
-    def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
-        """429 RateLimitExceeded, nothing remaining until ``reset_in`` seconds from now."""
-        headers = _rate_headers(self._limiter.exhausted("global", reset_in))
-        error = xrpc_error(429, "RateLimitExceeded", "Rate Limit Exceeded")
-        return Response.json(429, error.body, headers)
-
     def _error_response(self, error: ApiError, route: Route | None) -> Response:
-        return error.response(_rate_headers(self._limiter.peek(*_windows(route))))
+        return error.response(self.current_rate_headers(route))
 
     # methods ----------------------------------------------------------------------
 
@@ -1004,13 +1000,6 @@ class BlueskySandbox(TrafficSandbox):
                 hits.append(record)
         hits.sort(key=lambda r: r.order, reverse=True)
         return hits
-
-
-def _windows(route: Route | None) -> tuple[str, ...]:
-    """The rate windows a request counts against: every one the global, a login also its own."""
-    if route is not None and route.endpoint == "createSession":
-        return ("global", "createSession")
-    return ("global",)
 
 
 def _mentioned(record: Record) -> set[str]:

@@ -1,40 +1,19 @@
-"""What every platform sandbox needs besides the server: errors, parameters, search queries, a
-fixed-window rate limiter and the account catalogue.
+"""What every platform sandbox reads requests with: parameters, search queries and the account
+catalogue.
 
-Each piece is written once here; a platform states only where it differs (its limits and header
-names, its query operators, its parameter checks and error bodies), so that a new platform's
-sandbox is its wire format and little else.
+Each piece is written once here; a platform states only where it differs (its query operators,
+its parameter checks), so that a new platform's sandbox is its wire format and little else.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
-import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from monitor import clock
-from monitor.sandbox.server import Headers, Json, Query, Response
+from monitor.sandbox.server import Query
 from monitor.sandbox.traffic import TrafficItem
-
-# --------------------------------------------------------------------------- errors
-
-
-class ApiError(Exception):
-    """A platform's error answer, raised by a handler: status, JSON body and extra headers."""
-
-    def __init__(self, status: int, body: Json, headers: Headers = ()) -> None:
-        super().__init__(f"{status}: {body}")
-        self.status = status
-        self.body = body
-        self.headers = headers
-
-    def response(self, headers: Headers = ()) -> Response:
-        """The answer: ``headers`` (the rate headers of the moment) then the error's own."""
-        return Response.json(self.status, self.body, (*headers, *self.headers))
-
 
 # --------------------------------------------------------------------------- parameters
 
@@ -117,100 +96,6 @@ class QuerySyntax:
                 target.append(term)
         kept = {name: tuple(values) for name, values in operators.items()}
         return SearchTerms(tuple(terms), tuple(excluded), kept)
-
-
-# --------------------------------------------------------------------------- rate limits
-
-
-@dataclass
-class RateWindow:
-    """One fixed rate-limit window: ``limit`` requests per ``seconds``, reset at ``reset``."""
-
-    limit: int
-    seconds: int
-    remaining: int
-    reset: float  # epoch seconds
-
-    @property
-    def used(self) -> int:
-        """Requests counted in this window."""
-        return self.limit - self.remaining
-
-
-def next_second(now: float, seconds: int) -> float:
-    """A window opening now that resets ``seconds`` after the next whole second (X, Bluesky)."""
-    return float(math.ceil(now) + seconds)
-
-
-def aligned(now: float, seconds: int) -> float:
-    """A window on the ``seconds`` grid of the epoch (Mastodon's Rack::Attack periods)."""
-    return float((math.floor(now / seconds) + 1) * seconds)
-
-
-def exact(now: float, seconds: int) -> float:
-    """A window resetting exactly ``seconds`` from now (Reddit)."""
-    return now + seconds
-
-
-class RateLimiter:
-    """Fixed-window limits by name; a request counts against one or more windows at once.
-
-    ``limits`` maps a window's name to ``(limit, seconds)`` (``default`` for other names);
-    ``reset`` says when a window opened at a time resets.  Thread-safe.
-    """
-
-    def __init__(
-        self,
-        limits: Mapping[str, tuple[int, int]],
-        *,
-        default: tuple[int, int] | None = None,
-        reset: Callable[[float, int], float] = next_second,
-    ) -> None:
-        self.limits = dict(limits)
-        self.default = default
-        self._reset = reset
-        self._windows: dict[str, RateWindow] = {}
-        self._lock = threading.Lock()
-
-    def limit(self, name: str) -> tuple[int, int]:
-        """``(limit, seconds)`` of window ``name``."""
-        found = self.limits.get(name, self.default)
-        if found is None:
-            raise KeyError(name)
-        return found
-
-    def _current(self, names: Iterable[str], now: float) -> list[RateWindow]:
-        windows = []
-        for name in names:
-            window = self._windows.get(name)
-            if window is None or now >= window.reset:
-                limit, seconds = self.limit(name)
-                window = RateWindow(limit, seconds, limit, self._reset(now, seconds))
-                self._windows[name] = window
-            windows.append(window)
-        return windows
-
-    def take(self, *names: str) -> tuple[bool, RateWindow]:
-        """Count one request against ``names`` unless one is used up: whether it was allowed,
-        and the window with the least left (a copy, as it stands after the count)."""
-        with self._lock:
-            windows = self._current(names, clock.timestamp())
-            allowed = all(w.remaining > 0 for w in windows)
-            for window in windows if allowed else ():
-                window.remaining -= 1
-            tightest = min(windows, key=lambda w: w.remaining)
-            return allowed, RateWindow(**vars(tightest))
-
-    def peek(self, *names: str) -> RateWindow:
-        """The window of ``names`` with the least left, without counting (a copy)."""
-        with self._lock:
-            windows = self._current(names, clock.timestamp())
-            return RateWindow(**vars(min(windows, key=lambda w: w.remaining)))
-
-    def exhausted(self, name: str, reset_in: float) -> RateWindow:
-        """Window ``name`` used up until ``reset_in`` seconds from now (a 429 fault's)."""
-        limit, seconds = self.limit(name)
-        return RateWindow(limit, seconds, 0, clock.timestamp() + reset_in)
 
 
 # --------------------------------------------------------------------------- catalogue

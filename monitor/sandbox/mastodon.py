@@ -23,16 +23,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, Unpack
 from urllib.parse import urlencode, urlsplit
 
-from monitor.sandbox.common import (
-    ApiError,
-    Catalog,
-    Params,
-    QuerySyntax,
-    RateLimiter,
-    RateWindow,
-    aligned,
-)
+from monitor.sandbox.common import Catalog, Params, QuerySyntax
+from monitor.sandbox.limits import RateLimiter, RateWindow, aligned
 from monitor.sandbox.server import (
+    ApiError,
     Headers,
     Json,
     Request,
@@ -595,15 +589,6 @@ class _Api:
 # --------------------------------------------------------------------------- the sandbox
 
 
-def _rate_headers(window: RateWindow) -> Headers:
-    """Mastodon's rate-limit headers; the reset is an ISO-8601 time."""
-    return (
-        ("X-RateLimit-Limit", str(window.limit)),
-        ("X-RateLimit-Remaining", str(window.remaining)),
-        ("X-RateLimit-Reset", format_reset(datetime.fromtimestamp(window.reset, UTC))),
-    )
-
-
 class MastodonSandbox(TrafficSandbox):
     """A local Mastodon instance over deterministic generated traffic.
 
@@ -643,7 +628,7 @@ class MastodonSandbox(TrafficSandbox):
         super().__init__(**options)
         self._catalog = _Catalog(self.items, self.brand_handle, brand_account_id)
         self._api = _Api(self._catalog, search_enabled=search_enabled)
-        self._limiter = RateLimiter({"all": (rate_limit, RATE_WINDOW_SECONDS)}, reset=aligned)
+        self.limiter = RateLimiter({"all": (rate_limit, RATE_WINDOW_SECONDS)}, reset=aligned)
 
     def native_id(self, item: TrafficItem) -> str:
         return self.status_id(item)
@@ -669,19 +654,23 @@ class MastodonSandbox(TrafficSandbox):
             return route.endpoint in PUBLIC_ENDPOINTS and request.header("Authorization") is None
         return self.access_token is None or token == self.access_token
 
-    def respond(self, route: Route, request: Request) -> Response:
-        """The API answer, counted against the rate window (429 once it is used up)."""
-        allowed, window = self._limiter.take("all")
-        headers = _rate_headers(window)
-        if not allowed:
-            return Response.json(429, {"error": TOO_MANY_REQUESTS}, headers)
+    def answer(self, route: Route, request: Request) -> Response:
+        """The API answer, with its ``Link`` header when it is a page."""
         view = _View(self.url, self.clock, request.bearer() is not None)
-        try:
-            body, link = self._api.answer(route, request, view)
-        except ApiError as error:
-            return error.response(headers)
-        extra = (("Link", link),) if link else ()
-        return Response.json(200, body, (*extra, *headers))
+        body, link = self._api.answer(route, request, view)
+        return Response.json(200, body, (("Link", link),) if link else ())
+
+    def rate_windows(self, route: Route | None) -> tuple[str, ...]:
+        """One window for every endpoint, as Mastodon's per-account limit."""
+        return ("all",)
+
+    def rate_headers(self, window: RateWindow) -> Headers:
+        """Mastodon's rate-limit headers; the reset is an ISO-8601 time."""
+        return (
+            ("X-RateLimit-Limit", str(window.limit)),
+            ("X-RateLimit-Remaining", str(window.remaining)),
+            ("X-RateLimit-Reset", format_reset(datetime.fromtimestamp(window.reset, UTC))),
+        )
 
     def error(self, status: int, route: Route | None, request: Request) -> Response:
         """``{"error": ...}`` from Mastodon; 502-504 as the HTML page of the nginx in front."""
@@ -693,7 +682,7 @@ class MastodonSandbox(TrafficSandbox):
             return Response.text(status, page, content_type="text/html")
         messages = {401: INVALID_TOKEN, 404: NOT_FOUND, 429: TOO_MANY_REQUESTS}
         body = {"error": messages.get(status, "Internal server error")}
-        return Response.json(status, body, self._headers())
+        return Response.json(status, body, self.current_rate_headers(route))
 
     def unauthorized(self, route: Route, request: Request, *, expired: bool) -> Response:
         """401 ``{"error": "The access token is invalid"}`` (or "expired") with the challenge."""
@@ -702,16 +691,9 @@ class MastodonSandbox(TrafficSandbox):
             "WWW-Authenticate",
             f'Bearer realm="Doorkeeper", error="invalid_token", error_description="{message}"',
         )
-        return Response.json(401, {"error": message}, (challenge, *self._headers()))
-
-    def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
-        """429 ``{"error": "Too many requests"}``, nothing remaining until ``reset_in`` s on."""
-        headers = _rate_headers(self._limiter.exhausted("all", reset_in))
-        return Response.json(429, {"error": TOO_MANY_REQUESTS}, headers)
-
-    def _headers(self) -> Headers:
-        """The rate headers of the moment, nothing counted."""
-        return _rate_headers(self._limiter.peek("all"))
+        return Response.json(
+            401, {"error": message}, (challenge, *self.current_rate_headers(route))
+        )
 
 
 def _check_identity(brand_handle: str, brand_account_id: str) -> None:

@@ -36,16 +36,10 @@ from http import HTTPStatus
 from typing import Unpack
 
 from monitor import clock
-from monitor.sandbox.common import (
-    ApiError,
-    Catalog,
-    Params,
-    QuerySyntax,
-    RateLimiter,
-    RateWindow,
-    exact,
-)
+from monitor.sandbox.common import Catalog, Params, QuerySyntax
+from monitor.sandbox.limits import RateLimiter, RateWindow, exact
 from monitor.sandbox.server import (
+    ApiError,
     Headers,
     Json,
     Query,
@@ -547,10 +541,6 @@ class SearchQuery:
 # --------------------------------------------------------------------------- the sandbox
 
 
-def _window_headers(window: RateWindow) -> Headers:
-    return rate_headers(window.remaining, window.used, window.reset - clock.timestamp())
-
-
 def rate_headers(remaining: float, used: int, reset_in: float) -> Headers:
     """Reddit's three rate-limit headers; ``reset`` in seconds from now, ``remaining`` a float."""
     return (
@@ -611,7 +601,7 @@ class RedditSandbox(TrafficSandbox):
         self._seed = options.get("seed", 7)
         self._tokens: dict[str, _Token] = {}
         self._state_lock = threading.Lock()
-        self._limiter = RateLimiter({"api": (RATE_LIMIT, RATE_WINDOW_SECONDS)}, reset=exact)
+        self.limiter = RateLimiter({"api": (RATE_LIMIT, RATE_WINDOW_SECONDS)}, reset=exact)
 
     # public helpers -------------------------------------------------------------
 
@@ -648,32 +638,35 @@ class RedditSandbox(TrafficSandbox):
             return self._client_ok(request.basic_auth())
         return self._token(request) is not None
 
-    def respond(self, route: Route, request: Request) -> Response:
-        """Issue a token, or answer the API request counted against the rate window."""
+    def answer(self, route: Route, request: Request) -> Response:
+        """Issue a token, or answer the API request."""
         if route.endpoint == "token":
             return Response.json(200, self._grant(request))
-        allowed, window = self._limiter.take("api")
-        headers = _window_headers(window)
-        if not allowed:  # the window's budget is used up: wait for its reset
-            reset = dict(headers)["x-ratelimit-reset"]
-            return Response.json(429, error_body(429), (*headers, ("retry-after", reset)))
-        try:
-            return Response.json(200, self._api(route, request), headers)
-        except ApiError as error:
-            return error.response(headers)
+        return Response.json(200, self._api(route, request))
+
+    def rate_windows(self, route: Route | None) -> tuple[str, ...]:
+        """One budget for the API; the token endpoint is not counted."""
+        return () if route is None or route.endpoint == "token" else ("api",)
+
+    def rate_headers(self, window: RateWindow) -> Headers:
+        """Reddit's three headers, the reset in seconds from now."""
+        return rate_headers(window.remaining, window.used, window.reset - clock.timestamp())
+
+    def throttled(self, route: Route, request: Request, headers: Headers) -> Response:
+        """429 with ``retry-after``: the window's budget is used up, wait for its reset."""
+        reset = dict(headers)["x-ratelimit-reset"]
+        return Response.json(429, error_body(429), (*headers, ("retry-after", reset)))
 
     def error(self, status: int, route: Route | None, request: Request) -> Response:
         """Reddit's ``{"message", "error"}`` body, with the rate headers on API answers."""
-        if route is None or route.endpoint == "token":
-            return Response.json(status, error_body(status))
-        return Response.json(status, error_body(status), self._headers())
+        return Response.json(status, error_body(status), self.current_rate_headers(route))
 
     def unauthorized(self, route: Route, request: Request, *, expired: bool) -> Response:
         """401; API answers carry ``www-authenticate`` (prawcore needs it to name the error)."""
         if route.endpoint == "token":
             return Response.json(401, error_body(401))
         challenge = ("www-authenticate", 'Bearer realm="reddit", error="invalid_token"')
-        return Response.json(401, error_body(401), (*self._headers(), challenge))
+        return Response.json(401, error_body(401), (*self.current_rate_headers(route), challenge))
 
     def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
         """429 with ``retry-after`` and the budget used up until ``reset_in`` seconds from now."""
@@ -723,10 +716,6 @@ class RedditSandbox(TrafficSandbox):
             "expires_in": TOKEN_LIFETIME,
             "scope": "*",
         }
-
-    def _headers(self) -> Headers:
-        """The rate headers of the moment, nothing counted."""
-        return _window_headers(self._limiter.peek("api"))
 
     # the API --------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Self, cast
 from urllib.parse import parse_qs, urlsplit
 
 from monitor import clock
+from monitor.sandbox.limits import RateLimiter, RateWindow
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +213,23 @@ class Response:
         return cls(status, text.encode("utf-8"), tuple(headers), content_type)
 
 
+class ApiError(Exception):
+    """A platform's error answer, raised by a handler: status, JSON body and extra headers.
+
+    The server answers it with the rate headers of the moment before the error's own.
+    """
+
+    def __init__(self, status: int, body: Json, headers: Headers = ()) -> None:
+        super().__init__(f"{status}: {body}")
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    def response(self, headers: Headers = ()) -> Response:
+        """The answer: ``headers`` (the rate headers of the moment) then the error's own."""
+        return Response.json(self.status, self.body, (*headers, *self.headers))
+
+
 @dataclass(frozen=True)
 class RecordedRequest:
     """One API request as the sandbox received it (Authorization redacted)."""
@@ -247,12 +265,12 @@ class SandboxServer(ABC):
     """A local API server with a clock, request recording and injectable faults.
 
     Subclasses declare :attr:`routes` (or implement :meth:`resolve`) and ``endpoints`` (the
-    names faults can target), implement :meth:`authenticate` and :meth:`respond`, and override
-    :meth:`error`, :meth:`unauthorized` and :meth:`rate_limited` for the platform's error
-    shapes.  A request is
-    resolved (None: 404), authenticated (False: 401), then answered: by the next queued fault
-    matching its endpoint, else by :meth:`respond`.  Use as a context manager, or call
-    :meth:`start` and :meth:`stop`.
+    names faults can target), implement :meth:`authenticate` and :meth:`answer`, may declare a
+    :attr:`limiter` (with :meth:`rate_windows` and :meth:`rate_headers`), and override
+    :meth:`error`, :meth:`unauthorized`, :meth:`throttled` and :meth:`rate_limited` for the
+    platform's error shapes.  A request is resolved (None: 404), authenticated (False: 401),
+    then answered: by the next queued fault matching its endpoint, else by :meth:`respond`.
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
 
     label: ClassVar[str] = "sandbox"
@@ -268,6 +286,8 @@ class SandboxServer(ABC):
     spoils them)."""
     routes: ClassVar[tuple[RouteSpec, ...]] = ()
     """The platform's routes, tried in order by :meth:`resolve`."""
+    limiter: RateLimiter | None = None
+    """The platform's rate windows (None: no limits); see :meth:`rate_windows`."""
 
     def __init__(self, *, clock: datetime, port: int = 0) -> None:
         self.port = port
@@ -295,9 +315,46 @@ class SandboxServer(ABC):
     def authenticate(self, route: Route, request: Request) -> bool:
         """Whether the request's credentials are good for ``route``; False answers 401."""
 
-    @abstractmethod
     def respond(self, route: Route, request: Request) -> Response:
-        """The normal answer (no fault).  An exception here answers ``error(500, ...)``."""
+        """The normal answer (no fault): :meth:`answer`, counted against the route's rate windows
+        (:meth:`throttled` once one is used up) and carrying their headers; an
+        :class:`ApiError` answers as the error.  Any other exception answers ``error(500, ...)``."""
+        names = self.rate_windows(route)
+        headers: Headers = ()
+        if self.limiter is not None and names:
+            allowed, window = self.limiter.take(*names)
+            headers = self.rate_headers(window)
+            if not allowed:
+                return self.throttled(route, request, headers)
+        try:
+            answer = self.answer(route, request)
+        except ApiError as error:
+            return error.response(headers)
+        return dataclasses.replace(answer, headers=(*answer.headers, *headers))
+
+    def answer(self, route: Route, request: Request) -> Response:
+        """The platform's answer to an API request, before rate limiting; raise
+        :class:`ApiError` for an error answer."""
+        raise NotImplementedError(f"{type(self).__name__} answers no {route.endpoint} requests")
+
+    def rate_windows(self, route: Route | None) -> tuple[str, ...]:
+        """The :attr:`limiter` windows a request to ``route`` counts against (none: not counted)."""
+        return ()
+
+    def rate_headers(self, window: RateWindow) -> Headers:
+        """The headers reporting ``window`` in the platform's naming."""
+        return ()
+
+    def current_rate_headers(self, route: Route | None) -> Headers:
+        """The rate headers of ``route``'s windows as they stand (nothing counted)."""
+        names = self.rate_windows(route)
+        if self.limiter is None or not names:
+            return ()
+        return self.rate_headers(self.limiter.peek(*names))
+
+    def throttled(self, route: Route, request: Request, headers: Headers) -> Response:
+        """429 once a rate window is used up; ``headers`` report the window."""
+        return dataclasses.replace(self.error(429, route, request), headers=headers)
 
     def error(self, status: int, route: Route | None, request: Request) -> Response:
         """The platform's error answer for ``status``: 404 (``route`` None), 401, 429, 5xx.
@@ -311,8 +368,13 @@ class SandboxServer(ABC):
         return self.error(401, route, request)
 
     def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
-        """429 from the ``429`` fault; the limit resets ``reset_in`` seconds from now."""
-        return self.error(429, route, request)
+        """429 from the ``429`` fault: :meth:`throttled` with ``route``'s first window used up
+        until ``reset_in`` seconds from now."""
+        names = self.rate_windows(route)
+        if self.limiter is None or not names:
+            return self.error(429, route, request)
+        headers = self.rate_headers(self.limiter.exhausted(names[0], reset_in))
+        return self.throttled(route, request, headers)
 
     # lifecycle ------------------------------------------------------------------
 

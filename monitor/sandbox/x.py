@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import json
 import math
 import re
@@ -21,8 +20,10 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, Unpack
 
-from monitor.sandbox.common import ApiError, Catalog, Params, QuerySyntax, RateLimiter, RateWindow
+from monitor.sandbox.common import Catalog, Params, QuerySyntax
+from monitor.sandbox.limits import RateLimiter, RateWindow
 from monitor.sandbox.server import (
+    ApiError,
     Headers,
     Json,
     Query,
@@ -644,15 +645,6 @@ def _check_search_start(params: _Params, window: _Window, clock: datetime) -> No
 # --------------------------------------------------------------------------- the sandbox
 
 
-def _rate_headers(window: RateWindow) -> Headers:
-    """X's rate-limit headers; the reset in epoch seconds."""
-    return (
-        ("x-rate-limit-limit", str(window.limit)),
-        ("x-rate-limit-remaining", str(window.remaining)),
-        ("x-rate-limit-reset", str(math.ceil(window.reset))),
-    )
-
-
 class XSandbox(TrafficSandbox):
     """A local X API v2 server over deterministic generated traffic.
 
@@ -687,7 +679,7 @@ class XSandbox(TrafficSandbox):
         self._catalog = _Catalog(self.items, self.brand_handle, brand_user_id)
         self._api = _Api(self._catalog)
         limits = {name: (limit, RATE_WINDOW_SECONDS) for name, limit in RATE_LIMITS.items()}
-        self._limiter = RateLimiter(limits, default=(DEFAULT_RATE_LIMIT, RATE_WINDOW_SECONDS))
+        self.limiter = RateLimiter(limits, default=(DEFAULT_RATE_LIMIT, RATE_WINDOW_SECONDS))
 
     def native_id(self, item: TrafficItem) -> str:
         return self.tweet_id(item)
@@ -707,26 +699,26 @@ class XSandbox(TrafficSandbox):
         token = request.bearer()
         return token is not None and (self.bearer_token is None or token == self.bearer_token)
 
-    def respond(self, route: Route, request: Request) -> Response:
-        """The API answer, counted against the endpoint's rate window (429 once used up)."""
-        allowed, window = self._limiter.take(route.endpoint)
-        headers = _rate_headers(window)
-        if not allowed:
-            return Response.json(429, problem(429, "Too Many Requests"), headers)
-        try:
-            return Response.json(200, self._api.answer(route, request.query, self.clock), headers)
-        except ApiError as error:
-            return error.response(headers)
+    def answer(self, route: Route, request: Request) -> Response:
+        """The API answer."""
+        return Response.json(200, self._api.answer(route, request.query, self.clock))
+
+    def rate_windows(self, route: Route | None) -> tuple[str, ...]:
+        """One window per endpoint."""
+        return (route.endpoint if route else "other",)
+
+    def rate_headers(self, window: RateWindow) -> Headers:
+        """X's rate-limit headers; the reset in epoch seconds."""
+        return (
+            ("x-rate-limit-limit", str(window.limit)),
+            ("x-rate-limit-remaining", str(window.remaining)),
+            ("x-rate-limit-reset", str(math.ceil(window.reset))),
+        )
 
     def error(self, status: int, route: Route | None, request: Request) -> Response:
         """X's problem body with the endpoint's current rate-limit headers."""
-        headers = _rate_headers(self._limiter.peek(route.endpoint if route else "other"))
-        return Response.json(status, problem(status, HTTPStatus(status).phrase), headers)
-
-    def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
-        """429 with nothing remaining until ``reset_in`` seconds from now (epoch seconds)."""
-        headers = _rate_headers(self._limiter.exhausted(route.endpoint, reset_in))
-        return dataclasses.replace(self.error(429, route, request), headers=headers)
+        body = problem(status, HTTPStatus(status).phrase)
+        return Response.json(status, body, self.current_rate_headers(route))
 
 
 def _check_identity(brand_handle: str, brand_user_id: str) -> None:
