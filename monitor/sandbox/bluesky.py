@@ -727,12 +727,11 @@ class BlueskySandbox(TrafficSandbox):
         """The brand account's DID."""
         return self.network.brand_did
 
-    def native_id(self, item: TrafficItem) -> str:
-        return self.uri(item)
-
     def uri(self, item: TrafficItem) -> str:
         """The at:// uri of ``item``'s post record."""
         return self.network.records[item.seq].uri
+
+    native_id = uri
 
     def record(self, item: TrafficItem) -> Record:
         """``item``'s post record."""

@@ -15,6 +15,13 @@ from dataclasses import dataclass, field
 from monitor.sandbox.server import Query
 from monitor.sandbox.traffic import TrafficItem
 
+
+def require(name: str, value: str, pattern: str) -> None:
+    """ValueError naming argument ``name`` unless ``value`` matches ``pattern`` whole."""
+    if not re.fullmatch(pattern, value):
+        raise ValueError(f"{name} must match {pattern}: {value!r}")
+
+
 # --------------------------------------------------------------------------- parameters
 
 

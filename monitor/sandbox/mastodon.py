@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, Unpack
 from urllib.parse import urlencode, urlsplit
 
-from monitor.sandbox.common import Catalog, Params, QuerySyntax
+from monitor.sandbox.common import Catalog, Params, QuerySyntax, require
 from monitor.sandbox.limits import RateLimiter, RateWindow, aligned
 from monitor.sandbox.server import (
     ApiError,
@@ -621,7 +621,8 @@ class MastodonSandbox(TrafficSandbox):
         rate_limit: int = RATE_LIMIT,
         **options: Unpack[SandboxOptions],
     ) -> None:
-        _check_identity(options.get("brand_handle", "acme"), brand_account_id)
+        require("brand_handle", options.get("brand_handle", "acme"), _USERNAME.pattern)
+        require("brand_account_id", brand_account_id, _ID.pattern)
         self.brand_account_id = brand_account_id
         self.access_token = access_token
         self.rate_limit = rate_limit
@@ -630,12 +631,11 @@ class MastodonSandbox(TrafficSandbox):
         self._api = _Api(self._catalog, search_enabled=search_enabled)
         self.limiter = RateLimiter({"all": (rate_limit, RATE_WINDOW_SECONDS)}, reset=aligned)
 
-    def native_id(self, item: TrafficItem) -> str:
-        return self.status_id(item)
-
     def status_id(self, item: TrafficItem) -> str:
         """The Mastodon status id of ``item``."""
         return self._catalog.status_id(item)
+
+    native_id = status_id
 
     def account_id(self, handle: str) -> str:
         """The account id of ``handle`` (the brand's is ``brand_account_id``)."""
@@ -649,10 +649,9 @@ class MastodonSandbox(TrafficSandbox):
 
     def authenticate(self, route: Route, request: Request) -> bool:
         """A presented token must be good; public endpoints also answer without one."""
-        token = request.bearer()
-        if token is None:
+        if request.bearer() is None:
             return route.endpoint in PUBLIC_ENDPOINTS and request.header("Authorization") is None
-        return self.access_token is None or token == self.access_token
+        return request.bearer_is(self.access_token)
 
     def answer(self, route: Route, request: Request) -> Response:
         """The API answer, with its ``Link`` header when it is a page."""
@@ -694,10 +693,3 @@ class MastodonSandbox(TrafficSandbox):
         return Response.json(
             401, {"error": message}, (challenge, *self.current_rate_headers(route))
         )
-
-
-def _check_identity(brand_handle: str, brand_account_id: str) -> None:
-    if not _USERNAME.fullmatch(brand_handle):
-        raise ValueError(f"brand_handle must match {_USERNAME.pattern}: {brand_handle!r}")
-    if not _ID.fullmatch(brand_account_id):
-        raise ValueError(f"brand_account_id must match {_ID.pattern}: {brand_account_id!r}")

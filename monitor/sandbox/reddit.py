@@ -605,9 +605,6 @@ class RedditSandbox(TrafficSandbox):
 
     # public helpers -------------------------------------------------------------
 
-    def native_id(self, item: TrafficItem) -> str:
-        return self.fullname(item)
-
     def thing(self, item: TrafficItem) -> Thing:
         """The Reddit thing ``item`` is served as."""
         return self._catalog.thing(item)
@@ -615,6 +612,8 @@ class RedditSandbox(TrafficSandbox):
     def fullname(self, item: TrafficItem) -> str:
         """The fullname (``t1_...`` / ``t3_...``) of ``item``."""
         return self._catalog.thing(item).fullname
+
+    native_id = fullname
 
     def user_fullname(self, name: str) -> str:
         """The ``t2_...`` fullname of the account ``name``."""

@@ -155,6 +155,11 @@ class Request:
         """The token of ``Authorization: Bearer <token>`` (scheme in any case), or None."""
         return self._credentials("bearer")
 
+    def bearer_is(self, expected: str | None) -> bool:
+        """Whether a bearer token came, and is ``expected`` (None: any token)."""
+        token = self.bearer()
+        return token is not None and (expected is None or token == expected)
+
     def basic_auth(self) -> tuple[str, str] | None:
         """User and password of ``Authorization: Basic <base64>``, or None."""
         encoded = self._credentials("basic")

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, Unpack
 
-from monitor.sandbox.common import Catalog, Params, QuerySyntax
+from monitor.sandbox.common import Catalog, Params, QuerySyntax, require
 from monitor.sandbox.limits import RateLimiter, RateWindow
 from monitor.sandbox.server import (
     ApiError,
@@ -672,7 +672,8 @@ class XSandbox(TrafficSandbox):
         bearer_token: str | None = None,
         **options: Unpack[SandboxOptions],
     ) -> None:
-        _check_identity(options.get("brand_handle", "acme"), brand_user_id)
+        require("brand_handle", options.get("brand_handle", "acme"), _USERNAME_PATTERN)
+        require("brand_user_id", brand_user_id, _ID_PATTERN)
         self.brand_user_id = brand_user_id
         self.bearer_token = bearer_token
         super().__init__(**options)
@@ -681,12 +682,11 @@ class XSandbox(TrafficSandbox):
         limits = {name: (limit, RATE_WINDOW_SECONDS) for name, limit in RATE_LIMITS.items()}
         self.limiter = RateLimiter(limits, default=(DEFAULT_RATE_LIMIT, RATE_WINDOW_SECONDS))
 
-    def native_id(self, item: TrafficItem) -> str:
-        return self.tweet_id(item)
-
     def tweet_id(self, item: TrafficItem) -> str:
         """The X id of ``item``."""
         return self._catalog.tweet_id(item)
+
+    native_id = tweet_id
 
     def user_id(self, handle: str) -> str:
         """The X user id of ``handle`` (the brand's is ``brand_user_id``)."""
@@ -696,8 +696,7 @@ class XSandbox(TrafficSandbox):
 
     def authenticate(self, route: Route, request: Request) -> bool:
         """A bearer token, and the configured one if there is one."""
-        token = request.bearer()
-        return token is not None and (self.bearer_token is None or token == self.bearer_token)
+        return request.bearer_is(self.bearer_token)
 
     def answer(self, route: Route, request: Request) -> Response:
         """The API answer."""
@@ -719,10 +718,3 @@ class XSandbox(TrafficSandbox):
         """X's problem body with the endpoint's current rate-limit headers."""
         body = problem(status, HTTPStatus(status).phrase)
         return Response.json(status, body, self.current_rate_headers(route))
-
-
-def _check_identity(brand_handle: str, brand_user_id: str) -> None:
-    if not re.fullmatch(_USERNAME_PATTERN, brand_handle):
-        raise ValueError(f"brand_handle must match {_USERNAME_PATTERN}: {brand_handle!r}")
-    if not re.fullmatch(_ID_PATTERN, brand_user_id):
-        raise ValueError(f"brand_user_id must match {_ID_PATTERN}: {brand_user_id!r}")
