@@ -1,9 +1,11 @@
 """The platform-neutral part of the sandbox servers: local HTTP, a clock, recording and faults.
 
-A platform sandbox subclasses :class:`SandboxServer` and supplies routing, authentication, its
-normal answers and the shapes of its error answers.  Everything else lives here: the threaded
-server on ``127.0.0.1`` (plain HTTP, or HTTPS with a certificate the caller gives), start and stop,
-the clock, request recording (Authorization redacted), the fault queue (rate limits, server errors,
+A platform sandbox subclasses :class:`SandboxServer`, declares its routes (method and path
+pattern), its rate windows and their header names, and supplies authentication, its normal
+answers and the shapes of its error answers.  Everything else lives here: routing, rate limiting
+(:mod:`monitor.sandbox.limits`), error answers raised as :class:`ApiError`, the threaded server on
+``127.0.0.1`` (plain HTTP, or HTTPS with a certificate the caller gives), start and stop, the
+clock, request recording (Authorization redacted), the fault queue (rate limits, server errors,
 truncated bodies, hanging and trickling responses, expired tokens) and the control API (``POST
 /_sandbox/faults``, ``GET|POST /_sandbox/clock``, ``GET /_sandbox/requests``).
 """
