@@ -44,7 +44,7 @@ from monitor.daemon import (
 from monitor.logs import register_secret, setup_logging
 from monitor.models import RunResult, StreamKey, iso, parse_iso
 from monitor.sandbox import fleet
-from monitor.sandbox.server import FLOODS
+from monitor.sandbox.faults import FLOODS
 from monitor.sandbox.traffic import TrafficSandbox
 from tests.alerts.servers import Receiver, Sink
 from tests.alerts.test_outbox import queue_messages
