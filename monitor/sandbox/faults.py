@@ -8,8 +8,10 @@ its own.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -195,3 +197,42 @@ def validate_fault(fault: Fault, endpoints: tuple[str, ...]) -> None:
         raise ValueError("times must be at least 1")
     if fault.delay < 0 or fault.reset_in < 0:
         raise ValueError("delay and reset_in must not be negative")
+
+
+class FaultQueue:
+    """The faults waiting to spoil answers, served in the order queued (thread-safe)."""
+
+    def __init__(self, endpoints: tuple[str, ...]) -> None:
+        self.endpoints = endpoints
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def add(self, fault: Fault) -> None:
+        """Queue ``fault`` (ValueError when it names an unknown kind or endpoint)."""
+        validate_fault(fault, self.endpoints)
+        with self._lock:
+            self._faults.append(fault)
+
+    @property
+    def pending(self) -> int:
+        """How many answers the queued faults will still spoil."""
+        with self._lock:
+            return sum(f.remaining for f in self._faults)
+
+    def clear(self) -> int:
+        """Drop every queued fault; how many answers they would still have spoilt."""
+        with self._lock:
+            left = sum(f.remaining for f in self._faults)
+            self._faults.clear()
+        return left
+
+    def take(self, endpoint: str) -> Fault | None:
+        """The first fault for ``endpoint``, counted as served (a copy), or None."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(endpoint):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return dataclasses.replace(fault)
+        return None

@@ -19,17 +19,15 @@ import json
 import logging
 import math
 import re
-import ssl
 import threading
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http import HTTPStatus
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from monitor import clock
@@ -37,16 +35,16 @@ from monitor.sandbox.faults import (
     BAD_RESET,
     FLOODS,
     Fault,
+    FaultQueue,
     encode_json,
     fault_from_json,
     shuffled,
     truncated,
-    validate_fault,
     with_odd_texts,
     without_time,
 )
 from monitor.sandbox.limits import RateLimiter, RateWindow
-from monitor.sandbox.transport import SandboxHTTPServer
+from monitor.sandbox.transport import LocalService
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +223,7 @@ class RecordedRequest:
 # --------------------------------------------------------------------------- the base class
 
 
-class SandboxServer(ABC):
+class SandboxServer(LocalService):
     """A local API server with a clock, request recording and injectable faults.
 
     Subclasses declare :attr:`routes` (or implement :meth:`resolve`) and ``endpoints`` (the
@@ -237,10 +235,6 @@ class SandboxServer(ABC):
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
 
-    label: ClassVar[str] = "sandbox"
-    """Name in log messages, errors and thread names."""
-    server_version: ClassVar[str] = "Sandbox/1.0"
-    """The ``Server`` header."""
     endpoints: ClassVar[tuple[str, ...]] = ()
     """Names :attr:`Route.endpoint` can take; ``add_fault(endpoint=...)`` accepts only these."""
     time_field: ClassVar[str] = "created_at"
@@ -254,16 +248,11 @@ class SandboxServer(ABC):
     """The platform's rate windows (None: no limits); see :meth:`rate_windows`."""
 
     def __init__(self, *, clock: datetime, port: int = 0) -> None:
-        self.port = port
+        super().__init__(port)
         self._lock = threading.Lock()
         self._clock = as_utc(clock, "clock")
-        self._faults: list[Fault] = []
+        self._faults = FaultQueue(self.endpoints)
         self._requests: list[RecordedRequest] = []
-        self._stopping = threading.Event()
-        self._server: SandboxHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._tls: ssl.SSLContext | None = None
-        self._log = logging.getLogger(type(self).__module__)
 
     # platform hooks -------------------------------------------------------------
 
@@ -340,70 +329,6 @@ class SandboxServer(ABC):
         headers = self.rate_headers(self.limiter.exhausted(names[0], reset_in))
         return self.throttled(route, request, headers)
 
-    # lifecycle ------------------------------------------------------------------
-
-    def serve_tls(self, context: ssl.SSLContext | None) -> None:
-        """Serve HTTPS from the next :meth:`start` with ``context`` (a server-side context holding
-        the certificate chain and key: ``ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)``),
-        or plain HTTP again with None."""
-        if context is not None and context.protocol is ssl.PROTOCOL_TLS_CLIENT:
-            # refused here: wrapping each accepted connection would fail in the accept loop
-            raise ValueError("serve_tls needs a server-side context (ssl.Purpose.CLIENT_AUTH)")
-        self._tls = context
-
-    def start(self) -> str:
-        """Bind 127.0.0.1 (``port``; 0 picks a free one), serve in a thread, return the URL."""
-        if self._server is not None:
-            raise RuntimeError(f"the {self.label} is already running")
-        self._stopping.clear()
-        version = self.server_version
-        server = SandboxHTTPServer(self.dispatch, self.port, self._tls, self._stopping, version)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"{self.label.lower().replace(' ', '-')}-{server.server_port}",
-            daemon=True,
-        )
-        thread.start()
-        self._server, self._thread = server, thread
-        self._log.debug("%s listening on %s", self.label, self.url)
-        return self.url
-
-    def stop(self) -> None:
-        """Stop serving, dropping any response still waiting on a "slow" fault."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-        self._log.debug("%s stopped", self.label)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>`` (``https://`` with :meth:`serve_tls`) while running
-        (RuntimeError otherwise)."""
-        if self._server is None:
-            raise RuntimeError(f"the {self.label} is not running")
-        scheme = "http" if self._server.tls is None else "https"
-        return f"{scheme}://127.0.0.1:{self._server.server_port}"
-
     # state ----------------------------------------------------------------------
 
     @property
@@ -463,31 +388,15 @@ class SandboxServer(ABC):
     @property
     def pending_faults(self) -> int:
         """How many answers the queued faults will still spoil."""
-        with self._lock:
-            return sum(f.remaining for f in self._faults)
+        return self._faults.pending
 
     def clear_faults(self) -> int:
         """Drop the faults not yet served; how many answers they would still have spoilt."""
-        with self._lock:
-            left = sum(f.remaining for f in self._faults)
-            self._faults.clear()
-        return left
+        return self._faults.clear()
 
     def _queue_fault(self, fault: Fault) -> None:
-        validate_fault(fault, self.endpoints)
-        with self._lock:
-            self._faults.append(fault)
+        self._faults.add(fault)
         self._log.debug("%s fault queued: %s", self.label, fault)
-
-    def _take_fault(self, endpoint: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.matches(endpoint):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
-                    return dataclasses.replace(fault)
-        return None
 
     # API requests ---------------------------------------------------------------
 
@@ -525,7 +434,7 @@ class SandboxServer(ABC):
             return self.error(404, None, request)
         if not self.authenticate(route, request):
             return self.unauthorized(route, request, expired=False)
-        fault = self._take_fault(route.endpoint)
+        fault = self._faults.take(route.endpoint)
         if fault is None:
             return self._normal(route, request)
         if fault.kind != "slow":

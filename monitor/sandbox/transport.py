@@ -11,9 +11,11 @@ import socket
 import socketserver
 import ssl
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, cast
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 from monitor.sandbox.faults import (
     HUGE_BODY_BYTES,
@@ -215,3 +217,89 @@ class _Handler(BaseHTTPRequestHandler):
             data = data[TRICKLE_BYTES:]
         self.wfile.write(data)
         return True
+
+
+class LocalService(ABC):
+    """Serving on 127.0.0.1 in a thread of its own: start and stop (or a ``with`` block), plain
+    HTTP or TLS, and the URL.  Subclasses answer each request in :meth:`dispatch`."""
+
+    label: ClassVar[str] = "sandbox"
+    """Name in log messages, errors and thread names."""
+    server_version: ClassVar[str] = "Sandbox/1.0"
+    """The ``Server`` header."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.port = port
+        self._stopping = threading.Event()
+        self._server: SandboxHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._tls: ssl.SSLContext | None = None
+        self._log = logging.getLogger(type(self).__module__)
+
+    @abstractmethod
+    def dispatch(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> Response | None:
+        """The answer to one request (``target``: its path and query); None drops it."""
+
+    def serve_tls(self, context: ssl.SSLContext | None) -> None:
+        """Serve HTTPS from the next :meth:`start` with ``context`` (a server-side context holding
+        the certificate chain and key: ``ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)``),
+        or plain HTTP again with None."""
+        if context is not None and context.protocol is ssl.PROTOCOL_TLS_CLIENT:
+            # refused here: wrapping each accepted connection would fail in the accept loop
+            raise ValueError("serve_tls needs a server-side context (ssl.Purpose.CLIENT_AUTH)")
+        self._tls = context
+
+    def start(self) -> str:
+        """Bind 127.0.0.1 (``port``; 0 picks a free one), serve in a thread, return the URL."""
+        if self._server is not None:
+            raise RuntimeError(f"the {self.label} is already running")
+        self._stopping.clear()
+        version = self.server_version
+        server = SandboxHTTPServer(self.dispatch, self.port, self._tls, self._stopping, version)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{self.label.lower().replace(' ', '-')}-{server.server_port}",
+            daemon=True,
+        )
+        thread.start()
+        self._server, self._thread = server, thread
+        self._log.debug("%s listening on %s", self.label, self.url)
+        return self.url
+
+    def stop(self) -> None:
+        """Stop serving, dropping any response still waiting on a "slow" fault."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+        self._log.debug("%s stopped", self.label)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>`` (``https://`` with :meth:`serve_tls`) while running
+        (RuntimeError otherwise)."""
+        if self._server is None:
+            raise RuntimeError(f"the {self.label} is not running")
+        scheme = "http" if self._server.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self._server.server_port}"
