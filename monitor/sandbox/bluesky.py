@@ -345,6 +345,26 @@ class Network:
         """The handle behind ``did``, if the network knows it."""
         return self._handle_by_did.get(did)
 
+    def actor_did(self, actor: str) -> str:
+        """The DID of an actor named by handle or DID; 400 when the network has no such one."""
+        actor = actor.lower()
+        if actor.startswith("did:"):
+            if self.handle_for_did(actor) is None:
+                raise invalid("Profile not found")
+            return actor
+        if actor not in self.handles:
+            raise invalid("Profile not found")
+        return self.handles[actor]
+
+    def pinned(self, did: str, clock: datetime) -> Record | None:
+        """The account's pinned post: its first visible post without a reply."""
+        own = [
+            e.post
+            for e in reversed(self.feeds.get(did, []))
+            if e.repost is None and "reply" not in e.post.value and e.post.at <= clock
+        ]
+        return own[0] if own else None
+
     def profile_basic(self, handle: str) -> Json:
         """``app.bsky.actor.defs#profileViewBasic``."""
         did = did_for(handle)
@@ -840,15 +860,6 @@ class BlueskySandbox(TrafficSandbox):
             "app.bsky.feed.searchPosts": self._search,
         }
 
-    def _session_body(self, access: str, refresh: str) -> Json:
-        return {
-            "accessJwt": access,
-            "refreshJwt": refresh,
-            "handle": self.brand_handle,
-            "did": self.brand_did,
-            "active": True,
-        }
-
     def _create_session(self, request: Request) -> Json:
         try:
             body = request.json_body()
@@ -863,7 +874,7 @@ class BlueskySandbox(TrafficSandbox):
         known = identifier in (self.brand_handle, self.brand_did)
         if not known or body["password"] != self.app_password:
             raise xrpc_error(401, "AuthenticationRequired", "Invalid identifier or password")
-        out = self._session_body(*self.sessions.issue(self.brand_did))
+        out = _session_json(self.brand_handle, self.brand_did, self.sessions.issue(self.brand_did))
         out.update({"email": f"social@{self.brand_handle}", "emailConfirmed": True})
         out["emailAuthFactor"] = False
         return out
@@ -871,7 +882,9 @@ class BlueskySandbox(TrafficSandbox):
     def _refresh_session(self, request: Request) -> Json:
         token = request.bearer() or ""
         self.sessions.revoke(token)
-        return self._session_body(*self.sessions.issue(self.sessions.owner(token)))
+        return _session_json(
+            self.brand_handle, self.brand_did, self.sessions.issue(self.sessions.owner(token))
+        )
 
     def _get_session(self, request: Request) -> Json:
         return {
@@ -889,19 +902,9 @@ class BlueskySandbox(TrafficSandbox):
             raise invalid("Unable to resolve handle")
         return {"did": self.network.handles[handle]}
 
-    def _actor_did(self, actor: str) -> str:
-        actor = actor.lower()
-        if actor.startswith("did:"):
-            if self.network.handle_for_did(actor) is None:
-                raise invalid("Profile not found")
-            return actor
-        if actor not in self.network.handles:
-            raise invalid("Profile not found")
-        return self.network.handles[actor]
-
     def _author_feed(self, request: Request) -> Json:
         params = _Params(request.query)
-        did = self._actor_did(params.required("actor"))
+        did = self.network.actor_did(params.required("actor"))
         limit = params.limit(50)
         feed_filter = params.get("filter") or "posts_with_replies"
         if feed_filter not in AUTHOR_FEED_FILTERS:
@@ -916,23 +919,13 @@ class BlueskySandbox(TrafficSandbox):
         page, next_cursor = _keyset_page(entries, lambda e: e.order, cursor, limit)
         feed = [self.network.feed_view(e) for e in page]
         if params.flag("includePins") and cursor is None:
-            pinned = self._pinned(did)
+            pinned = self.network.pinned(did, self.clock)
             if pinned is not None:
                 feed.insert(0, self.network.feed_view(FeedEntry(pinned), pinned=True))
         out: Json = {"feed": feed}
         if next_cursor:
             out["cursor"] = next_cursor
         return out
-
-    def _pinned(self, did: str) -> Record | None:
-        """The account's pinned post: its first visible post without a reply."""
-        clock = self.clock
-        own = [
-            e.post
-            for e in reversed(self.network.feeds.get(did, []))
-            if e.repost is None and "reply" not in e.post.value and e.post.at <= clock
-        ]
-        return own[0] if own else None
 
     def _notifications(self, request: Request) -> Json:
         params = _Params(request.query)
@@ -982,8 +975,8 @@ class BlueskySandbox(TrafficSandbox):
     ) -> list[Record]:
         author = params.get("author")
         mentions = params.get("mentions")
-        author_did = self._actor_did(author) if author else None
-        mention_did = self._actor_did(mentions) if mentions else None
+        author_did = self.network.actor_did(author) if author else None
+        mention_did = self.network.actor_did(mentions) if mentions else None
         clock = self.clock
         hits = []
         for record in self.network.records.values():
@@ -999,6 +992,18 @@ class BlueskySandbox(TrafficSandbox):
                 hits.append(record)
         hits.sort(key=lambda r: r.order, reverse=True)
         return hits
+
+
+def _session_json(handle: str, did: str, tokens: tuple[str, str]) -> Json:
+    """A session as createSession and refreshSession answer it."""
+    access, refresh = tokens
+    return {
+        "accessJwt": access,
+        "refreshJwt": refresh,
+        "handle": handle,
+        "did": did,
+        "active": True,
+    }
 
 
 def _mentioned(record: Record) -> set[str]:
