@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from monitor.sandbox.server import Query
 from monitor.sandbox.traffic import TrafficItem
@@ -74,7 +75,7 @@ class QuerySyntax:
     parens: bool = True
     skip: frozenset[str] = frozenset({"OR", "AND"})
     ignored: tuple[str, ...] = ()
-    other: str = "term"
+    other: Literal["term", "value", "drop"] = "term"
 
     def tokens(self, query: str) -> list[str]:
         """The query's tokens, parentheses stripped when ``parens``."""
