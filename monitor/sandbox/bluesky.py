@@ -36,7 +36,7 @@ from typing import Any, Unpack
 
 from monitor import clock
 from monitor.sandbox.common import Params, QuerySyntax
-from monitor.sandbox.limits import RateLimiter, RateWindow
+from monitor.sandbox.limits import HeaderNames, RateLimiter, RateWindow
 from monitor.sandbox.server import (
     ApiError,
     Headers,
@@ -79,6 +79,7 @@ METHODS: dict[str, tuple[str, str, str]] = {
 ENDPOINTS = tuple(endpoint for endpoint, _, _ in METHODS.values())
 # xrpc-server's limits: 3000 requests / 5 min per IP; createSession 30 / 5 min per account
 RATE_LIMITS: dict[str, tuple[int, int]] = {"global": (3000, 300), "createSession": (30, 300)}
+_RATE_HEADERS = HeaderNames("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 AUTHOR_FEED_FILTERS = frozenset(
     {
         "posts_with_replies",
@@ -713,7 +714,7 @@ class BlueskySandbox(TrafficSandbox):
     platform = "bluesky"
     server_version = "BlueskySandbox/1.0"
     endpoints = ENDPOINTS
-    reset_headers = ("RateLimit-Reset",)
+    reset_headers = (_RATE_HEADERS.reset,)
     time_field = "indexedAt"
 
     def __init__(
@@ -826,12 +827,8 @@ class BlueskySandbox(TrafficSandbox):
 
     def rate_headers(self, window: RateWindow) -> Headers:
         """xrpc-server's headers; ``RateLimit-Reset`` in epoch seconds."""
-        return (
-            ("RateLimit-Limit", str(window.limit)),
-            ("RateLimit-Remaining", str(window.remaining)),
-            ("RateLimit-Reset", str(math.ceil(window.reset))),
-            ("RateLimit-Policy", f"{window.limit};w={window.seconds}"),
-        )
+        policy = ("RateLimit-Policy", f"{window.limit};w={window.seconds}")
+        return (*_RATE_HEADERS.of(window, str(math.ceil(window.reset))), policy)
 
     def throttled(self, route: Route, request: Request, headers: Headers) -> Response:
         """429 RateLimitExceeded."""

@@ -29,6 +29,24 @@ class RateWindow:
         return self.limit - self.remaining
 
 
+@dataclass(frozen=True)
+class HeaderNames:
+    """How a platform names the three headers reporting a window: its limit, what remains and
+    when it resets."""
+
+    limit: str
+    remaining: str
+    reset: str
+
+    def of(self, window: RateWindow, reset: str) -> tuple[tuple[str, str], ...]:
+        """The headers reporting ``window``, its reset written as ``reset``."""
+        return (
+            (self.limit, str(window.limit)),
+            (self.remaining, str(window.remaining)),
+            (self.reset, reset),
+        )
+
+
 def next_second(now: float, seconds: int) -> float:
     """A window opening now that resets ``seconds`` after the next whole second (X, Bluesky)."""
     return float(math.ceil(now) + seconds)

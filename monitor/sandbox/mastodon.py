@@ -24,7 +24,7 @@ from typing import Any, TypeVar, Unpack
 from urllib.parse import urlencode, urlsplit
 
 from monitor.sandbox.common import Catalog, Params, QuerySyntax, require
-from monitor.sandbox.limits import RateLimiter, RateWindow, aligned
+from monitor.sandbox.limits import HeaderNames, RateLimiter, RateWindow, aligned
 from monitor.sandbox.server import (
     ApiError,
     Headers,
@@ -53,6 +53,7 @@ NOTIFICATION_LIMITS = (40, 80)
 SEARCH_LIMITS = (20, 40)
 RATE_LIMIT = 300
 RATE_WINDOW_SECONDS = 300
+_RATE_HEADERS = HeaderNames("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 DEFAULT_BRAND_ACCOUNT_ID = "110000000000000001"
 INVALID_TOKEN = "The access token is invalid"
 EXPIRED_TOKEN = "The access token expired"
@@ -603,7 +604,7 @@ class MastodonSandbox(TrafficSandbox):
     platform = "mastodon"
     server_version = "Mastodon"
     endpoints = ENDPOINTS
-    reset_headers = ("X-RateLimit-Reset",)
+    reset_headers = (_RATE_HEADERS.reset,)
     routes = (
         route("GET", r"/api/v1/accounts/lookup()", "lookup"),
         route("GET", r"/api/v1/accounts/verify_credentials()", "verify_credentials"),
@@ -665,11 +666,7 @@ class MastodonSandbox(TrafficSandbox):
 
     def rate_headers(self, window: RateWindow) -> Headers:
         """Mastodon's rate-limit headers; the reset is an ISO-8601 time."""
-        return (
-            ("X-RateLimit-Limit", str(window.limit)),
-            ("X-RateLimit-Remaining", str(window.remaining)),
-            ("X-RateLimit-Reset", format_reset(datetime.fromtimestamp(window.reset, UTC))),
-        )
+        return _RATE_HEADERS.of(window, format_reset(datetime.fromtimestamp(window.reset, UTC)))
 
     def error(self, status: int, route: Route | None, request: Request) -> Response:
         """``{"error": ...}`` from Mastodon; 502-504 as the HTML page of the nginx in front."""

@@ -105,19 +105,20 @@ def _usable(text: str) -> bool:
 
 
 @functools.cache
+def _support_texts(inbound: str) -> tuple[str, ...]:
+    rows = _read_csv("twcs_sample.csv")
+    texts = tuple(r["text"].strip() for r in rows if r["inbound"] == inbound)
+    return tuple(t for t in texts if _usable(t))
+
+
 def customer_texts() -> tuple[str, ...]:
     """Inbound (customer to brand) texts of the customer-support corpus."""
-    rows = _read_csv("twcs_sample.csv")
-    texts = tuple(r["text"].strip() for r in rows if r["inbound"] == "True")
-    return tuple(t for t in texts if _usable(t))
+    return _support_texts("True")
 
 
-@functools.cache
 def brand_reply_texts() -> tuple[str, ...]:
     """Outbound (brand reply) texts of the customer-support corpus."""
-    rows = _read_csv("twcs_sample.csv")
-    texts = tuple(r["text"].strip() for r in rows if r["inbound"] == "False")
-    return tuple(t for t in texts if _usable(t))
+    return _support_texts("False")
 
 
 @functools.cache

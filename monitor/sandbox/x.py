@@ -21,7 +21,7 @@ from http import HTTPStatus
 from typing import Any, Unpack
 
 from monitor.sandbox.common import Catalog, Params, QuerySyntax, require
-from monitor.sandbox.limits import RateLimiter, RateWindow
+from monitor.sandbox.limits import HeaderNames, RateLimiter, RateWindow
 from monitor.sandbox.server import (
     ApiError,
     Headers,
@@ -57,6 +57,7 @@ ENDPOINTS = ("tweets", "mentions", "search", "user")
 RATE_LIMITS: Mapping[str, int] = {"tweets": 1500, "mentions": 450, "search": 450, "user": 300}
 DEFAULT_RATE_LIMIT = 900
 RATE_WINDOW_SECONDS = 900
+_RATE_HEADERS = HeaderNames("x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset")
 
 _INVALID_REQUEST_TYPE = "https://api.twitter.com/2/problems/invalid-request"
 _NOT_FOUND_TYPE = "https://api.twitter.com/2/problems/resource-not-found"
@@ -656,7 +657,7 @@ class XSandbox(TrafficSandbox):
     platform = "x"
     server_version = "XSandbox/1.0"
     endpoints = ENDPOINTS
-    reset_headers = ("x-rate-limit-reset",)
+    reset_headers = (_RATE_HEADERS.reset,)
     routes = (
         route("GET", r"/2/users/by/username/([^/]+)", "user", "user_by_username"),
         route("GET", r"/2/users/([^/]+)/tweets", "tweets", "timeline"),
@@ -708,11 +709,7 @@ class XSandbox(TrafficSandbox):
 
     def rate_headers(self, window: RateWindow) -> Headers:
         """X's rate-limit headers; the reset in epoch seconds."""
-        return (
-            ("x-rate-limit-limit", str(window.limit)),
-            ("x-rate-limit-remaining", str(window.remaining)),
-            ("x-rate-limit-reset", str(math.ceil(window.reset))),
-        )
+        return _RATE_HEADERS.of(window, str(math.ceil(window.reset)))
 
     def error(self, status: int, route: Route | None, request: Request) -> Response:
         """X's problem body with the endpoint's current rate-limit headers."""
