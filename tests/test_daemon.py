@@ -44,7 +44,7 @@ from monitor.models import RunResult, StreamKey, iso, parse_iso
 from monitor.notify.http import header_key
 from monitor.platforms.http import MAX_BODY_BYTES
 from monitor.sandbox import fleet
-from monitor.sandbox.server import FLOODS
+from monitor.sandbox.faults import FLOODS
 from monitor.sandbox.traffic import TrafficSandbox
 from tests.alerts.servers import Receiver, Sink
 from tests.alerts.test_outbox import queue_messages

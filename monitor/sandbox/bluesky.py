@@ -35,10 +35,12 @@ from http import HTTPStatus
 from typing import Any, Unpack
 
 from monitor import clock
+from monitor.sandbox.common import Params, QuerySyntax
+from monitor.sandbox.limits import HeaderNames, RateLimiter, RateWindow
 from monitor.sandbox.server import (
+    ApiError,
     Headers,
     Json,
-    Query,
     Request,
     Response,
     Route,
@@ -47,11 +49,10 @@ from monitor.sandbox.server import (
 from monitor.sandbox.traffic import (
     MENTION,
     POST,
+    SandboxOptions,
     TrafficItem,
-    TrafficRates,
     TrafficSandbox,
     fit,
-    traffic_window,
 )
 
 POST_TYPE = "app.bsky.feed.post"
@@ -78,6 +79,7 @@ METHODS: dict[str, tuple[str, str, str]] = {
 ENDPOINTS = tuple(endpoint for endpoint, _, _ in METHODS.values())
 # xrpc-server's limits: 3000 requests / 5 min per IP; createSession 30 / 5 min per account
 RATE_LIMITS: dict[str, tuple[int, int]] = {"global": (3000, 300), "createSession": (30, 300)}
+_RATE_HEADERS = HeaderNames("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 AUTHOR_FEED_FILTERS = frozenset(
     {
         "posts_with_replies",
@@ -108,27 +110,17 @@ _HANDLE = re.compile(
 _TEXT_HANDLE = re.compile(r"(?<![\w@])@(\w+)\b(?!\.\w)")
 _MENTION = re.compile(r"(?<![\w@])@((?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z][a-z0-9-]*)", re.I)
 _TAG = re.compile(r"(?<![\w#&])#(\w*[^\W\d]\w*)")
-_QUERY_TOKEN = re.compile(r'-?"[^"]*"|\S+')
+_SYNTAX = QuerySyntax(operators=frozenset({"from"}), skip=frozenset({"AND", "OR", "and", "or"}))
 
 
-class XrpcError(Exception):
-    """An XRPC error answer: HTTP status, ``error`` name and ``message``."""
-
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(f"{status} {error}: {message}")
-        self.status = status
-        self.error = error
-        self.message = message
-
-    @property
-    def body(self) -> Json:
-        """The JSON body ``{"error", "message"}``."""
-        return {"error": self.error, "message": self.message}
+def xrpc_error(status: int, error: str, message: str) -> ApiError:
+    """An XRPC error answer: HTTP status and the body ``{"error": <name>, "message": ...}``."""
+    return ApiError(status, {"error": error, "message": message})
 
 
-def invalid(message: str) -> XrpcError:
+def invalid(message: str) -> ApiError:
     """400 InvalidRequest."""
-    return XrpcError(400, "InvalidRequest", message)
+    return xrpc_error(400, "InvalidRequest", message)
 
 
 # --------------------------------------------------------------------------- identifiers
@@ -354,6 +346,26 @@ class Network:
         """The handle behind ``did``, if the network knows it."""
         return self._handle_by_did.get(did)
 
+    def actor_did(self, actor: str) -> str:
+        """The DID of an actor named by handle or DID; 400 when the network has no such one."""
+        actor = actor.lower()
+        if actor.startswith("did:"):
+            if self.handle_for_did(actor) is None:
+                raise invalid("Profile not found")
+            return actor
+        if actor not in self.handles:
+            raise invalid("Profile not found")
+        return self.handles[actor]
+
+    def pinned(self, did: str, clock: datetime) -> Record | None:
+        """The account's pinned post: its first visible post without a reply."""
+        own = [
+            e.post
+            for e in reversed(self.feeds.get(did, []))
+            if e.repost is None and "reply" not in e.post.value and e.post.at <= clock
+        ]
+        return own[0] if own else None
+
     def profile_basic(self, handle: str) -> Json:
         """``app.bsky.actor.defs#profileViewBasic``."""
         did = did_for(handle)
@@ -464,20 +476,8 @@ def _account_created(did: str) -> datetime:
 # --------------------------------------------------------------------------- parameters
 
 
-class Params:
+class _Params(Params):
     """The query string of one XRPC query, validated the way xrpc-server validates it."""
-
-    def __init__(self, query: Query) -> None:
-        self._query = query
-
-    def get(self, name: str) -> str | None:
-        """The last value of ``name``."""
-        values = self._query.get(name)
-        return values[-1] if values else None
-
-    def all(self, name: str) -> list[str]:
-        """Every value of an array parameter (the key repeated)."""
-        return list(self._query.get(name, []))
 
     def required(self, name: str) -> str:
         """A required parameter; 400 when missing or empty."""
@@ -576,17 +576,11 @@ class SearchQuery:
         excluded: list[str] = []
         authors: list[str] = []
         for part in query.split("|"):
-            terms: list[str] = []
-            for token in _QUERY_TOKEN.findall(part.strip().strip("()")):
-                token = token.strip("()")
-                if token.lower().startswith("from:"):
-                    authors.append(token[5:].lstrip("@").lower())
-                elif token.startswith("-") and len(token) > 1:
-                    excluded.append(token[1:].strip('"').lower())
-                elif token.strip('"') and token.upper() not in ("AND", "OR"):
-                    terms.append(token.strip('"').lower())
-            if terms:
-                alternatives.append(tuple(terms))
+            parsed = _SYNTAX.parse(part.strip().strip("()"))
+            authors.extend(parsed.operator("from"))
+            excluded.extend(parsed.excluded)
+            if parsed.terms:
+                alternatives.append(parsed.terms)
         return cls(tuple(alternatives), tuple(excluded), tuple(authors))
 
     @property
@@ -655,20 +649,20 @@ class _Sessions:
         signature = hmac.new(self._key, signing.encode(), hashlib.sha256).digest()
         return f"{signing}.{base64.urlsafe_b64encode(signature).decode().rstrip('=')}"
 
-    def problem(self, token: str | None, kind: str) -> XrpcError | None:
+    def problem(self, token: str | None, kind: str) -> ApiError | None:
         """Why ``token`` is no good as a ``kind`` token (None: it is good)."""
         if token is None:
-            return XrpcError(401, "AuthenticationRequired", "Authentication Required")
+            return xrpc_error(401, "AuthenticationRequired", "Authentication Required")
         with self._lock:
             found = self._tokens.get(token)
         if found is None:
-            return XrpcError(401, "InvalidToken", "Token could not be verified")
+            return xrpc_error(401, "InvalidToken", "Token could not be verified")
         if found.kind != kind:
             return invalid_token("Bad token scope")
         if found.revoked:
-            return XrpcError(400, "ExpiredToken", "Token has been revoked")
+            return xrpc_error(400, "ExpiredToken", "Token has been revoked")
         if time.monotonic() >= found.expires:
-            return XrpcError(400, "ExpiredToken", "Token has expired")
+            return xrpc_error(400, "ExpiredToken", "Token has expired")
         return None
 
     def owner(self, token: str | None) -> str:
@@ -691,9 +685,9 @@ class _Sessions:
                     found.expires = now
 
 
-def invalid_token(message: str) -> XrpcError:
+def invalid_token(message: str) -> ApiError:
     """400 InvalidToken."""
-    return XrpcError(400, "InvalidToken", message)
+    return xrpc_error(400, "InvalidToken", message)
 
 
 def _b64(payload: Json) -> str:
@@ -702,28 +696,6 @@ def _b64(payload: Json) -> str:
 
 
 # --------------------------------------------------------------------------- the sandbox
-
-
-@dataclass
-class _RateWindow:
-    limit: int
-    window: int
-    remaining: int
-    reset: int
-
-    @property
-    def headers(self) -> Headers:
-        return _rate_headers(self.limit, self.window, self.remaining, self.reset)
-
-
-def _rate_headers(limit: int, window: int, remaining: int, reset: int) -> Headers:
-    """xrpc-server's headers; ``RateLimit-Reset`` in epoch seconds."""
-    return (
-        ("RateLimit-Limit", str(limit)),
-        ("RateLimit-Remaining", str(remaining)),
-        ("RateLimit-Reset", str(reset)),
-        ("RateLimit-Policy", f"{limit};w={window}"),
-    )
 
 
 class BlueskySandbox(TrafficSandbox):
@@ -742,48 +714,32 @@ class BlueskySandbox(TrafficSandbox):
     platform = "bluesky"
     server_version = "BlueskySandbox/1.0"
     endpoints = ENDPOINTS
-    reset_headers = ("RateLimit-Reset",)
+    reset_headers = (_RATE_HEADERS.reset,)
     time_field = "indexedAt"
 
     def __init__(
         self,
         *,
-        seed: int = 7,
-        brand_handle: str = "acme.bsky.social",
-        keywords: Sequence[str] = ("acme",),
-        start: datetime | None = None,
-        end: datetime | None = None,
-        clock: datetime | None = None,
         app_password: str = "sandbox-bluesky-password",
         access_ttl: float = ACCESS_TTL_SECONDS,
         likes_per_post: int = 8,
         search_depth: int = SEARCH_DEPTH,
-        traffic: Sequence[TrafficItem] | None = None,
-        port: int = 0,
-        **rates: Unpack[TrafficRates],
+        **options: Unpack[SandboxOptions],
     ) -> None:
         """``search_depth``: how many hits of one query searchPosts pages through at most."""
+        brand_handle = options.setdefault("brand_handle", "acme.bsky.social")
         if not _HANDLE.match(brand_handle):
             raise ValueError(f"brand_handle must be a lowercase domain handle: {brand_handle!r}")
-        brand_label = brand_handle.split(".")[0].replace("-", "_")
-        self.brand_handle = brand_handle
-        self.keywords = tuple(keywords)
         self.app_password = app_password
         self.search_depth = search_depth
-        self.traffic_start, self.traffic_end, self.items = traffic_window(
-            seed=seed,
-            brand_handle=brand_label,
-            keywords=self.keywords,
-            start=start,
-            end=end,
-            traffic=traffic,
-            rates=rates,
-        )
-        self.network = Network(self.items, brand_handle, brand_label, likes_per_post)
+        super().__init__(**options)
+        self.network = Network(self.items, brand_handle, self.traffic_brand(), likes_per_post)
         self.sessions = _Sessions(access_ttl)
-        self._rate_lock = threading.Lock()
-        self._rate_windows: dict[str, _RateWindow] = {}
-        super().__init__(clock=clock or self.traffic_end, port=port)
+        self.limiter = RateLimiter(RATE_LIMITS)
+
+    def traffic_brand(self) -> str:
+        """The brand in the traffic: the first label of its handle (``acme.bsky.social``: acme)."""
+        return self.brand_handle.split(".")[0].replace("-", "_")
 
     # for tests and the demo --------------------------------------------------------
 
@@ -792,12 +748,11 @@ class BlueskySandbox(TrafficSandbox):
         """The brand account's DID."""
         return self.network.brand_did
 
-    def native_id(self, item: TrafficItem) -> str:
-        return self.uri(item)
-
     def uri(self, item: TrafficItem) -> str:
         """The at:// uri of ``item``'s post record."""
         return self.network.records[item.seq].uri
+
+    native_id = uri
 
     def record(self, item: TrafficItem) -> Record:
         """``item``'s post record."""
@@ -839,7 +794,7 @@ class BlueskySandbox(TrafficSandbox):
         """The token each method needs (see ``METHODS``) is present and good."""
         return self._auth_problem(route, request) is None
 
-    def _auth_problem(self, route: Route, request: Request) -> XrpcError | None:
+    def _auth_problem(self, route: Route, request: Request) -> ApiError | None:
         _, _, auth = METHODS[route.action]
         token = request.bearer()
         if auth == "none" or (auth == "optional" and token is None):
@@ -853,74 +808,41 @@ class BlueskySandbox(TrafficSandbox):
             token = request.bearer()
             if token is not None and METHODS[route.action][2] != "refresh":
                 self.sessions.expire(token)
-            problem = XrpcError(400, "ExpiredToken", "Token has expired")
-        problem = problem or XrpcError(401, "AuthenticationRequired", "Authentication Required")
+            problem = xrpc_error(400, "ExpiredToken", "Token has expired")
+        problem = problem or xrpc_error(401, "AuthenticationRequired", "Authentication Required")
         return self._error_response(problem, route)
 
-    def respond(self, route: Route, request: Request) -> Response:
-        """The XRPC answer, counted against the rate windows (429 once one is used up)."""
-        limited = self._take_rate(route)
-        if limited is not None:
-            return limited
-        headers = self._rate_headers(route)
-        try:
-            _, method, _ = METHODS[route.action]
-            if request.method != method:
-                raise invalid(f"Incorrect HTTP method ({request.method}) expected {method}")
-            payload = self._handlers()[route.action](request)
-            return Response.json(200, payload, headers)
-        except XrpcError as error:
-            return Response.json(error.status, error.body, headers)
+    def answer(self, route: Route, request: Request) -> Response:
+        """The XRPC answer (400 for the wrong HTTP method)."""
+        _, method, _ = METHODS[route.action]
+        if request.method != method:
+            raise invalid(f"Incorrect HTTP method ({request.method}) expected {method}")
+        return Response.json(200, self._handlers()[route.action](request))
+
+    def rate_windows(self, route: Route | None) -> tuple[str, ...]:
+        """Every request counts against the global window, a login also against its own."""
+        if route is not None and route.endpoint == "createSession":
+            return ("global", "createSession")
+        return ("global",)
+
+    def rate_headers(self, window: RateWindow) -> Headers:
+        """xrpc-server's headers; ``RateLimit-Reset`` in epoch seconds."""
+        policy = ("RateLimit-Policy", f"{window.limit};w={window.seconds}")
+        return (*_RATE_HEADERS.of(window, str(math.ceil(window.reset))), policy)
+
+    def throttled(self, route: Route, request: Request, headers: Headers) -> Response:
+        """429 RateLimitExceeded."""
+        return xrpc_error(429, "RateLimitExceeded", "Rate Limit Exceeded").response(headers)
 
     def error(self, status: int, route: Route | None, request: Request) -> Response:
         """XRPC's ``{"error", "message"}`` body; an unknown method is 501."""
         if route is None and request.path.startswith("/xrpc/"):
             status = 501
         name = _ERROR_NAMES.get(status, HTTPStatus(status).phrase.replace(" ", ""))
-        return self._error_response(XrpcError(status, name, HTTPStatus(status).phrase), route)
+        return self._error_response(xrpc_error(status, name, HTTPStatus(status).phrase), route)
 
-    def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
-        """429 RateLimitExceeded, nothing remaining until ``reset_in`` seconds from now."""
-        limit, window = RATE_LIMITS["global"]
-        headers = _rate_headers(limit, window, 0, math.ceil(clock.timestamp() + reset_in))
-        error = XrpcError(429, "RateLimitExceeded", "Rate Limit Exceeded")
-        return Response.json(429, error.body, headers)
-
-    def _error_response(self, error: XrpcError, route: Route | None) -> Response:
-        return Response.json(error.status, error.body, self._rate_headers(route))
-
-    # rate windows -------------------------------------------------------------------
-
-    def _windows(self, route: Route | None) -> list[_RateWindow]:
-        """The windows a request counts against (call with the rate lock held)."""
-        names = ["global"]
-        if route is not None and route.endpoint == "createSession":
-            names.append("createSession")
-        now = clock.timestamp()
-        windows = []
-        for name in names:
-            window = self._rate_windows.get(name)
-            if window is None or now >= window.reset:
-                limit, seconds = RATE_LIMITS[name]
-                window = _RateWindow(limit, seconds, limit, math.ceil(now) + seconds)
-                self._rate_windows[name] = window
-            windows.append(window)
-        return windows
-
-    def _take_rate(self, route: Route) -> Response | None:
-        with self._rate_lock:
-            windows = self._windows(route)
-            if all(w.remaining > 0 for w in windows):
-                for window in windows:
-                    window.remaining -= 1
-                return None
-            headers = min(windows, key=lambda w: w.remaining).headers
-        error = XrpcError(429, "RateLimitExceeded", "Rate Limit Exceeded")
-        return Response.json(429, error.body, headers)
-
-    def _rate_headers(self, route: Route | None) -> Headers:
-        with self._rate_lock:
-            return min(self._windows(route), key=lambda w: w.remaining).headers
+    def _error_response(self, error: ApiError, route: Route | None) -> Response:
+        return error.response(self.current_rate_headers(route))
 
     # methods ----------------------------------------------------------------------
 
@@ -933,15 +855,6 @@ class BlueskySandbox(TrafficSandbox):
             "app.bsky.feed.getAuthorFeed": self._author_feed,
             "app.bsky.notification.listNotifications": self._notifications,
             "app.bsky.feed.searchPosts": self._search,
-        }
-
-    def _session_body(self, access: str, refresh: str) -> Json:
-        return {
-            "accessJwt": access,
-            "refreshJwt": refresh,
-            "handle": self.brand_handle,
-            "did": self.brand_did,
-            "active": True,
         }
 
     def _create_session(self, request: Request) -> Json:
@@ -957,8 +870,8 @@ class BlueskySandbox(TrafficSandbox):
         identifier = str(body["identifier"]).lower().lstrip("@")
         known = identifier in (self.brand_handle, self.brand_did)
         if not known or body["password"] != self.app_password:
-            raise XrpcError(401, "AuthenticationRequired", "Invalid identifier or password")
-        out = self._session_body(*self.sessions.issue(self.brand_did))
+            raise xrpc_error(401, "AuthenticationRequired", "Invalid identifier or password")
+        out = _session_json(self.brand_handle, self.brand_did, self.sessions.issue(self.brand_did))
         out.update({"email": f"social@{self.brand_handle}", "emailConfirmed": True})
         out["emailAuthFactor"] = False
         return out
@@ -966,7 +879,9 @@ class BlueskySandbox(TrafficSandbox):
     def _refresh_session(self, request: Request) -> Json:
         token = request.bearer() or ""
         self.sessions.revoke(token)
-        return self._session_body(*self.sessions.issue(self.sessions.owner(token)))
+        return _session_json(
+            self.brand_handle, self.brand_did, self.sessions.issue(self.sessions.owner(token))
+        )
 
     def _get_session(self, request: Request) -> Json:
         return {
@@ -979,24 +894,14 @@ class BlueskySandbox(TrafficSandbox):
         }
 
     def _resolve_handle(self, request: Request) -> Json:
-        handle = Params(request.query).required("handle").lower()
+        handle = _Params(request.query).required("handle").lower()
         if handle not in self.network.handles:
             raise invalid("Unable to resolve handle")
         return {"did": self.network.handles[handle]}
 
-    def _actor_did(self, actor: str) -> str:
-        actor = actor.lower()
-        if actor.startswith("did:"):
-            if self.network.handle_for_did(actor) is None:
-                raise invalid("Profile not found")
-            return actor
-        if actor not in self.network.handles:
-            raise invalid("Profile not found")
-        return self.network.handles[actor]
-
     def _author_feed(self, request: Request) -> Json:
-        params = Params(request.query)
-        did = self._actor_did(params.required("actor"))
+        params = _Params(request.query)
+        did = self.network.actor_did(params.required("actor"))
         limit = params.limit(50)
         feed_filter = params.get("filter") or "posts_with_replies"
         if feed_filter not in AUTHOR_FEED_FILTERS:
@@ -1011,7 +916,7 @@ class BlueskySandbox(TrafficSandbox):
         page, next_cursor = _keyset_page(entries, lambda e: e.order, cursor, limit)
         feed = [self.network.feed_view(e) for e in page]
         if params.flag("includePins") and cursor is None:
-            pinned = self._pinned(did)
+            pinned = self.network.pinned(did, self.clock)
             if pinned is not None:
                 feed.insert(0, self.network.feed_view(FeedEntry(pinned), pinned=True))
         out: Json = {"feed": feed}
@@ -1019,18 +924,8 @@ class BlueskySandbox(TrafficSandbox):
             out["cursor"] = next_cursor
         return out
 
-    def _pinned(self, did: str) -> Record | None:
-        """The account's pinned post: its first visible post without a reply."""
-        clock = self.clock
-        own = [
-            e.post
-            for e in reversed(self.network.feeds.get(did, []))
-            if e.repost is None and "reply" not in e.post.value and e.post.at <= clock
-        ]
-        return own[0] if own else None
-
     def _notifications(self, request: Request) -> Json:
-        params = Params(request.query)
+        params = _Params(request.query)
         limit = params.limit(50)
         params.flag("priority")
         reasons = set(params.all("reasons"))
@@ -1052,11 +947,11 @@ class BlueskySandbox(TrafficSandbox):
         return out
 
     def _search(self, request: Request) -> Json:
-        params = Params(request.query)
+        params = _Params(request.query)
         raw = params.required("q")
         query = SearchQuery.parse(raw)
         if query.empty:
-            raise XrpcError(400, "BadQueryString", "Query string is empty")
+            raise xrpc_error(400, "BadQueryString", "Query string is empty")
         sort = params.get("sort") or "latest"
         if sort not in ("latest", "top"):
             raise invalid("Error: sort must be one of latest, top")
@@ -1073,12 +968,12 @@ class BlueskySandbox(TrafficSandbox):
         return out
 
     def _hits(
-        self, query: SearchQuery, params: Params, since: datetime | None, until: datetime | None
+        self, query: SearchQuery, params: _Params, since: datetime | None, until: datetime | None
     ) -> list[Record]:
         author = params.get("author")
         mentions = params.get("mentions")
-        author_did = self._actor_did(author) if author else None
-        mention_did = self._actor_did(mentions) if mentions else None
+        author_did = self.network.actor_did(author) if author else None
+        mention_did = self.network.actor_did(mentions) if mentions else None
         clock = self.clock
         hits = []
         for record in self.network.records.values():
@@ -1094,6 +989,18 @@ class BlueskySandbox(TrafficSandbox):
                 hits.append(record)
         hits.sort(key=lambda r: r.order, reverse=True)
         return hits
+
+
+def _session_json(handle: str, did: str, tokens: tuple[str, str]) -> Json:
+    """A session as createSession and refreshSession answer it."""
+    access, refresh = tokens
+    return {
+        "accessJwt": access,
+        "refreshJwt": refresh,
+        "handle": handle,
+        "did": did,
+        "active": True,
+    }
 
 
 def _mentioned(record: Record) -> set[str]:

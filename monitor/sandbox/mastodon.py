@@ -16,32 +16,31 @@ from __future__ import annotations
 
 import hashlib
 import html
-import math
 import re
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, Unpack
 from urllib.parse import urlencode, urlsplit
 
-from monitor import clock
+from monitor.sandbox.common import Catalog, Params, QuerySyntax, require
+from monitor.sandbox.limits import HeaderNames, RateLimiter, RateWindow, aligned
 from monitor.sandbox.server import (
+    ApiError,
     Headers,
     Json,
-    Query,
     Request,
     Response,
     Route,
     format_time,
+    route,
 )
 from monitor.sandbox.traffic import (
     MENTION,
     POST,
+    SandboxOptions,
     TrafficItem,
-    TrafficRates,
     TrafficSandbox,
-    traffic_window,
 )
 
 T = TypeVar("T")
@@ -54,6 +53,7 @@ NOTIFICATION_LIMITS = (40, 80)
 SEARCH_LIMITS = (20, 40)
 RATE_LIMIT = 300
 RATE_WINDOW_SECONDS = 300
+_RATE_HEADERS = HeaderNames("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 DEFAULT_BRAND_ACCOUNT_ID = "110000000000000001"
 INVALID_TOKEN = "The access token is invalid"
 EXPIRED_TOKEN = "The access token expired"
@@ -67,7 +67,7 @@ _USERNAME = re.compile(r"[A-Za-z0-9_]{1,30}")
 _ID = re.compile(r"[0-9]{1,19}")
 _MENTION = re.compile(r"(?<![\w@])@(\w{1,30})\b")
 _RICH = re.compile(r"(?<![\w@])@(?P<user>\w{1,30})\b|(?<![\w#&])#(?P<tag>\w*[^\W\d]\w*)")
-_SEARCH_TOKEN = re.compile(r'[+-]?"[^"]*"|\S+')
+_SYNTAX = QuerySyntax(signs="+-", parens=False, skip=frozenset(), other="drop")
 _RUBY_INT = re.compile(r"\s*([+-]?\d+)")
 _NGINX_PAGE = (
     "<html>\r\n<head><title>{status} {phrase}</title></head>\r\n<body>\r\n"
@@ -76,13 +76,9 @@ _NGINX_PAGE = (
 )
 
 
-class ApiError(Exception):
-    """A Mastodon error answer: HTTP status and the ``error`` text of ``{"error": ...}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
+def _error(status: int, message: str) -> ApiError:
+    """A Mastodon error answer: ``{"error": message}``."""
+    return ApiError(status, {"error": message})
 
 
 def status_snowflake(item: TrafficItem) -> int:
@@ -118,19 +114,8 @@ class _View:
     authed: bool
 
 
-class _Params:
+class _Params(Params):
     """The query string of one request, read the way Rails/Mastodon reads it."""
-
-    def __init__(self, query: Query) -> None:
-        self._query = query
-
-    def get(self, name: str) -> str | None:
-        values = self._query.get(name)
-        return values[-1] if values else None
-
-    def raw(self, name: str) -> list[str]:
-        """Every value of ``name`` as sent."""
-        return list(self._query.get(name, []))
 
     def values(self, name: str) -> list[str]:
         """An array parameter: ``name[]=a&name[]=b`` (or a single ``name=a``)."""
@@ -149,7 +134,7 @@ class _Params:
         if not raw:
             return None
         if not _ID.fullmatch(raw):
-            raise ApiError(400, f"Invalid {name}")
+            raise _error(400, f"Invalid {name}")
         return int(raw)
 
 
@@ -187,7 +172,7 @@ def link_header(
     """``Link: <…max_id=oldest>; rel="next", <…min_id=newest>; rel="prev"`` (absolute URLs)."""
     if not page_ids:
         return None
-    carried = [(name, value) for name in kept for value in params.raw(name)]
+    carried = [(name, value) for name in kept for value in params.all(name)]
 
     def link(bound: str, value: int, rel: str) -> str:
         query = urlencode(sorted([*carried, (bound, str(value))], key=lambda p: p[0]))
@@ -210,30 +195,19 @@ class _Notification:
     item: TrafficItem
 
 
-class _Catalog:
+class _Catalog(Catalog):
     """The instance's accounts, statuses and notifications with their ids (immutable)."""
 
     def __init__(
         self, items: Sequence[TrafficItem], brand_handle: str, brand_account_id: str
     ) -> None:
-        self.items = sorted(items, key=status_snowflake)
-        self.brand_handle = brand_handle
-        self.brand_account_id = brand_account_id
-        self._by_seq = {item.seq: item for item in self.items}
-        self._handles = self._collect_handles()
-        self._handle_by_id = {self.account_id(h): h for h in self._handles.values()}
+        super().__init__(
+            sorted(items, key=status_snowflake), brand_handle, brand_account_id, _MENTION
+        )
         self.notifications = self._build_notifications()
         self._mention_notification = {
             n.item.seq: n.id for n in self.notifications if n.type == "mention"
         }
-
-    def _collect_handles(self) -> dict[str, str]:
-        handles = {self.brand_handle.lower(): self.brand_handle}
-        for item in self.items:
-            handles.setdefault(item.author_handle.lower(), item.author_handle)
-            for match in _MENTION.finditer(item.text):
-                handles.setdefault(match.group(1).lower(), match.group(1))
-        return handles
 
     def _build_notifications(self) -> list[_Notification]:
         drafts: list[tuple[datetime, int, str, str, TrafficItem]] = []
@@ -255,23 +229,8 @@ class _Catalog:
     def status_id(self, item: TrafficItem) -> str:
         return str(status_snowflake(item))
 
-    def account_id(self, handle: str) -> str:
-        if handle.lower() == self.brand_handle.lower():
-            return self.brand_account_id
-        number = _hash_number(handle.lower(), 10**17, 9 * 10**17)
-        return str(number + 1 if str(number) == self.brand_account_id else number)
-
     def mention_notification_id(self, item: TrafficItem) -> str:
         return str(self._mention_notification[item.seq])
-
-    def handle(self, username: str) -> str | None:
-        return self._handles.get(username.lower())
-
-    def handle_for_id(self, account_id: str) -> str | None:
-        return self._handle_by_id.get(account_id)
-
-    def parent(self, item: TrafficItem) -> TrafficItem | None:
-        return None if item.in_reply_to_seq is None else self._by_seq.get(item.in_reply_to_seq)
 
     def visible(self, clock: datetime) -> list[TrafficItem]:
         return [i for i in self.items if i.created_at <= clock]
@@ -279,8 +238,8 @@ class _Catalog:
     # JSON ----------------------------------------------------------------------
 
     def account_json(self, handle: str, view: _View) -> Json:
-        account_id = self.account_id(handle)
-        is_brand = account_id == self.brand_account_id
+        account_id = self.id(handle)
+        is_brand = account_id == self.brand_id
         own = [i for i in self.visible(view.clock) if i.author_handle.lower() == handle.lower()]
         created = datetime(2017, 4, 1, tzinfo=UTC) + timedelta(days=int(account_id[-6:]) % 2500)
         missing = f"{view.origin}/avatars/original/missing.png"
@@ -353,13 +312,13 @@ class _Catalog:
 
     def status_json(self, item: TrafficItem, view: _View) -> Json:
         status_id = self.status_id(item)
-        account_id = self.account_id(item.author_handle)
+        account_id = self.id(item.author_handle)
         parent = self.parent(item)
         out: Json = {
             "id": status_id,
             "created_at": format_time(item.created_at),
             "in_reply_to_id": self.status_id(parent) if parent else None,
-            "in_reply_to_account_id": self.account_id(parent.author_handle) if parent else None,
+            "in_reply_to_account_id": self.id(parent.author_handle) if parent else None,
             "sensitive": False,
             "spoiler_text": "",
             "visibility": "public",
@@ -376,7 +335,7 @@ class _Catalog:
             "muted": False,
             "bookmarked": False,
         }
-        if view.authed and account_id == self.brand_account_id:
+        if view.authed and account_id == self.brand_id:
             out["pinned"] = False  # only on the token owner's own statuses
         out.update(
             {
@@ -448,7 +407,7 @@ class _Catalog:
                 mentions.setdefault(
                     handle.lower(),
                     {
-                        "id": self.account_id(handle),
+                        "id": self.id(handle),
                         "username": handle,
                         "url": f"{view.origin}/@{handle}",
                         "acct": handle,
@@ -479,14 +438,8 @@ class SearchQuery:
 
     @classmethod
     def parse(cls, query: str) -> SearchQuery:
-        must: list[str] = []
-        must_not: list[str] = []
-        for token in _SEARCH_TOKEN.findall(query):
-            target = must_not if token.startswith("-") else must
-            term = token.lstrip("+-").strip('"').strip()
-            if term and ":" not in term:
-                target.append(term.lower())
-        return cls(tuple(must), tuple(must_not))
+        parsed = _SYNTAX.parse(query)
+        return cls(parsed.terms, parsed.excluded)
 
     def matches(self, text: str) -> bool:
         lowered = text.lower()
@@ -500,14 +453,6 @@ class SearchQuery:
 
 # --------------------------------------------------------------------------- the API
 
-
-_ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"/api/v1/accounts/lookup()"), "lookup"),
-    (re.compile(r"/api/v1/accounts/verify_credentials()"), "verify_credentials"),
-    (re.compile(r"/api/v1/accounts/([^/]+)/statuses"), "statuses"),
-    (re.compile(r"/api/v1/notifications()"), "notifications"),
-    (re.compile(r"/api/v2/search()"), "search"),
-)
 
 _Answer = tuple[Any, str | None]  # body, Link header
 
@@ -535,7 +480,7 @@ class _Api:
         local = {urlsplit(view.origin).netloc, urlsplit(view.origin).hostname}
         handle = self.catalog.handle(username) if not domain or domain in local else None
         if handle is None:
-            raise ApiError(404, NOT_FOUND)
+            raise _error(404, NOT_FOUND)
         return self.catalog.account_json(handle, view), None
 
     def _verify_credentials(self, _arg: str, params: _Params, view: _View) -> _Answer:
@@ -544,7 +489,7 @@ class _Api:
     def _statuses(self, account_id: str, params: _Params, view: _View) -> _Answer:
         handle = self.catalog.handle_for_id(account_id)
         if handle is None:
-            raise ApiError(404, NOT_FOUND)
+            raise _error(404, NOT_FOUND)
         limit, bounds = params.limit(STATUS_LIMITS), _Bounds.parse(params)
         items = [i for i in self.catalog.visible(view.clock) if i.author_handle == handle]
         if params.flag("exclude_replies"):
@@ -574,7 +519,7 @@ class _Api:
             if n.created_at <= view.clock
             and (not types or n.type in types)
             and n.type not in excluded
-            and (actor is None or self.catalog.account_id(n.actor) == actor)
+            and (actor is None or self.catalog.id(n.actor) == actor)
         ]
         page = paginate(((n.id, n) for n in chosen), bounds, limit)
         url = f"{view.origin}/api/v1/notifications"
@@ -585,10 +530,10 @@ class _Api:
     def _search(self, _arg: str, params: _Params, view: _View) -> _Answer:
         query = params.get("q")
         if not query:
-            raise ApiError(400, "param is missing or the value is empty: q")
+            raise _error(400, "param is missing or the value is empty: q")
         offset_raw = params.get("offset")
         if offset_raw and not view.authed:
-            raise ApiError(401, "Search queries pagination is not supported without authentication")
+            raise _error(401, "Search queries pagination is not supported without authentication")
         offset, limit = max(0, _ruby_int(offset_raw or "0")), params.limit(SEARCH_LIMITS)
         kind = params.get("type")
         body: Json = {"accounts": [], "statuses": [], "hashtags": [], "collections": []}
@@ -612,7 +557,7 @@ class _Api:
             for i in self.catalog.visible(view.clock)
             if bounds.admits(status_snowflake(i))
             and (floor is None or status_snowflake(i) > floor)
-            and (account is None or self.catalog.account_id(i.author_handle) == account)
+            and (account is None or self.catalog.id(i.author_handle) == account)
             and search.matches(i.text)
         ]
         hits.sort(key=status_snowflake, reverse=True)  # newest first, whatever min_id says
@@ -645,26 +590,6 @@ class _Api:
 # --------------------------------------------------------------------------- the sandbox
 
 
-@dataclass
-class _RateWindow:
-    limit: int
-    remaining: int
-    reset: float  # epoch seconds
-
-    @property
-    def headers(self) -> Headers:
-        return _rate_headers(self.limit, self.remaining, self.reset)
-
-
-def _rate_headers(limit: int, remaining: int, reset: float) -> Headers:
-    """Mastodon's rate-limit headers; the reset is an ISO-8601 time."""
-    return (
-        ("X-RateLimit-Limit", str(limit)),
-        ("X-RateLimit-Remaining", str(remaining)),
-        ("X-RateLimit-Reset", format_reset(datetime.fromtimestamp(reset, UTC))),
-    )
-
-
 class MastodonSandbox(TrafficSandbox):
     """A local Mastodon instance over deterministic generated traffic.
 
@@ -679,56 +604,43 @@ class MastodonSandbox(TrafficSandbox):
     platform = "mastodon"
     server_version = "Mastodon"
     endpoints = ENDPOINTS
-    reset_headers = ("X-RateLimit-Reset",)
+    reset_headers = (_RATE_HEADERS.reset,)
+    routes = (
+        route("GET", r"/api/v1/accounts/lookup()", "lookup"),
+        route("GET", r"/api/v1/accounts/verify_credentials()", "verify_credentials"),
+        route("GET", r"/api/v1/accounts/([^/]+)/statuses", "statuses"),
+        route("GET", r"/api/v1/notifications()", "notifications"),
+        route("GET", r"/api/v2/search()", "search"),
+    )
 
     def __init__(
         self,
         *,
-        seed: int = 7,
-        brand_handle: str = "acme",
         brand_account_id: str = DEFAULT_BRAND_ACCOUNT_ID,
-        keywords: Sequence[str] = ("acme",),
-        start: datetime | None = None,
-        end: datetime | None = None,
-        clock: datetime | None = None,
         access_token: str | None = None,
-        traffic: Sequence[TrafficItem] | None = None,
         search_enabled: bool = True,
         rate_limit: int = RATE_LIMIT,
-        port: int = 0,
-        **rates: Unpack[TrafficRates],
+        **options: Unpack[SandboxOptions],
     ) -> None:
-        _check_identity(brand_handle, brand_account_id)
-        self.brand_handle = brand_handle
+        require("brand_handle", options.get("brand_handle", "acme"), _USERNAME.pattern)
+        require("brand_account_id", brand_account_id, _ID.pattern)
         self.brand_account_id = brand_account_id
-        self.keywords = tuple(keywords)
         self.access_token = access_token
         self.rate_limit = rate_limit
-        self.traffic_start, self.traffic_end, self.items = traffic_window(
-            seed=seed,
-            brand_handle=brand_handle,
-            keywords=self.keywords,
-            start=start,
-            end=end,
-            traffic=traffic,
-            rates=rates,
-        )
-        self._catalog = _Catalog(self.items, brand_handle, brand_account_id)
+        super().__init__(**options)
+        self._catalog = _Catalog(self.items, self.brand_handle, brand_account_id)
         self._api = _Api(self._catalog, search_enabled=search_enabled)
-        self._rate_lock = threading.Lock()
-        self._window: _RateWindow | None = None
-        super().__init__(clock=clock or self.traffic_end, port=port)
-
-    def native_id(self, item: TrafficItem) -> str:
-        return self.status_id(item)
+        self.limiter = RateLimiter({"all": (rate_limit, RATE_WINDOW_SECONDS)}, reset=aligned)
 
     def status_id(self, item: TrafficItem) -> str:
         """The Mastodon status id of ``item``."""
         return self._catalog.status_id(item)
 
+    native_id = status_id
+
     def account_id(self, handle: str) -> str:
         """The account id of ``handle`` (the brand's is ``brand_account_id``)."""
-        return self._catalog.account_id(handle)
+        return self._catalog.id(handle)
 
     def notification_id(self, item: TrafficItem) -> str:
         """The id of the ``mention`` notification of a mention item."""
@@ -736,35 +648,25 @@ class MastodonSandbox(TrafficSandbox):
 
     # SandboxServer hooks ----------------------------------------------------------
 
-    def resolve(self, method: str, path: str) -> Route | None:
-        """The API route of a request (only GETs exist), or None (404)."""
-        if method != "GET":
-            return None
-        for pattern, endpoint in _ROUTES:
-            match = pattern.fullmatch(path)
-            if match:
-                return Route(endpoint, endpoint, (match.group(1),))
-        return None
-
     def authenticate(self, route: Route, request: Request) -> bool:
         """A presented token must be good; public endpoints also answer without one."""
-        token = request.bearer()
-        if token is None:
+        if request.bearer() is None:
             return route.endpoint in PUBLIC_ENDPOINTS and request.header("Authorization") is None
-        return self.access_token is None or token == self.access_token
+        return request.bearer_is(self.access_token)
 
-    def respond(self, route: Route, request: Request) -> Response:
-        """The API answer, counted against the rate window (429 once it is used up)."""
-        allowed, headers = self._count_request()
-        if not allowed:
-            return Response.json(429, {"error": TOO_MANY_REQUESTS}, headers)
+    def answer(self, route: Route, request: Request) -> Response:
+        """The API answer, with its ``Link`` header when it is a page."""
         view = _View(self.url, self.clock, request.bearer() is not None)
-        try:
-            body, link = self._api.answer(route, request, view)
-        except ApiError as error:
-            return Response.json(error.status, {"error": error.message}, headers)
-        extra = (("Link", link),) if link else ()
-        return Response.json(200, body, (*extra, *headers))
+        body, link = self._api.answer(route, request, view)
+        return Response.json(200, body, (("Link", link),) if link else ())
+
+    def rate_windows(self, route: Route | None) -> tuple[str, ...]:
+        """One window for every endpoint, as Mastodon's per-account limit."""
+        return ("all",)
+
+    def rate_headers(self, window: RateWindow) -> Headers:
+        """Mastodon's rate-limit headers; the reset is an ISO-8601 time."""
+        return _RATE_HEADERS.of(window, format_reset(datetime.fromtimestamp(window.reset, UTC)))
 
     def error(self, status: int, route: Route | None, request: Request) -> Response:
         """``{"error": ...}`` from Mastodon; 502-504 as the HTML page of the nginx in front."""
@@ -776,7 +678,7 @@ class MastodonSandbox(TrafficSandbox):
             return Response.text(status, page, content_type="text/html")
         messages = {401: INVALID_TOKEN, 404: NOT_FOUND, 429: TOO_MANY_REQUESTS}
         body = {"error": messages.get(status, "Internal server error")}
-        return Response.json(status, body, self._current_headers())
+        return Response.json(status, body, self.current_rate_headers(route))
 
     def unauthorized(self, route: Route, request: Request, *, expired: bool) -> Response:
         """401 ``{"error": "The access token is invalid"}`` (or "expired") with the challenge."""
@@ -785,37 +687,6 @@ class MastodonSandbox(TrafficSandbox):
             "WWW-Authenticate",
             f'Bearer realm="Doorkeeper", error="invalid_token", error_description="{message}"',
         )
-        return Response.json(401, {"error": message}, (challenge, *self._current_headers()))
-
-    def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
-        """429 ``{"error": "Too many requests"}``, nothing remaining until ``reset_in`` s on."""
-        headers = _rate_headers(self.rate_limit, 0, clock.timestamp() + reset_in)
-        return Response.json(429, {"error": TOO_MANY_REQUESTS}, headers)
-
-    # rate window ------------------------------------------------------------------
-
-    def _current(self) -> _RateWindow:
-        """The current 5-minute window (call with the rate lock held)."""
-        now = clock.timestamp()
-        if self._window is None or now >= self._window.reset:
-            reset = (math.floor(now / RATE_WINDOW_SECONDS) + 1) * RATE_WINDOW_SECONDS
-            self._window = _RateWindow(self.rate_limit, self.rate_limit, float(reset))
-        return self._window
-
-    def _count_request(self) -> tuple[bool, Headers]:
-        with self._rate_lock:
-            window = self._current()
-            allowed = window.remaining > 0
-            window.remaining -= 1 if allowed else 0
-            return allowed, window.headers
-
-    def _current_headers(self) -> Headers:
-        with self._rate_lock:
-            return self._current().headers
-
-
-def _check_identity(brand_handle: str, brand_account_id: str) -> None:
-    if not _USERNAME.fullmatch(brand_handle):
-        raise ValueError(f"brand_handle must match {_USERNAME.pattern}: {brand_handle!r}")
-    if not _ID.fullmatch(brand_account_id):
-        raise ValueError(f"brand_account_id must match {_ID.pattern}: {brand_account_id!r}")
+        return Response.json(
+            401, {"error": message}, (challenge, *self.current_rate_headers(route))
+        )

@@ -36,23 +36,26 @@ from http import HTTPStatus
 from typing import Unpack
 
 from monitor import clock
+from monitor.sandbox.common import Catalog, Params, QuerySyntax
+from monitor.sandbox.limits import RateLimiter, RateWindow, exact
 from monitor.sandbox.server import (
+    ApiError,
     Headers,
     Json,
     Query,
     Request,
     Response,
     Route,
+    route,
 )
 from monitor.sandbox.traffic import (
     KEYWORD,
     MENTION,
     POST,
     REPLY,
+    SandboxOptions,
     TrafficItem,
-    TrafficRates,
     TrafficSandbox,
-    traffic_window,
 )
 
 ENDPOINTS = ("token", "me", "about", "overview", "inbox", "search", "info")
@@ -87,34 +90,24 @@ SEARCH_WINDOWS = {
 }
 _NAME = r"[A-Za-z0-9_-]{1,50}"
 _HANDLE_TOKEN = re.compile(r"(?<![\w@/])@(\w+)")
-_QUERY_TOKEN = re.compile(r'-?"[^"]*"|\S+')
-_TRUE = frozenset({"1", "true", "on", "yes"})
-_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
-    ("POST", re.compile(re.escape(TOKEN_PATH)), "token"),
-    ("GET", re.compile(r"/api/v1/me"), "me"),
-    ("GET", re.compile(rf"/user/({_NAME})/about"), "about"),
-    ("GET", re.compile(rf"/user/({_NAME})(?:/(overview|submitted|comments))?"), "overview"),
-    ("GET", re.compile(r"/message/(inbox|unread|mentions|comments|selfreply)"), "inbox"),
-    ("GET", re.compile(rf"/r/({_NAME}(?:\+{_NAME})*)/search"), "search"),
-    ("GET", re.compile(r"/api/info"), "info"),
+_SYNTAX = QuerySyntax(
+    operators=frozenset({"author", "subreddit"}),
+    skip=frozenset({"OR", "AND", "NOT"}),
+    other="value",
 )
+_TRUE = frozenset({"1", "true", "on", "yes"})
 
 
 # --------------------------------------------------------------------------- errors and helpers
 
 
-class ApiError(Exception):
-    """A Reddit error answer: status, ``{"message", "error"}`` body and extra headers."""
-
-    def __init__(self, status: int, headers: Headers = ()) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.headers = headers
-
-
 def error_body(status: int) -> Json:
     """Reddit's error body: ``{"message": "<reason>", "error": <status>}``."""
     return {"message": HTTPStatus(status).phrase, "error": status}
+
+
+def _error(status: int, headers: Headers = ()) -> ApiError:
+    return ApiError(status, error_body(status), headers)
 
 
 def base36(number: int) -> str:
@@ -196,12 +189,12 @@ class Thing:
         return base if self.kind == "t3" else f"{base}{self.id36}/"
 
 
-class _Catalog:
+class _Catalog(Catalog):
     """The sandbox's things and accounts (immutable once built)."""
 
     def __init__(self, items: Sequence[TrafficItem], brand_handle: str) -> None:
-        self.items = list(items)
-        self.brand_handle = brand_handle
+        brand_id = _user_id36(brand_handle)
+        super().__init__(items, brand_handle, brand_id, _HANDLE_TOKEN, extra=("AutoModerator",))
         self.brand_subreddits = (brand_handle, *BRAND_SUBREDDITS)
         self.things: list[Thing] = []
         self._by_seq: dict[int, Thing] = {}
@@ -215,7 +208,6 @@ class _Catalog:
                 *(t.subreddit for t in self.things),
             )
         }
-        self.users = self._collect_users()
 
     def _build(self) -> None:
         brand_posts: list[Thing] = []
@@ -299,13 +291,9 @@ class _Catalog:
             parent=parent.fullname,
         )
 
-    def _collect_users(self) -> dict[str, str]:
-        users = {self.brand_handle.lower(): self.brand_handle, "automoderator": "AutoModerator"}
-        for thing in self.things:
-            users.setdefault(thing.author.lower(), thing.author)
-            for match in re.finditer(r"\bu/(\w+)", thing.text):
-                users.setdefault(match.group(1).lower(), match.group(1))
-        return users
+    def id(self, handle: str) -> str:
+        """The base36 id of the account ``handle`` (its fullname without ``t2_``)."""
+        return _user_id36(handle)
 
     def thing(self, item: TrafficItem) -> Thing:
         return self._by_seq[item.seq]
@@ -483,21 +471,16 @@ def listing(children: list[Json], after: str | None, before: str | None) -> Json
 
 def _escaper(query: Query) -> Callable[[str], str]:
     """Without ``raw_json=1`` Reddit sends ``&``, ``<`` and ``>`` as HTML entities."""
-    if _last(query, "raw_json") == "1":
+    if Params(query).get("raw_json") == "1":
         return str
     return lambda text: text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _last(query: Query, name: str) -> str | None:
-    values = query.get(name)
-    return values[-1] if values else None
 
 
 # --------------------------------------------------------------------------- listings
 
 
 def _limit(query: Query) -> int:
-    raw = _last(query, "limit")
+    raw = Params(query).get("limit")
     if raw is None or not raw.isdigit():
         return DEFAULT_LIMIT
     return min(max(int(raw), 1), MAX_LIMIT)
@@ -511,7 +494,8 @@ def paginate(things: list[Thing], query: Query) -> tuple[list[Thing], str | None
     things = things[:LISTING_CAP]
     limit = _limit(query)
     names = [t.fullname for t in things]
-    after, before = _last(query, "after"), _last(query, "before")
+    params = Params(query)
+    after, before = params.get("after"), params.get("before")
     if after:
         start = names.index(after) + 1 if after in names else len(names)
     elif before:
@@ -542,20 +526,8 @@ class SearchQuery:
 
     @classmethod
     def parse(cls, query: str) -> SearchQuery:
-        terms: list[str] = []
-        fields: dict[str, list[str]] = {"author": [], "subreddit": []}
-        for token in _QUERY_TOKEN.findall(query):
-            token = token.strip("()")
-            if not token or token in ("OR", "AND", "NOT") or token.startswith("-"):
-                continue
-            name, sep, value = token.partition(":")
-            if sep and name.lower() in fields and value:
-                fields[name.lower()].append(value.strip('"').lower())
-            else:
-                terms.append((value if sep and value else token).strip('"').lower())
-        return cls(
-            tuple(t for t in terms if t), tuple(fields["author"]), tuple(fields["subreddit"])
-        )
+        parsed = _SYNTAX.parse(query)
+        return cls(parsed.terms, parsed.operator("author"), parsed.operator("subreddit"))
 
     def matches(self, thing: Thing) -> bool:
         text = thing.text.lower()
@@ -567,15 +539,6 @@ class SearchQuery:
 
 
 # --------------------------------------------------------------------------- the sandbox
-
-
-@dataclass
-class _RateWindow:
-    used: int
-    reset_at: float
-
-    def headers(self, now: float) -> Headers:
-        return rate_headers(RATE_LIMIT - self.used, self.used, self.reset_at - now)
 
 
 def rate_headers(remaining: float, used: int, reset_in: float) -> Headers:
@@ -609,50 +572,38 @@ class RedditSandbox(TrafficSandbox):
     endpoints = ENDPOINTS
     reset_headers = ("retry-after", "x-ratelimit-reset")
     time_field = "created_utc"
+    routes = (
+        route("POST", re.escape(TOKEN_PATH), "token"),
+        route("GET", r"/api/v1/me", "me"),
+        route("GET", rf"/user/({_NAME})/about", "about"),
+        route("GET", rf"/user/({_NAME})(?:/(overview|submitted|comments))?", "overview"),
+        route("GET", r"/message/(inbox|unread|mentions|comments|selfreply)", "inbox"),
+        route("GET", rf"/r/({_NAME}(?:\+{_NAME})*)/search", "search"),
+        route("GET", r"/api/info", "info"),
+    )
 
     def __init__(
         self,
         *,
-        seed: int = 7,
-        brand_handle: str = "acme",
-        keywords: Sequence[str] = ("acme",),
-        start: datetime | None = None,
-        end: datetime | None = None,
-        clock: datetime | None = None,
         client_id: str | None = None,
         client_secret: str | None = None,
         username: str | None = None,
         password: str | None = None,
-        traffic: Sequence[TrafficItem] | None = None,
-        port: int = 0,
-        **rates: Unpack[TrafficRates],
+        **options: Unpack[SandboxOptions],
     ) -> None:
+        brand_handle = options.get("brand_handle", "acme")
         if not re.fullmatch(r"[A-Za-z0-9_-]{3,20}", brand_handle):
             raise ValueError(f"not a Reddit user name: {brand_handle!r}")
-        self.brand_handle = brand_handle
-        self.keywords = tuple(keywords)
         self.client = (client_id, client_secret)
         self.user = (username, password)
-        self.traffic_start, self.traffic_end, self.items = traffic_window(
-            seed=seed,
-            brand_handle=brand_handle,
-            keywords=self.keywords,
-            start=start,
-            end=end,
-            traffic=traffic,
-            rates=rates,
-        )
+        super().__init__(**options)
         self._catalog = _Catalog(self.items, brand_handle)
-        self._seed = seed
+        self._seed = options.get("seed", 7)
         self._tokens: dict[str, _Token] = {}
         self._state_lock = threading.Lock()
-        self._window: _RateWindow | None = None
-        super().__init__(clock=clock or self.traffic_end, port=port)
+        self.limiter = RateLimiter({"api": (RATE_LIMIT, RATE_WINDOW_SECONDS)}, reset=exact)
 
     # public helpers -------------------------------------------------------------
-
-    def native_id(self, item: TrafficItem) -> str:
-        return self.fullname(item)
 
     def thing(self, item: TrafficItem) -> Thing:
         """The Reddit thing ``item`` is served as."""
@@ -661,6 +612,8 @@ class RedditSandbox(TrafficSandbox):
     def fullname(self, item: TrafficItem) -> str:
         """The fullname (``t1_...`` / ``t3_...``) of ``item``."""
         return self._catalog.thing(item).fullname
+
+    native_id = fullname
 
     def user_fullname(self, name: str) -> str:
         """The ``t2_...`` fullname of the account ``name``."""
@@ -676,13 +629,7 @@ class RedditSandbox(TrafficSandbox):
 
     def resolve(self, method: str, path: str) -> Route | None:
         """The route of a request (trailing slashes and ``.json`` ignored), or None (404)."""
-        path = path.removesuffix(".json").rstrip("/") or "/"
-        for route_method, pattern, endpoint in _ROUTES:
-            match = pattern.fullmatch(path)
-            if match and method == route_method:
-                groups = tuple(g or "" for g in match.groups())
-                return Route(endpoint, endpoint, groups)
-        return None
+        return super().resolve(method, path.removesuffix(".json").rstrip("/") or "/")
 
     def authenticate(self, route: Route, request: Request) -> bool:
         """Client credentials for the token endpoint; a live bearer token for the API."""
@@ -690,31 +637,35 @@ class RedditSandbox(TrafficSandbox):
             return self._client_ok(request.basic_auth())
         return self._token(request) is not None
 
-    def respond(self, route: Route, request: Request) -> Response:
-        """Issue a token, or answer the API request counted against the rate window."""
+    def answer(self, route: Route, request: Request) -> Response:
+        """Issue a token, or answer the API request."""
         if route.endpoint == "token":
             return Response.json(200, self._grant(request))
-        allowed, headers = self._count_request()
-        if not allowed:  # the window's budget is used up: wait for its reset
-            reset = dict(headers)["x-ratelimit-reset"]
-            return Response.json(429, error_body(429), (*headers, ("retry-after", reset)))
-        try:
-            return Response.json(200, self._api(route, request), headers)
-        except ApiError as error:
-            return Response.json(error.status, error_body(error.status), (*headers, *error.headers))
+        return Response.json(200, self._api(route, request))
+
+    def rate_windows(self, route: Route | None) -> tuple[str, ...]:
+        """One budget for the API; the token endpoint is not counted."""
+        return () if route is None or route.endpoint == "token" else ("api",)
+
+    def rate_headers(self, window: RateWindow) -> Headers:
+        """Reddit's three headers, the reset in seconds from now."""
+        return rate_headers(window.remaining, window.used, window.reset - clock.timestamp())
+
+    def throttled(self, route: Route, request: Request, headers: Headers) -> Response:
+        """429 with ``retry-after``: the window's budget is used up, wait for its reset."""
+        reset = dict(headers)["x-ratelimit-reset"]
+        return Response.json(429, error_body(429), (*headers, ("retry-after", reset)))
 
     def error(self, status: int, route: Route | None, request: Request) -> Response:
         """Reddit's ``{"message", "error"}`` body, with the rate headers on API answers."""
-        if route is None or route.endpoint == "token":
-            return Response.json(status, error_body(status))
-        return Response.json(status, error_body(status), self._peek_headers())
+        return Response.json(status, error_body(status), self.current_rate_headers(route))
 
     def unauthorized(self, route: Route, request: Request, *, expired: bool) -> Response:
         """401; API answers carry ``www-authenticate`` (prawcore needs it to name the error)."""
         if route.endpoint == "token":
             return Response.json(401, error_body(401))
         challenge = ("www-authenticate", 'Bearer realm="reddit", error="invalid_token"')
-        return Response.json(401, error_body(401), (*self._peek_headers(), challenge))
+        return Response.json(401, error_body(401), (*self.current_rate_headers(route), challenge))
 
     def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
         """429 with ``retry-after`` and the budget used up until ``reset_in`` seconds from now."""
@@ -765,27 +716,6 @@ class RedditSandbox(TrafficSandbox):
             "scope": "*",
         }
 
-    # rate window ----------------------------------------------------------------
-
-    def _current_window(self, now: float) -> _RateWindow:
-        """The rate window in force (call with the state lock held)."""
-        if self._window is None or now >= self._window.reset_at:
-            self._window = _RateWindow(0, now + RATE_WINDOW_SECONDS)
-        return self._window
-
-    def _count_request(self) -> tuple[bool, Headers]:
-        now = clock.timestamp()
-        with self._state_lock:
-            window = self._current_window(now)
-            allowed = window.used < RATE_LIMIT
-            window.used += 1 if allowed else 0
-            return allowed, window.headers(now)
-
-    def _peek_headers(self) -> Headers:
-        now = clock.timestamp()
-        with self._state_lock:
-            return self._current_window(now).headers(now)
-
     # the API --------------------------------------------------------------------
 
     def _api(self, route: Route, request: Request) -> Json:
@@ -802,18 +732,18 @@ class RedditSandbox(TrafficSandbox):
     def _user_of(self, request: Request) -> str:
         token = self._token(request)
         if token is None or token.user is None:
-            raise ApiError(403)  # an app-only token has no user: no inbox, no "me"
+            raise _error(403)  # an app-only token has no user: no inbox, no "me"
         return token.user
 
     def _me(self, route: Route, request: Request) -> Json:
         user = self._user_of(request)
-        name = self._catalog.users.get(user.lower(), user)
+        name = self._catalog.handle(user) or user
         return account_json(name, self._account_created(name))
 
     def _about(self, route: Route, request: Request) -> Json:
-        name = self._catalog.users.get(route.args[0].lower())
+        name = self._catalog.handle(route.args[0])
         if name is None:
-            raise ApiError(404)
+            raise _error(404)
         return {"kind": "t2", "data": account_json(name, self._account_created(name))}
 
     def _account_created(self, name: str) -> datetime:
@@ -847,11 +777,12 @@ class RedditSandbox(TrafficSandbox):
         names = route.args[0].lower().split("+")
         if "all" not in names and not any(n in self._catalog.subreddits for n in names):
             location = f"{self.url}/subreddits/search?q={route.args[0]}"
-            raise ApiError(302, (("location", location),))
+            raise _error(302, (("location", location),))
         query = request.query
-        search = SearchQuery.parse(_last(query, "q") or "")
-        restrict = (_last(query, "restrict_sr") or "").lower() in _TRUE and "all" not in names
-        window = SEARCH_WINDOWS.get(_last(query, "t") or "all")
+        params = Params(query)
+        search = SearchQuery.parse(params.get("q") or "")
+        restrict = (params.get("restrict_sr") or "").lower() in _TRUE and "all" not in names
+        window = SEARCH_WINDOWS.get(params.get("t") or "all")
         since = None if window is None else self.clock - window
         things = [
             t

@@ -12,19 +12,20 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import logging
 import math
 import re
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from importlib.resources import files
 from random import Random
-from typing import ClassVar, TypedDict
+from typing import ClassVar, TypedDict, Unpack
 
 from monitor import clock
-from monitor.sandbox.server import SandboxServer
+from monitor.sandbox.server import SandboxServer, as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -104,19 +105,20 @@ def _usable(text: str) -> bool:
 
 
 @functools.cache
+def _support_texts(inbound: str) -> tuple[str, ...]:
+    rows = _read_csv("twcs_sample.csv")
+    texts = tuple(r["text"].strip() for r in rows if r["inbound"] == inbound)
+    return tuple(t for t in texts if _usable(t))
+
+
 def customer_texts() -> tuple[str, ...]:
     """Inbound (customer to brand) texts of the customer-support corpus."""
-    rows = _read_csv("twcs_sample.csv")
-    texts = tuple(r["text"].strip() for r in rows if r["inbound"] == "True")
-    return tuple(t for t in texts if _usable(t))
+    return _support_texts("True")
 
 
-@functools.cache
 def brand_reply_texts() -> tuple[str, ...]:
     """Outbound (brand reply) texts of the customer-support corpus."""
-    rows = _read_csv("twcs_sample.csv")
-    texts = tuple(r["text"].strip() for r in rows if r["inbound"] == "False")
-    return tuple(t for t in texts if _usable(t))
+    return _support_texts("False")
 
 
 @functools.cache
@@ -192,18 +194,6 @@ def _keyword_text(text: str, brand_handle: str, keyword: str, rng: Random) -> st
 # --------------------------------------------------------------------------- generation
 
 
-class _Keys:
-    """Sequential draft keys (generation order, used to break created_at ties)."""
-
-    def __init__(self) -> None:
-        self._next = 0
-
-    def next(self) -> int:
-        key = self._next
-        self._next += 1
-        return key
-
-
 def _count(rate: float, days: float) -> int:
     return max(0, round(rate * days))
 
@@ -222,22 +212,26 @@ def _customer_handle(rng: Random, brand_handle: str) -> str:
             return handle
 
 
-def _posts(rng: Random, brand_handle: str, times: list[datetime], keys: _Keys) -> list[_Draft]:
+def _posts(
+    rng: Random, brand_handle: str, times: list[datetime], keys: Iterator[int]
+) -> list[_Draft]:
     corpus = _brand_posts()
     drafts = []
     for when in times:
         post = rng.choice(corpus)
         drafts.append(
-            _Draft(keys.next(), POST, brand_handle, fit(post.text), when, None, post.label)
+            _Draft(next(keys), POST, brand_handle, fit(post.text), when, None, post.label)
         )
     return drafts
 
 
-def _mentions(rng: Random, brand_handle: str, times: list[datetime], keys: _Keys) -> list[_Draft]:
+def _mentions(
+    rng: Random, brand_handle: str, times: list[datetime], keys: Iterator[int]
+) -> list[_Draft]:
     corpus = customer_texts()
     return [
         _Draft(
-            keys.next(),
+            next(keys),
             MENTION,
             _customer_handle(rng, brand_handle),
             _to_brand_mention(rng.choice(corpus), brand_handle),
@@ -248,7 +242,11 @@ def _mentions(rng: Random, brand_handle: str, times: list[datetime], keys: _Keys
 
 
 def _keyword_hits(
-    rng: Random, brand_handle: str, keywords: Sequence[str], times: list[datetime], keys: _Keys
+    rng: Random,
+    brand_handle: str,
+    keywords: Sequence[str],
+    times: list[datetime],
+    keys: Iterator[int],
 ) -> list[_Draft]:
     if not keywords:
         return []
@@ -256,7 +254,7 @@ def _keyword_hits(
     drafts = []
     for when in times:
         text = _keyword_text(rng.choice(corpus), brand_handle, rng.choice(keywords), rng)
-        drafts.append(_Draft(keys.next(), KEYWORD, _customer_handle(rng, brand_handle), text, when))
+        drafts.append(_Draft(next(keys), KEYWORD, _customer_handle(rng, brand_handle), text, when))
     return drafts
 
 
@@ -273,7 +271,7 @@ def _replies(
     end: datetime,
     answered_share: float,
     late_share: float,
-    keys: _Keys,
+    keys: Iterator[int],
 ) -> list[_Draft]:
     answered = rng.sample(mentions, round(answered_share * len(mentions)))
     late_keys = {m.key for m in rng.sample(answered, round(late_share * len(answered)))}
@@ -285,7 +283,7 @@ def _replies(
         if when >= end:
             continue
         mention.reply_count += 1
-        drafts.append(_Draft(keys.next(), REPLY, brand_handle, text, when, mention.key))
+        drafts.append(_Draft(next(keys), REPLY, brand_handle, text, when, mention.key))
     return drafts
 
 
@@ -325,12 +323,6 @@ def _finalise(rng: Random, drafts: list[_Draft]) -> list[TrafficItem]:
     return items
 
 
-def _utc(when: datetime, name: str) -> datetime:
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware")
-    return when.astimezone(UTC)
-
-
 def _check_arguments(brand_handle: str, keywords: Sequence[str], shares: Sequence[float]) -> None:
     if not re.fullmatch(r"\w{1,50}", brand_handle):
         raise ValueError(f"invalid brand handle: {brand_handle!r}")
@@ -360,12 +352,12 @@ def generate_traffic(
 
     The result is sorted by ``created_at`` and identical for identical arguments.
     """
-    start, end = _utc(start, "start"), _utc(end, "end")
+    start, end = as_utc(start, "start"), as_utc(end, "end")
     if end < start:
         raise ValueError("end must not be before start")
     _check_arguments(brand_handle, keywords, (answered_share, late_share))
     rng = Random(seed)
-    keys = _Keys()
+    keys = itertools.count()  # draft keys in generation order: they break created_at ties
     days = (end - start).total_seconds() / 86400
     times = [
         _random_times(rng, start, end, _count(rate, days))
@@ -406,8 +398,8 @@ def traffic_window(
     if end is None:
         newest = max((i.created_at for i in traffic or ()), default=None)
         end = newest or clock.now().replace(microsecond=0)
-    end = _aware(end, "end")
-    start = _aware(start, "start") if start else end - timedelta(days=1)
+    end = as_utc(end, "end")
+    start = as_utc(start, "start") if start else end - timedelta(days=1)
     items = (
         list(traffic)
         if traffic is not None
@@ -423,21 +415,54 @@ def visible_items(items: Iterable[TrafficItem], clock: datetime) -> list[Traffic
     return [item for item in items if item.created_at <= clock]
 
 
-def _aware(when: datetime, name: str) -> datetime:
-    if when.tzinfo is None:
-        raise ValueError(f"{name} must be timezone-aware")
-    return when.astimezone(UTC)
+class SandboxOptions(TrafficRates, total=False):
+    """What every traffic sandbox takes: the traffic it serves (given, or generated from
+    ``seed`` and the rates for ``brand_handle`` and ``keywords`` over ``start``..``end``), its
+    clock (default: ``end``) and its port (0: a free one)."""
+
+    seed: int
+    brand_handle: str
+    keywords: Sequence[str]
+    start: datetime | None
+    end: datetime | None
+    clock: datetime | None
+    traffic: Sequence[TrafficItem] | None
+    port: int
 
 
 class TrafficSandbox(SandboxServer):
     """A sandbox serving a window of traffic: the items published up to its clock.
 
-    Subclasses set ``platform``, fill ``items`` (see :func:`traffic_window`) and say how an item
-    is identified on their platform (:meth:`native_id`).
+    Subclasses set ``platform`` and say how an item is identified on their platform
+    (:meth:`native_id`); the constructor takes :class:`SandboxOptions` and fills ``items``.
     """
 
     platform: ClassVar[str] = ""
     items: list[TrafficItem]
+
+    def __init__(self, **options: Unpack[SandboxOptions]) -> None:
+        unknown = set(options) - SandboxOptions.__optional_keys__
+        if unknown:
+            raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(unknown))}")
+        rates = {k: v for k, v in options.items() if k in TrafficRates.__optional_keys__}
+        self.brand_handle = options.get("brand_handle", "acme")
+        self.keywords = tuple(options.get("keywords", ("acme",)))
+        self.traffic_start, self.traffic_end, self.items = traffic_window(
+            seed=options.get("seed", 7),
+            brand_handle=self.traffic_brand(),
+            keywords=self.keywords,
+            start=options.get("start"),
+            end=options.get("end"),
+            traffic=options.get("traffic"),
+            rates=rates,  # type: ignore[arg-type]  # the TrafficRates keys of options
+        )
+        super().__init__(
+            clock=options.get("clock") or self.traffic_end, port=options.get("port", 0)
+        )
+
+    def traffic_brand(self) -> str:
+        """The brand's handle in the platform-neutral traffic (the brand's own, by default)."""
+        return self.brand_handle
 
     def visible(self) -> list[TrafficItem]:
         """The items published up to the clock, oldest first."""

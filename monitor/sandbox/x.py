@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
-import hashlib
 import json
 import math
 import re
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, Unpack
 
-from monitor import clock
+from monitor.sandbox.common import Catalog, Params, QuerySyntax, require
+from monitor.sandbox.limits import HeaderNames, RateLimiter, RateWindow
 from monitor.sandbox.server import (
+    ApiError,
     Headers,
     Json,
     Query,
@@ -32,16 +31,16 @@ from monitor.sandbox.server import (
     Response,
     Route,
     format_time,
+    route,
 )
 from monitor.sandbox.server import RecordedRequest as RecordedRequest
 from monitor.sandbox.traffic import (
     MENTION,
     POST,
     REPLY,
+    SandboxOptions,
     TrafficItem,
-    TrafficRates,
     TrafficSandbox,
-    traffic_window,
     visible_items,
 )
 
@@ -58,6 +57,7 @@ ENDPOINTS = ("tweets", "mentions", "search", "user")
 RATE_LIMITS: Mapping[str, int] = {"tweets": 1500, "mentions": 450, "search": 450, "user": 300}
 DEFAULT_RATE_LIMIT = 900
 RATE_WINDOW_SECONDS = 900
+_RATE_HEADERS = HeaderNames("x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset")
 
 _INVALID_REQUEST_TYPE = "https://api.twitter.com/2/problems/invalid-request"
 _NOT_FOUND_TYPE = "https://api.twitter.com/2/problems/resource-not-found"
@@ -66,7 +66,9 @@ _USERNAME_PATTERN = "^[A-Za-z0-9_]{1,15}$"
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})")
 _MENTION = re.compile(r"(?<![\w@])@(\w{1,15})\b")
 _HASHTAG = re.compile(r"(?<![\w#&])#(\w*[^\W\d]\w*)")
-_QUERY_TOKEN = re.compile(r'-?"[^"]*"|\S+')
+_SYNTAX = QuerySyntax(
+    operators=frozenset({"from", "to", "conversation_id"}), ignored=("is:", "lang:", "has:")
+)
 
 # fmt: off
 TWEET_FIELDS = frozenset({
@@ -103,15 +105,6 @@ _LIST_PARAMS = (
 
 
 # --------------------------------------------------------------------------- errors and helpers
-
-
-class ApiError(Exception):
-    """An X API error answer: HTTP status and JSON body."""
-
-    def __init__(self, status: int, body: Json) -> None:
-        super().__init__(f"{status}: {body}")
-        self.status = status
-        self.body = body
 
 
 def problem(status: int, title: str) -> Json:
@@ -166,20 +159,16 @@ def _listed(values: Iterable[str]) -> str:
 # --------------------------------------------------------------------------- query parameters
 
 
-class _Params:
+class _Params(Params):
     """The query string of one request, validated the way X validates it."""
 
     def __init__(self, query: Query, allowed: Iterable[str]) -> None:
-        self._query = query
+        super().__init__(query)
         allowed_set = frozenset(allowed)
         for name, values in query.items():
             if name not in allowed_set:
                 message = f"The query parameter [{name}] is not one of [{_listed(allowed_set)}]"
                 raise invalid_parameter(name, values, message)
-
-    def get(self, name: str) -> str | None:
-        values = self._query.get(name)
-        return values[-1] if values else None
 
     def max_results(self, low: int, high: int, default: int = 10) -> int:
         raw = self.get("max_results")
@@ -316,22 +305,12 @@ class SearchQuery:
 
     @classmethod
     def parse(cls, query: str) -> SearchQuery:
-        terms: list[str] = []
-        operators: dict[str, list[str]] = {"from": [], "to": [], "conversation_id": []}
-        for raw in _QUERY_TOKEN.findall(query):
-            token = raw.strip("()")
-            if _ignored_term(token):
-                continue
-            name, sep, value = token.partition(":")
-            if sep and value and name.lower() in operators:
-                operators[name.lower()].append(value.lower().lstrip("@"))
-            else:
-                terms.append(token.strip('"').lower())
+        parsed = _SYNTAX.parse(query)
         return cls(
-            terms=tuple(t for t in terms if t),
-            authors=tuple(operators["from"]),
-            recipients=tuple(operators["to"]),
-            conversations=tuple(operators["conversation_id"]),
+            terms=parsed.terms,
+            authors=parsed.operator("from"),
+            recipients=parsed.operator("to"),
+            conversations=parsed.operator("conversation_id"),
         )
 
     @property
@@ -339,64 +318,21 @@ class SearchQuery:
         return not (self.terms or self.authors or self.recipients or self.conversations)
 
 
-def _ignored_term(token: str) -> bool:
-    lowered = token.lower()
-    return (
-        not token
-        or token in ("OR", "AND")
-        or token.startswith("-")
-        or lowered.startswith(("is:", "lang:", "has:"))
-    )
-
-
 # --------------------------------------------------------------------------- catalog
 
 
-class _Catalog:
+class _Catalog(Catalog):
     """The sandbox's tweets and users with their X ids and JSON shapes (immutable)."""
 
     def __init__(self, items: Sequence[TrafficItem], brand_handle: str, brand_user_id: str) -> None:
-        self.items = list(items)
-        self.brand_handle = brand_handle
-        self.brand_user_id = brand_user_id
-        self._by_seq = {item.seq: item for item in self.items}
+        super().__init__(items, brand_handle, brand_user_id, _MENTION)
         self._ids = {item.seq: snowflake(item) for item in self.items}
-        self._handles = self._collect_handles()
-        self._handle_by_id = {self.user_id(h): h for h in self._handles.values()}
-
-    def _collect_handles(self) -> dict[str, str]:
-        handles = {self.brand_handle.lower(): self.brand_handle}
-        for item in self.items:
-            handles.setdefault(item.author_handle.lower(), item.author_handle)
-            for match in _MENTION.finditer(item.text):
-                handles.setdefault(match.group(1).lower(), match.group(1))
-        return handles
-
-    # ids ------------------------------------------------------------------
 
     def numeric_id(self, item: TrafficItem) -> int:
         return self._ids[item.seq]
 
     def tweet_id(self, item: TrafficItem) -> str:
         return str(self._ids[item.seq])
-
-    def user_id(self, handle: str) -> str:
-        if handle.lower() == self.brand_handle.lower():
-            return self.brand_user_id
-        digest = hashlib.sha256(handle.lower().encode()).digest()
-        number = 10**17 + int.from_bytes(digest[:8], "big") % (9 * 10**17)
-        if str(number) == self.brand_user_id:
-            number += 1
-        return str(number)
-
-    def handle(self, username: str) -> str | None:
-        return self._handles.get(username.lower())
-
-    def handle_for_id(self, user_id: str) -> str | None:
-        return self._handle_by_id.get(user_id)
-
-    def parent(self, item: TrafficItem) -> TrafficItem | None:
-        return None if item.in_reply_to_seq is None else self._by_seq.get(item.in_reply_to_seq)
 
     def in_reply_to_handle(self, item: TrafficItem) -> str | None:
         parent = self.parent(item)
@@ -405,14 +341,14 @@ class _Catalog:
         return self.brand_handle if item.kind == MENTION else None
 
     def conversation_id(self, item: TrafficItem) -> str:
-        root = self._by_seq.get(item.root_seq, item)
+        root = self.by_seq.get(item.root_seq, item)
         return self.tweet_id(root)
 
     # JSON -----------------------------------------------------------------
 
     def user_json(self, handle: str, fields: frozenset[str]) -> Json:
         is_brand = handle.lower() == self.brand_handle.lower()
-        user_id = self.user_id(handle)
+        user_id = self.id(handle)
         out: Json = {"id": user_id, "name": _display_name(handle), "username": handle}
         extra: Json = {
             "created_at": format_time(_account_created(user_id)),
@@ -436,7 +372,7 @@ class _Catalog:
     def _tweet_field(self, item: TrafficItem, name: str) -> Any:
         builders: dict[str, Callable[[TrafficItem], Any]] = {
             "created_at": lambda i: format_time(i.created_at),
-            "author_id": lambda i: self.user_id(i.author_handle),
+            "author_id": lambda i: self.id(i.author_handle),
             "conversation_id": self.conversation_id,
             "in_reply_to_user_id": self._in_reply_to_user_id,
             "referenced_tweets": self._referenced_tweets,
@@ -449,7 +385,7 @@ class _Catalog:
 
     def _in_reply_to_user_id(self, item: TrafficItem) -> str | None:
         handle = self.in_reply_to_handle(item)
-        return None if handle is None else self.user_id(handle)
+        return None if handle is None else self.id(handle)
 
     def _referenced_tweets(self, item: TrafficItem) -> list[Json] | None:
         parent = self.parent(item)
@@ -493,15 +429,6 @@ def _entities(text: str) -> Json | None:
 
 
 # --------------------------------------------------------------------------- the API
-
-
-_ROUTES = (
-    (re.compile(r"/2/users/by/username/([^/]+)"), "user", "user_by_username"),
-    (re.compile(r"/2/users/([^/]+)/tweets"), "tweets", "timeline"),
-    (re.compile(r"/2/users/([^/]+)/mentions"), "mentions", "mentions"),
-    (re.compile(r"/2/tweets/search/recent()"), "search", "search"),
-    (re.compile(r"/2/users/([^/]+)"), "user", "user_by_id"),
-)
 
 
 class _Api:
@@ -576,7 +503,7 @@ class _Api:
         fields = _Fields.parse(params, TWEET_EXPANSIONS)
         window = _window(params, endpoint, "pagination_token")
         items: list[TrafficItem] = []
-        if user_id == self.catalog.brand_user_id:
+        if user_id == self.catalog.brand_id:
             items = [i for i in visible_items(self.catalog.items, clock) if i.kind in kinds]
             items = sorted(items, key=self.catalog.numeric_id, reverse=True)[:reach]
         return self._page(endpoint, items, window, max_results, fields)
@@ -643,7 +570,7 @@ class _Api:
         for item in page:
             for handle in self._expanded_handles(item, fields.expansions):
                 users.setdefault(
-                    self.catalog.user_id(handle), self.catalog.user_json(handle, fields.user)
+                    self.catalog.id(handle), self.catalog.user_json(handle, fields.user)
                 )
             parent = self.catalog.parent(item)
             if parent is not None and "referenced_tweets.id" in fields.expansions:
@@ -719,26 +646,6 @@ def _check_search_start(params: _Params, window: _Window, clock: datetime) -> No
 # --------------------------------------------------------------------------- the sandbox
 
 
-@dataclass
-class _RateWindow:
-    limit: int
-    remaining: int
-    reset: int
-
-    @property
-    def headers(self) -> Headers:
-        return _rate_headers(self.limit, self.remaining, self.reset)
-
-
-def _rate_headers(limit: int, remaining: int, reset: int) -> Headers:
-    """X's rate-limit headers; ``reset`` in epoch seconds."""
-    return (
-        ("x-rate-limit-limit", str(limit)),
-        ("x-rate-limit-remaining", str(remaining)),
-        ("x-rate-limit-reset", str(reset)),
-    )
-
-
 class XSandbox(TrafficSandbox):
     """A local X API v2 server over deterministic generated traffic.
 
@@ -750,110 +657,61 @@ class XSandbox(TrafficSandbox):
     platform = "x"
     server_version = "XSandbox/1.0"
     endpoints = ENDPOINTS
-    reset_headers = ("x-rate-limit-reset",)
+    reset_headers = (_RATE_HEADERS.reset,)
+    routes = (
+        route("GET", r"/2/users/by/username/([^/]+)", "user", "user_by_username"),
+        route("GET", r"/2/users/([^/]+)/tweets", "tweets", "timeline"),
+        route("GET", r"/2/users/([^/]+)/mentions", "mentions", "mentions"),
+        route("GET", r"/2/tweets/search/recent()", "search", "search"),
+        route("GET", r"/2/users/([^/]+)", "user", "user_by_id"),
+    )
 
     def __init__(
         self,
         *,
-        seed: int = 7,
-        brand_handle: str = "acme",
         brand_user_id: str = "1500000000000000001",
-        keywords: Sequence[str] = ("acme",),
-        start: datetime | None = None,
-        end: datetime | None = None,
-        clock: datetime | None = None,
         bearer_token: str | None = None,
-        traffic: Sequence[TrafficItem] | None = None,
-        port: int = 0,
-        **rates: Unpack[TrafficRates],
+        **options: Unpack[SandboxOptions],
     ) -> None:
-        _check_identity(brand_handle, brand_user_id)
-        self.brand_handle = brand_handle
+        require("brand_handle", options.get("brand_handle", "acme"), _USERNAME_PATTERN)
+        require("brand_user_id", brand_user_id, _ID_PATTERN)
         self.brand_user_id = brand_user_id
-        self.keywords = tuple(keywords)
         self.bearer_token = bearer_token
-        self.traffic_start, self.traffic_end, self.items = traffic_window(
-            seed=seed,
-            brand_handle=brand_handle,
-            keywords=self.keywords,
-            start=start,
-            end=end,
-            traffic=traffic,
-            rates=rates,
-        )
-        self._catalog = _Catalog(self.items, brand_handle, brand_user_id)
+        super().__init__(**options)
+        self._catalog = _Catalog(self.items, self.brand_handle, brand_user_id)
         self._api = _Api(self._catalog)
-        self._rate_lock = threading.Lock()
-        self._rate_windows: dict[str, _RateWindow] = {}
-        super().__init__(clock=clock or self.traffic_end, port=port)
-
-    def native_id(self, item: TrafficItem) -> str:
-        return self.tweet_id(item)
+        limits = {name: (limit, RATE_WINDOW_SECONDS) for name, limit in RATE_LIMITS.items()}
+        self.limiter = RateLimiter(limits, default=(DEFAULT_RATE_LIMIT, RATE_WINDOW_SECONDS))
 
     def tweet_id(self, item: TrafficItem) -> str:
         """The X id of ``item``."""
         return self._catalog.tweet_id(item)
 
+    native_id = tweet_id
+
     def user_id(self, handle: str) -> str:
         """The X user id of ``handle`` (the brand's is ``brand_user_id``)."""
-        return self._catalog.user_id(handle)
+        return self._catalog.id(handle)
 
     # SandboxServer hooks ----------------------------------------------------------
 
-    def resolve(self, method: str, path: str) -> Route | None:
-        """The X API route of a request (only GETs exist), or None (404)."""
-        if method != "GET":
-            return None
-        for pattern, endpoint, action in _ROUTES:
-            match = pattern.fullmatch(path)
-            if match:
-                return Route(endpoint, action, (match.group(1),))
-        return None
-
     def authenticate(self, route: Route, request: Request) -> bool:
         """A bearer token, and the configured one if there is one."""
-        token = request.bearer()
-        return token is not None and (self.bearer_token is None or token == self.bearer_token)
+        return request.bearer_is(self.bearer_token)
 
-    def respond(self, route: Route, request: Request) -> Response:
-        """The API answer, counted against the endpoint's rate window (429 once used up)."""
-        with self._rate_lock:
-            window = self._rate_window(route.endpoint)
-            allowed = window.remaining > 0
-            window.remaining -= 1 if allowed else 0
-            headers = window.headers
-        if not allowed:
-            return Response.json(429, problem(429, "Too Many Requests"), headers)
-        try:
-            return Response.json(200, self._api.answer(route, request.query, self.clock), headers)
-        except ApiError as error:
-            return Response.json(error.status, error.body, headers)
+    def answer(self, route: Route, request: Request) -> Response:
+        """The API answer."""
+        return Response.json(200, self._api.answer(route, request.query, self.clock))
+
+    def rate_windows(self, route: Route | None) -> tuple[str, ...]:
+        """One window per endpoint."""
+        return (route.endpoint if route else "other",)
+
+    def rate_headers(self, window: RateWindow) -> Headers:
+        """X's rate-limit headers; the reset in epoch seconds."""
+        return _RATE_HEADERS.of(window, str(math.ceil(window.reset)))
 
     def error(self, status: int, route: Route | None, request: Request) -> Response:
         """X's problem body with the endpoint's current rate-limit headers."""
-        with self._rate_lock:
-            headers = self._rate_window(route.endpoint if route else "other").headers
-        return Response.json(status, problem(status, HTTPStatus(status).phrase), headers)
-
-    def rate_limited(self, route: Route, request: Request, reset_in: float) -> Response:
-        """429 with nothing remaining until ``reset_in`` seconds from now (epoch seconds)."""
-        limit = RATE_LIMITS.get(route.endpoint, DEFAULT_RATE_LIMIT)
-        headers = _rate_headers(limit, 0, math.ceil(clock.timestamp() + reset_in))
-        return dataclasses.replace(self.error(429, route, request), headers=headers)
-
-    def _rate_window(self, endpoint: str) -> _RateWindow:
-        """The current rate-limit window of ``endpoint`` (call with the rate lock held)."""
-        now = clock.timestamp()
-        window = self._rate_windows.get(endpoint)
-        if window is None or now >= window.reset:
-            limit = RATE_LIMITS.get(endpoint, DEFAULT_RATE_LIMIT)
-            window = _RateWindow(limit, limit, math.ceil(now) + RATE_WINDOW_SECONDS)
-            self._rate_windows[endpoint] = window
-        return window
-
-
-def _check_identity(brand_handle: str, brand_user_id: str) -> None:
-    if not re.fullmatch(_USERNAME_PATTERN, brand_handle):
-        raise ValueError(f"brand_handle must match {_USERNAME_PATTERN}: {brand_handle!r}")
-    if not re.fullmatch(_ID_PATTERN, brand_user_id):
-        raise ValueError(f"brand_user_id must match {_ID_PATTERN}: {brand_user_id!r}")
+        body = problem(status, HTTPStatus(status).phrase)
+        return Response.json(status, body, self.current_rate_headers(route))

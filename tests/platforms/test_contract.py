@@ -21,7 +21,7 @@ from monitor.models import StreamKey
 from monitor.platforms.base import Collector
 from monitor.platforms.streams import build_collector
 from monitor.sandbox import fleet
-from monitor.sandbox.server import ODD_TEXT_SUFFIX, TRICKLE_BYTES
+from monitor.sandbox.faults import ODD_TEXT_SUFFIX, TRICKLE_BYTES
 from monitor.sandbox.traffic import TrafficSandbox
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -31,7 +31,8 @@ from monitor.platforms.http import (
     fetch_whole,
     read_body,
 )
-from monitor.sandbox.server import FLOODS, Request, Response, Route, SandboxServer, gzip_bomb
+from monitor.sandbox.faults import FLOODS, gzip_bomb
+from monitor.sandbox.server import Request, Response, Route, SandboxServer
 
 PAYLOAD = {"data": [{"id": str(n), "text": "Grüße " * 50} for n in range(200)]}
 PEERS: list[tuple[str, int]] = []  # the client end of each request's connection

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.sandbox import fleet
-from monitor.sandbox.server import TRICKLE_BYTES
+from monitor.sandbox.faults import TRICKLE_BYTES
 from tests.conftest import LocalCA
 from tests.platforms.test_contract import World, advance, all_kinds, open_world
 

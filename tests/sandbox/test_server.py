@@ -19,20 +19,16 @@ import pytest
 import requests
 
 from monitor import clock
-from monitor.sandbox.server import (
+from monitor.sandbox.faults import (
     FLOODS,
     GZIP_BOMB_BYTES,
     HUGE_BODY_BYTES,
     HUGE_LENGTH_BYTES,
-    MAX_BODY,
     TRICKLE_BYTES,
-    Request,
-    Response,
-    Route,
-    SandboxServer,
-    format_time,
     gzip_bomb,
 )
+from monitor.sandbox.server import Request, Response, Route, SandboxServer, format_time
+from monitor.sandbox.transport import MAX_BODY
 from tests.conftest import LocalCA
 
 TOKEN = "toy-secret-token"
