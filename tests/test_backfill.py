@@ -14,7 +14,7 @@ from monitor import clock, pipeline, store
 from monitor.cli import cli
 from monitor.config import Settings, load_settings
 from monitor.models import Post, RunResult
-from monitor.sandbox.x import XSandbox
+from monitor.platforms.x.sandbox import XSandbox
 from tests.conftest import TOKEN
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from monitor.sandbox.x import XSandbox
+from monitor.platforms.x.sandbox import XSandbox
 from tests.conftest import TOKEN, read_store
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -32,7 +32,7 @@ PLATFORM = Platform(
     collector="monitor.platforms.reddit.collector:RedditCollector",
     keyword_query=keyword_query,
     sandbox=SandboxSpec(
-        server="monitor.sandbox.reddit:RedditSandbox",
+        server="monitor.platforms.reddit.sandbox:RedditSandbox",
         handle="acme",
         server_secrets={
             "client_id": "sandbox-client",

@@ -17,9 +17,9 @@ from monitor.cli import cli
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, Post, RunResult, StreamKey, iso
 from monitor.platforms.base import Collector
+from monitor.platforms.bluesky.sandbox import BlueskySandbox
 from monitor.platforms.bluesky.walk import Mark
 from monitor.platforms.streams import build_collector
-from monitor.sandbox.bluesky import BlueskySandbox
 from tests.conftest import TestClock
 from tests.platforms.ratelimits import collect_deferred_by_default
 

@@ -17,7 +17,7 @@ from monitor import clock, pipeline, store
 from monitor.cli import cli
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, Post, RunResult, StreamKey
-from monitor.sandbox.mastodon import MastodonSandbox
+from monitor.platforms.mastodon.sandbox import MastodonSandbox
 from monitor.sandbox.server import Request, Response, Route
 from monitor.sandbox.traffic import MENTION, POST, TrafficItem, brand_post_texts
 from tests.platforms.ratelimits import collect_deferred_by_default

@@ -21,8 +21,8 @@ from monitor.cli import cli
 from monitor.config import Settings, load_settings
 from monitor.models import Cursor, RunResult, StreamKey
 from monitor.platforms.reddit.collector import NO_LOGIN, RedditCollector
+from monitor.platforms.reddit.sandbox import RedditSandbox
 from monitor.platforms.reddit.walk import Mark
-from monitor.sandbox.reddit import RedditSandbox
 from monitor.sandbox.server import Request, Response, Route
 from monitor.sandbox.traffic import TrafficRates
 from tests.platforms.ratelimits import collect_deferred_by_default

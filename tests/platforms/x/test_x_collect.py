@@ -19,8 +19,8 @@ from monitor.cli import cli
 from monitor.config import Settings, load_settings
 from monitor.models import StreamKey, iso
 from monitor.platforms.streams import build_collector
+from monitor.platforms.x.sandbox import TWITTER_EPOCH, XSandbox
 from monitor.sandbox.server import Request, Response, Route
-from monitor.sandbox.x import TWITTER_EPOCH, XSandbox
 from tests.conftest import TOKEN, TOKEN_ENV
 from tests.platforms.ratelimits import collect_deferred_by_default
 

@@ -16,8 +16,8 @@ import tweepy
 from requests.adapters import HTTPAdapter
 
 from monitor import clock
+from monitor.platforms.x.sandbox import TWITTER_EPOCH, XSandbox
 from monitor.sandbox.traffic import KEYWORD, MENTION, POST, REPLY, TrafficItem
-from monitor.sandbox.x import TWITTER_EPOCH, XSandbox
 
 TOKEN = "sandbox-bearer-token"
 END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -649,7 +649,7 @@ def test_requests_are_recorded_with_redacted_authorization(client: Any, sandbox:
 def test_requests_are_logged_without_the_token(
     client: Any, sandbox: XSandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level("DEBUG", logger="monitor.sandbox.x"):
+    with caplog.at_level("DEBUG", logger="monitor.platforms.x.sandbox"):
         client.get_user(username="acme")
     assert any("/2/users/by/username/acme" in r.getMessage() for r in caplog.records)
     assert all(TOKEN not in r.getMessage() for r in caplog.records)

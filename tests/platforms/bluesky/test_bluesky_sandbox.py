@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from monitor import clock
-from monitor.sandbox.bluesky import BlueskySandbox, SearchQuery, did_for, tid
+from monitor.platforms.bluesky.sandbox import BlueskySandbox, SearchQuery, did_for, tid
 from monitor.sandbox.traffic import KEYWORD, MENTION, POST, REPLY
 
 END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -13,7 +13,7 @@ import prawcore
 import pytest
 import requests
 
-from monitor.sandbox.reddit import RATE_LIMIT, RedditSandbox, SearchQuery, base36
+from monitor.platforms.reddit.sandbox import RATE_LIMIT, RedditSandbox, SearchQuery, base36
 from monitor.sandbox.traffic import KEYWORD, MENTION, POST, REPLY, TrafficItem
 
 END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -13,7 +13,11 @@ import httpx
 import pytest
 
 from monitor import clock
-from monitor.sandbox.mastodon import DEFAULT_BRAND_ACCOUNT_ID, MastodonSandbox, SearchQuery
+from monitor.platforms.mastodon.sandbox import (
+    DEFAULT_BRAND_ACCOUNT_ID,
+    MastodonSandbox,
+    SearchQuery,
+)
 from monitor.sandbox.traffic import KEYWORD, MENTION, POST, REPLY, TrafficItem
 
 TOKEN = "sandbox-user-token"
