@@ -49,6 +49,14 @@ class PlatformName(click.ParamType[str]):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         return click.Choice(sorted(platforms())).convert(value, param, ctx)
 
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        """The registered names, as a choice shows them; PLATFORM while the registry is broken
+        (--help still works then, and the error comes when the option is used)."""
+        try:
+            return "[" + "|".join(sorted(platforms())) + "]"
+        except ConfigError:
+            return "PLATFORM"
+
 
 def _selection_options(func: Any) -> Any:
     func = click.option("--stream", type=click.Choice(STREAMS), help="Only this stream.")(func)
