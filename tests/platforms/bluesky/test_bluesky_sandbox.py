@@ -20,7 +20,7 @@ END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=2)
 PASSWORD = "sandbox-app-password"
 HANDLE = "acme.bsky.social"
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "bluesky"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "bluesky"
 TIME_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 

@@ -23,7 +23,7 @@ from monitor.sandbox.traffic import KEYWORD, MENTION, POST, REPLY, TrafficItem
 TOKEN = "sandbox-user-token"
 END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=2)
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "mastodon"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "mastodon"
 ISO_RESET = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 
 

@@ -20,7 +20,7 @@ END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=3)
 CLIENT = ("sandbox-client", "sandbox-secret")
 LOGIN = ("acme", "hunter2-password")
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "reddit"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "reddit"
 TOKEN_PATH = "/api/v1/access_token"
 
 

@@ -23,7 +23,7 @@ TOKEN = "sandbox-bearer-token"
 END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=9)
 API = "https://api.twitter.com"
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "twitter"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "twitter"
 TIME_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 ALL_TWEET_FIELDS = [
     "created_at",
