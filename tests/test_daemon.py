@@ -30,15 +30,10 @@ from click.testing import CliRunner
 from monitor import clock, store
 from monitor.cli import cli
 from monitor.config import load_settings
-from monitor.daemon import (
-    Daemon,
-    DaemonError,
-    daemon_holder,
-    database_lock,
-    first_run_at,
-    jitter_seconds,
-    plan_streams,
-)
+from monitor.daemon import Daemon, DaemonError, daemon_holder
+from monitor.daemon.lock import database_lock
+from monitor.daemon.scheduling import first_run_at, jitter_seconds, plan_streams
+from monitor.daemon.watch import configure_watchdog
 from monitor.logs import register_secret, setup_logging
 from monitor.models import RunResult, StreamKey, iso, parse_iso
 from monitor.notify.http import header_key
@@ -218,7 +213,7 @@ def test_a_job_failing_on_a_full_disk_is_one_line_and_the_daemon_goes_on(
     def classify() -> None:
         raise full
 
-    daemon._guarded("classify", classify)()  # returns: the scheduler never sees it
+    daemon.flight.guarded("classify", classify)()  # returns: the scheduler never sees it
     (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert record.getMessage() == f"classify: job failed: {full}" and record.exc_info is None
 
@@ -238,7 +233,7 @@ def test_the_daily_job_deletes_runs_older_than_the_retention(
     for days in (90, 31, 29, 0):  # kept: 30 days, as the config says (90 by default)
         started = now - timedelta(days=days)
         store.record_run(db, RunResult(StreamKey("a", "x", "posts"), started, started))
-    daemon._checkpoint()
+    daemon.jobs.checkpoint()
     assert scalar(db_path, "SELECT count(*) FROM runs") == 2
     assert "runs: 2 older than 30 days deleted" in caplog.messages
     db.conn.close()
@@ -267,15 +262,15 @@ def test_a_wal_held_by_an_open_reader_is_alerted_then_shrunk_once_it_closes(
     for _ in range(400):  # about 2 MB of WAL the reader keeps from being copied back
         store.record_run(db, RunResult(key, started_at=now, finished_at=now, error="e" * 4000))
     try:
-        daemon._process_once()
+        daemon.jobs.process_once()
         (body,) = [q.json() for q in hook.requests]
         assert body["kind"] == "service_health" and "write-ahead log" in body["summary"]
         assert store.wal_bytes(db) > 2**20  # not shrunk under the reader, and not waited for
-        daemon._process_once()  # a minute later, the reader still there
+        daemon.jobs.process_once()  # a minute later, the reader still there
         held = [r for r in caplog.records if "a reader keeps it" in r.getMessage()]
         assert [r.levelno for r in held] == [logging.WARNING, logging.DEBUG]  # warned once
         reader.rollback()
-        daemon._process_once()
+        daemon.jobs.process_once()
         assert store.wal_bytes(db) < 64 * 1024  # truncated (the pass's own writes since)
         (alert,) = store.get_alerts(db)
         assert (alert.fingerprint, alert.state) == ("service_health:a:wal", "resolved")
@@ -300,8 +295,8 @@ def test_the_watchdog_tells_its_channels_and_waits_at_least_a_pass_with_its_dead
         + '[[brands]]\nname = "b"\naccounts = {x = "b"}\n'
     )
     daemon = Daemon(load_settings(config), tmp_path / "touchpoint.db")
-    daemon._configure_watchdog()
-    dog = daemon._watchdog
+    configure_watchdog(daemon.watchdog, daemon.settings)
+    dog = daemon.watchdog
     assert list(dog.channels) == ["ops"]
     assert dog.after == timedelta(seconds=120 + 900)  # 600 s is shorter than a pass may take
     assert dog.repeat == timedelta(hours=2)  # the shortest repeat of a brand
@@ -1010,9 +1005,8 @@ PARENT = """
 import sys
 from pathlib import Path
 from monitor.config import load_settings
-from monitor.daemon import Daemon
-daemon = Daemon(load_settings(Path(sys.argv[1])), Path(sys.argv[2]))
-daemon._classify_in_child(lambda: None)
+from monitor.daemon.child import classify_in_child
+classify_in_child(load_settings(Path(sys.argv[1])).source, Path(sys.argv[2]), lambda: None)
 """
 
 
